@@ -1,2 +1,34 @@
 //! spout: a minimal, low-level, high-performance pub/sub push server.
+//!
+//! One worker thread per core. Each owns a `mio::Poll`, its own `SO_REUSEPORT` listeners, a `Slab<Conn>`, a
+//! local subscription `Hub` and an inbox (`crossbeam_channel::Receiver<WorkerMsg>`) paired with a `mio::Waker`.
+//! Nothing on the per-connection path is shared between threads. A publish is parsed on whichever worker
+//! received it, sequenced in the channel table (id, history, hand-off: one step in one global order) and sent as
+//! one `Arc<Message>` to the inbox of every worker holding subscribers of its channel; each worker queues the
+//! message's shared frame (encoded once per wire format) on its local subscribers and flushes each connection once
+//! per loop turn with vectored writes.
+//!
+//! Module map:
+//! - `config`: flags and environment → validated `Config`; `logger`: the log sink.
+//! - `net`: listeners; `worker`: the event loop; `conn`: one connection's phases, I/O and output queue.
+//! - `http`: request heads, chunked bodies, responses (sans-io); `sse`: event encoding.
+//! - `api`: the router and the public APIs (`api::native`), above `http`.
+//! - `channels`: the channel table (history, subscribers per worker, presence, the sequencer);
+//!   `broker`: the publish seam; `bus`: the worker inboxes; `hub`: a worker's channel → subscribers index.
+//! - `message`: event ids and shared messages; `metrics`: counters and the Prometheus exposition.
 #![forbid(unsafe_code)]
+
+pub mod api;
+pub mod broker;
+pub mod bus;
+pub mod channels;
+pub mod config;
+pub mod conn;
+pub mod http;
+pub mod hub;
+pub mod logger;
+pub mod message;
+pub mod metrics;
+pub mod net;
+pub mod sse;
+pub mod worker;

@@ -1,1 +1,184 @@
-fn main() {}
+//! The `spout` binary: configuration, logging, machine limits, listeners, workers, signals.
+//!
+//! Startup may fail loudly (a bad option names its key and exits 2; a port in use exits 1). After start, the
+//! main thread only waits for SIGTERM/SIGINT, then asks every worker to drain and joins them: exit 0.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use mio::{Poll, Waker};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use spout::broker::local::LocalBroker;
+use spout::bus::{Bus, WorkerMsg};
+use spout::channels::{ChannelTable, TableLimits};
+use spout::config::Config;
+use spout::metrics::Registry;
+use spout::worker::{Shared, Worker, WAKER};
+use spout::{logger, net};
+
+/// Descriptors kept back from connections: per worker its epoll, waker, listeners and spare; plus stdio, the
+/// signal pipe and some slack for the process.
+fn reserved_descriptors(config: &Config) -> u64 {
+    let workers = config.workers.get() as u64;
+    32 + workers * (4 + config.listen.len() as u64)
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the resulting connection ceiling.
+fn connection_ceiling(config: &Config) -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            log::warn!("cannot raise the file descriptor limit: {e}");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    };
+    let by_descriptors = limit.saturating_sub(reserved_descriptors(config)).max(1);
+    let ceiling = match config.max_connections {
+        Some(max) if (max as u64) <= by_descriptors => max,
+        Some(max) => {
+            log::warn!("--max-connections {max} is above what {limit} file descriptors allow; using {by_descriptors}");
+            by_descriptors as usize
+        }
+        None => by_descriptors as usize,
+    };
+    log::info!("file descriptor limit {limit}: up to {ceiling} connections");
+    ceiling
+}
+
+/// Logs the kernel settings that cap a large deployment.
+fn log_kernel_limits() {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+    };
+    if let Some(somaxconn) = read("/proc/sys/net/core/somaxconn") {
+        let capped = somaxconn.parse::<i32>().is_ok_and(|v| v < net::BACKLOG);
+        log::info!(
+            "net.core.somaxconn = {somaxconn}{}",
+            if capped {
+                " (caps the accept backlog)"
+            } else {
+                ""
+            }
+        );
+    }
+    if let Some(range) = read("/proc/sys/net/ipv4/ip_local_port_range") {
+        log::debug!("net.ipv4.ip_local_port_range = {range} (limits connections per client address, not the server)");
+    }
+}
+
+fn run(config: Config) -> Result<(), String> {
+    let max_connections = connection_ceiling(&config);
+    log_kernel_limits();
+    let workers = config.workers.get();
+    let (listeners, bound) = net::bind_all(&config.listen, workers).map_err(|e| e.to_string())?;
+
+    let mut polls = Vec::with_capacity(workers);
+    let mut wakers = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let poll = Poll::new().map_err(|e| format!("cannot create a poll: {e}"))?;
+        wakers.push(Arc::new(
+            Waker::new(poll.registry(), WAKER)
+                .map_err(|e| format!("cannot create a waker: {e}"))?,
+        ));
+        polls.push(poll);
+    }
+    let (bus, inboxes) = Bus::new(wakers, config.inbox_capacity);
+    let bus = Arc::new(bus);
+    let limits = TableLimits {
+        history: config.history,
+        history_ttl: config.history_ttl,
+        history_max_bytes: config.history_max_bytes,
+        max_channels: config.max_channels,
+        workers,
+    };
+    let table = Arc::new(ChannelTable::new(limits, SystemTime::now()));
+    let broker = Arc::new(LocalBroker::new(Arc::clone(&table), Arc::clone(&bus)));
+    if config.publish_key.is_none() && !config.is_loopback_only() {
+        log::warn!(
+            "publishing is open to anyone who can reach a non-loopback listener: set --publish-key"
+        );
+    }
+    let shared = Arc::new(Shared {
+        config,
+        table,
+        broker,
+        registry: Registry::new(workers),
+        draining: AtomicBool::new(false),
+        open_connections: AtomicUsize::new(0),
+        max_connections,
+    });
+
+    let mut threads = Vec::with_capacity(workers);
+    for (id, ((poll, listeners), inbox)) in
+        polls.into_iter().zip(listeners).zip(inboxes).enumerate()
+    {
+        let worker = Worker::new(id, poll, listeners, inbox, Arc::clone(&shared))
+            .map_err(|e| format!("worker {id}: {e}"))?;
+        let thread = std::thread::Builder::new()
+            .name(format!("spout-worker-{id}"))
+            .spawn(move || worker.run())
+            .map_err(|e| format!("cannot start worker {id}: {e}"))?;
+        threads.push(thread);
+    }
+
+    let mut signals = Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        for listen in &bound {
+            let _ = writeln!(stdout, "listening on {} ({})", listen.addr, listen.api);
+        }
+        let _ = stdout.flush();
+    }
+    log::info!(
+        "spout {} started with {workers} workers",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    if let Some(signal) = signals.forever().next() {
+        log::info!(
+            "signal {signal}: draining within {:?}",
+            shared.config.drain_timeout
+        );
+    }
+    shared.draining.store(true, Ordering::Relaxed);
+    bus.broadcast_control(|| WorkerMsg::Drain);
+    for thread in threads {
+        if thread.join().is_err() {
+            return Err("a worker panicked".to_string());
+        }
+    }
+    log::info!("drained; exiting");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("spout: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = logger::init(config.log_level, config.log_format) {
+        eprintln!("spout: cannot start logging: {e}");
+    }
+    for warning in config.warnings() {
+        log::warn!("{warning}");
+    }
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("spout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,774 @@
+//! spout's own HTTP API: SSE subscribe, publish (single and batch), channel admin, health and metrics.
+//!
+//! Errors are JSON `{"error":"<code>","message":"..."}` with the matching status; every code is produced by
+//! `ApiError` (or `refusal` for the connection layer's refusals), in this file only.
+//!
+//! Names: a channel name is 1 to 128 bytes of ASCII letters, digits and `-_.~:@` (no percent-decoding is needed
+//! or done in paths); a client id follows the same rule with at most 64 bytes. Commas separate channels in
+//! `/sub/a,b`. Event names are 1 to 64 bytes of UTF-8 without CR, LF or NUL.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{Action, Ctx, Refusal, Request, Stream};
+use crate::channels::{NewEvent, Resume, TableError};
+use crate::config::CorsOrigin;
+use crate::http::request::Method;
+use crate::http::response::{
+    json_error_body, write_response, write_stream_head, DateCache, Response,
+};
+use crate::message::EventId;
+use crate::sse;
+
+const MAX_CHANNEL_NAME: usize = 128;
+const MAX_CLIENT_ID: usize = 64;
+const MAX_EVENT_NAME: usize = 64;
+/// Recipients of one targeted event (`?to=` or `"to"`).
+const MAX_RECIPIENTS: usize = 1024;
+/// Events in one batch publish (the body limit bounds it too).
+const MAX_BATCH: usize = 10_000;
+
+/// Header carrying the client id of a new stream (the opening comment carries it too, for `EventSource`).
+const CLIENT_ID_HEADER: &str = "Spout-Client-Id";
+
+/// A native API error: status, code and message.
+#[derive(Debug)]
+struct ApiError {
+    status: u16,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(400, code, message)
+    }
+
+    fn from_table(e: TableError) -> ApiError {
+        match e {
+            TableError::TooManyChannels => ApiError::new(
+                503,
+                e.as_str(),
+                "the channel limit (--max-channels) is reached",
+            ),
+            TableError::Overloaded => ApiError::new(
+                503,
+                e.as_str(),
+                "a worker is too far behind to take more events; retry shortly",
+            ),
+        }
+    }
+}
+
+type Handled = Result<Action, ApiError>;
+
+/// The native routes. Paths are matched exactly; a trailing slash is another path.
+enum Route<'a> {
+    Subscribe(&'a [u8]),
+    PublishOne(&'a [u8]),
+    PublishBatch,
+    Channels,
+    Channel(&'a [u8]),
+    Health,
+    Metrics,
+}
+
+impl Route<'_> {
+    fn parse(path: &[u8]) -> Option<Route<'_>> {
+        let route = match path {
+            b"/pub" => Route::PublishBatch,
+            b"/channels" => Route::Channels,
+            b"/healthz" => Route::Health,
+            b"/metrics" => Route::Metrics,
+            _ => {
+                if let Some(rest) = path.strip_prefix(b"/sub/") {
+                    Route::Subscribe(rest)
+                } else if let Some(rest) = path.strip_prefix(b"/pub/") {
+                    Route::PublishOne(rest)
+                } else if let Some(rest) = path.strip_prefix(b"/channels/") {
+                    Route::Channel(rest)
+                } else {
+                    return None;
+                }
+            }
+        };
+        Some(route)
+    }
+
+    fn allow(&self) -> &'static str {
+        match self {
+            Route::Subscribe(_) | Route::Channels | Route::Health | Route::Metrics => {
+                "GET, HEAD, OPTIONS"
+            }
+            Route::PublishOne(_) | Route::PublishBatch => "POST, OPTIONS",
+            Route::Channel(_) => "GET, HEAD, DELETE, OPTIONS",
+        }
+    }
+}
+
+pub fn handle(req: &Request, ctx: &mut Ctx) -> Action {
+    let close = !req.head.keep_alive;
+    let Some(route) = Route::parse(req.path()) else {
+        return error(
+            req,
+            ctx,
+            ApiError::new(404, "not_found", "no such route"),
+            close,
+        );
+    };
+    if req.head.method == Method::Options {
+        return preflight(req, ctx, route.allow(), close);
+    }
+    let result = match (&route, req.head.method) {
+        (Route::Subscribe(list), Method::Get | Method::Head) => subscribe(req, ctx, list),
+        (Route::PublishOne(channel), Method::Post) => {
+            authorized(req, ctx).and_then(|()| publish_one(req, ctx, channel))
+        }
+        (Route::PublishBatch, Method::Post) => {
+            authorized(req, ctx).and_then(|()| publish_batch(req, ctx))
+        }
+        (Route::Channels, Method::Get | Method::Head) => {
+            authorized(req, ctx).map(|()| list_channels(req, ctx))
+        }
+        (Route::Channel(name), Method::Get | Method::Head) => {
+            authorized(req, ctx).and_then(|()| channel_info(req, ctx, name))
+        }
+        (Route::Channel(name), Method::Delete) => {
+            authorized(req, ctx).and_then(|()| delete_channel(req, ctx, name))
+        }
+        (Route::Health, Method::Get | Method::Head) => Ok(health(req, ctx)),
+        (Route::Metrics, Method::Get | Method::Head) => Ok(metrics(req, ctx)),
+        _ => {
+            let allow = route.allow();
+            let err = ApiError::new(
+                405,
+                "method_not_allowed",
+                format!("allowed methods: {allow}"),
+            );
+            return respond_error(req, ctx, err, &[("Allow", allow)], close);
+        }
+    };
+    result.unwrap_or_else(|e| error(req, ctx, e, close))
+}
+
+/// The answer to a refusal of the connection layer (always followed by a close).
+pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
+    let (status, code, message) = match refusal {
+        Refusal::Http(e) => (e.status(), e.as_str(), e.message()),
+        Refusal::Timeout => (
+            408,
+            "request_timeout",
+            "the request did not arrive within --request-timeout",
+        ),
+        Refusal::Busy => (
+            503,
+            "busy",
+            "the server is at its connection limit; retry shortly",
+        ),
+    };
+    let mut body = Vec::with_capacity(96);
+    json_error_body(&mut body, code, message);
+    let mut out = Vec::with_capacity(body.len() + 160);
+    let retry: &[(&str, &str)] = if status == 503 {
+        &[("Retry-After", "1")]
+    } else {
+        &[]
+    };
+    let resp = Response {
+        status,
+        content_type: Some("application/json"),
+        headers: retry,
+        body: &body,
+        close: true,
+        head_only: false,
+    };
+    write_response(&mut out, date, &resp);
+    out
+}
+
+// ---- subscribe -------------------------------------------------------------------------------------------------
+
+fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
+    if ctx.draining {
+        return Err(ApiError::new(
+            503,
+            "draining",
+            "the server is shutting down; reconnect to another node",
+        ));
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for raw in list.split(|b| *b == b',') {
+        let name = channel_name(raw)?;
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if names.len() > ctx.config.max_subscriptions {
+        let max = ctx.config.max_subscriptions;
+        return Err(ApiError::bad(
+            "too_many_subscriptions",
+            format!("at most {max} channels per stream (--max-subscriptions)"),
+        ));
+    }
+    let query = Query::parse(req.query())?;
+    let client_id: Box<str> = match query.get("client_id") {
+        Some(id) => client_id(id.as_bytes())?.into(),
+        None => ctx.ids.next_client_id(),
+    };
+    let resume = match req
+        .header("last-event-id")
+        .or(query.get("last_event_id").map(str::as_bytes))
+    {
+        None | Some(b"") => Resume::Fresh,
+        Some(raw) => std::str::from_utf8(raw)
+            .ok()
+            .and_then(EventId::parse)
+            .map_or(Resume::Unparseable, Resume::After),
+    };
+
+    let mut headers = vec![
+        ("Content-Type", "text/event-stream"),
+        ("Cache-Control", "no-cache"),
+        ("X-Accel-Buffering", "no"),
+    ];
+    headers.push((CLIENT_ID_HEADER, &client_id));
+    let origin = cors_origin(req, ctx);
+    push_cors(&mut headers, origin.as_deref(), ctx);
+    if origin.is_some() {
+        headers.push(("Access-Control-Expose-Headers", CLIENT_ID_HEADER));
+    }
+    let mut opening = Vec::with_capacity(320);
+    if req.is_head() {
+        let resp = Response {
+            status: 200,
+            content_type: None,
+            headers: &headers,
+            body: b"",
+            close: !req.head.keep_alive,
+            head_only: true,
+        };
+        write_response(&mut opening, ctx.date, &resp);
+        return Ok(Action::Respond {
+            bytes: opening,
+            close: !req.head.keep_alive,
+        });
+    }
+    let subscription = ctx
+        .table
+        .subscribe(ctx.worker, &names, &client_id, resume)
+        .map_err(ApiError::from_table)?;
+    write_stream_head(&mut opening, ctx.date, &headers);
+    sse::encode_comment(&mut opening, &format!("spout client_id={client_id}"));
+    sse::encode_retry(
+        &mut opening,
+        u64::try_from(ctx.config.retry.as_millis()).unwrap_or(u64::MAX),
+    );
+    Ok(Action::Stream(Box::new(Stream {
+        opening,
+        subscription,
+        client_id,
+    })))
+}
+
+// ---- publish ---------------------------------------------------------------------------------------------------
+
+fn publish_one(req: &Request, ctx: &mut Ctx, raw_channel: &[u8]) -> Handled {
+    let channel = channel_name(raw_channel)?;
+    let data = std::str::from_utf8(req.body)
+        .map_err(|_| ApiError::bad("invalid_utf8", "the body must be UTF-8 text"))?;
+    let query = Query::parse(req.query())?;
+    let event = query.get("event").map(event_name).transpose()?;
+    let to = query
+        .get("to")
+        .map(|list| recipients(list.split(',')))
+        .transpose()?;
+    let new = NewEvent {
+        channel: channel.into(),
+        event: event.map(Into::into),
+        data: data.into(),
+        to,
+    };
+    let receipts = ctx
+        .broker
+        .publish(vec![new], ctx.wall, ctx.now)
+        .map_err(|e| count_table_error(ctx, e))?;
+    ctx.counters.published += 1;
+    let receipt = receipts
+        .first()
+        .ok_or_else(|| ApiError::new(500, "internal", "publish returned no receipt"))?;
+    let body = json!({"id": receipt.id.to_string(), "channel": channel, "subscribers": receipt.subscribers});
+    Ok(json_response(req, ctx, 200, &body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    events: Vec<BatchEvent>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchEvent {
+    channel: String,
+    #[serde(default)]
+    event: Option<String>,
+    data: Value,
+    #[serde(default)]
+    to: Option<Vec<String>>,
+}
+
+fn publish_batch(req: &Request, ctx: &mut Ctx) -> Handled {
+    let batch: Batch = serde_json::from_slice(req.body)
+        .map_err(|e| ApiError::bad("invalid_json", e.to_string()))?;
+    if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
+        return Err(ApiError::bad(
+            "invalid_batch",
+            format!("a batch holds 1 to {MAX_BATCH} events"),
+        ));
+    }
+    let mut events = Vec::with_capacity(batch.events.len());
+    for (index, e) in batch.events.into_iter().enumerate() {
+        let at = |err: ApiError| ApiError {
+            message: format!("events[{index}]: {}", err.message),
+            ..err
+        };
+        channel_name(e.channel.as_bytes()).map_err(at)?;
+        let event = e.event.as_deref().map(event_name).transpose().map_err(at)?;
+        let to =
+            e.to.as_ref()
+                .map(|list| recipients(list.iter().map(String::as_str)))
+                .transpose()
+                .map_err(at)?;
+        let data: Box<str> = match e.data {
+            Value::String(text) => text.into(),
+            other => other.to_string().into(),
+        };
+        events.push(NewEvent {
+            channel: e.channel.into(),
+            event: event.map(Into::into),
+            data,
+            to,
+        });
+    }
+    let receipts = ctx
+        .broker
+        .publish(events, ctx.wall, ctx.now)
+        .map_err(|e| count_table_error(ctx, e))?;
+    ctx.counters.published += 1;
+    let ids: Vec<String> = receipts.iter().map(|r| r.id.to_string()).collect();
+    Ok(json_response(req, ctx, 200, &json!({ "ids": ids })))
+}
+
+fn count_table_error(ctx: &mut Ctx, e: TableError) -> ApiError {
+    if e == TableError::Overloaded {
+        ctx.counters.overloaded += 1;
+    }
+    ApiError::from_table(e)
+}
+
+// ---- channel admin, health, metrics ----------------------------------------------------------------------------
+
+fn list_channels(req: &Request, ctx: &mut Ctx) -> Action {
+    let channels: Vec<Value> = ctx
+        .table
+        .list()
+        .into_iter()
+        .map(|c| json!({"channel": &*c.name, "subscribers": c.subscribers, "retained": c.retained}))
+        .collect();
+    json_response(req, ctx, 200, &json!({ "channels": channels }))
+}
+
+fn channel_info(req: &Request, ctx: &mut Ctx, raw: &[u8]) -> Handled {
+    let name = channel_name(raw)?;
+    let info = ctx
+        .table
+        .info(name)
+        .ok_or_else(|| ApiError::new(404, "channel_not_found", format!("no channel {name}")))?;
+    let body = json!({
+        "channel": &*info.name,
+        "subscribers": info.subscribers,
+        "client_ids": info.client_ids.iter().map(|c| &**c).collect::<Vec<&str>>(),
+        "last_id": info.last_id.map(|id| id.to_string()),
+        "retained": info.retained,
+        "retained_bytes": info.retained_bytes,
+    });
+    Ok(json_response(req, ctx, 200, &body))
+}
+
+fn delete_channel(req: &Request, ctx: &mut Ctx, raw: &[u8]) -> Handled {
+    let name = channel_name(raw)?;
+    if !ctx.broker.delete_channel(name) {
+        return Err(ApiError::new(
+            404,
+            "channel_not_found",
+            format!("no channel {name}"),
+        ));
+    }
+    Ok(json_response(
+        req,
+        ctx,
+        200,
+        &json!({"channel": name, "deleted": true}),
+    ))
+}
+
+fn health(req: &Request, ctx: &mut Ctx) -> Action {
+    if ctx.draining {
+        let err = ApiError::new(503, "draining", "the server is shutting down");
+        return error(req, ctx, err, !req.head.keep_alive);
+    }
+    json_response(req, ctx, 200, &json!({"status": "ok"}))
+}
+
+fn metrics(req: &Request, ctx: &mut Ctx) -> Action {
+    let text = ctx.registry.render(&ctx.table.stats(), ctx.draining);
+    respond(
+        req,
+        ctx,
+        200,
+        Some("text/plain; version=0.0.4"),
+        text.as_bytes(),
+        &[],
+    )
+}
+
+// ---- auth and CORS ---------------------------------------------------------------------------------------------
+
+/// With `--publish-key`, publishing and channel admin need `Authorization: Bearer KEY` (compared in constant time).
+fn authorized(req: &Request, ctx: &Ctx) -> Result<(), ApiError> {
+    let Some(key) = &ctx.config.publish_key else {
+        return Ok(());
+    };
+    let given = req
+        .header("authorization")
+        .and_then(|v| v.strip_prefix(b"Bearer "))
+        .unwrap_or(b"");
+    if constant_time_eq(given, key.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            401,
+            "unauthorized",
+            "this needs Authorization: Bearer <publish key>",
+        ))
+    }
+}
+
+/// Compares without an early exit, so the time taken does not reveal how much of the key matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, byte) in b.iter().enumerate() {
+        diff |= byte ^ a.get(i).copied().unwrap_or(!byte);
+    }
+    diff == 0
+}
+
+/// The `Access-Control-Allow-Origin` value for this request, if any.
+fn cors_origin(req: &Request, ctx: &Ctx) -> Option<String> {
+    match &ctx.config.cors_origin {
+        CorsOrigin::Any => Some("*".to_string()),
+        CorsOrigin::Disabled => None,
+        CorsOrigin::List(allowed) => {
+            let origin = std::str::from_utf8(req.header("origin")?).ok()?;
+            allowed
+                .iter()
+                .any(|a| a == origin)
+                .then(|| origin.to_string())
+        }
+    }
+}
+
+fn push_cors<'a>(headers: &mut Vec<(&'static str, &'a str)>, origin: Option<&'a str>, ctx: &Ctx) {
+    if let Some(origin) = origin {
+        headers.push(("Access-Control-Allow-Origin", origin));
+    }
+    if matches!(ctx.config.cors_origin, CorsOrigin::List(_)) {
+        headers.push(("Vary", "Origin"));
+    }
+}
+
+fn preflight(req: &Request, ctx: &mut Ctx, allow: &'static str, close: bool) -> Action {
+    let origin = cors_origin(req, ctx);
+    let mut headers = vec![("Allow", allow)];
+    if origin.is_some() {
+        headers.push(("Access-Control-Allow-Methods", allow));
+        headers.push((
+            "Access-Control-Allow-Headers",
+            "Authorization, Content-Type, Last-Event-ID, Cache-Control",
+        ));
+        headers.push(("Access-Control-Max-Age", "86400"));
+    }
+    push_cors(&mut headers, origin.as_deref(), ctx);
+    let mut out = Vec::with_capacity(320);
+    let resp = Response {
+        status: 204,
+        content_type: None,
+        headers: &headers,
+        body: b"",
+        close,
+        head_only: false,
+    };
+    write_response(&mut out, ctx.date, &resp);
+    Action::Respond { bytes: out, close }
+}
+
+// ---- responses -------------------------------------------------------------------------------------------------
+
+fn respond(
+    req: &Request,
+    ctx: &Ctx,
+    status: u16,
+    content_type: Option<&str>,
+    body: &[u8],
+    extra: &[(&'static str, &str)],
+) -> Action {
+    let close = !req.head.keep_alive;
+    let origin = cors_origin(req, ctx);
+    let mut headers: Vec<(&str, &str)> = extra.to_vec();
+    push_cors(&mut headers, origin.as_deref(), ctx);
+    let mut out = Vec::with_capacity(body.len() + 256);
+    let resp = Response {
+        status,
+        content_type,
+        headers: &headers,
+        body,
+        close,
+        head_only: req.is_head(),
+    };
+    write_response(&mut out, ctx.date, &resp);
+    Action::Respond { bytes: out, close }
+}
+
+fn json_response(req: &Request, ctx: &Ctx, status: u16, body: &Value) -> Action {
+    respond(
+        req,
+        ctx,
+        status,
+        Some("application/json"),
+        body.to_string().as_bytes(),
+        &[],
+    )
+}
+
+fn error(req: &Request, ctx: &Ctx, e: ApiError, close: bool) -> Action {
+    let retry: &[(&'static str, &str)] = if e.status == 503 {
+        &[("Retry-After", "1")]
+    } else {
+        &[]
+    };
+    let auth: &[(&'static str, &str)] = if e.status == 401 {
+        &[("WWW-Authenticate", "Bearer")]
+    } else {
+        &[]
+    };
+    respond_error(
+        req,
+        ctx,
+        e,
+        if retry.is_empty() { auth } else { retry },
+        close,
+    )
+}
+
+fn respond_error(
+    req: &Request,
+    ctx: &Ctx,
+    e: ApiError,
+    extra: &[(&'static str, &str)],
+    close: bool,
+) -> Action {
+    log::debug!("native API {} {}: {}", e.status, e.code, e.message);
+    let mut body = Vec::with_capacity(64 + e.message.len());
+    json_error_body(&mut body, e.code, &e.message);
+    match respond(req, ctx, e.status, Some("application/json"), &body, extra) {
+        Action::Respond { bytes, close: keep } => Action::Respond {
+            bytes,
+            close: close || keep,
+        },
+        stream => stream,
+    }
+}
+
+// ---- validation ------------------------------------------------------------------------------------------------
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':' | b'@')
+}
+
+fn channel_name(raw: &[u8]) -> Result<&str, ApiError> {
+    if raw.is_empty() || raw.len() > MAX_CHANNEL_NAME || !raw.iter().all(|b| is_name_byte(*b)) {
+        return Err(ApiError::bad(
+            "invalid_channel",
+            format!("a channel name is 1 to {MAX_CHANNEL_NAME} ASCII letters, digits or -_.~:@"),
+        ));
+    }
+    std::str::from_utf8(raw)
+        .map_err(|_| ApiError::bad("invalid_channel", "channel names are ASCII"))
+}
+
+fn client_id(raw: &[u8]) -> Result<&str, ApiError> {
+    if raw.is_empty() || raw.len() > MAX_CLIENT_ID || !raw.iter().all(|b| is_name_byte(*b)) {
+        return Err(ApiError::bad(
+            "invalid_client_id",
+            format!("a client id is 1 to {MAX_CLIENT_ID} ASCII letters, digits or -_.~:@"),
+        ));
+    }
+    std::str::from_utf8(raw).map_err(|_| ApiError::bad("invalid_client_id", "client ids are ASCII"))
+}
+
+fn event_name(name: &str) -> Result<&str, ApiError> {
+    if name.is_empty() || name.len() > MAX_EVENT_NAME || !sse::is_valid_field(name) {
+        return Err(ApiError::bad(
+            "invalid_event",
+            format!("an event name is 1 to {MAX_EVENT_NAME} bytes without CR, LF or NUL"),
+        ));
+    }
+    Ok(name)
+}
+
+fn recipients<'a>(list: impl Iterator<Item = &'a str>) -> Result<Box<[Box<str>]>, ApiError> {
+    let mut out: Vec<Box<str>> = Vec::new();
+    for id in list {
+        let id = client_id(id.as_bytes())?;
+        if !out.iter().any(|o| &**o == id) {
+            out.push(id.into());
+        }
+        if out.len() > MAX_RECIPIENTS {
+            return Err(ApiError::bad(
+                "invalid_recipients",
+                format!("at most {MAX_RECIPIENTS} recipients"),
+            ));
+        }
+    }
+    if out.is_empty() {
+        return Err(ApiError::bad(
+            "invalid_recipients",
+            "`to` names no client id",
+        ));
+    }
+    Ok(out.into())
+}
+
+/// A decoded query string (`application/x-www-form-urlencoded`); the first of repeated keys wins.
+struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    fn parse(raw: &[u8]) -> Result<Query, ApiError> {
+        let mut pairs = Vec::new();
+        for part in raw.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+            let (key, value) = match part.iter().position(|b| *b == b'=') {
+                Some(i) => (&part[..i], &part[i + 1..]),
+                None => (part, &b""[..]),
+            };
+            let decoded = percent_decode(key).zip(percent_decode(value));
+            let (key, value) = decoded.ok_or_else(|| {
+                ApiError::bad(
+                    "invalid_query",
+                    "the query string is not valid percent-encoded UTF-8",
+                )
+            })?;
+            pairs.push((key, value));
+        }
+        Ok(Query { pairs })
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn percent_decode(raw: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = (*bytes.next()? as char).to_digit(16)?;
+                let lo = (*bytes.next()? as char).to_digit(16)?;
+                out.push(u8::try_from(hi * 16 + lo).ok()?);
+            }
+            _ => out.push(b),
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Data of the `reset` event: which channels may have lost events after the client's id, and why.
+pub fn reset_data(reason: &str, channels: &[Arc<str>]) -> String {
+    json!({"reason": reason, "channels": channels.iter().map(|c| &**c).collect::<Vec<&str>>()})
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_documented_rule() {
+        for good in ["a", "news", "A-z_0.9~:@x", &"c".repeat(128)] {
+            assert!(channel_name(good.as_bytes()).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "a/b",
+            "a,b",
+            "caf\u{e9}",
+            "%41",
+            &"c".repeat(129),
+        ] {
+            assert!(channel_name(bad.as_bytes()).is_err(), "{bad}");
+        }
+        assert!(client_id(&[b'x'; 65]).is_err());
+    }
+
+    #[test]
+    fn queries_decode_and_reject_bad_escapes() {
+        let q = Query::parse(b"event=a%20b&to=x,y&event=second&flag&plus=a+b").expect("valid");
+        assert_eq!(q.get("event"), Some("a b"));
+        assert_eq!(q.get("to"), Some("x,y"));
+        assert_eq!(q.get("flag"), Some(""));
+        assert_eq!(q.get("plus"), Some("a b"));
+        for bad in [&b"a=%"[..], b"a=%4", b"a=%zz", b"a=%ff"] {
+            assert!(Query::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn constant_time_eq_matches_only_equal_keys() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        for other in [
+            &b""[..],
+            b"secre",
+            b"secreT",
+            b"secret!",
+            b"\xff\xff\xff\xff\xff\xff",
+        ] {
+            assert!(!constant_time_eq(other, b"secret"), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn recipients_are_deduplicated_and_bounded() {
+        let ids = recipients(["a", "b", "a"].into_iter()).expect("valid");
+        assert_eq!(ids.len(), 2);
+        assert!(recipients(std::iter::empty()).is_err());
+        assert!(recipients(["a b"].into_iter()).is_err());
+    }
+}

@@ -1,0 +1,591 @@
+//! One client connection: its phase, its queued output, and its handlers.
+//!
+//! ```text
+//!            accept
+//!              │
+//!              ▼
+//!   ┌──► ReadingHead ──(head with an incomplete body)──► ReadingBody
+//!   │      │    │                                          │
+//!   │      │    └──(complete request)──► api::handle ◄─────┘
+//!   │      │                               │      │
+//!   └──────┼────(response, keep-alive)─────┘      └──(subscribe)──► Sse ──► (closed by the worker)
+//!          │
+//!          └──(error, timeout, `Connection: close`)──► closing: flush, then Closed
+//! ```
+//!
+//! A connection never touches the slab, the hub or the poll registry: its handlers return `Next` and the worker
+//! acts on it. It holds no read buffer of its own (the worker lends one per read) and keeps bytes only while a
+//! request is incomplete; an idle subscriber holds no input and no output allocation.
+//!
+//! Invariants: `closing` connections read and discard, and close once their output is written; an `Sse`
+//! connection with a `replay` cursor ignores live events (they are in history and reach it through the replay);
+//! live events at or below `skip_upto` were replayed or precede the subscription.
+
+pub mod io;
+pub mod outq;
+
+use std::time::Instant;
+
+use mio::net::TcpStream;
+
+use crate::api::{self, Action, Ctx, Refusal, Request};
+use crate::channels::{ChannelTable, ReplayCursor, SubscribedChannel};
+use crate::config::Api;
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::request::{parse_head, BodyFraming, Head, Limits};
+use crate::http::response::DateCache;
+use crate::http::{HttpError, Parsed};
+use crate::message::{EventId, Frame, Message};
+use crate::metrics::Counters;
+use crate::sse;
+use io::IoOutcome;
+use outq::{Chunk, OutQueue};
+
+/// Bytes read from one connection per loop turn before others get their turn (fairness, as redis'
+/// `NET_MAX_WRITES_PER_EVENT`).
+const READ_BUDGET: usize = 256 * 1024;
+/// Bytes written to one connection per loop turn.
+const WRITE_BUDGET: usize = 1024 * 1024;
+/// Data bytes taken from history per replay step: replay is paced as the socket drains, never queued whole.
+const REPLAY_BATCH: usize = 64 * 1024;
+
+const CONTINUE_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// An SSE comment line: keeps proxies from timing the stream out and finds dead peers.
+pub const HEARTBEAT: &[u8] = b":\n\n";
+
+/// Where a connection is in its life; each variant owns its state.
+pub enum Phase {
+    /// Waiting for (the rest of) a request head. `idle`: between requests, nothing received yet. `partial`: the
+    /// bytes of an incomplete head (or of pipelined requests behind one), only while there are any.
+    ReadingHead { idle: bool, partial: Vec<u8> },
+    /// A head arrived whose body is still coming.
+    ReadingBody(Box<BodyState>),
+    /// An event stream.
+    Sse(SseState),
+}
+
+/// A request whose body is incomplete: its head (copied, with spans into the copy) and the body so far.
+pub struct BodyState {
+    head_bytes: Vec<u8>,
+    head: Head,
+    body: Vec<u8>,
+    decoder: BodyDecoder,
+}
+
+enum BodyDecoder {
+    /// `Content-Length`: bytes still to come.
+    Length(usize),
+    Chunked(ChunkedDecoder),
+}
+
+impl BodyState {
+    /// Takes body bytes from `input`; returns how many were used and whether the body is complete.
+    fn feed(&mut self, input: &[u8]) -> Result<(usize, bool), HttpError> {
+        match &mut self.decoder {
+            BodyDecoder::Length(remaining) => {
+                let take = input.len().min(*remaining);
+                self.body
+                    .extend_from_slice(input.get(..take).unwrap_or_default());
+                *remaining -= take;
+                Ok((take, *remaining == 0))
+            }
+            BodyDecoder::Chunked(decoder) => {
+                let progress = decoder.feed(input, &mut self.body)?;
+                Ok((progress.consumed, progress.done))
+            }
+        }
+    }
+}
+
+/// An event stream's subscription.
+pub struct SseState {
+    pub client_id: Box<str>,
+    pub channels: Box<[SubscribedChannel]>,
+    /// Per channel, this connection's position in the worker hub's member list (the reverse index).
+    pub positions: Box<[u32]>,
+    pub skip_upto: EventId,
+    pub replay: Option<Box<ReplayCursor>>,
+}
+
+/// What the worker must do after a handler ran.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    Continue,
+    /// The connection became an event stream: add it to the hub.
+    Subscribed,
+    Close(CloseReason),
+}
+
+/// Why a connection ends (for logs and counters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed or reset it.
+    Peer,
+    /// An unexpected socket error.
+    Error,
+    /// Idle keep-alive connection, or a refused one that did not take its answer in time.
+    Timeout,
+    /// Output queued over `--max-queued-bytes`.
+    Slow,
+    /// The answer was written and the connection was to close after it.
+    Done,
+    /// Graceful shutdown.
+    Drained,
+}
+
+/// What `deliver` did with a live event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Queued,
+    Skipped,
+    /// Queued, and the output is now over the cap: the worker closes the connection.
+    Overflow,
+}
+
+pub struct Conn {
+    stream: TcpStream,
+    pub phase: Phase,
+    pub out: OutQueue,
+    /// When the current wait ends: request timeout, keep-alive timeout, or the linger of a closing connection.
+    pub deadline: Option<Instant>,
+    pub api: Api,
+    pub readable: bool,
+    pub writable: bool,
+    /// Listed in the worker's dirty list.
+    pub dirty: bool,
+    /// Close once `out` is written; read and discard until then.
+    pub closing: bool,
+}
+
+impl Conn {
+    pub fn new(
+        stream: TcpStream,
+        api: Api,
+        now: Instant,
+        request_timeout: std::time::Duration,
+    ) -> Conn {
+        Conn {
+            stream,
+            phase: Phase::ReadingHead {
+                idle: false,
+                partial: Vec::new(),
+            },
+            out: OutQueue::default(),
+            deadline: Some(now + request_timeout),
+            api,
+            readable: false,
+            writable: false,
+            dirty: false,
+            closing: false,
+        }
+    }
+
+    pub fn stream_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    pub fn sse(&self) -> Option<&SseState> {
+        match &self.phase {
+            Phase::Sse(sse) => Some(sse),
+            _ => None,
+        }
+    }
+
+    pub fn sse_mut(&mut self) -> Option<&mut SseState> {
+        match &mut self.phase {
+            Phase::Sse(sse) => Some(sse),
+            _ => None,
+        }
+    }
+
+    /// Whether output is queued or a replay waits for room.
+    pub fn wants_flush(&self) -> bool {
+        !self.out.is_empty() || self.sse().is_some_and(|s| s.replay.is_some())
+    }
+
+    /// Reads until `WouldBlock` (or the budget) and handles every complete request.
+    pub fn on_readable(&mut self, ctx: &mut Ctx, buf: &mut [u8]) -> Next {
+        let mut budget = READ_BUDGET;
+        while budget > 0 {
+            let n = match io::read_once(&mut self.stream, buf) {
+                IoOutcome::Done(n) => n,
+                IoOutcome::WouldBlock => {
+                    self.readable = false;
+                    return Next::Continue;
+                }
+                IoOutcome::Closed => return self.on_peer_closed(),
+                IoOutcome::Error(e) => {
+                    log::warn!("read failed: {e}");
+                    return Next::Close(CloseReason::Error);
+                }
+            };
+            budget = budget.saturating_sub(n);
+            if self.closing || matches!(self.phase, Phase::Sse(_)) {
+                // Nothing more is expected from a stream or a connection being closed.
+                continue;
+            }
+            let next = self.ingest(buf.get(..n).unwrap_or_default(), ctx);
+            if next != Next::Continue {
+                return next;
+            }
+        }
+        Next::Continue
+    }
+
+    /// The peer shut down its side: finish writing an answer still queued, otherwise close.
+    fn on_peer_closed(&mut self) -> Next {
+        self.readable = false;
+        if !self.out.is_empty() && !matches!(self.phase, Phase::Sse(_)) {
+            self.closing = true;
+            Next::Continue
+        } else {
+            Next::Close(CloseReason::Peer)
+        }
+    }
+
+    fn ingest(&mut self, data: &[u8], ctx: &mut Ctx) -> Next {
+        let mut pending = match &mut self.phase {
+            Phase::ReadingHead { partial, .. } => std::mem::take(partial),
+            _ => Vec::new(),
+        };
+        let input: &[u8] = if pending.is_empty() {
+            data
+        } else {
+            pending.extend_from_slice(data);
+            &pending
+        };
+        let (used, next) = self.process(input, ctx);
+        if let Phase::ReadingHead { partial, .. } = &mut self.phase {
+            if next == Next::Continue && !self.closing {
+                if let Some(rest) = input.get(used..).filter(|r| !r.is_empty()) {
+                    *partial = rest.to_vec();
+                }
+            }
+        }
+        next
+    }
+
+    /// Handles the requests in `buf`; returns how many bytes were used.
+    fn process(&mut self, buf: &[u8], ctx: &mut Ctx) -> (usize, Next) {
+        let limits = Limits {
+            max_head: ctx.config.max_head,
+            max_headers: ctx.config.max_headers,
+            max_body: ctx.config.max_body,
+        };
+        let mut at = 0;
+        loop {
+            if self.closing {
+                return (buf.len(), Next::Continue);
+            }
+            let rest = buf.get(at..).unwrap_or_default();
+            match &mut self.phase {
+                Phase::Sse(_) => return (buf.len(), Next::Continue),
+                Phase::ReadingHead { idle, .. } => {
+                    if rest.is_empty() {
+                        return (at, Next::Continue);
+                    }
+                    if *idle {
+                        *idle = false;
+                        self.deadline = Some(ctx.now + ctx.config.request_timeout);
+                    }
+                    let (head, head_len) = match parse_head(rest, &limits) {
+                        Ok(Parsed::Partial) => return (at, Next::Continue),
+                        Ok(Parsed::Complete(head, len)) => (head, len),
+                        Err(e) => {
+                            self.refuse(Refusal::Http(e), ctx);
+                            return (buf.len(), Next::Continue);
+                        }
+                    };
+                    let head_bytes = rest.get(..head_len).unwrap_or_default();
+                    let after = rest.get(head_len..).unwrap_or_default();
+                    let decoder = match head.framing {
+                        BodyFraming::None => {
+                            at += head_len;
+                            let next = self.dispatch(&head, head_bytes, &[], ctx);
+                            if next != Next::Continue {
+                                return (buf.len(), next);
+                            }
+                            continue;
+                        }
+                        BodyFraming::Length(len) if len > limits.max_body => {
+                            self.refuse(Refusal::Http(HttpError::BodyTooLarge), ctx);
+                            return (buf.len(), Next::Continue);
+                        }
+                        BodyFraming::Length(len) if after.len() >= len => {
+                            at += head_len + len;
+                            let next = self.dispatch(
+                                &head,
+                                head_bytes,
+                                after.get(..len).unwrap_or_default(),
+                                ctx,
+                            );
+                            if next != Next::Continue {
+                                return (buf.len(), next);
+                            }
+                            continue;
+                        }
+                        BodyFraming::Length(len) => BodyDecoder::Length(len),
+                        BodyFraming::Chunked => {
+                            BodyDecoder::Chunked(ChunkedDecoder::new(limits.max_body))
+                        }
+                    };
+                    if head.expect_continue && after.is_empty() {
+                        self.out.push(Chunk::Static(CONTINUE_100));
+                    }
+                    let capacity = match decoder {
+                        BodyDecoder::Length(len) => len.min(64 * 1024),
+                        BodyDecoder::Chunked(_) => 0,
+                    };
+                    let state = BodyState {
+                        head_bytes: head_bytes.to_vec(),
+                        head,
+                        body: Vec::with_capacity(capacity),
+                        decoder,
+                    };
+                    self.phase = Phase::ReadingBody(Box::new(state));
+                    self.deadline = Some(ctx.now + ctx.config.request_timeout);
+                    at += head_len;
+                }
+                Phase::ReadingBody(state) => {
+                    if rest.is_empty() {
+                        return (at, Next::Continue);
+                    }
+                    match state.feed(rest) {
+                        Err(e) => {
+                            self.refuse(Refusal::Http(e), ctx);
+                            return (buf.len(), Next::Continue);
+                        }
+                        Ok((used, false)) => {
+                            // Progress restarts the stall timer: a slow but moving upload is not cut off.
+                            self.deadline = Some(ctx.now + ctx.config.request_timeout);
+                            return (at + used, Next::Continue);
+                        }
+                        Ok((used, true)) => {
+                            at += used;
+                            let Phase::ReadingBody(state) = std::mem::replace(
+                                &mut self.phase,
+                                Phase::ReadingHead {
+                                    idle: false,
+                                    partial: Vec::new(),
+                                },
+                            ) else {
+                                unreachable!("matched ReadingBody above");
+                            };
+                            let next =
+                                self.dispatch(&state.head, &state.head_bytes, &state.body, ctx);
+                            if next != Next::Continue {
+                                return (buf.len(), next);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands a complete request to its API and carries out the answer.
+    fn dispatch(&mut self, head: &Head, head_bytes: &[u8], body: &[u8], ctx: &mut Ctx) -> Next {
+        let req = Request {
+            head,
+            buf: head_bytes,
+            body,
+        };
+        match api::handle(self.api, &req, ctx) {
+            Action::Respond { bytes, close } => {
+                self.out.push(Chunk::Owned(bytes.into()));
+                if close {
+                    self.start_closing(ctx.now, ctx.config.request_timeout);
+                } else {
+                    self.phase = Phase::ReadingHead {
+                        idle: true,
+                        partial: Vec::new(),
+                    };
+                    self.deadline = Some(ctx.now + ctx.config.keepalive_timeout);
+                }
+                Next::Continue
+            }
+            Action::Stream(stream) => {
+                let api::Stream {
+                    opening,
+                    subscription,
+                    client_id,
+                } = *stream;
+                self.out.push(Chunk::Owned(opening.into()));
+                let positions = vec![0; subscription.channels.len()].into();
+                self.phase = Phase::Sse(SseState {
+                    client_id,
+                    channels: subscription.channels.into(),
+                    positions,
+                    skip_upto: subscription.head,
+                    replay: subscription.replay.map(Box::new),
+                });
+                self.deadline = None;
+                Next::Subscribed
+            }
+        }
+    }
+
+    /// Queues the refusal in the listener API's style and closes after it.
+    fn refuse(&mut self, refusal: Refusal, ctx: &mut Ctx) {
+        match refusal {
+            Refusal::Timeout => ctx.counters.timeouts += 1,
+            _ => ctx.counters.bad_requests += 1,
+        }
+        log::debug!("refused: {refusal:?}");
+        self.out.push(Chunk::Owned(
+            api::refusal(self.api, refusal, ctx.date).into(),
+        ));
+        self.start_closing(ctx.now, ctx.config.request_timeout);
+    }
+
+    fn start_closing(&mut self, now: Instant, linger: std::time::Duration) {
+        self.closing = true;
+        if let Phase::ReadingHead { partial, .. } = &mut self.phase {
+            *partial = Vec::new();
+        }
+        self.deadline = Some(now + linger);
+    }
+
+    /// Deadlines: 408 for an incomplete request, a silent close for an idle keep-alive connection, and a hard
+    /// close for a closing connection whose peer does not take its answer.
+    pub fn on_tick(&mut self, now: Instant, ctx: &mut Ctx) -> Next {
+        match self.deadline {
+            Some(deadline) if now >= deadline => {}
+            _ => return Next::Continue,
+        }
+        if self.closing {
+            return Next::Close(CloseReason::Timeout);
+        }
+        match self.phase {
+            Phase::ReadingHead { idle: true, .. } => Next::Close(CloseReason::Timeout),
+            Phase::ReadingHead { idle: false, .. } | Phase::ReadingBody(_) => {
+                self.refuse(Refusal::Timeout, ctx);
+                Next::Continue
+            }
+            Phase::Sse(_) => Next::Continue,
+        }
+    }
+
+    /// Queues a live event for this stream, unless it is not for it.
+    pub fn deliver(&mut self, message: &Message, frame: &Frame, max_queued: usize) -> Delivery {
+        let Phase::Sse(sse) = &self.phase else {
+            return Delivery::Skipped;
+        };
+        if sse.replay.is_some()
+            || message.id <= sse.skip_upto
+            || !message.is_for(&sse.client_id)
+            || self.closing
+        {
+            return Delivery::Skipped;
+        }
+        self.out.push(Chunk::Shared(Frame::clone(frame)));
+        if self.out.bytes() > max_queued {
+            Delivery::Overflow
+        } else {
+            Delivery::Queued
+        }
+    }
+
+    /// Queues bytes made for this connection (a final event, a retry hint).
+    pub fn queue(&mut self, chunk: Chunk) {
+        self.out.push(chunk);
+    }
+
+    /// Writes queued output until `WouldBlock`, the budget or the end, refilling a replay from history as the
+    /// socket drains.
+    pub fn flush(&mut self, table: &ChannelTable, counters: &mut Counters) -> Next {
+        let mut budget = WRITE_BUDGET;
+        while self.writable && budget > 0 {
+            if self.out.is_empty() && !self.refill_replay(table, counters) {
+                break;
+            }
+            if self.out.is_empty() {
+                continue;
+            }
+            match self.out.write_to(&mut self.stream) {
+                Ok(written) if written.bytes == 0 => break,
+                Ok(written) => {
+                    counters.bytes_out += written.bytes as u64;
+                    counters.writes += 1;
+                    counters.frames_written += written.chunks as u64;
+                    budget = budget.saturating_sub(written.bytes);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => match io::classify(Err(e)) {
+                    IoOutcome::WouldBlock => self.writable = false,
+                    IoOutcome::Error(e) => {
+                        log::warn!("write failed: {e}");
+                        return Next::Close(CloseReason::Error);
+                    }
+                    _ => return Next::Close(CloseReason::Peer),
+                },
+            }
+        }
+        if self.closing && self.out.is_empty() {
+            return Next::Close(CloseReason::Done);
+        }
+        Next::Continue
+    }
+
+    /// Queues the next replay step; false when there is no replay.
+    fn refill_replay(&mut self, table: &ChannelTable, counters: &mut Counters) -> bool {
+        let Phase::Sse(sse) = &mut self.phase else {
+            return false;
+        };
+        let Some(cursor) = sse.replay.as_mut() else {
+            return false;
+        };
+        let mut batch = Vec::new();
+        let step = table.replay(
+            &sse.channels,
+            &sse.client_id,
+            cursor,
+            REPLAY_BATCH,
+            &mut batch,
+        );
+        if let Some(reset) = step.reset {
+            let mut frame = Vec::with_capacity(96);
+            let data = api::native::reset_data(reset.reason.as_str(), &reset.channels);
+            sse::encode_event(&mut frame, None, Some("reset"), &data);
+            self.out.push(Chunk::Owned(frame.into()));
+            counters.resets += 1;
+        }
+        counters.replayed += batch.len() as u64;
+        counters.delivered += batch.len() as u64;
+        for message in &batch {
+            self.out
+                .push(Chunk::Shared(Frame::clone(message.sse_frame())));
+        }
+        if step.done {
+            sse.skip_upto = cursor.after;
+            sse.replay = None;
+        }
+        true
+    }
+}
+
+/// Answers and closes a connection that is refused at accept (connection limit, out of descriptors): best effort,
+/// one non-blocking write of a short answer on a fresh socket.
+pub fn refuse_at_accept(stream: &mut TcpStream, api: Api, date: &DateCache) {
+    use std::io::Write;
+    let answer = api::refusal(api, Refusal::Busy, date);
+    let _ = stream.write(&answer);
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Idle connections are the common case: keep them small. Grows only on purpose.
+    #[test]
+    fn conn_stays_small() {
+        let size = std::mem::size_of::<Conn>();
+        assert!(size <= 160, "Conn grew to {size} bytes");
+        assert!(
+            std::mem::size_of::<Phase>() <= 80,
+            "Phase grew to {} bytes",
+            std::mem::size_of::<Phase>()
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! `OutQueue`: the bytes waiting to be written to one connection.
+//!
+//! Shared frames are queued as `Arc` clones, never copied; a response built for this connection alone is queued
+//! as an owned boxed slice. `write_to` sends as many chunks as fit in one `write_vectored` call, so a subscriber
+//! with many queued events gets them in one syscall.
+//!
+//! Invariant: `bytes` is the number of unwritten bytes in `chunks` after `offset`. An emptied queue gives its
+//! allocation back, so an idle connection holds no output buffer.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+
+use crate::message::Frame;
+
+/// How many chunks one vectored write carries at most (Linux's `UIO_MAXIOV` is 1024; 64 keeps the stack array
+/// small and is plenty: a write is also capped by the socket buffer).
+pub const MAX_IOV: usize = 64;
+
+/// One queued piece of output.
+#[derive(Debug)]
+pub enum Chunk {
+    /// A frame shared with other subscribers (an encoded event).
+    Shared(Frame),
+    /// Bytes made for this connection alone (a response, a stream head).
+    Owned(Box<[u8]>),
+    /// Constant bytes (heartbeat comments).
+    Static(&'static [u8]),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Shared(frame) => frame,
+            Chunk::Owned(bytes) => bytes,
+            Chunk::Static(bytes) => bytes,
+        }
+    }
+}
+
+/// What one `write_to` call did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    pub bytes: usize,
+    /// Chunks fully written.
+    pub chunks: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct OutQueue {
+    chunks: VecDeque<Chunk>,
+    /// Bytes of the front chunk already written.
+    offset: usize,
+    bytes: usize,
+}
+
+impl OutQueue {
+    pub fn push(&mut self, chunk: Chunk) {
+        let len = chunk.bytes().len();
+        if len == 0 {
+            return;
+        }
+        self.bytes += len;
+        self.chunks.push_back(chunk);
+    }
+
+    /// Unwritten bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes == 0
+    }
+
+    /// Chunks waiting, the front one counted even when partly written.
+    pub fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// One vectored write of up to `MAX_IOV` chunks. Errors are returned as they are (`conn/io.rs` classifies them).
+    pub fn write_to<W: Write>(&mut self, sink: &mut W) -> io::Result<Written> {
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        let mut count = 0;
+        for (i, chunk) in self.chunks.iter().take(MAX_IOV).enumerate() {
+            let bytes = chunk.bytes();
+            let start = if i == 0 {
+                self.offset.min(bytes.len())
+            } else {
+                0
+            };
+            slices[i] = IoSlice::new(bytes.get(start..).unwrap_or_default());
+            count = i + 1;
+        }
+        if count == 0 {
+            return Ok(Written::default());
+        }
+        let written = sink.write_vectored(&slices[..count])?;
+        Ok(self.advance(written))
+    }
+
+    fn advance(&mut self, mut written: usize) -> Written {
+        let total = written;
+        let mut chunks = 0;
+        while let Some(front) = self.chunks.front() {
+            let left = front.bytes().len() - self.offset;
+            if written < left {
+                self.offset += written;
+                break;
+            }
+            written -= left;
+            self.offset = 0;
+            self.chunks.pop_front();
+            chunks += 1;
+        }
+        self.bytes -= total;
+        if self.chunks.is_empty() {
+            debug_assert_eq!(self.bytes, 0);
+            self.chunks = VecDeque::new();
+        }
+        Written {
+            bytes: total,
+            chunks,
+        }
+    }
+
+    /// Drops everything queued and gives the memory back.
+    pub fn clear(&mut self) {
+        *self = OutQueue::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink that accepts at most `limit` bytes per call.
+    struct Trickle {
+        got: Vec<u8>,
+        limit: usize,
+        calls: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.limit - n);
+                self.got.extend_from_slice(&b[..take]);
+                n += take;
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn queue() -> OutQueue {
+        let mut q = OutQueue::default();
+        q.push(Chunk::Owned(b"head;".to_vec().into()));
+        q.push(Chunk::Shared(Frame::from(&b"event1;"[..])));
+        q.push(Chunk::Static(b""));
+        q.push(Chunk::Static(b"beat;"));
+        q
+    }
+
+    #[test]
+    fn everything_goes_out_in_one_call_when_the_socket_takes_it() {
+        let mut q = queue();
+        assert_eq!((q.bytes(), q.len()), (17, 3));
+        let mut sink = Trickle {
+            got: Vec::new(),
+            limit: 1 << 20,
+            calls: 0,
+        };
+        let w = q.write_to(&mut sink).expect("write");
+        assert_eq!(
+            w,
+            Written {
+                bytes: 17,
+                chunks: 3
+            }
+        );
+        assert_eq!(
+            (sink.got.as_slice(), sink.calls),
+            (&b"head;event1;beat;"[..], 1)
+        );
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn partial_writes_resume_at_the_right_byte() {
+        for limit in 1..18 {
+            let mut q = queue();
+            let mut sink = Trickle {
+                got: Vec::new(),
+                limit,
+                calls: 0,
+            };
+            while !q.is_empty() {
+                q.write_to(&mut sink).expect("write");
+            }
+            assert_eq!(sink.got, b"head;event1;beat;", "limit {limit}");
+        }
+    }
+
+    #[test]
+    fn at_most_max_iov_chunks_per_call() {
+        let mut q = OutQueue::default();
+        for _ in 0..MAX_IOV + 5 {
+            q.push(Chunk::Static(b"x"));
+        }
+        let mut sink = Trickle {
+            got: Vec::new(),
+            limit: 1 << 20,
+            calls: 0,
+        };
+        assert_eq!(q.write_to(&mut sink).expect("write").chunks, MAX_IOV);
+        assert_eq!(q.bytes(), 5);
+    }
+}

@@ -1,0 +1,288 @@
+//! The logger behind the `log` facade: one line per record on stderr, as
+//! text or as JSON for log shippers.
+//!
+//! Owns line formatting ([`format_record`]) and the UTC timestamp, computed
+//! by hand from `SystemTime` so no date crate is needed. It must not buffer
+//! across records or run on the fan-out path: callers log through `log`'s
+//! macros, which check the level before anything is formatted.
+//!
+//! Invariants:
+//! - every record is exactly one line: control characters in a text message
+//!   are escaped (`\n` → `\\n`), and JSON strings are escaped by serde_json,
+//!   so a message that quotes client input cannot forge further lines;
+//! - each line reaches stderr through one `write_all` under the stderr lock,
+//!   so lines from different worker threads never interleave.
+
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use log::{Level, LevelFilter, Log, Metadata, Record, SetLoggerError};
+
+use crate::config::LogFormat;
+
+/// Installs the logger for the whole process, writing records at `level` or
+/// more severe in `format`. Fails if a logger is already installed.
+pub fn init(level: LevelFilter, format: LogFormat) -> Result<(), SetLoggerError> {
+    log::set_boxed_logger(Box::new(StderrLogger { level, format }))?;
+    log::set_max_level(level);
+    Ok(())
+}
+
+struct StderrLogger {
+    level: LevelFilter,
+    format: LogFormat,
+}
+
+impl Log for StderrLogger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= self.level
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let mut line = Vec::with_capacity(128);
+        format_record(
+            &mut line,
+            self.format,
+            SystemTime::now(),
+            record.level(),
+            record.target(),
+            record.args(),
+        );
+        // Nothing useful can be done when stderr itself fails.
+        let _ = std::io::stderr().lock().write_all(&line);
+    }
+
+    fn flush(&self) {
+        let _ = std::io::stderr().flush();
+    }
+}
+
+/// Appends one complete log line, newline included, to `out`.
+///
+/// Text: `2026-11-23T16:20:01.123Z INFO  spout::worker: message`.
+/// JSON: `{"ts":"2026-11-23T16:20:01.123Z","level":"INFO","target":"spout::worker","msg":"message"}`.
+pub fn format_record(
+    out: &mut Vec<u8>,
+    format: LogFormat,
+    now: SystemTime,
+    level: Level,
+    target: &str,
+    args: &fmt::Arguments<'_>,
+) {
+    let ts = utc_timestamp(now);
+    // `as_str` avoids formatting a message that has no arguments.
+    let formatted;
+    let msg = match args.as_str() {
+        Some(s) => s,
+        None => {
+            formatted = args.to_string();
+            &formatted
+        }
+    };
+    match format {
+        LogFormat::Text => {
+            let mut line = String::with_capacity(ts.len() + target.len() + msg.len() + 10);
+            let _ = write!(line, "{ts} {:<5} {target}: ", level.as_str());
+            push_escaped_controls(&mut line, msg);
+            line.push('\n');
+            out.extend_from_slice(line.as_bytes());
+        }
+        LogFormat::Json => {
+            out.extend_from_slice(b"{\"ts\":\"");
+            out.extend_from_slice(ts.as_bytes());
+            out.extend_from_slice(b"\",\"level\":\"");
+            out.extend_from_slice(level.as_str().as_bytes());
+            out.extend_from_slice(b"\",\"target\":");
+            push_json_string(out, target);
+            out.extend_from_slice(b",\"msg\":");
+            push_json_string(out, msg);
+            out.extend_from_slice(b"}\n");
+        }
+    }
+}
+
+/// Appends `s` to `line`, escaping control characters other than tab so the
+/// text stays on one line.
+fn push_escaped_controls(line: &mut String, s: &str) {
+    for c in s.chars() {
+        if c.is_control() && c != '\t' {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+}
+
+/// Appends `s` as a quoted, escaped JSON string.
+fn push_json_string(out: &mut Vec<u8>, s: &str) {
+    // Serializing a `str` into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// `now` as `YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC; times before 1970 (a clock
+/// set wrong) print as the epoch.
+fn utc_timestamp(now: SystemTime) -> String {
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let secs_of_day = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        secs_of_day / 3600,
+        secs_of_day / 60 % 60,
+        secs_of_day % 60,
+        since_epoch.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian
+/// calendar, after Howard Hinnant's `civil_from_days`, shifted so that years
+/// start on 1 March and the leap day falls last.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    const DAYS_PER_ERA: u64 = 146_097; // 400 Gregorian years
+    let z = days + 719_468; // days from 0000-03-01 to 1970-01-01
+    let era = z / DAYS_PER_ERA;
+    let doe = z % DAYS_PER_ERA; // day of era, 0..=146_096
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // 0..=399
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of the March year
+    let mp = (5 * doy + 2) / 153; // month from March, 0..=11
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = era * 400 + yoe + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn at_millis(ms: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    fn line(format: LogFormat, level: Level, target: &str, args: fmt::Arguments<'_>) -> String {
+        let mut out = Vec::new();
+        format_record(
+            &mut out,
+            format,
+            at_millis(1_795_450_801_123),
+            level,
+            target,
+            &args,
+        );
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn timestamps() {
+        let cases = [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (1_795_450_801_123, "2026-11-23T16:20:01.123Z"),
+            (1_709_251_199_999, "2024-02-29T23:59:59.999Z"),
+            (951_868_800_000, "2000-03-01T00:00:00.000Z"),
+            (4_133_937_600_007, "2100-12-31T12:00:00.007Z"),
+        ];
+        for (ms, expected) in cases {
+            assert_eq!(utc_timestamp(at_millis(ms)), expected, "{ms}");
+        }
+        let before_epoch = UNIX_EPOCH - Duration::from_secs(5);
+        assert_eq!(utc_timestamp(before_epoch), "1970-01-01T00:00:00.000Z");
+    }
+
+    /// Every day for 1000 years follows the previous one.
+    #[test]
+    fn civil_dates_are_consecutive() {
+        let mut prev = civil_from_days(0);
+        assert_eq!(prev, (1970, 1, 1));
+        for days in 1..366_000 {
+            let next = civil_from_days(days);
+            let (y, m, d) = prev;
+            let follows = next == (y, m, d + 1)
+                || (next == (y, m + 1, 1) && d >= 28)
+                || (next == (y + 1, 1, 1) && (m, d) == (12, 31));
+            assert!(follows, "{prev:?} then {next:?}");
+            prev = next;
+        }
+    }
+
+    #[test]
+    fn text_line() {
+        let got = line(
+            LogFormat::Text,
+            Level::Info,
+            "spout::worker",
+            format_args!("worker {} started", 3),
+        );
+        assert_eq!(
+            got,
+            "2026-11-23T16:20:01.123Z INFO  spout::worker: worker 3 started\n"
+        );
+        let got = line(LogFormat::Text, Level::Error, "spout", format_args!("boom"));
+        assert_eq!(got, "2026-11-23T16:20:01.123Z ERROR spout: boom\n");
+    }
+
+    #[test]
+    fn text_line_escapes_control_characters() {
+        let got = line(
+            LogFormat::Text,
+            Level::Warn,
+            "spout::conn",
+            format_args!("bad \"name\"\nINJECTED\r\x1b[31m\tok é"),
+        );
+        assert_eq!(
+            got,
+            "2026-11-23T16:20:01.123Z WARN  spout::conn: bad \"name\"\\nINJECTED\\r\\u{1b}[31m\tok é\n"
+        );
+        assert_eq!(got.matches('\n').count(), 1);
+    }
+
+    #[test]
+    fn json_line() {
+        let got = line(
+            LogFormat::Json,
+            Level::Debug,
+            "spout::worker",
+            format_args!("key {} closed", 7),
+        );
+        assert_eq!(
+            got,
+            "{\"ts\":\"2026-11-23T16:20:01.123Z\",\"level\":\"DEBUG\",\
+             \"target\":\"spout::worker\",\"msg\":\"key 7 closed\"}\n"
+        );
+    }
+
+    #[test]
+    fn json_line_escapes_quotes_and_newlines() {
+        let msg = "say \"hi\"\nline two\\ \u{0}\u{1b} é";
+        let got = line(LogFormat::Json, Level::Trace, "t\"x", format_args!("{msg}"));
+        assert!(got.ends_with("}\n"));
+        assert_eq!(got.matches('\n').count(), 1, "{got}");
+        let value: serde_json::Value = serde_json::from_str(got.trim_end()).unwrap();
+        assert_eq!(value["ts"], "2026-11-23T16:20:01.123Z");
+        assert_eq!(value["level"], "TRACE");
+        assert_eq!(value["target"], "t\"x");
+        assert_eq!(value["msg"], msg);
+    }
+
+    #[test]
+    fn enabled_respects_the_level() {
+        let logger = StderrLogger {
+            level: LevelFilter::Warn,
+            format: LogFormat::Text,
+        };
+        let meta = |level| Metadata::builder().level(level).target("spout").build();
+        assert!(logger.enabled(&meta(Level::Error)));
+        assert!(logger.enabled(&meta(Level::Warn)));
+        assert!(!logger.enabled(&meta(Level::Info)));
+        let off = StderrLogger {
+            level: LevelFilter::Off,
+            format: LogFormat::Json,
+        };
+        assert!(!off.enabled(&meta(Level::Error)));
+    }
+}

@@ -1,0 +1,189 @@
+//! Metric names, per-worker counters and the Prometheus text exposition.
+//!
+//! Workers count in plain `u64` fields (`Counters`) on the hot path and copy them into their slot of relaxed
+//! atomics once per tick (`Registry::publish`); `/metrics` reads the slots. No atomic is touched inside fan-out.
+//! Every metric is defined once, in the `counters!` table below: field, exposed name, type and help text.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::channels::TableStats;
+
+macro_rules! counters {
+    ($($field:ident: $name:literal, $kind:literal, $help:literal;)*) => {
+        /// One worker's figures, plain integers owned by the worker.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct Counters { $(pub $field: u64,)* }
+
+        /// (name, type, help) of every per-worker metric, in `Counters::values` order.
+        pub const WORKER_METRICS: &[(&str, &str, &str)] = &[$(($name, $kind, $help),)*];
+
+        impl Counters {
+            fn values(&self) -> impl Iterator<Item = u64> {
+                [$(self.$field,)*].into_iter()
+            }
+        }
+    };
+}
+
+counters! {
+    connections: "spout_connections", "gauge", "Open client connections.";
+    subscribers: "spout_subscribers", "gauge", "Open event streams (a stream may span several channels).";
+    subscriptions: "spout_subscriptions", "gauge", "Channel subscriptions of open streams.";
+    accepted: "spout_connections_accepted_total", "counter", "Connections accepted.";
+    refused: "spout_connections_refused_total", "counter", "Connections refused with 503 (connection limit or out of file descriptors).";
+    requests: "spout_requests_total", "counter", "HTTP requests handled.";
+    bad_requests: "spout_bad_requests_total", "counter", "Requests refused as malformed, oversized or smuggling-shaped.";
+    timeouts: "spout_request_timeouts_total", "counter", "Connections closed with 408 for an incomplete request.";
+    published: "spout_publish_requests_total", "counter", "Publish requests accepted on this worker.";
+    overloaded: "spout_publish_overloaded_total", "counter", "Publishes refused with 503 because a worker inbox was full.";
+    delivered: "spout_delivered_total", "counter", "Events queued to subscribers (live and replayed).";
+    replayed: "spout_replayed_total", "counter", "Events replayed from history.";
+    resets: "spout_resets_total", "counter", "Reset events sent to resuming subscribers.";
+    dropped_slow: "spout_dropped_slow_subscribers_total", "counter", "Subscribers closed for exceeding --max-queued-bytes.";
+    bytes_out: "spout_bytes_out_total", "counter", "Bytes written to client sockets.";
+    writes: "spout_vectored_writes_total", "counter", "Vectored write calls; frames_written / this = frames per write.";
+    frames_written: "spout_frames_written_total", "counter", "Queued chunks fully written.";
+    inbox_events: "spout_inbox_messages_total", "counter", "Messages taken from this worker's inbox.";
+    loop_turns: "spout_loop_turns_total", "counter", "Event loop turns.";
+    busy_ns: "spout_loop_busy_nanoseconds_total", "counter", "Time spent outside poll, in nanoseconds.";
+}
+
+/// Every worker's latest snapshot.
+pub struct Registry {
+    slots: Box<[Box<[AtomicU64]>]>,
+}
+
+impl Registry {
+    pub fn new(workers: usize) -> Registry {
+        let slots = (0..workers)
+            .map(|_| WORKER_METRICS.iter().map(|_| AtomicU64::new(0)).collect())
+            .collect();
+        Registry { slots }
+    }
+
+    /// Copies a worker's counters into its slot (once per tick).
+    pub fn publish(&self, worker: usize, counters: &Counters) {
+        let Some(slot) = self.slots.get(worker) else {
+            return;
+        };
+        for (cell, value) in slot.iter().zip(counters.values()) {
+            cell.store(value, Ordering::Relaxed);
+        }
+    }
+
+    fn sum(&self, index: usize) -> u64 {
+        self.slots
+            .iter()
+            .filter_map(|s| s.get(index))
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// A total over all workers, by metric name.
+    pub fn total(&self, name: &str) -> u64 {
+        WORKER_METRICS
+            .iter()
+            .position(|(n, _, _)| *n == name)
+            .map_or(0, |i| self.sum(i))
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self, table: &TableStats, draining: bool) -> String {
+        let mut out = String::with_capacity(8192);
+        let mut gauge = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        };
+        gauge(
+            "spout_channels",
+            "Channels in the channel table.",
+            table.channels as u64,
+        );
+        gauge(
+            "spout_history_events",
+            "Events retained in history.",
+            table.retained_events as u64,
+        );
+        gauge(
+            "spout_history_bytes",
+            "Bytes retained in history.",
+            table.retained_bytes as u64,
+        );
+        gauge(
+            "spout_draining",
+            "1 while shutting down.",
+            u64::from(draining),
+        );
+        for (name, help, value) in [
+            (
+                "spout_events_published_total",
+                "Events published (ids assigned).",
+                table.published,
+            ),
+            (
+                "spout_history_evicted_total",
+                "Events evicted from history by count or bytes.",
+                table.evicted,
+            ),
+            (
+                "spout_history_expired_total",
+                "Events expired from history by age.",
+                table.expired,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        for (index, (name, kind, help)) in WORKER_METRICS.iter().enumerate() {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (worker, slot) in self.slots.iter().enumerate() {
+                let value = slot.get(index).map_or(0, |c| c.load(Ordering::Relaxed));
+                let _ = writeln!(out, "{name}{{worker=\"{worker}\"}} {value}");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_are_summed_and_rendered_per_worker() {
+        let registry = Registry::new(2);
+        registry.publish(
+            0,
+            &Counters {
+                delivered: 5,
+                ..Counters::default()
+            },
+        );
+        registry.publish(
+            1,
+            &Counters {
+                delivered: 7,
+                ..Counters::default()
+            },
+        );
+        assert_eq!(registry.total("spout_delivered_total"), 12);
+        let text = registry.render(
+            &TableStats {
+                channels: 3,
+                ..TableStats::default()
+            },
+            false,
+        );
+        assert!(text.contains("spout_delivered_total{worker=\"1\"} 7\n"));
+        assert!(text.contains("# TYPE spout_channels gauge\nspout_channels 3\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, value) = line.rsplit_once(' ').expect("name value");
+            value.parse::<u64>().expect("integer sample");
+        }
+    }
+}

@@ -1,0 +1,636 @@
+//! A worker: one thread, one `mio::Poll`, its own listeners, connections, hub and inbox.
+//!
+//! Every loop turn runs the same steps in the same order (STYLE.md, "The event loop"):
+//! 1. `poll`, with a timeout until the next tick (zero while work is pending);
+//! 2. dispatch events: listeners → `accept_all`, the waker → `drain_inbox` (which fans each event out to the
+//!    local subscribers as it is taken, so inbox order is delivery order), a slab key → that connection;
+//! 3. `flush_dirty`: write each connection with queued output once, with vectored writes;
+//! 4. `tick` when due: deadlines, heartbeats, drain progress, history expiry, metrics snapshot;
+//! 5. `reap`: deregister, unsubscribe and remove every connection closed during the turn.
+//!
+//! Connections are never removed mid-turn, so a slab key in this turn's event batch always means the same
+//! connection. Nothing here blocks: the only lock taken is the channel table's, briefly, on subscribe,
+//! unsubscribe, replay and publish.
+
+use std::fs::File;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::Receiver;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::api::{Ctx, IdSource};
+use crate::broker::Broker;
+use crate::bus::WorkerMsg;
+use crate::channels::ChannelTable;
+use crate::config::Config;
+use crate::conn::outq::Chunk;
+use crate::conn::{self, CloseReason, Conn, Delivery, Next, Phase};
+use crate::http::response::DateCache;
+use crate::hub::{Hub, Member};
+use crate::message::Message;
+use crate::metrics::{Counters, Registry};
+use crate::net::{self, BoundListener};
+use crate::sse;
+
+/// The waker's token: the top of the token range, above every slab key.
+pub const WAKER: Token = Token(usize::MAX);
+/// Listener `i` has token `LISTENER_BASE - i`.
+const LISTENER_BASE: usize = usize::MAX - 1;
+/// The largest slab key; keys above it would collide with reserved tokens.
+const MAX_KEY: usize = usize::MAX - 1024;
+
+/// How often `tick` runs: deadlines are checked at this granularity.
+const TICK: Duration = Duration::from_millis(250);
+/// How often history expiry runs (on worker 0 only).
+const EXPIRE_EVERY: Duration = Duration::from_secs(1);
+/// Inbox messages taken per turn before connections get a turn again.
+const INBOX_BATCH: usize = 4096;
+/// Shared read buffer of a worker: large enough for a full request head and a good share of a body.
+const READ_BUF: usize = 64 * 1024;
+/// A drain past its window closes what is left after this grace.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// State every worker shares (read-mostly).
+pub struct Shared {
+    pub config: Config,
+    pub table: Arc<ChannelTable>,
+    pub broker: Arc<dyn Broker>,
+    pub registry: Registry,
+    pub draining: AtomicBool,
+    pub open_connections: AtomicUsize,
+    pub max_connections: usize,
+}
+
+struct Drain {
+    started: Instant,
+    window: Duration,
+}
+
+pub struct Worker {
+    id: usize,
+    poll: Poll,
+    listeners: Vec<BoundListener>,
+    conns: Slab<Conn>,
+    hub: Hub,
+    inbox: Receiver<WorkerMsg>,
+    inbox_pending: bool,
+    shared: Arc<Shared>,
+    read_buf: Box<[u8]>,
+    dirty: Vec<usize>,
+    pending_reads: Vec<usize>,
+    to_reap: Vec<(usize, CloseReason)>,
+    counters: Counters,
+    streams: u64,
+    date: DateCache,
+    ids: IdSource,
+    /// Kept open so `accept` still works when the process is out of descriptors (see `accept_all`).
+    spare_fd: Option<File>,
+    drain: Option<Drain>,
+    next_tick: Instant,
+    next_heartbeat: Instant,
+    next_expire: Instant,
+}
+
+/// Builds a `Ctx` from the worker's fields (a macro so the borrows stay per field).
+macro_rules! ctx {
+    ($w:ident, $now:expr) => {
+        Ctx {
+            now: $now,
+            wall: SystemTime::now(),
+            worker: $w.id,
+            config: &$w.shared.config,
+            table: &$w.shared.table,
+            broker: &*$w.shared.broker,
+            registry: &$w.shared.registry,
+            date: &$w.date,
+            draining: $w.drain.is_some(),
+            counters: &mut $w.counters,
+            ids: &mut $w.ids,
+        }
+    };
+}
+
+fn open_spare() -> Option<File> {
+    File::open("/dev/null")
+        .map_err(|e| log::warn!("cannot open the spare descriptor: {e}"))
+        .ok()
+}
+
+fn key_of(token: Token) -> usize {
+    token.0
+}
+
+fn token_of(key: usize) -> Token {
+    Token(key)
+}
+
+impl Worker {
+    pub fn new(
+        id: usize,
+        poll: Poll,
+        listeners: Vec<BoundListener>,
+        inbox: Receiver<WorkerMsg>,
+        shared: Arc<Shared>,
+    ) -> io::Result<Worker> {
+        let mut listeners = listeners;
+        for (i, bound) in listeners.iter_mut().enumerate() {
+            poll.registry().register(
+                &mut bound.listener,
+                Token(LISTENER_BASE - i),
+                Interest::READABLE,
+            )?;
+        }
+        let now = Instant::now();
+        let heartbeat = shared.config.heartbeat;
+        Ok(Worker {
+            id,
+            poll,
+            listeners,
+            conns: Slab::new(),
+            hub: Hub::default(),
+            inbox,
+            inbox_pending: false,
+            shared,
+            read_buf: vec![0; READ_BUF].into(),
+            dirty: Vec::new(),
+            pending_reads: Vec::new(),
+            to_reap: Vec::new(),
+            counters: Counters::default(),
+            streams: 0,
+            date: DateCache::new(SystemTime::now()),
+            ids: IdSource::new(),
+            spare_fd: open_spare(),
+            drain: None,
+            next_tick: now + TICK,
+            next_heartbeat: now + heartbeat,
+            next_expire: now + EXPIRE_EVERY,
+        })
+    }
+
+    /// The event loop; returns when a drain has finished.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            let timeout = if self.has_pending_work() {
+                Duration::ZERO
+            } else {
+                self.next_tick.saturating_duration_since(now)
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("worker {}: poll failed: {e}", self.id);
+                    return;
+                }
+            }
+            let started = Instant::now();
+            self.counters.loop_turns += 1;
+            for event in events.iter() {
+                self.dispatch(event, started);
+            }
+            self.retry_pending(started);
+            self.flush_dirty();
+            if started >= self.next_tick {
+                self.tick(started);
+            }
+            self.reap();
+            self.counters.busy_ns += started.elapsed().as_nanos() as u64;
+            if self.drain_finished(started) {
+                self.close_all();
+                self.shared.registry.publish(self.id, &self.counters);
+                log::debug!("worker {} finished draining", self.id);
+                return;
+            }
+        }
+    }
+
+    fn has_pending_work(&self) -> bool {
+        self.inbox_pending || !self.dirty.is_empty() || !self.pending_reads.is_empty()
+    }
+
+    fn dispatch(&mut self, event: &mio::event::Event, now: Instant) {
+        match event.token() {
+            WAKER => self.drain_inbox(),
+            token if token.0 > MAX_KEY => self.accept_all(LISTENER_BASE - token.0, now),
+            token => {
+                let key = key_of(token);
+                let Some(conn) = self.conns.get_mut(key) else {
+                    return;
+                };
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    conn.readable = true;
+                }
+                if event.is_writable() || event.is_error() {
+                    conn.writable = true;
+                    if conn.wants_flush() {
+                        mark_dirty(&mut self.dirty, key, conn);
+                    }
+                }
+                if conn.readable {
+                    self.read(key, now);
+                }
+            }
+        }
+    }
+
+    /// Connections that hit their read budget last turn, and inbox messages left over, get another turn.
+    fn retry_pending(&mut self, now: Instant) {
+        if self.inbox_pending {
+            self.drain_inbox();
+        }
+        for key in std::mem::take(&mut self.pending_reads) {
+            if self.conns.get(key).is_some_and(|c| c.readable) {
+                self.read(key, now);
+            }
+        }
+    }
+
+    fn read(&mut self, key: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut ctx = ctx!(self, now);
+        let next = conn.on_readable(&mut ctx, &mut self.read_buf);
+        match next {
+            Next::Continue => {}
+            Next::Subscribed => self.join_hub(key),
+            Next::Close(reason) => {
+                self.to_reap.push((key, reason));
+                return;
+            }
+        }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.wants_flush() {
+            mark_dirty(&mut self.dirty, key, conn);
+        }
+        if conn.readable {
+            self.pending_reads.push(key);
+        }
+    }
+
+    /// Adds a new stream's channels to the hub and records its positions.
+    fn join_hub(&mut self, key: usize) {
+        let Some(sse) = self.conns.get_mut(key).and_then(|c| c.sse_mut()) else {
+            return;
+        };
+        for (slot, channel) in sse.channels.iter().enumerate() {
+            let pos = self.hub.add(
+                &channel.name,
+                Member {
+                    key,
+                    slot: slot as u32,
+                },
+            );
+            if let Some(p) = sse.positions.get_mut(slot) {
+                *p = pos;
+            }
+        }
+        self.streams += 1;
+    }
+
+    /// Removes one subscription of `key` from the hub, fixing the position of the member moved into its place.
+    fn leave_hub(&mut self, channel: &str, pos: u32) {
+        if let Some(moved) = self.hub.remove(channel, pos) {
+            let member = moved.member;
+            if let Some(p) = self
+                .conns
+                .get_mut(member.key)
+                .and_then(|c| c.sse_mut())
+                .and_then(|s| s.positions.get_mut(member.slot as usize))
+            {
+                *p = moved.pos;
+            }
+        }
+    }
+
+    fn accept_all(&mut self, index: usize, now: Instant) {
+        loop {
+            let Some(bound) = self.listeners.get(index) else {
+                return;
+            };
+            let api = bound.api;
+            match bound.listener.accept() {
+                Ok((mut stream, _peer)) => {
+                    self.counters.accepted += 1;
+                    let open = self.shared.open_connections.load(Ordering::Relaxed);
+                    if open >= self.shared.max_connections || self.conns.len() >= MAX_KEY {
+                        self.counters.refused += 1;
+                        conn::refuse_at_accept(&mut stream, api, &self.date);
+                        continue;
+                    }
+                    net::prepare_accepted(&stream);
+                    let entry = self.conns.vacant_entry();
+                    let key = entry.key();
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        token_of(key),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        log::warn!("worker {}: cannot register a connection: {e}", self.id);
+                        continue;
+                    }
+                    self.shared.open_connections.fetch_add(1, Ordering::Relaxed);
+                    entry.insert(Conn::new(
+                        stream,
+                        api,
+                        now,
+                        self.shared.config.request_timeout,
+                    ));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc_emfile) if libc_emfile == 24 || libc_emfile == 23) =>
+                {
+                    self.refuse_without_descriptors(index);
+                }
+                Err(e) => {
+                    log::warn!("worker {}: accept failed: {e}", self.id);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Out of descriptors (EMFILE/ENFILE): free the spare, accept one client, answer 503, close it, take the
+    /// spare back. Without this the client would hang in the backlog and the listener would stay readable.
+    fn refuse_without_descriptors(&mut self, index: usize) {
+        self.spare_fd = None;
+        if let Some(bound) = self.listeners.get(index) {
+            if let Ok((mut stream, _)) = bound.listener.accept() {
+                self.counters.refused += 1;
+                conn::refuse_at_accept(&mut stream, bound.api, &self.date);
+            }
+        }
+        self.spare_fd = open_spare();
+        if self.spare_fd.is_none() {
+            log::warn!("worker {}: out of file descriptors", self.id);
+        }
+    }
+
+    fn drain_inbox(&mut self) {
+        self.inbox_pending = false;
+        for _ in 0..INBOX_BATCH {
+            let Ok(msg) = self.inbox.try_recv() else {
+                return;
+            };
+            self.counters.inbox_events += 1;
+            match msg {
+                WorkerMsg::Publish(message) => self.fan_out(&message),
+                WorkerMsg::ChannelDeleted {
+                    channel,
+                    incarnation,
+                } => self.close_channel(&channel, incarnation),
+                WorkerMsg::Drain => self.start_drain(Instant::now()),
+            }
+        }
+        self.inbox_pending = !self.inbox.is_empty();
+    }
+
+    /// Queues one shared frame on every local subscriber of the event's channel: no copy, no format.
+    fn fan_out(&mut self, message: &Message) {
+        let members = self.hub.members(&message.channel);
+        if members.is_empty() {
+            return;
+        }
+        let frame = message.sse_frame();
+        let max_queued = self.shared.config.max_queued_bytes;
+        for member in members {
+            let Some(conn) = self.conns.get_mut(member.key) else {
+                continue;
+            };
+            match conn.deliver(message, frame, max_queued) {
+                Delivery::Skipped => {}
+                Delivery::Queued => {
+                    self.counters.delivered += 1;
+                    mark_dirty(&mut self.dirty, member.key, conn);
+                }
+                Delivery::Overflow => {
+                    conn.out.clear();
+                    conn.closing = true;
+                    self.to_reap.push((member.key, CloseReason::Slow));
+                }
+            }
+        }
+    }
+
+    /// A channel was deleted: its local subscribers get a final `deleted` event and lose that subscription; a
+    /// stream left with no channel closes after it.
+    fn close_channel(&mut self, channel: &str, incarnation: u64) {
+        let mut final_event = Vec::with_capacity(64 + channel.len());
+        sse::encode_event(
+            &mut final_event,
+            None,
+            Some("deleted"),
+            &serde_json::json!({ "channel": channel }).to_string(),
+        );
+        let final_event: crate::message::Frame = final_event.into();
+        let members: Vec<Member> = self.hub.members(channel).to_vec();
+        for member in members {
+            let Some(conn) = self.conns.get_mut(member.key) else {
+                continue;
+            };
+            let Some(sse) = conn.sse_mut() else { continue };
+            let slot = member.slot as usize;
+            let Some(sub) = sse.channels.get_mut(slot) else {
+                continue;
+            };
+            if sub.incarnation != incarnation {
+                continue;
+            }
+            // Incarnation 0 marks a subscription that is gone (no hub entry, not in the table).
+            sub.incarnation = 0;
+            let pos = sse.positions.get(slot).copied().unwrap_or(u32::MAX);
+            let left = sse.channels.iter().any(|c| c.incarnation != 0);
+            conn.queue(Chunk::Shared(Arc::clone(&final_event)));
+            if !left {
+                conn.closing = true;
+            }
+            mark_dirty(&mut self.dirty, member.key, conn);
+            self.leave_hub(channel, pos);
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for key in dirty.drain(..) {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            conn.dirty = false;
+            match conn.flush(&self.shared.table, &mut self.counters) {
+                Next::Close(reason) => self.to_reap.push((key, reason)),
+                _ => {
+                    if conn.writable && conn.wants_flush() {
+                        // Budget used up: go on next turn (the poll will not wait).
+                        mark_dirty(&mut self.dirty, key, conn);
+                    }
+                }
+            }
+        }
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        self.next_tick = now + TICK;
+        self.date.update(SystemTime::now());
+        self.check_deadlines(now);
+        if now >= self.next_heartbeat {
+            self.next_heartbeat = now + self.shared.config.heartbeat;
+            self.heartbeat();
+        }
+        if self.drain.is_some() {
+            self.drain_streams(now);
+        }
+        if self.id == 0 && now >= self.next_expire {
+            self.next_expire = now + EXPIRE_EVERY;
+            self.shared.table.expire(now);
+        }
+        self.counters.connections = self.conns.len() as u64;
+        self.counters.subscribers = self.streams;
+        self.counters.subscriptions = self.hub.subscriptions() as u64;
+        self.shared.registry.publish(self.id, &self.counters);
+    }
+
+    fn check_deadlines(&mut self, now: Instant) {
+        let mut ctx = ctx!(self, now);
+        for (key, conn) in self.conns.iter_mut() {
+            if conn.deadline.is_none_or(|d| now < d) {
+                continue;
+            }
+            match conn.on_tick(now, &mut ctx) {
+                Next::Close(reason) => self.to_reap.push((key, reason)),
+                _ => {
+                    if conn.wants_flush() {
+                        mark_dirty(&mut self.dirty, key, conn);
+                    }
+                }
+            }
+        }
+    }
+
+    fn heartbeat(&mut self) {
+        for (key, conn) in self.conns.iter_mut() {
+            if conn.sse().is_some() && conn.out.is_empty() && !conn.closing {
+                conn.queue(Chunk::Static(conn::HEARTBEAT));
+                mark_dirty(&mut self.dirty, key, conn);
+            }
+        }
+    }
+
+    /// Graceful shutdown begins: stop accepting, close idle connections, and spread the end of the streams over
+    /// the drain window (`drain_streams`).
+    fn start_drain(&mut self, now: Instant) {
+        if self.drain.is_some() {
+            return;
+        }
+        for bound in &mut self.listeners {
+            let _ = self.poll.registry().deregister(&mut bound.listener);
+        }
+        self.listeners.clear();
+        self.drain = Some(Drain {
+            started: now,
+            window: self.shared.config.drain_timeout,
+        });
+        for (key, conn) in self.conns.iter_mut() {
+            if matches!(conn.phase, Phase::ReadingHead { idle: true, .. }) && conn.out.is_empty() {
+                self.to_reap.push((key, CloseReason::Drained));
+            }
+        }
+        self.drain_streams(now);
+    }
+
+    /// Ends each stream at its own moment of the window (spread by slab key), after a `retry:` hint jittered over
+    /// the window, so clients do not all reconnect to the remaining nodes at once.
+    fn drain_streams(&mut self, now: Instant) {
+        let Some(drain) = &self.drain else { return };
+        let elapsed = now.saturating_duration_since(drain.started).as_secs_f64();
+        let window = drain.window.as_secs_f64();
+        let base_retry = self.shared.config.retry.as_millis() as u64;
+        for (key, conn) in self.conns.iter_mut() {
+            if conn.closing || conn.sse().is_none() {
+                continue;
+            }
+            // Golden-ratio spread of keys over [0, 0.9) of the window: deterministic, even, no state per stream.
+            let share = ((key as f64) * 0.618_033_988_75).fract() * 0.9;
+            if elapsed < share * window {
+                continue;
+            }
+            let jitter = (self.ids.next_u64() % (drain.window.as_millis() as u64 + 1)).max(1);
+            let mut hint = Vec::with_capacity(24);
+            sse::encode_retry(&mut hint, base_retry + jitter);
+            conn.queue(Chunk::Owned(hint.into()));
+            conn.closing = true;
+            conn.deadline = Some(now + DRAIN_GRACE);
+            mark_dirty(&mut self.dirty, key, conn);
+        }
+    }
+
+    fn drain_finished(&self, now: Instant) -> bool {
+        match &self.drain {
+            Some(drain) => {
+                self.conns.is_empty() || now >= drain.started + drain.window + DRAIN_GRACE
+            }
+            None => false,
+        }
+    }
+
+    fn close_all(&mut self) {
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        self.to_reap
+            .extend(keys.into_iter().map(|key| (key, CloseReason::Drained)));
+        self.reap();
+    }
+
+    fn reap(&mut self) {
+        for (key, reason) in std::mem::take(&mut self.to_reap) {
+            let Some(mut conn) = self.conns.try_remove(key) else {
+                continue;
+            };
+            let _ = self.poll.registry().deregister(conn.stream_mut());
+            self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+            match reason {
+                CloseReason::Slow => {
+                    self.counters.dropped_slow += 1;
+                    log::debug!(
+                        "worker {} conn {key}: closed, over --max-queued-bytes",
+                        self.id
+                    );
+                }
+                CloseReason::Error => {
+                    log::debug!("worker {} conn {key}: closed after a socket error", self.id)
+                }
+                _ => log::trace!("worker {} conn {key}: closed ({reason:?})", self.id),
+            }
+            if let Phase::Sse(sse) = &conn.phase {
+                self.shared
+                    .table
+                    .unsubscribe(self.id, &sse.channels, &sse.client_id);
+                for (channel, pos) in sse.channels.iter().zip(sse.positions.iter()) {
+                    if channel.incarnation != 0 {
+                        self.leave_hub(&channel.name, *pos);
+                    }
+                }
+                self.streams -= 1;
+            }
+        }
+    }
+}
+
+fn mark_dirty(dirty: &mut Vec<usize>, key: usize, conn: &mut Conn) {
+    if !conn.dirty {
+        conn.dirty = true;
+        dirty.push(key);
+    }
+}
