@@ -31,4 +31,6 @@ pub mod message;
 pub mod metrics;
 pub mod net;
 pub mod sse;
+#[cfg(test)]
+mod testing;
 pub mod worker;

@@ -58,20 +58,9 @@ pub fn encode_comment(out: &mut Vec<u8>, text: &str) {
 
 /// Appends "retry: N\n\n": the reconnection delay in milliseconds.
 pub fn encode_retry(out: &mut Vec<u8>, millis: u64) {
-    out.extend_from_slice(b"retry: ");
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = millis;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-    out.extend_from_slice(b"\n\n");
+    use std::io::Write;
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "retry: {millis}\n\n");
 }
 
 /// True when `s` can be an `id` or `event` value as given: no CR, LF, NUL.
@@ -119,6 +108,7 @@ fn push_lines(out: &mut Vec<u8>, prefix: &[u8], text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::XorShift;
 
     /// (name, id, event, data, expected bytes).
     type Case = (
@@ -272,18 +262,6 @@ mod tests {
             }
         }
         events
-    }
-
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
     }
 
     fn random_text(rng: &mut XorShift) -> String {

@@ -529,8 +529,9 @@ impl Worker {
         }
     }
 
-    /// Graceful shutdown begins: stop accepting, close idle connections, and spread the end of the streams over
-    /// the drain window (`drain_streams`).
+    /// Graceful shutdown begins: stop accepting and spread the end of the streams over the drain window
+    /// (`drain_streams`). Keep-alive connections stay, so a load balancer's health check on one sees the 503;
+    /// each closes after its next answer, and whatever is idle goes when the streams are gone.
     fn start_drain(&mut self, now: Instant) {
         if self.drain.is_some() {
             return;
@@ -543,11 +544,6 @@ impl Worker {
             started: now,
             window: self.shared.config.drain_timeout,
         });
-        for (key, conn) in self.conns.iter_mut() {
-            if matches!(conn.phase, Phase::ReadingHead { idle: true, .. }) && conn.out.is_empty() {
-                self.to_reap.push((key, CloseReason::Drained));
-            }
-        }
         self.drain_streams(now);
     }
 
@@ -577,13 +573,15 @@ impl Worker {
         }
     }
 
+    /// A drain is over when only idle keep-alive connections are left, or when its window (plus grace) is.
     fn drain_finished(&self, now: Instant) -> bool {
-        match &self.drain {
-            Some(drain) => {
-                self.conns.is_empty() || now >= drain.started + drain.window + DRAIN_GRACE
-            }
-            None => false,
-        }
+        let Some(drain) = &self.drain else {
+            return false;
+        };
+        now >= drain.started + drain.window + DRAIN_GRACE
+            || self.conns.iter().all(|(_, c)| {
+                matches!(c.phase, Phase::ReadingHead { idle: true, .. }) && c.out.is_empty()
+            })
     }
 
     fn close_all(&mut self) {

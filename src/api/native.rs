@@ -117,7 +117,7 @@ impl Route<'_> {
 }
 
 pub fn handle(req: &Request, ctx: &mut Ctx) -> Action {
-    let close = !req.head.keep_alive;
+    let close = closes(req, ctx);
     let Some(route) = Route::parse(req.path()) else {
         return error(
             req,
@@ -254,13 +254,13 @@ fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
             content_type: None,
             headers: &headers,
             body: b"",
-            close: !req.head.keep_alive,
+            close: closes(req, ctx),
             head_only: true,
         };
         write_response(&mut opening, ctx.date, &resp);
         return Ok(Action::Respond {
             bytes: opening,
-            close: !req.head.keep_alive,
+            close: closes(req, ctx),
         });
     }
     let subscription = ctx
@@ -425,7 +425,7 @@ fn delete_channel(req: &Request, ctx: &mut Ctx, raw: &[u8]) -> Handled {
 fn health(req: &Request, ctx: &mut Ctx) -> Action {
     if ctx.draining {
         let err = ApiError::new(503, "draining", "the server is shutting down");
-        return error(req, ctx, err, !req.head.keep_alive);
+        return error(req, ctx, err, closes(req, ctx));
     }
     json_response(req, ctx, 200, &json!({"status": "ok"}))
 }
@@ -440,6 +440,11 @@ fn metrics(req: &Request, ctx: &mut Ctx) -> Action {
         text.as_bytes(),
         &[],
     )
+}
+
+/// Whether the connection ends after this answer: the client asked, or the server is draining.
+fn closes(req: &Request, ctx: &Ctx) -> bool {
+    !req.head.keep_alive || ctx.draining
 }
 
 // ---- auth and CORS ---------------------------------------------------------------------------------------------
@@ -532,7 +537,7 @@ fn respond(
     body: &[u8],
     extra: &[(&'static str, &str)],
 ) -> Action {
-    let close = !req.head.keep_alive;
+    let close = closes(req, ctx);
     let origin = cors_origin(req, ctx);
     let mut headers: Vec<(&str, &str)> = extra.to_vec();
     push_cors(&mut headers, origin.as_deref(), ctx);

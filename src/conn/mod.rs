@@ -393,7 +393,7 @@ impl Conn {
         match api::handle(self.api, &req, ctx) {
             Action::Respond { bytes, close } => {
                 self.out.push(Chunk::Owned(bytes.into()));
-                if close {
+                if close || ctx.draining {
                     self.start_closing(ctx.now, ctx.config.request_timeout);
                 } else {
                     self.phase = Phase::ReadingHead {

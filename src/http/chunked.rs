@@ -294,6 +294,7 @@ fn is_tchar(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::XorShift;
 
     const MAX: usize = 1 << 20;
 
@@ -647,21 +648,6 @@ mod tests {
         let (out, consumed) = decode_pieces(&wire, &pieces, MAX).unwrap();
         assert_eq!(consumed, wire.len());
         assert!(out == want);
-    }
-
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
     }
 
     #[test]

@@ -1,0 +1,468 @@
+//! Helpers for end-to-end tests: start the real binary on 127.0.0.1:0, speak raw bytes over `TcpStream`.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long any single wait in a test may take before it fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running `spout` process, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// Every address announced (`listening on ...`), in `--listen` order.
+    pub addrs: Vec<SocketAddr>,
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts spout with `args` plus `--listen 127.0.0.1:0` (unless the args name a listener) and `--workers 2`
+/// (unless given), and waits for its `listening on` lines.
+pub fn start_server(args: &[&str]) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_spout"));
+    if !args.contains(&"--listen") {
+        cmd.args(["--listen", "127.0.0.1:0"]);
+    }
+    if !args.contains(&"--workers") {
+        cmd.args(["--workers", "2"]);
+    }
+    cmd.args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .env("SPOUT_LOG_LEVEL", "warn");
+    let listeners = args.iter().filter(|a| **a == "--listen").count().max(1);
+    let mut child = cmd.spawn().expect("spawn spout");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut addrs = Vec::new();
+    while addrs.len() < listeners {
+        let mut line = String::new();
+        let n = stdout.read_line(&mut line).expect("read stdout");
+        assert!(n > 0, "spout exited before announcing its listeners");
+        if let Some(rest) = line.strip_prefix("listening on ") {
+            let addr = rest.split_whitespace().next().expect("address");
+            addrs.push(addr.parse().expect("socket address"));
+        }
+    }
+    Server {
+        child,
+        addr: addrs[0],
+        addrs,
+        _stdout: stdout,
+    }
+}
+
+/// Runs spout with `args` expecting it to refuse to start; returns (exit code, stderr).
+pub fn start_failure(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_spout"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run spout");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// Reads one response with a `Content-Length` body (or none, for 1xx/204/304 or `head_only`) from `reader`.
+pub fn read_response<R: BufRead>(reader: &mut R, head_only: bool) -> Response {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).expect("read response head");
+        assert!(n > 0, "connection closed inside a response head: {head:?}");
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("status line");
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .expect("status")
+        .parse()
+        .expect("status code");
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (n, v) = l.split_once(':').expect("header line");
+            (n.trim().to_string(), v.trim().to_string())
+        })
+        .collect();
+    let mut resp = Response {
+        status,
+        head,
+        headers,
+        body: Vec::new(),
+    };
+    let length: usize = resp
+        .header("content-length")
+        .map_or(0, |v| v.parse().expect("content-length"));
+    if !head_only && length > 0 {
+        resp.body = vec![0; length];
+        reader.read_exact(&mut resp.body).expect("read body");
+    }
+    resp
+}
+
+/// Sends raw request bytes on a new connection and reads one response.
+pub fn roundtrip(addr: SocketAddr, raw: &[u8]) -> Response {
+    let mut stream = connect(addr);
+    stream.write_all(raw).expect("write request");
+    let mut reader = BufReader::new(stream);
+    read_response(&mut reader, raw.starts_with(b"HEAD "))
+}
+
+/// A request with a body and extra header lines (each ending in `\r\n`).
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &str, body: &[u8]) -> Response {
+    let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n{headers}").into_bytes();
+    if !body.is_empty() || method == "POST" {
+        raw.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+    }
+    raw.extend_from_slice(b"\r\n");
+    raw.extend_from_slice(body);
+    roundtrip(addr, &raw)
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    request(addr, "GET", path, "", b"")
+}
+
+/// Publishes `data` to `/pub/{path}` (path may carry a query) and returns the response.
+pub fn publish(addr: SocketAddr, path: &str, data: &str) -> Response {
+    request(addr, "POST", &format!("/pub/{path}"), "", data.as_bytes())
+}
+
+/// Publishes and returns the assigned id, asserting success.
+pub fn publish_id(addr: SocketAddr, path: &str, data: &str) -> String {
+    let resp = publish(addr, path, data);
+    assert_eq!(resp.status, 200, "publish failed: {}", resp.text());
+    resp.json()["id"].as_str().expect("id").to_string()
+}
+
+/// One SSE event as received.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Event {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+}
+
+/// An open SSE stream.
+pub struct Sse {
+    pub reader: BufReader<TcpStream>,
+    pub response: Response,
+}
+
+impl Sse {
+    /// Reads raw bytes until `needle` has been seen; returns everything read.
+    pub fn read_until(&mut self, needle: &[u8]) -> Vec<u8> {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        while !got.windows(needle.len()).any(|w| w == needle) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {:?}; got {:?}",
+                String::from_utf8_lossy(needle),
+                String::from_utf8_lossy(&got)
+            );
+            let mut byte = [0u8; 1];
+            match self.reader.read(&mut byte) {
+                Ok(0) => panic!(
+                    "stream closed while waiting for {:?}; got {:?}",
+                    String::from_utf8_lossy(needle),
+                    String::from_utf8_lossy(&got)
+                ),
+                Ok(_) => got.push(byte[0]),
+                Err(e) => panic!(
+                    "read error {e} waiting for {:?}; got {:?}",
+                    String::from_utf8_lossy(needle),
+                    String::from_utf8_lossy(&got)
+                ),
+            }
+        }
+        got
+    }
+
+    /// Reads the next event with data (comments, `retry:` and empty blocks skipped). `None` when the stream ends.
+    pub fn next_event(&mut self) -> Option<Event> {
+        let mut event = Event::default();
+        let mut has_data = false;
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => panic!("read error: {e}"),
+            }
+            let line = line.trim_end_matches('\n');
+            if line.is_empty() {
+                if has_data {
+                    return Some(event);
+                }
+                event = Event::default();
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = line.split_once(": ").unwrap_or((line, ""));
+            match field {
+                "id" => event.id = Some(value.to_string()),
+                "event" => event.event = Some(value.to_string()),
+                "data" => {
+                    if has_data {
+                        event.data.push('\n');
+                    }
+                    event.data.push_str(value);
+                    has_data = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads `n` events.
+    pub fn events(&mut self, n: usize) -> Vec<Event> {
+        (0..n)
+            .map(|i| {
+                self.next_event()
+                    .unwrap_or_else(|| panic!("stream ended after {i} of {n} events"))
+            })
+            .collect()
+    }
+}
+
+/// Opens `GET path` with extra header lines and reads the response head plus the opening bytes (up to and
+/// including the `retry:` block).
+pub fn sse_subscribe(addr: SocketAddr, path: &str, headers: &str) -> Sse {
+    let mut stream = connect(addr);
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n{headers}\r\n"
+    )
+    .expect("write");
+    let mut reader = BufReader::new(stream);
+    let response = read_response(&mut reader, true);
+    assert_eq!(response.status, 200, "subscribe failed: {}", response.head);
+    let mut sse = Sse { reader, response };
+    sse.read_until(b"retry: ");
+    sse.read_until(b"\n\n");
+    sse
+}
+
+/// Waits until `check` holds, polling; fails after `WAIT`.
+pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Subscribers the server reports on a channel (0 when it does not exist).
+pub fn subscribers(addr: SocketAddr, channel: &str) -> u64 {
+    let resp = get(addr, &format!("/channels/{channel}"));
+    if resp.status == 404 {
+        return 0;
+    }
+    resp.json()["subscribers"].as_u64().expect("subscribers")
+}
+
+/// Reads a metric's value summed over its series from `/metrics`.
+pub fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let text = get(addr, "/metrics").text();
+    text.lines()
+        .filter(|l| {
+            l.starts_with(name)
+                && (l[name.len()..].starts_with(' ') || l[name.len()..].starts_with('{'))
+        })
+        .map(|l| {
+            l.rsplit_once(' ')
+                .expect("sample")
+                .1
+                .parse::<u64>()
+                .expect("value")
+        })
+        .sum()
+}
+
+/// Whether an external program is on PATH. Under `CI=true` a missing real client is a failure, never a skip.
+pub fn require_program(name: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "{name} is required under CI=true but is not installed"
+        );
+        eprintln!("SKIPPING: {name} is not installed (this would fail under CI=true)");
+    }
+    found
+}
+
+// ---- keep-alive clients, batch publish, signals, node packages (sse.rs, eventsource.rs, curl.rs) ----------------
+
+/// One HTTP/1.1 connection that carries many requests (keep-alive), as a publisher that reuses its socket.
+pub struct KeepAlive {
+    reader: BufReader<TcpStream>,
+}
+
+impl KeepAlive {
+    pub fn new(addr: SocketAddr) -> KeepAlive {
+        KeepAlive {
+            reader: BufReader::new(connect(addr)),
+        }
+    }
+
+    /// Sends one request (extra header lines each end in `\r\n`) and reads its response.
+    pub fn request(&mut self, method: &str, path: &str, headers: &str, body: &[u8]) -> Response {
+        let mut raw = format!(
+            "{method} {path} HTTP/1.1\r\nHost: test\r\n{headers}Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        raw.extend_from_slice(body);
+        self.reader
+            .get_mut()
+            .write_all(&raw)
+            .expect("write request");
+        read_response(&mut self.reader, method == "HEAD")
+    }
+
+    /// Publishes `data` to `/pub/{path}`; returns the assigned id, asserting success.
+    pub fn publish_id(&mut self, path: &str, data: &str) -> String {
+        let resp = self.request("POST", &format!("/pub/{path}"), "", data.as_bytes());
+        assert_eq!(resp.status, 200, "publish failed: {}", resp.text());
+        resp.json()["id"].as_str().expect("id").to_string()
+    }
+
+    /// Publishes a batch (`{"events": [...]}`); returns the assigned ids in order, asserting success.
+    pub fn publish_batch(&mut self, events: &serde_json::Value) -> Vec<String> {
+        let body = serde_json::json!({ "events": events }).to_string();
+        let resp = self.request(
+            "POST",
+            "/pub",
+            "Content-Type: application/json\r\n",
+            body.as_bytes(),
+        );
+        assert_eq!(resp.status, 200, "batch publish failed: {}", resp.text());
+        resp.json()["ids"]
+            .as_array()
+            .expect("ids")
+            .iter()
+            .map(|id| id.as_str().expect("id").to_string())
+            .collect()
+    }
+}
+
+/// Publishes a batch (`{"events": [...]}`) on a new connection; returns the assigned ids, asserting success.
+pub fn publish_batch(addr: SocketAddr, events: &serde_json::Value) -> Vec<String> {
+    KeepAlive::new(addr).publish_batch(events)
+}
+
+/// Sends a signal (`TERM`, `STOP`, `CONT`, ...) to a process.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// Whether the npm package `name` is installed under `tests/js/node_modules` (`cd tests/js && npm ci`). Like
+/// `require_program`: under `CI=true` a missing package is a failure, never a skip.
+pub fn require_node_package(name: &str) -> bool {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/js/node_modules")
+        .join(name);
+    let found = dir.join("package.json").is_file();
+    if !found {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "npm package {name} is required under CI=true but is not installed: run `cd tests/js && npm ci`"
+        );
+        eprintln!("SKIPPING: npm package {name} is not installed; run `cd tests/js && npm ci` (this would fail under CI=true)");
+    }
+    found
+}
