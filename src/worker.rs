@@ -230,7 +230,7 @@ impl Worker {
                         mark_dirty(&mut self.dirty, key, conn);
                     }
                 }
-                if conn.readable {
+                if conn.wants_read() {
                     self.read(key, now);
                 }
             }
@@ -243,7 +243,7 @@ impl Worker {
             self.drain_inbox();
         }
         for key in std::mem::take(&mut self.pending_reads) {
-            if self.conns.get(key).is_some_and(|c| c.readable) {
+            if self.conns.get(key).is_some_and(Conn::wants_read) {
                 self.read(key, now);
             }
         }
@@ -269,7 +269,7 @@ impl Worker {
         if conn.wants_flush() {
             mark_dirty(&mut self.dirty, key, conn);
         }
-        if conn.readable {
+        if conn.wants_read() {
             self.pending_reads.push(key);
         }
     }
@@ -415,9 +415,29 @@ impl Worker {
                     mark_dirty(&mut self.dirty, member.key, conn);
                 }
                 Delivery::Overflow => {
-                    conn.out.clear();
-                    conn.closing = true;
-                    self.to_reap.push((member.key, CloseReason::Slow));
+                    // Over the cap before this turn's flush. Several events taken from the inbox in one turn can
+                    // pass it for a subscriber that reads everything, so write what its socket takes now, and
+                    // close it only if it really is behind: its socket refuses and the queue stays over the cap.
+                    let mut next = Next::Continue;
+                    while conn.writable && conn.out.bytes() > max_queued {
+                        let before = conn.out.bytes();
+                        next = conn.flush(&self.shared.table, &mut self.counters);
+                        if next != Next::Continue || conn.out.bytes() == before {
+                            break;
+                        }
+                    }
+                    match next {
+                        Next::Close(reason) => self.to_reap.push((member.key, reason)),
+                        _ if conn.out.bytes() > max_queued => {
+                            conn.out.clear();
+                            conn.closing = true;
+                            self.to_reap.push((member.key, CloseReason::Slow));
+                        }
+                        _ => {
+                            self.counters.delivered += 1;
+                            mark_dirty(&mut self.dirty, member.key, conn);
+                        }
+                    }
                 }
             }
         }
@@ -467,12 +487,17 @@ impl Worker {
                 continue;
             };
             conn.dirty = false;
+            let held = conn.holding();
             match conn.flush(&self.shared.table, &mut self.counters) {
                 Next::Close(reason) => self.to_reap.push((key, reason)),
                 _ => {
                     if conn.writable && conn.wants_flush() {
                         // Budget used up: go on next turn (the poll will not wait).
                         mark_dirty(&mut self.dirty, key, conn);
+                    }
+                    if held && conn.wants_read() {
+                        // Its answers drained: take its held-back requests next turn.
+                        self.pending_reads.push(key);
                     }
                 }
             }

@@ -127,7 +127,7 @@ pub fn handle(req: &Request, ctx: &mut Ctx) -> Action {
         );
     };
     if req.head.method == Method::Options {
-        return preflight(req, ctx, route.allow(), close);
+        return preflight(req, ctx, route.allow());
     }
     let result = match (&route, req.head.method) {
         (Route::Subscribe(list), Method::Get | Method::Head) => subscribe(req, ctx, list),
@@ -249,18 +249,17 @@ fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
     }
     let mut opening = Vec::with_capacity(320);
     if req.is_head() {
-        let resp = Response {
-            status: 200,
-            content_type: None,
-            headers: &headers,
-            body: b"",
-            close: closes(req, ctx),
-            head_only: true,
-        };
-        write_response(&mut opening, ctx.date, &resp);
+        // The head a GET gets, which has no Content-Length (the stream is unbounded): a HEAD response may carry
+        // only the length the GET body would have (RFC 9110 §8.6).
+        let close = closes(req, ctx);
+        if close {
+            headers.push(("Connection", "close"));
+        }
+        headers.extend(keep_alive_field(req, close));
+        write_stream_head(&mut opening, ctx.date, &headers);
         return Ok(Action::Respond {
             bytes: opening,
-            close: closes(req, ctx),
+            close,
         });
     }
     let subscription = ctx
@@ -456,7 +455,7 @@ fn authorized(req: &Request, ctx: &Ctx) -> Result<(), ApiError> {
     };
     let given = req
         .header("authorization")
-        .and_then(|v| v.strip_prefix(b"Bearer "))
+        .and_then(bearer_token)
         .unwrap_or(b"");
     if constant_time_eq(given, key.as_bytes()) {
         Ok(())
@@ -467,6 +466,12 @@ fn authorized(req: &Request, ctx: &Ctx) -> Result<(), ApiError> {
             "this needs Authorization: Bearer <publish key>",
         ))
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive (RFC 9110 §11.1).
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, token) = value.split_at_checked(b"Bearer ".len())?;
+    scheme.eq_ignore_ascii_case(b"Bearer ").then_some(token)
 }
 
 /// Compares without an early exit, so the time taken does not reveal how much of the key matched.
@@ -502,10 +507,9 @@ fn push_cors<'a>(headers: &mut Vec<(&'static str, &'a str)>, origin: Option<&'a 
     }
 }
 
-fn preflight(req: &Request, ctx: &mut Ctx, allow: &'static str, close: bool) -> Action {
-    let origin = cors_origin(req, ctx);
+fn preflight(req: &Request, ctx: &mut Ctx, allow: &'static str) -> Action {
     let mut headers = vec![("Allow", allow)];
-    if origin.is_some() {
+    if cors_origin(req, ctx).is_some() {
         headers.push(("Access-Control-Allow-Methods", allow));
         headers.push((
             "Access-Control-Allow-Headers",
@@ -513,18 +517,14 @@ fn preflight(req: &Request, ctx: &mut Ctx, allow: &'static str, close: bool) -> 
         ));
         headers.push(("Access-Control-Max-Age", "86400"));
     }
-    push_cors(&mut headers, origin.as_deref(), ctx);
-    let mut out = Vec::with_capacity(320);
-    let resp = Response {
-        status: 204,
-        content_type: None,
-        headers: &headers,
-        body: b"",
-        close,
-        head_only: false,
-    };
-    write_response(&mut out, ctx.date, &resp);
-    Action::Respond { bytes: out, close }
+    // `respond` adds the origin fields and the connection fields.
+    respond(req, ctx, 204, None, b"", &headers)
+}
+
+/// `Connection: keep-alive` for an HTTP/1.0 request whose connection stays open: a 1.0 client keeps it only when
+/// the response says so (RFC 9112 §9.3, RFC 7230 §A.1.2). HTTP/1.1 persists by default and needs nothing.
+fn keep_alive_field(req: &Request, close: bool) -> Option<(&'static str, &'static str)> {
+    (!close && req.head.minor_version == 0).then_some(("Connection", "keep-alive"))
 }
 
 // ---- responses -------------------------------------------------------------------------------------------------
@@ -541,6 +541,7 @@ fn respond(
     let origin = cors_origin(req, ctx);
     let mut headers: Vec<(&str, &str)> = extra.to_vec();
     push_cors(&mut headers, origin.as_deref(), ctx);
+    headers.extend(keep_alive_field(req, close));
     let mut out = Vec::with_capacity(body.len() + 256);
     let resp = Response {
         status,

@@ -15,9 +15,12 @@
 //!
 //! A connection never touches the slab, the hub or the poll registry: its handlers return `Next` and the worker
 //! acts on it. It holds no read buffer of its own (the worker lends one per read) and keeps bytes only while a
-//! request is incomplete; an idle subscriber holds no input and no output allocation.
+//! request is incomplete or pipelined requests are held back; an idle subscriber holds no input and no output
+//! allocation.
 //!
-//! Invariants: `closing` connections read and discard, and close once their output is written; an `Sse`
+//! Invariants: between requests, a connection with `PIPELINE_HOLD` answer bytes unwritten takes no further
+//! pipelined request (`holding`) until the client reads them, so answers queue only to a bound;
+//! `closing` connections read and discard, and close once their output is written; an `Sse`
 //! connection with a `replay` cursor ignores live events (they are in history and reach it through the replay);
 //! live events at or below `skip_upto` were replayed or precede the subscription.
 
@@ -48,6 +51,9 @@ const READ_BUDGET: usize = 256 * 1024;
 const WRITE_BUDGET: usize = 1024 * 1024;
 /// Data bytes taken from history per replay step: replay is paced as the socket drains, never queued whole.
 const REPLAY_BATCH: usize = 64 * 1024;
+/// Queued answer bytes at which a connection stops taking pipelined requests until the client reads: without it,
+/// a client that pipelines requests and never reads makes the server queue answers without bound.
+const PIPELINE_HOLD: usize = 64 * 1024;
 
 const CONTINUE_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// An SSE comment line: keeps proxies from timing the stream out and finds dead peers.
@@ -203,10 +209,33 @@ impl Conn {
         !self.out.is_empty() || self.sse().is_some_and(|s| s.replay.is_some())
     }
 
-    /// Reads until `WouldBlock` (or the budget) and handles every complete request.
+    /// Between requests with `PIPELINE_HOLD` answer bytes unwritten: take no more requests until they drain.
+    pub fn holding(&self) -> bool {
+        matches!(self.phase, Phase::ReadingHead { .. })
+            && !self.closing
+            && self.out.bytes() >= PIPELINE_HOLD
+    }
+
+    /// Whether `on_readable` has work now: input may be waiting and the connection is not holding.
+    pub fn wants_read(&self) -> bool {
+        self.readable && !self.holding()
+    }
+
+    /// Handles requests held back by `holding`, then reads until `WouldBlock` (or the budget, or a hold) and
+    /// handles every complete request.
     pub fn on_readable(&mut self, ctx: &mut Ctx, buf: &mut [u8]) -> Next {
+        if matches!(&self.phase, Phase::ReadingHead { partial, .. } if !partial.is_empty()) {
+            let next = self.ingest(&[], ctx);
+            if next != Next::Continue {
+                return next;
+            }
+        }
         let mut budget = READ_BUDGET;
         while budget > 0 {
+            if self.holding() {
+                // `readable` stays set: the worker resumes this connection once its answers drain.
+                return Next::Continue;
+            }
             let n = match io::read_once(&mut self.stream, buf) {
                 IoOutcome::Done(n) => n,
                 IoOutcome::WouldBlock => {
@@ -282,6 +311,12 @@ impl Conn {
                 Phase::Sse(_) => return (buf.len(), Next::Continue),
                 Phase::ReadingHead { idle, .. } => {
                     if rest.is_empty() {
+                        return (at, Next::Continue);
+                    }
+                    if self.out.bytes() >= PIPELINE_HOLD {
+                        // Keep the rest (`ingest` stores it) until the client takes its answers; it is input
+                        // still to handle, so the connection stays readable.
+                        self.readable = true;
                         return (at, Next::Continue);
                     }
                     if *idle {
@@ -478,8 +513,12 @@ impl Conn {
         {
             return Delivery::Skipped;
         }
+        let queued_before = self.out.bytes();
         self.out.push(Chunk::Shared(Frame::clone(frame)));
-        if self.out.bytes() > max_queued {
+        // A stream always has room for one event, however large its encoding (framing a multi-line body makes it
+        // bigger than the body, so `--max-body` alone cannot bound it); past that, more than `max_queued` bytes
+        // waiting means the subscriber is too slow.
+        if queued_before > 0 && self.out.bytes() > max_queued {
             Delivery::Overflow
         } else {
             Delivery::Queued
