@@ -1,1 +1,333 @@
-fn main() {}
+//! Micro-benchmarks of spout's pure hot-path functions, each reported as throughput (criterion).
+//!
+//! What this file owns: one bench binary (`cargo bench --bench hot_paths`) covering request-head parsing,
+//! chunked body decoding, SSE encoding, the encode-once `Message::sse_frame`, fan-out (queueing one shared frame
+//! on 10,000 `OutQueue`s), the vectored write of a 64-frame queue, and the history lookup behind `Last-Event-ID`.
+//!
+//! What it must not do: touch sockets or threads, or benchmark anything that depends on the machine's network
+//! stack; those costs belong to `loadtest/`. Inputs are built outside the timed closures, so each figure is the
+//! cost of the named function alone.
+//!
+//! Quick run: `cargo bench --bench hot_paths -- --warm-up-time 1 --measurement-time 2` (a couple of minutes).
+
+use std::hint::black_box;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use mio::{Poll, Token, Waker};
+
+use spout::bus::Bus;
+use spout::channels::{ChannelTable, NewEvent, Resume, TableLimits};
+use spout::conn::outq::{Chunk, OutQueue};
+use spout::http::chunked::ChunkedDecoder;
+use spout::http::request::{parse_head, Limits};
+use spout::http::Parsed;
+use spout::message::{EventId, Frame, Message};
+use spout::sse::encode_event;
+
+/// Subscribers in the fan-out benchmark (the issue's "10,000 in-memory subscribers").
+const FANOUT_SUBSCRIBERS: usize = 10_000;
+/// Frames queued for the vectored-write benchmark: exactly `outq::MAX_IOV`, so one call writes them all.
+const QUEUED_FRAMES: usize = 64;
+/// Events in each channel's history for the replay benchmark.
+const HISTORY: usize = 1000;
+
+const HEAD_LIMITS: Limits = Limits {
+    max_head: 16 * 1024,
+    max_headers: 64,
+    max_body: 1024 * 1024,
+};
+
+/// A publish as curl sends it, with a 100-byte body following the head.
+fn publish_request() -> Vec<u8> {
+    let body = payload(100);
+    let mut req = format!(
+        "POST /pub/news HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\
+         Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body.as_bytes());
+    req
+}
+
+/// `len` bytes of printable single-line text.
+fn payload(len: usize) -> String {
+    (0..len)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect()
+}
+
+/// About `len` bytes split into lines of ~60 bytes with mixed line endings (LF, CRLF, CR).
+fn multiline_payload(len: usize) -> String {
+    let mut s = String::with_capacity(len + 8);
+    let mut i = 0;
+    while s.len() < len {
+        s.push_str(&payload(58));
+        s.push_str(["\n", "\r\n", "\r"][i % 3]);
+        i += 1;
+    }
+    s.truncate(len);
+    s
+}
+
+/// `body` in chunks of `chunk` bytes, then the last chunk.
+fn chunked_body(body: &[u8], chunk: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for piece in body.chunks(chunk) {
+        out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        out.extend_from_slice(piece);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+fn message(data: &str) -> Message {
+    let id = EventId::seed_at(SystemTime::now());
+    Message::new(id, Arc::from("news"), None, data.into(), None)
+}
+
+fn bench_parse_head(c: &mut Criterion) {
+    let req = publish_request();
+    let mut group = c.benchmark_group("http");
+    group.throughput(Throughput::Bytes(req.len() as u64));
+    group.bench_function("parse_head/publish", |b| {
+        b.iter(|| match parse_head(black_box(&req), &HEAD_LIMITS) {
+            Ok(Parsed::Complete(head, used)) => black_box((head.framing, used)),
+            other => panic!("publish head did not parse: {other:?}"),
+        })
+    });
+    group.finish();
+}
+
+fn bench_chunked(c: &mut Criterion) {
+    let mut group = c.benchmark_group("http");
+    for (name, len, chunk) in [
+        ("chunked/100B_1chunk", 100, 100),
+        ("chunked/1KiB_4chunks", 1024, 256),
+        ("chunked/16KiB_1KiBchunks", 16 * 1024, 1024),
+    ] {
+        let body = payload(len);
+        let wire = chunked_body(body.as_bytes(), chunk);
+        let mut out = Vec::with_capacity(len);
+        group.throughput(Throughput::Bytes(wire.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                let mut decoder = ChunkedDecoder::new(1024 * 1024);
+                let progress = decoder
+                    .feed(black_box(&wire), &mut out)
+                    .expect("valid chunked body");
+                assert!(progress.done);
+                black_box(out.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+fn bench_sse_encode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sse");
+    let id = "1700000000000001";
+    for (name, data) in [
+        ("encode_event/1line_100B", payload(100)),
+        ("encode_event/1line_1KiB", payload(1024)),
+        ("encode_event/multiline_100B", multiline_payload(100)),
+        ("encode_event/multiline_1KiB", multiline_payload(1024)),
+    ] {
+        let mut out = Vec::with_capacity(2 * data.len() + 64);
+        group.throughput(Throughput::Bytes(data.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                encode_event(&mut out, Some(id), None, black_box(&data));
+                black_box(out.len())
+            })
+        });
+    }
+    // Message::sse_frame: the first call encodes (id formatting, allocation, Arc); later calls are a OnceLock read.
+    for (name, data) in [
+        ("sse_frame/first_100B", payload(100)),
+        ("sse_frame/first_1KiB", payload(1024)),
+    ] {
+        group.throughput(Throughput::Bytes(data.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || message(&data),
+                |msg| black_box(msg.sse_frame().len()),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    let msg = message(&payload(100));
+    msg.sse_frame();
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("sse_frame/cached", |b| {
+        b.iter(|| black_box(black_box(&msg).sse_frame().len()))
+    });
+    group.finish();
+}
+
+fn bench_fanout(c: &mut Criterion) {
+    let frame: Frame = message(&payload(100)).sse_frame().clone();
+    let mut group = c.benchmark_group("fanout");
+    group.throughput(Throughput::Elements(FANOUT_SUBSCRIBERS as u64));
+    // Queues start empty each iteration, as after a flush: the cost includes the VecDeque allocation a queue
+    // makes for its first chunk (an emptied queue gives its memory back, see outq.rs).
+    group.bench_function("push_shared/10k_empty_queues", |b| {
+        b.iter_batched_ref(
+            || {
+                (0..FANOUT_SUBSCRIBERS)
+                    .map(|_| OutQueue::default())
+                    .collect::<Vec<_>>()
+            },
+            |queues| {
+                for q in queues.iter_mut() {
+                    q.push(Chunk::Shared(Arc::clone(&frame)));
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // Queues already holding 4 frames (a subscriber behind by a few events). A VecDeque's first allocation holds
+    // 4 chunks, so this push is the one that grows it to 8: the cost of a subscriber falling behind.
+    group.bench_function("push_shared/10k_busy_queues", |b| {
+        b.iter_batched_ref(
+            || {
+                (0..FANOUT_SUBSCRIBERS)
+                    .map(|_| {
+                        let mut q = OutQueue::default();
+                        for _ in 0..4 {
+                            q.push(Chunk::Shared(Arc::clone(&frame)));
+                        }
+                        q
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |queues| {
+                for q in queues.iter_mut() {
+                    q.push(Chunk::Shared(Arc::clone(&frame)));
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+fn bench_write_vectored(c: &mut Criterion) {
+    let frame: Frame = message(&payload(100)).sse_frame().clone();
+    let mut group = c.benchmark_group("outq");
+    group.throughput(Throughput::Elements(QUEUED_FRAMES as u64));
+    group.bench_function("write_to/64_frames_sink", |b| {
+        b.iter_batched_ref(
+            || {
+                let mut q = OutQueue::default();
+                for _ in 0..QUEUED_FRAMES {
+                    q.push(Chunk::Shared(Arc::clone(&frame)));
+                }
+                q
+            },
+            |q| {
+                let written = q.write_to(&mut io::sink()).expect("sink never fails");
+                assert_eq!(written.chunks, QUEUED_FRAMES);
+                black_box(written)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+/// A table holding `HISTORY` events on each of `channels` channels (published round-robin, so the channels'
+/// histories interleave in id order), and the id of the middle event.
+fn table_with_history(channels: usize, bus: &Bus) -> (ChannelTable, Vec<String>, EventId) {
+    let limits = TableLimits {
+        history: HISTORY,
+        history_ttl: Duration::from_secs(3600),
+        history_max_bytes: 1 << 30,
+        max_channels: 1000,
+        workers: 1,
+    };
+    let table = ChannelTable::new(limits, SystemTime::now());
+    let names: Vec<String> = (0..channels).map(|i| format!("ch{i}")).collect();
+    let mut ids = Vec::with_capacity(HISTORY * channels);
+    for _ in 0..HISTORY {
+        for name in &names {
+            let event = NewEvent {
+                channel: name.as_str().into(),
+                event: None,
+                data: payload(100).into(),
+                to: None,
+            };
+            let receipts = table
+                .publish(vec![event], bus, SystemTime::now(), Instant::now())
+                .expect("publish into the bench table");
+            ids.extend(receipts.iter().map(|r| r.id));
+        }
+    }
+    let middle = ids[ids.len() / 2];
+    (table, names, middle)
+}
+
+fn bench_replay(c: &mut Criterion) {
+    // The Bus needs one Waker per worker; the Poll must outlive it.
+    let poll = Poll::new().expect("mio poll");
+    let waker = Arc::new(Waker::new(poll.registry(), Token(0)).expect("mio waker"));
+    let (bus, _inboxes) = Bus::new(vec![waker], 1 << 16);
+
+    let mut group = c.benchmark_group("history");
+    for channels in [1, 3] {
+        let (table, names, middle) = table_with_history(channels, &bus);
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        // Subscribing after the publishes, so no event went to the (never drained) inbox.
+        let sub = table
+            .subscribe(0, &refs, "bench", Resume::After(middle))
+            .expect("subscribe");
+        let cursor = sub.replay.expect("a resume has a replay cursor");
+        let expected = HISTORY * channels / 2 - 1;
+        let mut out = Vec::with_capacity(HISTORY * channels);
+        group.throughput(Throughput::Elements(expected as u64));
+        group.bench_function(format!("replay/middle_of_1000/{channels}ch"), |b| {
+            b.iter(|| {
+                out.clear();
+                let mut cursor = cursor.clone();
+                let step = table.replay(&sub.channels, "bench", &mut cursor, usize::MAX, &mut out);
+                assert!(step.done);
+                debug_assert_eq!(out.len(), expected);
+                black_box(out.len())
+            })
+        });
+        // The first page only, as the server pages replay by the socket's progress (64 KiB budget).
+        let page = {
+            let mut cursor = cursor.clone();
+            out.clear();
+            table.replay(&sub.channels, "bench", &mut cursor, 64 * 1024, &mut out);
+            out.len()
+        };
+        group.throughput(Throughput::Elements(page as u64));
+        group.bench_function(format!("replay/first_64KiB_page/{channels}ch"), |b| {
+            b.iter(|| {
+                out.clear();
+                let mut cursor = cursor.clone();
+                table.replay(&sub.channels, "bench", &mut cursor, 64 * 1024, &mut out);
+                black_box(out.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_parse_head,
+    bench_chunked,
+    bench_sse_encode,
+    bench_fanout,
+    bench_write_vectored,
+    bench_replay
+);
+criterion_main!(benches);
