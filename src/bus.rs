@@ -7,6 +7,7 @@
 //! Inboxes are bounded. `has_room` is checked for a whole publish before anything is sent, so a batch is either
 //! handed to every worker or refused with 503; control messages get a small reserve above the event capacity.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -16,6 +17,18 @@ use crate::message::Message;
 
 /// Slots kept free above the event capacity for control messages (channel deleted, drain).
 const CONTROL_RESERVE: usize = 1024;
+
+thread_local! {
+    /// The worker running on this thread, if any: a worker that publishes need not wake itself, because it
+    /// checks its own inbox before it polls again (`Worker::has_pending_work`). That saves an eventfd write and an
+    /// extra poll turn per publish.
+    static CURRENT_WORKER: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Marks this thread as running `worker` (called once by the worker thread).
+pub fn set_current_worker(worker: usize) {
+    CURRENT_WORKER.with(|current| current.set(Some(worker)));
+}
 
 /// What a worker finds in its inbox, in global order.
 #[derive(Debug)]
@@ -78,8 +91,11 @@ impl Bus {
         }
     }
 
-    /// Wakes one worker's poll so it drains its inbox.
+    /// Wakes one worker's poll so it drains its inbox (not the calling worker itself: see `CURRENT_WORKER`).
     pub fn wake(&self, worker: usize) {
+        if CURRENT_WORKER.with(Cell::get) == Some(worker) {
+            return;
+        }
         if let Some(waker) = self.wakers.get(worker) {
             if let Err(e) = waker.wake() {
                 log::warn!("could not wake worker {worker}: {e}");

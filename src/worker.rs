@@ -24,7 +24,7 @@ use slab::Slab;
 
 use crate::api::{Ctx, IdSource};
 use crate::broker::Broker;
-use crate::bus::WorkerMsg;
+use crate::bus::{self, WorkerMsg};
 use crate::channels::ChannelTable;
 use crate::config::Config;
 use crate::conn::outq::Chunk;
@@ -49,6 +49,10 @@ const TICK: Duration = Duration::from_millis(250);
 const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 /// Inbox messages taken per turn before connections get a turn again.
 const INBOX_BATCH: usize = 4096;
+/// Frames queued to subscribers per turn before the turn moves on to writing them: bounds how long one turn runs
+/// when events with many local subscribers arrive in a burst, so publishers' answers and other connections are
+/// not held behind it.
+const FANOUT_BUDGET: u64 = 64 * 1024;
 /// Shared read buffer of a worker: large enough for a full request head and a good share of a body.
 const READ_BUF: usize = 64 * 1024;
 /// A drain past its window closes what is left after this grace.
@@ -77,7 +81,6 @@ pub struct Worker {
     conns: Slab<Conn>,
     hub: Hub,
     inbox: Receiver<WorkerMsg>,
-    inbox_pending: bool,
     shared: Arc<Shared>,
     read_buf: Box<[u8]>,
     dirty: Vec<usize>,
@@ -153,7 +156,6 @@ impl Worker {
             conns: Slab::new(),
             hub: Hub::default(),
             inbox,
-            inbox_pending: false,
             shared,
             read_buf: vec![0; READ_BUF].into(),
             dirty: Vec::new(),
@@ -173,6 +175,7 @@ impl Worker {
 
     /// The event loop; returns when a drain has finished.
     pub fn run(mut self) {
+        bus::set_current_worker(self.id);
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
@@ -193,6 +196,10 @@ impl Worker {
                 self.dispatch(event, started);
             }
             self.retry_pending(started);
+            if !self.inbox.is_empty() {
+                // Filled by this worker's own publishes (no wake) or left over from a budget-limited drain.
+                self.drain_inbox();
+            }
             self.flush_dirty();
             if started >= self.next_tick {
                 self.tick(started);
@@ -208,8 +215,10 @@ impl Worker {
         }
     }
 
+    /// Work that must not wait for a poll: a non-empty inbox (which this worker's own publishes fill without a
+    /// wake), dirty connections, and reads cut short by their budget.
     fn has_pending_work(&self) -> bool {
-        self.inbox_pending || !self.dirty.is_empty() || !self.pending_reads.is_empty()
+        !self.inbox.is_empty() || !self.dirty.is_empty() || !self.pending_reads.is_empty()
     }
 
     fn dispatch(&mut self, event: &mio::event::Event, now: Instant) {
@@ -239,9 +248,6 @@ impl Worker {
 
     /// Connections that hit their read budget last turn, and inbox messages left over, get another turn.
     fn retry_pending(&mut self, now: Instant) {
-        if self.inbox_pending {
-            self.drain_inbox();
-        }
         for key in std::mem::take(&mut self.pending_reads) {
             if self.conns.get(key).is_some_and(Conn::wants_read) {
                 self.read(key, now);
@@ -378,8 +384,11 @@ impl Worker {
     }
 
     fn drain_inbox(&mut self) {
-        self.inbox_pending = false;
+        let delivered_before = self.counters.delivered;
         for _ in 0..INBOX_BATCH {
+            if self.counters.delivered - delivered_before >= FANOUT_BUDGET {
+                break;
+            }
             let Ok(msg) = self.inbox.try_recv() else {
                 return;
             };
@@ -393,7 +402,6 @@ impl Worker {
                 WorkerMsg::Drain => self.start_drain(Instant::now()),
             }
         }
-        self.inbox_pending = !self.inbox.is_empty();
     }
 
     /// Queues one shared frame on every local subscriber of the event's channel: no copy, no format.
