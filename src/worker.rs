@@ -233,6 +233,9 @@ impl Worker {
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     conn.readable = true;
                 }
+                if event.is_read_closed() || event.is_error() {
+                    conn.peer_closed = true;
+                }
                 if event.is_writable() || event.is_error() {
                     conn.writable = true;
                     if conn.wants_flush() {

@@ -156,6 +156,8 @@ pub struct Conn {
     pub deadline: Option<Instant>,
     pub api: Api,
     pub readable: bool,
+    /// The last readiness event said the peer shut down its side (or the socket has an error).
+    pub peer_closed: bool,
     pub writable: bool,
     /// Listed in the worker's dirty list.
     pub dirty: bool,
@@ -180,6 +182,7 @@ impl Conn {
             deadline: Some(now + request_timeout),
             api,
             readable: false,
+            peer_closed: false,
             writable: false,
             dirty: false,
             closing: false,
@@ -256,6 +259,13 @@ impl Conn {
             let next = self.ingest(buf.get(..n).unwrap_or_default(), ctx);
             if next != Next::Continue {
                 return next;
+            }
+            if n < buf.len() && !self.peer_closed && !self.holding() {
+                // A short read emptied the socket: skip the read that would only say `WouldBlock`. Data that
+                // arrives later raises a new edge; an end of stream that already arrived is flagged by the event
+                // (`peer_closed`), and then we read on to see it.
+                self.readable = false;
+                return Next::Continue;
             }
         }
         Next::Continue
