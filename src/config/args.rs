@@ -1,0 +1,138 @@
+//! The command line as clap parses it: raw strings for every value that needs more than clap's parsers, so that
+//! `Config::from_args` can name both spellings of a key when a value is bad.
+
+use clap::{ArgAction, Parser};
+
+/// spout: a pub/sub push server (Server-Sent Events).
+///
+/// Every option can also be set with an environment variable: SPOUT_ and the
+/// flag in capitals, e.g. SPOUT_MAX_BODY=2MiB for --max-body. The command line
+/// wins over the environment.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "spout",
+    version,
+    after_help = "Durations take a unit: 500ms, 15s, 2m, 1h, 1d.\n\
+                  Sizes are bytes, or take a suffix: KiB, MiB, GiB (1024-based) \
+                  or kB, MB, GB (1000-based), e.g. 1MiB."
+)]
+pub struct Args {
+    /// Address to listen on, and the API it speaks: IP:PORT[=API]; repeatable,
+    /// comma-separated in the environment. Only API 'native' is available
+    /// [default: 127.0.0.1:8080=native]
+    #[arg(
+        long,
+        env = "SPOUT_LISTEN",
+        value_name = "ADDR[=API]",
+        action = ArgAction::Append,
+        value_delimiter = ','
+    )]
+    pub listen: Vec<String>,
+
+    /// Worker threads, each with its own event loop, 1 to 1024
+    /// [default: number of CPUs]
+    #[arg(long, env = "SPOUT_WORKERS", value_name = "N")]
+    pub workers: Option<String>,
+
+    /// Events retained per channel for Last-Event-ID replay; 0 keeps no
+    /// history [default: 1000]
+    #[arg(long, env = "SPOUT_HISTORY", value_name = "N")]
+    pub history: Option<String>,
+
+    /// How long a retained event stays replayable [default: 1h]
+    #[arg(long, env = "SPOUT_HISTORY_TTL", value_name = "DURATION")]
+    pub history_ttl: Option<String>,
+
+    /// Payload bytes retained in history, all channels together; the oldest
+    /// events go first [default: 256MiB]
+    #[arg(long, env = "SPOUT_HISTORY_MAX_BYTES", value_name = "SIZE")]
+    pub history_max_bytes: Option<String>,
+
+    /// Interval of heartbeat comments on a quiet SSE stream, at least 100ms
+    /// [default: 15s]
+    #[arg(long, env = "SPOUT_HEARTBEAT", value_name = "DURATION")]
+    pub heartbeat: Option<String>,
+
+    /// Reconnection delay hinted to SSE clients (retry:) when a stream opens
+    /// [default: 3s]
+    #[arg(long, env = "SPOUT_RETRY", value_name = "DURATION")]
+    pub retry: Option<String>,
+
+    /// Largest request body accepted; larger publishes get 413 [default: 1MiB]
+    #[arg(long, env = "SPOUT_MAX_BODY", value_name = "SIZE")]
+    pub max_body: Option<String>,
+
+    /// Largest request head (request line and headers) accepted, 1KiB to
+    /// 1MiB; larger get 431 [default: 8KiB]
+    #[arg(long, env = "SPOUT_MAX_HEAD", value_name = "SIZE")]
+    pub max_head: Option<String>,
+
+    /// Most header fields in one request, 1 to 128 [default: 64]
+    #[arg(long, env = "SPOUT_MAX_HEADERS", value_name = "N")]
+    pub max_headers: Option<String>,
+
+    /// Output queued for one subscriber before it is closed as too slow; at
+    /// least --max-body [default: 1MiB]
+    #[arg(long, env = "SPOUT_MAX_QUEUED_BYTES", value_name = "SIZE")]
+    pub max_queued_bytes: Option<String>,
+
+    /// Most open client connections; further ones are answered 503
+    /// [default: derived from the file-descriptor limit]
+    #[arg(long, env = "SPOUT_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<String>,
+
+    /// Most channels existing at once [default: 100000]
+    #[arg(long, env = "SPOUT_MAX_CHANNELS", value_name = "N")]
+    pub max_channels: Option<String>,
+
+    /// Most channels one subscribe request (connection) may name
+    /// [default: 64]
+    #[arg(long, env = "SPOUT_MAX_SUBSCRIPTIONS", value_name = "N")]
+    pub max_subscriptions: Option<String>,
+
+    /// Time to receive a complete request head, or between reads of a body
+    /// [default: 10s]
+    #[arg(long, env = "SPOUT_REQUEST_TIMEOUT", value_name = "DURATION")]
+    pub request_timeout: Option<String>,
+
+    /// Time an idle keep-alive connection may wait for its next request
+    /// [default: 75s]
+    #[arg(long, env = "SPOUT_KEEPALIVE_TIMEOUT", value_name = "DURATION")]
+    pub keepalive_timeout: Option<String>,
+
+    /// Time open connections get to finish on shutdown; 0s closes them at
+    /// once [default: 10s]
+    #[arg(long, env = "SPOUT_DRAIN_TIMEOUT", value_name = "DURATION")]
+    pub drain_timeout: Option<String>,
+
+    /// Events queued per worker before publishing answers 503
+    /// [default: 65536]
+    #[arg(long, env = "SPOUT_INBOX_CAPACITY", value_name = "N")]
+    pub inbox_capacity: Option<String>,
+
+    /// Secret publishers must present; without it anyone who can reach a
+    /// listener may publish [default: none]
+    #[arg(
+        long,
+        env = "SPOUT_PUBLISH_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub publish_key: Option<String>,
+
+    /// Allowed CORS origins: '*' for any, 'none' or empty to send no CORS
+    /// headers, or a comma-separated list of origins, each scheme://host or
+    /// scheme://host:port
+    /// [default: *]
+    #[arg(long, env = "SPOUT_CORS_ORIGIN", value_name = "ORIGINS")]
+    pub cors_origin: Option<String>,
+
+    /// Most verbose log level: off, error, warn, info, debug or trace
+    /// [default: info]
+    #[arg(long, env = "SPOUT_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Log line format: text or json (one object per line) [default: text]
+    #[arg(long, env = "SPOUT_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}

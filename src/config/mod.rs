@@ -1,0 +1,587 @@
+//! Configuration: command line and environment → one validated, immutable
+//! [`Config`].
+//!
+//! Owns the option names, their `DEFAULT_*` values and limits, the parsing of
+//! durations and sizes ([`parse_duration`], [`parse_size`]) and every check on
+//! option values. It must not open sockets, read files or log: `main` calls
+//! [`Config::load`] before the logger exists and reports the error itself.
+//!
+//! Precedence, highest first:
+//! 1. the command-line flag (`--max-body 2MiB`);
+//! 2. the environment variable `SPOUT_<FLAG>`: the flag without its dashes,
+//!    upper-cased, `-` → `_` (`SPOUT_MAX_BODY=2MiB`); `SPOUT_LISTEN` takes
+//!    a comma-separated list;
+//! 3. the `DEFAULT_*` const of the field.
+//!
+//! There is no config file yet.
+//!
+//! Two layers: [`Args`] is what clap parses, raw strings for anything that
+//! needs more than clap's parsers, and [`Config::from_args`] turns them into
+//! typed fields (`Duration`, `usize`, `NonZeroUsize`, enums). Doing the typed
+//! parsing here rather than in clap value parsers is what lets every failure
+//! name both spellings of the key at fault, as
+//! `invalid --max-body (SPOUT_MAX_BODY): ...`, whichever one the value came
+//! from.
+//!
+//! Invariants: a `Config` that exists has passed [`Config::from_args`] (or is
+//! [`Config::default`]), so workers never re-check it; it is immutable after
+//! startup, and workers hold an `Arc<Config>`.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::Parser;
+use log::LevelFilter;
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+
+/// Where the server listens when no `--listen` is given: `127.0.0.1:8080`
+/// speaking the native API. Loopback, so that a server started without
+/// thought does not accept publishes from the network.
+pub const DEFAULT_LISTEN: Listen = Listen {
+    addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080)),
+    api: Api::Native,
+};
+
+/// Upper bound of `--workers`, a count of threads (each with its own event
+/// loop and listener). The default depends on the machine, so it is a
+/// function rather than a const: see [`default_workers`].
+pub const MAX_WORKERS: usize = 1024;
+
+/// Events retained per channel for `Last-Event-ID` replay, a count;
+/// 0 keeps no history.
+pub const DEFAULT_HISTORY: usize = 1000;
+/// Upper bound of `--history`, a count per channel.
+pub const MAX_HISTORY: usize = 1_000_000;
+
+/// How long a retained event stays replayable, a duration (1 hour).
+pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(3600);
+
+/// Bytes of event payload retained across all channels' history together
+/// (256 MiB); the oldest events go first when it is exceeded.
+pub const DEFAULT_HISTORY_MAX_BYTES: usize = 256 * MIB;
+
+/// Interval between SSE heartbeat comments on an otherwise quiet stream
+/// (15 s), short enough that proxies with a 30–60 s idle timeout keep it open.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+/// Lower bound of `--heartbeat` (100 ms): below it heartbeats cost more than
+/// the events they guard.
+pub const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+
+/// Reconnection delay hinted to SSE clients with `retry:` when a stream
+/// opens (3 s, the EventSource default in most browsers).
+pub const DEFAULT_RETRY: Duration = Duration::from_secs(3);
+
+/// Largest accepted request body, in bytes (1 MiB); larger publishes get 413.
+pub const DEFAULT_MAX_BODY: usize = MIB;
+
+/// Largest accepted request head (request line and headers), in bytes
+/// (8 KiB, as most proxies); larger heads get 431.
+pub const DEFAULT_MAX_HEAD: usize = 8 * KIB;
+/// Lower bound of `--max-head`, in bytes: a browser's ordinary head with
+/// cookies needs about this much.
+pub const MIN_MAX_HEAD: usize = KIB;
+/// Upper bound of `--max-head`, in bytes: the head is buffered whole per
+/// connection before it is parsed.
+pub const MAX_MAX_HEAD: usize = MIB;
+
+/// Most header fields accepted in one request head, a count.
+pub const DEFAULT_MAX_HEADERS: usize = 64;
+/// Upper bound of `--max-headers`, a count: the parser's header array lives
+/// on the stack.
+pub const MAX_MAX_HEADERS: usize = 128;
+
+/// Output bytes queued for one subscriber before it is closed as too slow
+/// (1 MiB). Must be at least `--max-body`, or one largest event would close
+/// every subscriber that gets it.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = MIB;
+
+/// Most open client connections; `None` derives the limit from the process's
+/// file-descriptor limit at startup.
+pub const DEFAULT_MAX_CONNECTIONS: Option<usize> = None;
+
+/// Most channels that may exist at once, a count; publishing or subscribing
+/// to a new channel beyond it is refused.
+pub const DEFAULT_MAX_CHANNELS: usize = 100_000;
+
+/// Most channels one subscribe request (and so one connection) may name.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 64;
+
+/// Time allowed to receive a complete request head, or between two reads
+/// of a body in progress (10 s); slower clients are closed.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time an idle keep-alive connection may wait for its next request (75 s,
+/// as nginx).
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+
+/// Time given to open connections to finish on shutdown before they are
+/// closed (10 s); 0 closes them at once.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Events queued in one worker's inbox before publishing answers 503 with
+/// `Retry-After`, a count.
+pub const DEFAULT_INBOX_CAPACITY: usize = 65_536;
+
+/// Shared secret publishers must present; `None` lets anyone who can reach
+/// a listener publish.
+pub const DEFAULT_PUBLISH_KEY: Option<&str> = None;
+/// Publish keys shorter than this, in characters, are accepted but reported
+/// by [`Config::warnings`].
+pub const MIN_PUBLISH_KEY_LEN: usize = 16;
+
+/// Allowed CORS origins: any (`*`).
+pub const DEFAULT_CORS_ORIGIN: CorsOrigin = CorsOrigin::Any;
+
+/// Most verbose log level written.
+pub const DEFAULT_LOG_LEVEL: LevelFilter = LevelFilter::Info;
+
+/// Log line format: plain text.
+pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
+
+/// Every API name `--listen` knows, available in this build or not.
+pub const KNOWN_APIS: &[&str] = &[
+    "native", "pipely", "node-sse", "flychat", "ws-push", "keker",
+];
+
+/// Default worker count: one per available core, 1 if that is unknown, at
+/// most [`MAX_WORKERS`].
+pub fn default_workers() -> NonZeroUsize {
+    let n = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    NonZeroUsize::new(n.min(MAX_WORKERS)).unwrap_or(NonZeroUsize::MIN)
+}
+
+mod args;
+mod parse;
+#[cfg(test)]
+mod tests;
+
+pub use args::Args;
+use parse::*;
+pub use parse::{parse_duration, parse_size};
+
+/// The public API a listener speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    /// spout's own API.
+    Native,
+}
+
+impl Api {
+    /// The name used in `--listen ADDR=NAME`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Api::Native => "native",
+        }
+    }
+
+    /// Looks up an API by its `--listen` name (exact, lower case).
+    fn from_name(name: &str) -> Result<Api, String> {
+        match name {
+            "native" => Ok(Api::Native),
+            _ if KNOWN_APIS.contains(&name) => {
+                Err(format!("API '{name}' is not available in this build"))
+            }
+            _ => Err(format!(
+                "unknown API '{name}'; known APIs: {}",
+                KNOWN_APIS.join(", ")
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Api {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One listening socket and the API spoken on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    pub api: Api,
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.addr, self.api)
+    }
+}
+
+/// Which origins get CORS headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CorsOrigin {
+    /// `Access-Control-Allow-Origin: *`.
+    Any,
+    /// Only these origins, each `scheme://host[:port]`, lower-cased.
+    List(Vec<String>),
+    /// No CORS headers at all.
+    Disabled,
+}
+
+/// Format of log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `2026-11-23T16:20:01.123Z INFO  target: message`.
+    Text,
+    /// One JSON object per line: `ts`, `level`, `target`, `msg`.
+    Json,
+}
+
+impl LogFormat {
+    /// The name used by `--log-format`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// A configuration value that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key at fault in both spellings, e.g. `--max-body (SPOUT_MAX_BODY)`.
+    pub key: String,
+    /// What is wrong with its value.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.key, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The validated server configuration; see the module doc for precedence.
+/// Field docs give only the type's sense; meaning, unit and default are on
+/// the matching `DEFAULT_*` const.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Listening sockets, never empty, no exact duplicate with a fixed port.
+    pub listen: Vec<Listen>,
+    /// See [`default_workers`]; at most [`MAX_WORKERS`].
+    pub workers: NonZeroUsize,
+    /// See [`DEFAULT_HISTORY`].
+    pub history: usize,
+    /// See [`DEFAULT_HISTORY_TTL`]; non-zero.
+    pub history_ttl: Duration,
+    /// See [`DEFAULT_HISTORY_MAX_BYTES`].
+    pub history_max_bytes: usize,
+    /// See [`DEFAULT_HEARTBEAT`]; at least [`MIN_HEARTBEAT`].
+    pub heartbeat: Duration,
+    /// See [`DEFAULT_RETRY`]; fits the SSE `retry:` field in milliseconds.
+    pub retry: Duration,
+    /// See [`DEFAULT_MAX_BODY`]; at least 1.
+    pub max_body: usize,
+    /// See [`DEFAULT_MAX_HEAD`]; within [`MIN_MAX_HEAD`]..=[`MAX_MAX_HEAD`].
+    pub max_head: usize,
+    /// See [`DEFAULT_MAX_HEADERS`]; within 1..=[`MAX_MAX_HEADERS`].
+    pub max_headers: usize,
+    /// See [`DEFAULT_MAX_QUEUED_BYTES`]; at least `max_body`.
+    pub max_queued_bytes: usize,
+    /// See [`DEFAULT_MAX_CONNECTIONS`]; at least 1 when set.
+    pub max_connections: Option<usize>,
+    /// See [`DEFAULT_MAX_CHANNELS`]; at least 1.
+    pub max_channels: usize,
+    /// See [`DEFAULT_MAX_SUBSCRIPTIONS`]; at least 1.
+    pub max_subscriptions: usize,
+    /// See [`DEFAULT_REQUEST_TIMEOUT`]; non-zero.
+    pub request_timeout: Duration,
+    /// See [`DEFAULT_KEEPALIVE_TIMEOUT`]; non-zero.
+    pub keepalive_timeout: Duration,
+    /// See [`DEFAULT_DRAIN_TIMEOUT`].
+    pub drain_timeout: Duration,
+    /// See [`DEFAULT_INBOX_CAPACITY`]; at least 1.
+    pub inbox_capacity: usize,
+    /// See [`DEFAULT_PUBLISH_KEY`]; non-empty, printable, no whitespace.
+    /// Redacted in `Debug`.
+    pub publish_key: Option<String>,
+    /// See [`DEFAULT_CORS_ORIGIN`].
+    pub cors_origin: CorsOrigin,
+    /// See [`DEFAULT_LOG_LEVEL`].
+    pub log_level: LevelFilter,
+    /// See [`DEFAULT_LOG_FORMAT`].
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    /// Every field at its default, as a server started without options.
+    fn default() -> Config {
+        Config {
+            listen: vec![DEFAULT_LISTEN],
+            workers: default_workers(),
+            history: DEFAULT_HISTORY,
+            history_ttl: DEFAULT_HISTORY_TTL,
+            history_max_bytes: DEFAULT_HISTORY_MAX_BYTES,
+            heartbeat: DEFAULT_HEARTBEAT,
+            retry: DEFAULT_RETRY,
+            max_body: DEFAULT_MAX_BODY,
+            max_head: DEFAULT_MAX_HEAD,
+            max_headers: DEFAULT_MAX_HEADERS,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_channels: DEFAULT_MAX_CHANNELS,
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            inbox_capacity: DEFAULT_INBOX_CAPACITY,
+            publish_key: DEFAULT_PUBLISH_KEY.map(String::from),
+            cors_origin: DEFAULT_CORS_ORIGIN,
+            log_level: DEFAULT_LOG_LEVEL,
+            log_format: DEFAULT_LOG_FORMAT,
+        }
+    }
+}
+
+/// Hand-written so that the publish key never reaches a log line.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("workers", &self.workers)
+            .field("history", &self.history)
+            .field("history_ttl", &self.history_ttl)
+            .field("history_max_bytes", &self.history_max_bytes)
+            .field("heartbeat", &self.heartbeat)
+            .field("retry", &self.retry)
+            .field("max_body", &self.max_body)
+            .field("max_head", &self.max_head)
+            .field("max_headers", &self.max_headers)
+            .field("max_queued_bytes", &self.max_queued_bytes)
+            .field("max_connections", &self.max_connections)
+            .field("max_channels", &self.max_channels)
+            .field("max_subscriptions", &self.max_subscriptions)
+            .field("request_timeout", &self.request_timeout)
+            .field("keepalive_timeout", &self.keepalive_timeout)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("inbox_capacity", &self.inbox_capacity)
+            .field(
+                "publish_key",
+                &self.publish_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("cors_origin", &self.cors_origin)
+            .field("log_level", &self.log_level)
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Parses the process's command line and environment.
+    ///
+    /// `--help` and `--version` print and exit the process, as clap does;
+    /// every other problem comes back as a [`ConfigError`].
+    pub fn load() -> Result<Config, ConfigError> {
+        match Args::try_parse() {
+            Ok(args) => Config::from_args(args),
+            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+                e.exit()
+            }
+            Err(e) => Err(clap_error(&e)),
+        }
+    }
+
+    /// Validates raw arguments into a `Config`; absent values take their
+    /// `DEFAULT_*`.
+    pub fn from_args(args: Args) -> Result<Config, ConfigError> {
+        let max_body = size_field("--max-body", args.max_body.as_deref(), DEFAULT_MAX_BODY)?;
+        check_min_size("--max-body", max_body, 1)?;
+
+        let max_queued_bytes = size_field(
+            "--max-queued-bytes",
+            args.max_queued_bytes.as_deref(),
+            DEFAULT_MAX_QUEUED_BYTES,
+        )?;
+        if max_queued_bytes < max_body {
+            return Err(error(
+                "--max-queued-bytes",
+                format!(
+                    "{} is less than --max-body {}: one largest event would close \
+                     every subscriber it is sent to",
+                    show_size(max_queued_bytes),
+                    show_size(max_body)
+                ),
+            ));
+        }
+
+        let max_head = size_field("--max-head", args.max_head.as_deref(), DEFAULT_MAX_HEAD)?;
+        check_size_range("--max-head", max_head, MIN_MAX_HEAD, MAX_MAX_HEAD)?;
+
+        let workers = match args.workers.as_deref() {
+            None => default_workers(),
+            Some(raw) => {
+                let n = parse_field("--workers", raw, parse_count)?;
+                check_count_range("--workers", n, 1, MAX_WORKERS)?;
+                NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
+            }
+        };
+
+        let history = count_field("--history", args.history.as_deref(), DEFAULT_HISTORY)?;
+        check_count_range("--history", history, 0, MAX_HISTORY)?;
+
+        let history_ttl = duration_field(
+            "--history-ttl",
+            args.history_ttl.as_deref(),
+            DEFAULT_HISTORY_TTL,
+        )?;
+        check_non_zero(
+            "--history-ttl",
+            history_ttl,
+            "; use --history 0 to keep no history",
+        )?;
+
+        let heartbeat =
+            duration_field("--heartbeat", args.heartbeat.as_deref(), DEFAULT_HEARTBEAT)?;
+        if heartbeat < MIN_HEARTBEAT {
+            return Err(error(
+                "--heartbeat",
+                format!("{heartbeat:?} is below the minimum of {MIN_HEARTBEAT:?}"),
+            ));
+        }
+
+        let retry = duration_field("--retry", args.retry.as_deref(), DEFAULT_RETRY)?;
+        // Browsers parse the `retry:` field as a 32-bit count of milliseconds
+        // at most; a larger hint would be ignored or wrap.
+        if retry.as_millis() > u128::from(u32::MAX) {
+            return Err(error(
+                "--retry",
+                format!(
+                    "{retry:?} is too long for the SSE retry field (at most {} ms)",
+                    u32::MAX
+                ),
+            ));
+        }
+
+        let max_headers = count_field(
+            "--max-headers",
+            args.max_headers.as_deref(),
+            DEFAULT_MAX_HEADERS,
+        )?;
+        check_count_range("--max-headers", max_headers, 1, MAX_MAX_HEADERS)?;
+
+        let max_connections = match args.max_connections.as_deref() {
+            None => DEFAULT_MAX_CONNECTIONS,
+            Some(raw) => {
+                let n = parse_field("--max-connections", raw, parse_count)?;
+                check_count_range("--max-connections", n, 1, usize::MAX)?;
+                Some(n)
+            }
+        };
+
+        let max_channels = count_field(
+            "--max-channels",
+            args.max_channels.as_deref(),
+            DEFAULT_MAX_CHANNELS,
+        )?;
+        check_count_range("--max-channels", max_channels, 1, usize::MAX)?;
+
+        let max_subscriptions = count_field(
+            "--max-subscriptions",
+            args.max_subscriptions.as_deref(),
+            DEFAULT_MAX_SUBSCRIPTIONS,
+        )?;
+        check_count_range("--max-subscriptions", max_subscriptions, 1, usize::MAX)?;
+
+        let request_timeout = duration_field(
+            "--request-timeout",
+            args.request_timeout.as_deref(),
+            DEFAULT_REQUEST_TIMEOUT,
+        )?;
+        check_non_zero("--request-timeout", request_timeout, "")?;
+
+        let keepalive_timeout = duration_field(
+            "--keepalive-timeout",
+            args.keepalive_timeout.as_deref(),
+            DEFAULT_KEEPALIVE_TIMEOUT,
+        )?;
+        check_non_zero("--keepalive-timeout", keepalive_timeout, "")?;
+
+        let inbox_capacity = count_field(
+            "--inbox-capacity",
+            args.inbox_capacity.as_deref(),
+            DEFAULT_INBOX_CAPACITY,
+        )?;
+        check_count_range("--inbox-capacity", inbox_capacity, 1, usize::MAX)?;
+
+        let publish_key = match args.publish_key {
+            None => DEFAULT_PUBLISH_KEY.map(String::from),
+            Some(raw) => Some(parse_field("--publish-key", &raw, parse_publish_key)?),
+        };
+
+        Ok(Config {
+            listen: parse_listen_list("--listen", &args.listen)?,
+            workers,
+            history,
+            history_ttl,
+            history_max_bytes: size_field(
+                "--history-max-bytes",
+                args.history_max_bytes.as_deref(),
+                DEFAULT_HISTORY_MAX_BYTES,
+            )?,
+            heartbeat,
+            retry,
+            max_body,
+            max_head,
+            max_headers,
+            max_queued_bytes,
+            max_connections,
+            max_channels,
+            max_subscriptions,
+            request_timeout,
+            keepalive_timeout,
+            drain_timeout: duration_field(
+                "--drain-timeout",
+                args.drain_timeout.as_deref(),
+                DEFAULT_DRAIN_TIMEOUT,
+            )?,
+            inbox_capacity,
+            publish_key,
+            cors_origin: match args.cors_origin.as_deref() {
+                None => DEFAULT_CORS_ORIGIN,
+                Some(raw) => parse_field("--cors-origin", raw, parse_cors_origin)?,
+            },
+            log_level: match args.log_level.as_deref() {
+                None => DEFAULT_LOG_LEVEL,
+                Some(raw) => parse_field("--log-level", raw, parse_log_level)?,
+            },
+            log_format: match args.log_format.as_deref() {
+                None => DEFAULT_LOG_FORMAT,
+                Some(raw) => parse_field("--log-format", raw, parse_log_format)?,
+            },
+        })
+    }
+
+    /// True when every listener is on a loopback address, so only local
+    /// processes can reach the server; `main` warns when publishing without
+    /// a key is open beyond that.
+    pub fn is_loopback_only(&self) -> bool {
+        self.listen
+            .iter()
+            .all(|l| l.addr.ip().to_canonical().is_loopback())
+    }
+
+    /// Values that are valid but that an operator should look at, one
+    /// sentence each, for `main` to log at `warn` once the logger is up.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(key) = &self.publish_key {
+            let len = key.chars().count();
+            if len < MIN_PUBLISH_KEY_LEN {
+                out.push(format!(
+                    "--publish-key is only {len} characters long; use at least \
+                     {MIN_PUBLISH_KEY_LEN} random characters"
+                ));
+            }
+        }
+        out
+    }
+}
