@@ -38,9 +38,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
     };
     n.checked_mul(millis_per_unit)
+        .filter(|ms| *ms <= MAX_DURATION_MS)
         .map(Duration::from_millis)
-        .ok_or_else(|| format!("'{s}' is too large"))
+        .ok_or_else(|| format!("'{s}' is too large; at most 3650d"))
 }
+
+/// The longest duration accepted (ten years): deadlines are `Instant + duration`, which must not overflow.
+const MAX_DURATION_MS: u64 = 3650 * 24 * 60 * 60 * 1000;
 
 /// Parses a size in bytes: a whole number, optionally followed by a suffix:
 /// `B` (bytes), `KiB`, `MiB`, `GiB` (powers of 1024) or `k`/`kB`, `M`/`MB`,

@@ -28,6 +28,7 @@ fn parse_duration_table() {
         ("2m", Duration::from_secs(120)),
         ("1h", Duration::from_secs(3600)),
         ("1d", Duration::from_secs(86_400)),
+        ("3650d", Duration::from_secs(3650 * 86_400)),
         (" 3s ", Duration::from_secs(3)),
         ("0s", Duration::ZERO),
     ];
@@ -45,6 +46,7 @@ fn parse_duration_table() {
         ("1 s", "unknown unit"),
         ("99999999999999999999s", "too large"),
         ("18446744073709551615d", "too large"),
+        ("3651d", "at most 3650d"),
     ];
     for (input, needle) in bad {
         let err = parse_duration(input).expect_err(input);
