@@ -12,6 +12,7 @@
 //! a count and a time limit.
 
 mod engine;
+mod floor;
 mod procfs;
 mod report;
 mod stream;
@@ -79,9 +80,13 @@ struct Common {
     /// Name of the server under test, recorded with the results (spout, nchan, pushpin, ...).
     #[arg(long, global = true, default_value = "spout")]
     target_name: String,
-    /// PID of the server: CPU time per delivery and memory per connection come from /proc/PID.
-    #[arg(long, global = true)]
-    server_pid: Option<u32>,
+    /// Free-form label recorded with the results (the compare driver names its scenario presets with it).
+    #[arg(long, global = true, default_value = "")]
+    tag: String,
+    /// PID of the server: CPU time per delivery and memory per connection come from /proc/PID. A
+    /// comma-separated list (Pushpin's several processes) is summed.
+    #[arg(long, global = true, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// CPU the server is pinned to: its busy time from /proc/stat (softirq included) per delivery.
     #[arg(long, global = true)]
     server_cpu: Option<usize>,
@@ -169,6 +174,23 @@ enum Scenario {
         #[arg(long, short = 'n', default_value_t = 5000)]
         subscribers: usize,
     },
+    /// The physical-limit baseline: serve /sub/{ch} and /pub/{ch} with one thread writing one pre-serialized
+    /// frame per event to every subscriber (`--batch K`: K frames per writev).
+    Floor {
+        /// Loopback address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+        /// Frames per write: 1 is one plain write per event per subscriber; K > 1 holds a channel's frames until
+        /// K are queued and writes them with one writev.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// With --batch > 1: flush a partial batch when no publish arrived for this long.
+        #[arg(long, default_value = "20ms", value_parser = parse_duration)]
+        linger: Duration,
+        /// Exit after this long.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        duration: Duration,
+    },
     /// Internal: a child process holding a share of the subscribers.
     #[command(name = "__child", hide = true)]
     Child,
@@ -225,6 +247,24 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.scenario {
         Scenario::Child => run_child(),
+        Scenario::Floor {
+            listen,
+            batch,
+            linger,
+            duration,
+        } => {
+            if listen.ip().is_loopback() {
+                floor::run(floor::FloorConfig {
+                    listen,
+                    batch: batch.max(1),
+                    linger,
+                    duration,
+                })
+                .map_err(|e| format!("floor: {e}"))
+            } else {
+                Err(format!("floor: {listen} is not a loopback address"))
+            }
+        }
         _ => run(cli),
     };
     if let Err(e) = result {
@@ -269,11 +309,28 @@ struct ServerSnapshot {
 }
 
 fn server_snapshot(c: &Common) -> ServerSnapshot {
-    let pid = c.server_pid.map(|p| p.to_string());
+    let pids: Vec<String> = c.server_pid.iter().map(u32::to_string).collect();
+    // Several PIDs (a multi-process server) are summed; one unreadable PID makes the figure "not measured".
+    let cpu = (!pids.is_empty())
+        .then(|| {
+            pids.iter()
+                .map(|p| procfs::cpu_seconds(p))
+                .sum::<Option<f64>>()
+        })
+        .flatten();
+    let mems: Vec<procfs::Memory> = pids.iter().map(|p| procfs::memory(p)).collect();
+    let sum = |f: fn(&procfs::Memory) -> Option<u64>| {
+        (!mems.is_empty())
+            .then(|| mems.iter().map(f).sum::<Option<u64>>())
+            .flatten()
+    };
     ServerSnapshot {
-        cpu: pid.as_deref().and_then(procfs::cpu_seconds),
+        cpu,
         core: c.server_cpu.and_then(procfs::cpu_times),
-        mem: pid.as_deref().map(procfs::memory).unwrap_or_default(),
+        mem: procfs::Memory {
+            rss: sum(|m| m.rss),
+            pss: sum(|m| m.pss),
+        },
         tcp_kernel: procfs::tcp_kernel_bytes(),
     }
 }
@@ -518,6 +575,7 @@ fn scenario_params(s: &Scenario) -> (&'static str, Value) {
             ("connect-storm", json!({"subscribers": subscribers}))
         }
         Scenario::Child => ("child", json!({})),
+        Scenario::Floor { .. } => ("floor", json!({})),
     }
 }
 
@@ -544,7 +602,7 @@ fn run(cli: Cli) -> Result<(), String> {
             cfg.ramp = 1e9;
             (*subscribers, 1, None)
         }
-        Scenario::Child => unreachable!("handled in main"),
+        Scenario::Child | Scenario::Floor { .. } => unreachable!("handled in main"),
     };
     let processes = c.processes.max(1);
     let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Tables for docs/BENCHMARKS.md from the comparison's JSON lines (loadtest/compare/run.sh).
+
+    python3 loadtest/compare/report.py loadtest/results/compare.jsonl > /tmp/tables.md
+
+For each (scenario, target): the median of the runs, with min-max, and the ratio of the median to spout's and to
+the floor's. Only runs in which something subscribed count (a failed start is not a result).
+"""
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+TARGETS = ["spout", "spout2", "nchan", "pushpin", "axum", "floor", "floor8"]
+SCENARIOS = ["fanout1k-paced", "fanout10k-paced", "fanout1k-cap", "fanout10k-cap", "many10k", "idle19k"]
+
+
+def get(r, *path):
+    for p in path:
+        if not isinstance(r, dict):
+            return None
+        r = r.get(p)
+    return r
+
+
+def load(path):
+    runs = defaultdict(list)
+    for line in open(path):
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        tag = get(r, "common", "tag")
+        if not tag or (get(r, "results", "subscribed") or 0) <= 0:
+            continue
+        runs[(tag, r["target"])].append(r)
+    return runs
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return statistics.median(values), min(values), max(values), len(values)
+
+
+def fmt(m, scale=1.0, digits=2, unit=""):
+    if m is None:
+        return "–"
+    v, lo, hi, n = m
+    if lo == hi or n == 1:
+        return f"{v * scale:,.{digits}f}{unit}"
+    return f"{v * scale:,.{digits}f}{unit} ({lo * scale:,.{digits}f}–{hi * scale:,.{digits}f})"
+
+
+def ratio(m, base):
+    if m is None or base is None or base[0] == 0:
+        return "–"
+    return f"{m[0] / base[0]:.2f}×"
+
+
+def delivery_table(runs, scenario):
+    rows = []
+    metrics = {}
+    for t in TARGETS:
+        rs = runs.get((scenario, t))
+        if not rs:
+            continue
+        x = [r["results"] for r in rs]
+        metrics[t] = {
+            "dps": med([get(v, "deliveries_per_s") for v in x]),
+            "p50": med([get(v, "latency_us", "p50") for v in x]),
+            "p99": med([get(v, "latency_us", "p99") for v in x]),
+            "cpu": med([get(v, "server", "cpu_us_per_delivery") for v in x]),
+            "core": med([get(v, "server", "core_busy_us_per_delivery") for v in x]),
+            "missing": sum(get(v, "loss", "missing") or 0 for v in x),
+            "dup": sum(get(v, "loss", "duplicates") or 0 for v in x),
+            "failed": sum(get(v, "connect_failures", "bad_status") or 0 for v in x)
+            + sum(get(v, "connect_failures", "timeout") or 0 for v in x)
+            + sum(get(v, "connect_failures", "connect_error") or 0 for v in x),
+            "subscribed": med([get(v, "subscribed") for v in x]),
+            "tool": max(get(v, "tool_cpu", "max_share_of_core") or 0 for v in x),
+            "n": len(rs),
+        }
+    if not metrics:
+        return ""
+    spout = metrics.get("spout", {})
+    floor = metrics.get("floor", {})
+    rows.append(
+        "| target | runs | deliveries/s | latency p50 / p99 (ms) | server CPU µs/delivery (process) "
+        "| ×spout | ×floor | pinned core busy µs/delivery | ×spout | ×floor | missing / dup / failed subscribes |"
+    )
+    rows.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for t, m in metrics.items():
+        lat = "–"
+        if m["p50"] and m["p99"]:
+            lat = f"{m['p50'][0] / 1000:,.1f} / {m['p99'][0] / 1000:,.1f}"
+        warn = " ⚠tool" if m["tool"] > 0.9 else ""
+        rows.append(
+            f"| {t} | {m['n']} | {fmt(m['dps'], 1, 0)}{warn} | {lat} | {fmt(m['cpu'])} | {ratio(m['cpu'], spout.get('cpu'))} "
+            f"| {ratio(m['cpu'], floor.get('cpu'))} | {fmt(m['core'])} | {ratio(m['core'], spout.get('core'))} "
+            f"| {ratio(m['core'], floor.get('core'))} | {m['missing']} / {m['dup']} / {m['failed']} |"
+        )
+    return "\n".join(rows)
+
+
+def idle_table(runs, scenario):
+    rows = [
+        "| target | runs | connected of 19,000 | RSS B/conn | PSS B/conn | ×spout (PSS) | subscribe CPU µs each | ×spout |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    base = None
+    out = []
+    for t in TARGETS:
+        rs = runs.get((scenario, t))
+        if not rs:
+            continue
+        x = [r["results"] for r in rs]
+        pss = med([get(v, "server", "pss_bytes_per_connection") for v in x])
+        rss = med([get(v, "server", "rss_bytes_per_connection") for v in x])
+        sub = med([get(v, "server", "subscribe_cpu_us_each") for v in x])
+        conn = med([get(v, "subscribed") for v in x])
+        if t == "spout":
+            base = (pss, sub)
+        out.append((t, len(rs), conn, rss, pss, sub))
+    for t, n, conn, rss, pss, sub in out:
+        rows.append(
+            f"| {t} | {n} | {fmt(conn, 1, 0)} | {fmt(rss, 1, 0)} | {fmt(pss, 1, 0)} | "
+            f"{ratio(pss, base[0] if base else None)} | {fmt(sub, 1, 1)} | {ratio(sub, base[1] if base else None)} |"
+        )
+    return "\n".join(rows) if out else ""
+
+
+def main():
+    runs = load(sys.argv[1] if len(sys.argv) > 1 else "loadtest/results/compare.jsonl")
+    for s in SCENARIOS:
+        table = idle_table(runs, s) if s.startswith("idle") else delivery_table(runs, s)
+        if table:
+            print(f"### {s}\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+#!/usr/bin/env bash
+# The side-by-side comparison: spout against nchan, Pushpin, a tokio + axum SSE server and the physical-limit
+# floor, with the same spout-load scenarios and sizes. One command on a fresh Debian machine:
+#
+#   loadtest/compare/run.sh                      # everything, 3 runs each, results in loadtest/results/compare.jsonl
+#   loadtest/compare/run.sh --runs 1 --targets "spout nchan" --scenarios "fanout1k-paced idle19k"
+#
+# Options: --results FILE, --runs N (per target and scenario), --targets "...", --scenarios "...", --no-install,
+# --no-build. Resumable: a (target, scenario) pair that already has N runs in the results file is skipped, so an
+# interrupted comparison continues where it stopped. loadtest/compare/report.py turns the file into the tables of
+# docs/BENCHMARKS.md.
+#
+# Every server is started fresh for each run, pinned to core 0 (one worker/process each), the tool pinned to
+# core 1; "spout2" is spout unpinned with 2 workers (the tool then shares the cores with it). Every run is bounded
+# (spout-load's own --duration/--drain/--stall, and `timeout` around it); every server started here is stopped on
+# exit (trap), by its process group.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HERE=$ROOT/loadtest/compare
+RESULTS=$ROOT/loadtest/results/compare.jsonl
+RUNS=3
+TARGETS="spout nchan pushpin axum floor floor8 spout2"
+SCENARIOS="fanout1k-paced fanout10k-paced fanout1k-cap fanout10k-cap many10k idle19k"
+INSTALL=1
+BUILD=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --results) RESULTS=$2; shift 2 ;;
+        --runs) RUNS=$2; shift 2 ;;
+        --targets) TARGETS=$2; shift 2 ;;
+        --scenarios) SCENARIOS=$2; shift 2 ;;
+        --no-install) INSTALL=0; shift ;;
+        --no-build) BUILD=0; shift ;;
+        -h|--help) sed -n 2,17p "$0"; exit 0 ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+done
+
+LOAD=$ROOT/target/release/spout-load
+SPOUT=$ROOT/target/release/spout
+AXUM=$ROOT/loadtest/baselines/axum-sse/target/release/axum-sse
+TMP=$(mktemp -d /tmp/spout-compare.XXXXXX)
+SERVER_GROUP=""
+ORIGIN_GROUP=""
+
+log() { echo "[compare] $*" >&2; }
+
+stop_group() {
+    local pgid=$1
+    [ -n "$pgid" ] || return 0
+    kill -TERM -- "-$pgid" 2>/dev/null || return 0
+    for _ in $(seq 50); do
+        kill -0 -- "-$pgid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL -- "-$pgid" 2>/dev/null || true
+}
+
+stop_servers() {
+    stop_group "$SERVER_GROUP"
+    SERVER_GROUP=""
+    stop_group "$ORIGIN_GROUP"
+    ORIGIN_GROUP=""
+}
+
+cleanup() {
+    stop_servers
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- install and build ---------------------------------------------------------------------------------------
+if [ "$INSTALL" = 1 ]; then
+    if ! command -v nginx >/dev/null || [ ! -e /usr/lib/nginx/modules/ngx_nchan_module.so ] \
+        || ! command -v pushpin >/dev/null; then
+        log "installing nginx, libnginx-mod-nchan, pushpin"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx libnginx-mod-nchan pushpin
+    fi
+    # The packages' own services are not used (they would take ports 80, 7999 and 5561).
+    for svc in nginx pushpin; do
+        service "$svc" stop >/dev/null 2>&1 || true
+    done
+fi
+if [ "$BUILD" = 1 ]; then
+    log "building spout, spout-load and the axum baseline (release)"
+    (cd "$ROOT" && cargo build --release --bin spout --bin spout-load -q)
+    (cd "$ROOT/loadtest/baselines/axum-sse" && cargo build --release -q)
+fi
+
+# Servers inherit this; the hard limit (20,000 here) cannot be raised.
+ulimit -n "$(ulimit -Hn)"
+
+wait_port() {
+    local port=$1
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "port $port did not open"
+    return 1
+}
+
+# All PIDs of a process tree, comma-separated (Pushpin is several processes; nginx a master and a worker).
+tree_pids() {
+    local pids=$1 next=$1
+    while [ -n "$next" ]; do
+        local children=""
+        for p in $next; do
+            children="$children $(pgrep -P "$p" | tr '\n' ' ')"
+        done
+        next=$(echo $children)
+        [ -n "$next" ] && pids="$pids $next"
+    done
+    echo $pids | tr ' ' ','
+}
+
+# Starts one target fresh. Sets SUB_URL, PUB_URL, BODY, SIZE, PIDS, PIN (CPU of the server or empty).
+start_target() {
+    local name=$1
+    SUB_URL=""; PUB_URL=""; BODY='seq={seq} ts={ts} {pad}'; SIZE=100; PIN=0
+    local port
+    case "$name" in
+        spout)
+            port=8080
+            setsid taskset -c 0 "$SPOUT" --listen "127.0.0.1:$port" --workers 1 --log-level warn \
+                >"$TMP/spout.log" 2>&1 &
+            ;;
+        spout2)
+            port=8080; PIN=""
+            setsid "$SPOUT" --listen "127.0.0.1:$port" --workers 2 --log-level warn >"$TMP/spout.log" 2>&1 &
+            ;;
+        nchan)
+            port=8081
+            rm -rf "$TMP/nchan"; mkdir -p "$TMP/nchan/tmp"
+            setsid taskset -c 0 nginx -p "$TMP/nchan/" -c "$HERE/nchan/nginx.conf" -g 'daemon off;' \
+                >"$TMP/nchan.log" 2>&1 &
+            ;;
+        pushpin)
+            port=7999
+            rm -rf "$TMP/pushpin"; mkdir -p "$TMP/pushpin/run" "$TMP/pushpin/log"
+            sed -e "s#@RUNDIR@#$TMP/pushpin/run#" -e "s#@LOGDIR@#$TMP/pushpin/log#" -e "s#@CONFDIR@#$HERE/pushpin#" \
+                "$HERE/pushpin/pushpin.conf.in" >"$TMP/pushpin/pushpin.conf"
+            setsid taskset -c 0 python3 "$HERE/pushpin/origin.py" 8098 >"$TMP/origin.log" 2>&1 &
+            ORIGIN_GROUP=$!
+            setsid taskset -c 0 pushpin --config "$TMP/pushpin/pushpin.conf" >"$TMP/pushpin.log" 2>&1 &
+            PUB_URL='http://127.0.0.1:5561/publish/'
+            # The SSE text travels inside Pushpin's JSON publish format; {pad} fills the JSON body, so the size
+            # adds the JSON around the data (~100-byte data: lines, like the other targets).
+            BODY='{"items":[{"channel":"{channel}","formats":{"http-stream":{"content":"data: seq={seq} ts={ts} {pad}\n\n"}}}]}'
+            SIZE=174
+            ;;
+        axum)
+            port=8082
+            setsid taskset -c 0 "$AXUM" --listen "127.0.0.1:$port" --workers 1 >"$TMP/axum.log" 2>&1 &
+            ;;
+        floor|floor8)
+            port=8090
+            local batch=1
+            [ "$name" = floor8 ] && batch=8
+            setsid taskset -c 0 "$LOAD" floor --listen "127.0.0.1:$port" --batch "$batch" --duration 5m \
+                >"$TMP/floor.log" 2>&1 &
+            ;;
+        *) log "unknown target $name"; return 1 ;;
+    esac
+    SERVER_GROUP=$!
+    SUB_URL="http://127.0.0.1:$port/sub/{channel}"
+    [ -n "$PUB_URL" ] || PUB_URL="http://127.0.0.1:$port/pub/{channel}"
+    wait_port "$port"
+    [ "$name" = pushpin ] && { wait_port 5561; wait_port 8098; }
+    sleep 0.5
+    PIDS=$(tree_pids "$SERVER_GROUP")
+}
+
+# Scenario presets: the same arguments for every target. Paced rates are about what nchan sustains on one core
+# (the issue's 65 events/s to 1,000 and 5.7 events/s to 10,000); capacity runs are closed loop with 8 publisher
+# connections and a window of 32 events in flight.
+scenario_args() {
+    case "$1" in
+        fanout1k-paced) echo "fanout -n 1000 --rate 65 --duration 6s --drain 3s" ;;
+        fanout10k-paced) echo "fanout -n 10000 --rate 5.7 --duration 6s --drain 3s" ;;
+        fanout1k-cap) echo "fanout -n 1000 --publishers 8 --duration 6s --drain 5s" ;;
+        fanout10k-cap) echo "fanout -n 10000 --publishers 8 --duration 6s --drain 5s" ;;
+        many10k) echo "many-channels -n 10000 --rate 2000 --publishers 8 --duration 6s --drain 3s" ;;
+        idle19k) echo "idle -n 19000 --hold 5s --processes 2 --source-addrs 4" ;;
+        *) return 1 ;;
+    esac
+}
+
+# Which scenarios make sense for a target: the floor has no idle cost of its own worth comparing (it keeps no
+# per-connection state but the socket), batching 8 frames needs a busy channel, spout2 is for capacity.
+applies() {
+    local target=$1 scenario=$2
+    case "$target:$scenario" in
+        floor:idle19k|floor8:idle19k|floor8:many10k) return 1 ;;
+        spout2:*-paced|spout2:many10k|spout2:idle19k) return 1 ;;
+    esac
+    return 0
+}
+
+done_runs() {
+    [ -f "$RESULTS" ] || { echo 0; return; }
+    python3 - "$RESULTS" "$1" "$2" <<'EOF'
+import json, sys
+path, target, tag = sys.argv[1:4]
+n = 0
+for line in open(path):
+    try:
+        r = json.loads(line)
+    except ValueError:
+        continue
+    # A run in which nothing subscribed (a target that failed to start) does not count: it is run again.
+    if (r.get("target") == target and r.get("common", {}).get("tag") == tag
+            and r.get("results", {}).get("subscribed", 0) > 0):
+        n += 1
+print(n)
+EOF
+}
+
+mkdir -p "$(dirname "$RESULTS")"
+for scenario in $SCENARIOS; do
+    args=$(scenario_args "$scenario") || { log "unknown scenario $scenario"; exit 2; }
+    for target in $TARGETS; do
+        applies "$target" "$scenario" || continue
+        have=$(done_runs "$target" "$scenario")
+        while [ "$have" -lt "$RUNS" ]; do
+            log "$target / $scenario: run $((have + 1)) of $RUNS"
+            start_target "$target"
+            pin_args=()
+            [ -n "$PIN" ] && pin_args=(--server-cpu "$PIN")
+            tool=(taskset -c 1)
+            [ "$target" = spout2 ] && tool=()
+            # shellcheck disable=SC2086
+            if ! timeout 120 "${tool[@]}" "$LOAD" -q --target-name "$target" --tag "$scenario" \
+                --sub-url "$SUB_URL" --pub-url "$PUB_URL" --body "$BODY" --size "$SIZE" \
+                --server-pid "$PIDS" "${pin_args[@]}" --json "$RESULTS" $args; then
+                log "$target / $scenario: run failed (see above); going on"
+                stop_servers
+                break
+            fi
+            stop_servers
+            have=$((have + 1))
+        done
+    done
+done
+log "results in $RESULTS; tables: python3 $HERE/report.py $RESULTS"
