@@ -1,7 +1,7 @@
 //! Micro-benchmarks of spout's pure hot-path functions, each reported as throughput (criterion).
 //!
 //! What this file owns: one bench binary (`cargo bench --bench hot_paths`) covering request-head parsing,
-//! chunked body decoding, SSE encoding, the encode-once `Message::sse_frame`, fan-out (queueing one shared frame
+//! chunked body decoding, SSE encoding, the encode-once `Message::sse_frame` and `Message::ws_frame`, fan-out (queueing one shared frame
 //! on 10,000 `OutQueue`s), the vectored write of a 64-frame queue, and the history lookup behind `Last-Event-ID`.
 //!
 //! What it must not do: touch sockets or threads, or benchmark anything that depends on the machine's network
@@ -171,6 +171,39 @@ fn bench_sse_encode(c: &mut Criterion) {
     group.finish();
 }
 
+/// WebSocket encoding: the encode-once `Message::ws_frame` (JSON escaping + frame header) and the bare header
+/// builder used for the server's own frames.
+fn bench_ws_encode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ws_encode");
+    for (name, data) in [
+        ("ws_frame/first_100B", payload(100)),
+        ("ws_frame/first_1KiB", multiline_payload(1024)),
+    ] {
+        group.throughput(Throughput::Bytes(data.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || message(&data),
+                |msg| black_box(msg.ws_frame().len()),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.throughput(Throughput::Elements(1));
+    let mut out = Vec::with_capacity(16);
+    group.bench_function("encode_header", |b| {
+        b.iter(|| {
+            out.clear();
+            spout::ws::frame::encode_header(
+                spout::ws::frame::Opcode::Text,
+                black_box(70_000),
+                &mut out,
+            );
+            black_box(out.len())
+        })
+    });
+    group.finish();
+}
+
 fn bench_fanout(c: &mut Criterion) {
     let frame: Frame = message(&payload(100)).sse_frame().clone();
     let mut group = c.benchmark_group("fanout");
@@ -326,6 +359,7 @@ criterion_group!(
     bench_parse_head,
     bench_chunked,
     bench_sse_encode,
+    bench_ws_encode,
     bench_fanout,
     bench_write_vectored,
     bench_replay

@@ -11,7 +11,8 @@
 //! Module map:
 //! - `config`: flags and environment → validated `Config`; `logger`: the log sink.
 //! - `net`: listeners; `worker`: the event loop; `conn`: one connection's phases, I/O and output queue.
-//! - `http`: request heads, chunked bodies, responses (sans-io); `sse`: event encoding.
+//! - `http`: request heads, chunked bodies, responses (sans-io); `sse`: event encoding; `ws`: the WebSocket
+//!   handshake and framing (sans-io).
 //! - `api`: the router and the public APIs (`api::native`), above `http`.
 //! - `channels`: the channel table (history, subscribers per worker, presence, the sequencer);
 //!   `broker`: the publish seam; `bus`: the worker inboxes; `hub`: a worker's channel → subscribers index.
@@ -34,3 +35,4 @@ pub mod sse;
 #[cfg(test)]
 mod testing;
 pub mod worker;
+pub mod ws;

@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::sse;
+use crate::ws::frame::{encode_header, Opcode};
 
 /// A pre-serialized, immutable frame shared by every subscriber that receives it.
 pub type Frame = Arc<[u8]>;
@@ -71,6 +72,8 @@ pub struct Message {
     /// When set, only subscribers with one of these client ids receive it (live and on replay).
     pub to: Option<Box<[Box<str>]>>,
     sse: OnceLock<Frame>,
+    /// The native WebSocket encoding: a whole text frame, header and JSON payload.
+    ws: OnceLock<Frame>,
 }
 
 impl Message {
@@ -88,6 +91,7 @@ impl Message {
             data,
             to,
             sse: OnceLock::new(),
+            ws: OnceLock::new(),
         }
     }
 
@@ -101,6 +105,28 @@ impl Message {
         })
     }
 
+    /// The native WebSocket encoding, built by the first WebSocket subscriber that needs it and shared from then
+    /// on: one unmasked text frame (RFC 6455 §5.6) carrying `{"id":"..","channel":"..","event":"..","data":".."}`,
+    /// `event` left out when the event is unnamed. Server frames are never masked, so every subscriber gets the
+    /// same bytes.
+    pub fn ws_frame(&self) -> &Frame {
+        self.ws.get_or_init(|| {
+            let mut json = Vec::with_capacity(self.data.len() + self.channel.len() + 64);
+            json.extend_from_slice(b"{\"id\":\"");
+            json.extend_from_slice(self.id.to_string().as_bytes());
+            json.extend_from_slice(b"\",\"channel\":");
+            push_json_string(&mut json, &self.channel);
+            if let Some(event) = &self.event {
+                json.extend_from_slice(b",\"event\":");
+                push_json_string(&mut json, event);
+            }
+            json.extend_from_slice(b",\"data\":");
+            push_json_string(&mut json, &self.data);
+            json.push(b'}');
+            Frame::from(ws_text_frame(&json))
+        })
+    }
+
     /// Whether a subscriber with `client_id` receives this event.
     pub fn is_for(&self, client_id: &str) -> bool {
         match &self.to {
@@ -111,6 +137,9 @@ impl Message {
 
     /// Bytes this message holds in memory, counted against `--history-max-bytes`: the data, the other fields and
     /// room for one wire encoding.
+    // TODO(issue 6): a message that reaches both SSE and WebSocket subscribers holds two encodings; the count is
+    // fixed at append time, before anyone knows which formats will be built, so the second is not counted yet.
+    // Counting it always would shrink every deployment's history by a third to cover the mixed case.
     pub fn retained_bytes(&self) -> usize {
         let to: usize = self
             .to
@@ -121,6 +150,20 @@ impl Message {
         let event = self.event.as_ref().map_or(0, |e| e.len());
         std::mem::size_of::<Message>() + 2 * self.data.len() + event + to + 64
     }
+}
+
+/// Appends `text` as a JSON string literal.
+fn push_json_string(out: &mut Vec<u8>, text: &str) {
+    // Serializing a `str` into a `Vec` cannot fail: there is no I/O and no non-string key.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
+/// A whole unmasked WebSocket text frame carrying `json` (for the server's own messages: reset, deleted, open).
+pub fn ws_text_frame(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len() + 10);
+    encode_header(Opcode::Text, json.len(), &mut out);
+    out.extend_from_slice(json);
+    out
 }
 
 #[cfg(test)]
@@ -188,5 +231,30 @@ mod tests {
         let first = m.sse_frame().clone();
         assert!(Arc::ptr_eq(&first, m.sse_frame()));
         assert_eq!(&*first, b"id: 7\nevent: greet\ndata: a\ndata: b\n\n");
+    }
+
+    #[test]
+    fn the_ws_frame_is_built_once_and_is_one_json_text_frame() {
+        let m = Message::new(
+            EventId(7),
+            "c".into(),
+            Some("greet".into()),
+            "a\n\"b\"".into(),
+            None,
+        );
+        let first = m.ws_frame().clone();
+        assert!(Arc::ptr_eq(&first, m.ws_frame()));
+        let json = br#"{"id":"7","channel":"c","event":"greet","data":"a\n\"b\""}"#;
+        assert_eq!(first.first(), Some(&0x81));
+        assert_eq!(first.get(1), Some(&(json.len() as u8)));
+        assert_eq!(first.get(2..), Some(&json[..]));
+        let unnamed = Message::new(EventId(8), "c".into(), None, "x".repeat(200).into(), None);
+        let frame = unnamed.ws_frame();
+        assert_eq!(frame.get(..2), Some(&[0x81, 126][..]));
+        let body: serde_json::Value = serde_json::from_slice(frame.get(4..).unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"id": "8", "channel": "c", "data": "x".repeat(200)})
+        );
     }
 }

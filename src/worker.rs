@@ -285,7 +285,7 @@ impl Worker {
 
     /// Adds a new stream's channels to the hub and records its positions.
     fn join_hub(&mut self, key: usize) {
-        let Some(sse) = self.conns.get_mut(key).and_then(|c| c.sse_mut()) else {
+        let Some(sse) = self.conns.get_mut(key).and_then(|c| c.stream_mut()) else {
             return;
         };
         for (slot, channel) in sse.channels.iter().enumerate() {
@@ -310,7 +310,7 @@ impl Worker {
             if let Some(p) = self
                 .conns
                 .get_mut(member.key)
-                .and_then(|c| c.sse_mut())
+                .and_then(|c| c.stream_mut())
                 .and_then(|s| s.positions.get_mut(member.slot as usize))
             {
                 *p = moved.pos;
@@ -407,19 +407,19 @@ impl Worker {
         }
     }
 
-    /// Queues one shared frame on every local subscriber of the event's channel: no copy, no format.
+    /// Queues one shared frame on every local subscriber of the event's channel: no copy, no format. Each wire
+    /// format's frame is built once, by the first subscriber of that format (`Message::sse_frame`, `ws_frame`).
     fn fan_out(&mut self, message: &Message) {
         let members = self.hub.members(&message.channel);
         if members.is_empty() {
             return;
         }
-        let frame = message.sse_frame();
         let max_queued = self.shared.config.max_queued_bytes;
         for member in members {
             let Some(conn) = self.conns.get_mut(member.key) else {
                 continue;
             };
-            match conn.deliver(message, frame, max_queued) {
+            match conn.deliver(message, max_queued) {
                 Delivery::Skipped => {}
                 Delivery::Queued => {
                     self.counters.delivered += 1;
@@ -455,22 +455,27 @@ impl Worker {
     }
 
     /// A channel was deleted: its local subscribers get a final `deleted` event and lose that subscription; a
-    /// stream left with no channel closes after it.
+    /// stream left with no channel closes after it. The final event is built once per format.
     fn close_channel(&mut self, channel: &str, incarnation: u64) {
-        let mut final_event = Vec::with_capacity(64 + channel.len());
+        let mut sse_final = Vec::with_capacity(64 + channel.len());
         sse::encode_event(
-            &mut final_event,
+            &mut sse_final,
             None,
             Some("deleted"),
             &serde_json::json!({ "channel": channel }).to_string(),
         );
-        let final_event: crate::message::Frame = final_event.into();
+        let sse_final: crate::message::Frame = sse_final.into();
+        let ws_final: crate::message::Frame = crate::api::native::ws_deleted_frame(channel).into();
         let members: Vec<Member> = self.hub.members(channel).to_vec();
         for member in members {
             let Some(conn) = self.conns.get_mut(member.key) else {
                 continue;
             };
-            let Some(sse) = conn.sse_mut() else { continue };
+            let Some(sse) = conn.stream_mut() else {
+                continue;
+            };
+            let websocket = !sse.is_sse();
+            let final_event = if websocket { &ws_final } else { &sse_final };
             let slot = member.slot as usize;
             let Some(sub) = sse.channels.get_mut(slot) else {
                 continue;
@@ -482,8 +487,11 @@ impl Worker {
             sub.incarnation = 0;
             let pos = sse.positions.get(slot).copied().unwrap_or(u32::MAX);
             let left = sse.channels.iter().any(|c| c.incarnation != 0);
-            conn.queue(Chunk::Shared(Arc::clone(&final_event)));
+            conn.queue(Chunk::Shared(Arc::clone(final_event)));
             if !left {
+                if websocket {
+                    conn.queue(Chunk::Static(crate::ws::frame::CLOSE_NORMAL));
+                }
                 conn.closing = true;
             }
             mark_dirty(&mut self.dirty, member.key, conn);
@@ -558,7 +566,8 @@ impl Worker {
 
     fn heartbeat(&mut self) {
         for (key, conn) in self.conns.iter_mut() {
-            if conn.sse().is_some() && conn.out.is_empty() && !conn.closing {
+            // WebSocket streams are pinged instead (`Conn::on_tick`).
+            if conn.stream().is_some_and(|s| s.is_sse()) && conn.out.is_empty() && !conn.closing {
                 conn.queue(Chunk::Static(conn::HEARTBEAT));
                 mark_dirty(&mut self.dirty, key, conn);
             }
@@ -584,25 +593,30 @@ impl Worker {
     }
 
     /// Ends each stream at its own moment of the window (spread by slab key), after a `retry:` hint jittered over
-    /// the window, so clients do not all reconnect to the remaining nodes at once.
+    /// the window, so clients do not all reconnect to the remaining nodes at once. A WebSocket stream gets a close
+    /// frame with 1001 "going away" instead (RFC 6455 §7.4.1); the spread by key is its jitter.
     fn drain_streams(&mut self, now: Instant) {
         let Some(drain) = &self.drain else { return };
         let elapsed = now.saturating_duration_since(drain.started).as_secs_f64();
         let window = drain.window.as_secs_f64();
         let base_retry = self.shared.config.retry.as_millis() as u64;
         for (key, conn) in self.conns.iter_mut() {
-            if conn.closing || conn.sse().is_none() {
+            let Some(stream) = conn.stream().filter(|_| !conn.closing) else {
                 continue;
-            }
+            };
             // Golden-ratio spread of keys over [0, 0.9) of the window: deterministic, even, no state per stream.
             let share = ((key as f64) * 0.618_033_988_75).fract() * 0.9;
             if elapsed < share * window {
                 continue;
             }
-            let jitter = (self.ids.next_u64() % (drain.window.as_millis() as u64 + 1)).max(1);
-            let mut hint = Vec::with_capacity(24);
-            sse::encode_retry(&mut hint, base_retry + jitter);
-            conn.queue(Chunk::Owned(hint.into()));
+            if stream.is_sse() {
+                let jitter = (self.ids.next_u64() % (drain.window.as_millis() as u64 + 1)).max(1);
+                let mut hint = Vec::with_capacity(24);
+                sse::encode_retry(&mut hint, base_retry + jitter);
+                conn.queue(Chunk::Owned(hint.into()));
+            } else {
+                conn.queue(Chunk::Static(crate::ws::frame::CLOSE_GOING_AWAY));
+            }
             conn.closing = true;
             conn.deadline = Some(now + DRAIN_GRACE);
             mark_dirty(&mut self.dirty, key, conn);
@@ -632,7 +646,7 @@ impl Worker {
             let Some(mut conn) = self.conns.try_remove(key) else {
                 continue;
             };
-            let _ = self.poll.registry().deregister(conn.stream_mut());
+            let _ = self.poll.registry().deregister(conn.socket_mut());
             self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
             match reason {
                 CloseReason::Slow => {
@@ -647,7 +661,7 @@ impl Worker {
                 }
                 _ => log::trace!("worker {} conn {key}: closed ({reason:?})", self.id),
             }
-            if let Phase::Sse(sse) = &conn.phase {
+            if let Phase::Stream(sse) = &conn.phase {
                 self.shared
                     .table
                     .unsubscribe(self.id, &sse.channels, &sse.client_id);

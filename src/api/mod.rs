@@ -74,6 +74,8 @@ pub struct Stream {
     pub opening: Vec<u8>,
     pub subscription: Subscription,
     pub client_id: Box<str>,
+    /// A WebSocket stream (the opening is a 101 answer); else SSE.
+    pub websocket: bool,
 }
 
 /// Handles a complete request on a listener bound to `api`.

@@ -6,6 +6,11 @@
 //! Names: a channel name is 1 to 128 bytes of ASCII letters, digits and `-_.~:@` (no percent-decoding is needed
 //! or done in paths); a client id follows the same rule with at most 64 bytes. Commas separate channels in
 //! `/sub/a,b`. Event names are 1 to 64 bytes of UTF-8 without CR, LF or NUL.
+//!
+//! A subscribe request that asks for a WebSocket upgrade (`Upgrade: websocket`) gets the same subscription as
+//! SSE, answered `101 Switching Protocols`; its events are text frames of one JSON object each, built by
+//! `Message::ws_frame`, and its own messages (`open`, `reset`, `deleted`) by the `ws_*_frame` functions here. A
+//! message with an `id` is an event; one without is the server's (see README, "WebSocket").
 
 use std::sync::Arc;
 
@@ -19,8 +24,10 @@ use crate::http::request::Method;
 use crate::http::response::{
     json_error_body, write_response, write_stream_head, DateCache, Response,
 };
+use crate::message::ws_text_frame;
 use crate::message::EventId;
 use crate::sse;
+use crate::ws::handshake::{self, HandshakeError, Upgrade};
 
 const MAX_CHANNEL_NAME: usize = 128;
 const MAX_CLIENT_ID: usize = 64;
@@ -206,6 +213,21 @@ fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
             "the server is shutting down; reconnect to another node",
         ));
     }
+    let accept = if handshake::is_websocket_upgrade(req.header("upgrade")) {
+        let upgrade = Upgrade {
+            get: req.head.method == Method::Get,
+            http11: req.head.minor_version >= 1,
+            connection: req.header("connection"),
+            version: req.header("sec-websocket-version"),
+            key: req.header("sec-websocket-key"),
+        };
+        match handshake::validate(&upgrade) {
+            Ok(accept) => Some(accept),
+            Err(e) => return Ok(bad_upgrade(req, ctx, e)),
+        }
+    } else {
+        None
+    };
     let mut names: Vec<&str> = Vec::new();
     for raw in list.split(|b| *b == b',') {
         let name = channel_name(raw)?;
@@ -235,6 +257,46 @@ fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
             .and_then(EventId::parse)
             .map_or(Resume::Unparseable, Resume::After),
     };
+
+    if let Some(accept) = accept {
+        // Browsers apply no CORS to WebSocket: with an origin list, refuse a page from elsewhere here, as its
+        // browser would refuse it the SSE stream (cross-site WebSocket hijacking). No `Origin`: not a browser.
+        let foreign = matches!(ctx.config.cors_origin, CorsOrigin::List(_))
+            && req.header("origin").is_some()
+            && cors_origin(req, ctx).is_none();
+        if foreign {
+            return Err(ApiError::new(
+                403,
+                "origin_not_allowed",
+                "this Origin is not in --cors-origin",
+            ));
+        }
+        let subscription = ctx
+            .table
+            .subscribe(ctx.worker, &names, &client_id, resume)
+            .map_err(ApiError::from_table)?;
+        let mut opening = Vec::with_capacity(256);
+        // No Date, no CORS fields: a 101 answer needs neither, and browsers apply no CORS to WebSocket.
+        for part in [
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
+            "Sec-WebSocket-Accept: ",
+            &accept,
+            "\r\n",
+            CLIENT_ID_HEADER,
+            ": ",
+            &client_id,
+            "\r\n\r\n",
+        ] {
+            opening.extend_from_slice(part.as_bytes());
+        }
+        opening.extend_from_slice(&ws_open_frame(&client_id));
+        return Ok(Action::Stream(Box::new(Stream {
+            opening,
+            subscription,
+            client_id,
+            websocket: true,
+        })));
+    }
 
     let mut headers = vec![
         ("Content-Type", "text/event-stream"),
@@ -276,7 +338,21 @@ fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
         opening,
         subscription,
         client_id,
+        websocket: false,
     })))
+}
+
+/// A refused WebSocket upgrade: 400 naming the one version spout speaks (RFC 6455 §4.2.2, §4.4). The connection
+/// stays an HTTP connection, kept alive as for any other 400 that the request's framing allows.
+fn bad_upgrade(req: &Request, ctx: &Ctx, e: HandshakeError) -> Action {
+    let err = ApiError::bad("bad_websocket_upgrade", e.as_str());
+    respond_error(
+        req,
+        ctx,
+        err,
+        &[("Sec-WebSocket-Version", handshake::VERSION)],
+        closes(req, ctx),
+    )
 }
 
 // ---- publish ---------------------------------------------------------------------------------------------------
@@ -719,6 +795,33 @@ fn percent_decode(raw: &[u8]) -> Option<String> {
 pub fn reset_data(reason: &str, channels: &[Arc<str>]) -> String {
     json!({"reason": reason, "channels": channels.iter().map(|c| &**c).collect::<Vec<&str>>()})
         .to_string()
+}
+
+/// The first message of a WebSocket stream: `{"event":"open","client_id":".."}` (a browser cannot read the
+/// `Spout-Client-Id` header of the 101 answer).
+pub fn ws_open_frame(client_id: &str) -> Vec<u8> {
+    ws_text_frame(
+        json!({"event": "open", "client_id": client_id})
+            .to_string()
+            .as_bytes(),
+    )
+}
+
+/// `reset` on a WebSocket stream: `{"event":"reset","reason":..,"channels":[..]}`, the fields of the SSE event's
+/// data.
+pub fn ws_reset_frame(reason: &str, channels: &[Arc<str>]) -> Vec<u8> {
+    let channels: Vec<&str> = channels.iter().map(|c| &**c).collect();
+    let json = json!({"event": "reset", "reason": reason, "channels": channels});
+    ws_text_frame(json.to_string().as_bytes())
+}
+
+/// The final message for a deleted channel on a WebSocket stream: `{"event":"deleted","channel":".."}`.
+pub fn ws_deleted_frame(channel: &str) -> Vec<u8> {
+    ws_text_frame(
+        json!({"event": "deleted", "channel": channel})
+            .to_string()
+            .as_bytes(),
+    )
 }
 
 #[cfg(test)]

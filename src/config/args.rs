@@ -3,7 +3,7 @@
 
 use clap::{ArgAction, Parser};
 
-/// spout: a pub/sub push server (Server-Sent Events).
+/// spout: a pub/sub push server (Server-Sent Events and WebSocket).
 ///
 /// Every option can also be set with an environment variable: SPOUT_ and the
 /// flag in capitals, e.g. SPOUT_MAX_BODY=2MiB for --max-body. The command line
@@ -57,6 +57,21 @@ pub struct Args {
     /// [default: 3s]
     #[arg(long, env = "SPOUT_RETRY", value_name = "DURATION")]
     pub retry: Option<String>,
+
+    /// Interval of server pings on a WebSocket whose peer has been silent
+    /// that long, at least 100ms [default: 30s]
+    #[arg(long, env = "SPOUT_WS_PING", value_name = "DURATION")]
+    pub ws_ping: Option<String>,
+
+    /// Time a WebSocket peer may send nothing (no pong, no frame) before it
+    /// is dropped; longer than --ws-ping [default: 60s]
+    #[arg(long, env = "SPOUT_WS_TIMEOUT", value_name = "DURATION")]
+    pub ws_timeout: Option<String>,
+
+    /// Largest WebSocket message a client may send, fragments together,
+    /// 125 bytes to 16MiB; larger close with 1009 [default: 64KiB]
+    #[arg(long, env = "SPOUT_WS_MAX_MESSAGE", value_name = "SIZE")]
+    pub ws_max_message: Option<String>,
 
     /// Largest request body accepted; larger publishes get 413 [default: 1MiB]
     #[arg(long, env = "SPOUT_MAX_BODY", value_name = "SIZE")]

@@ -76,6 +76,25 @@ pub const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
 /// opens (3 s, the EventSource default in most browsers).
 pub const DEFAULT_RETRY: Duration = Duration::from_secs(3);
 
+/// Interval of server pings on a WebSocket whose peer has sent nothing for
+/// that long (30 s): proves the peer alive and keeps NAT and proxy state open.
+pub const DEFAULT_WS_PING: Duration = Duration::from_secs(30);
+/// Lower bound of `--ws-ping` (100 ms), as for `--heartbeat`.
+pub const MIN_WS_PING: Duration = Duration::from_millis(100);
+/// Time a WebSocket peer may stay silent (no pong, no frame at all) before it
+/// is dropped (60 s): two ping intervals, so one lost pong is not fatal.
+/// Must be longer than `--ws-ping`.
+pub const DEFAULT_WS_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest WebSocket message a client may send, all fragments together, in
+/// bytes (64 KiB); larger ones close the connection with 1009. Subscribers
+/// send only control frames today, so this bounds memory, not features.
+pub const DEFAULT_WS_MAX_MESSAGE: usize = 64 * KIB;
+/// Lower bound of `--ws-max-message`: a control frame's 125 bytes (RFC 6455
+/// §5.5) must always fit.
+pub const MIN_WS_MAX_MESSAGE: usize = 125;
+/// Upper bound of `--ws-max-message` (16 MiB): a message is buffered whole.
+pub const MAX_WS_MAX_MESSAGE: usize = 16 * MIB;
+
 /// Largest accepted request body, in bytes (1 MiB); larger publishes get 413.
 pub const DEFAULT_MAX_BODY: usize = MIB;
 
@@ -279,6 +298,12 @@ pub struct Config {
     pub heartbeat: Duration,
     /// See [`DEFAULT_RETRY`]; fits the SSE `retry:` field in milliseconds.
     pub retry: Duration,
+    /// See [`DEFAULT_WS_PING`]; at least [`MIN_WS_PING`].
+    pub ws_ping: Duration,
+    /// See [`DEFAULT_WS_TIMEOUT`]; longer than `ws_ping`.
+    pub ws_timeout: Duration,
+    /// See [`DEFAULT_WS_MAX_MESSAGE`]; within [`MIN_WS_MAX_MESSAGE`]..=[`MAX_WS_MAX_MESSAGE`].
+    pub ws_max_message: usize,
     /// See [`DEFAULT_MAX_BODY`]; at least 1.
     pub max_body: usize,
     /// See [`DEFAULT_MAX_HEAD`]; within [`MIN_MAX_HEAD`]..=[`MAX_MAX_HEAD`].
@@ -323,6 +348,9 @@ impl Default for Config {
             history_max_bytes: DEFAULT_HISTORY_MAX_BYTES,
             heartbeat: DEFAULT_HEARTBEAT,
             retry: DEFAULT_RETRY,
+            ws_ping: DEFAULT_WS_PING,
+            ws_timeout: DEFAULT_WS_TIMEOUT,
+            ws_max_message: DEFAULT_WS_MAX_MESSAGE,
             max_body: DEFAULT_MAX_BODY,
             max_head: DEFAULT_MAX_HEAD,
             max_headers: DEFAULT_MAX_HEADERS,
@@ -353,6 +381,9 @@ impl fmt::Debug for Config {
             .field("history_max_bytes", &self.history_max_bytes)
             .field("heartbeat", &self.heartbeat)
             .field("retry", &self.retry)
+            .field("ws_ping", &self.ws_ping)
+            .field("ws_timeout", &self.ws_timeout)
+            .field("ws_max_message", &self.ws_max_message)
             .field("max_body", &self.max_body)
             .field("max_head", &self.max_head)
             .field("max_headers", &self.max_headers)
@@ -461,6 +492,39 @@ impl Config {
             ));
         }
 
+        let ws_ping = duration_field("--ws-ping", args.ws_ping.as_deref(), DEFAULT_WS_PING)?;
+        if ws_ping < MIN_WS_PING {
+            return Err(error(
+                "--ws-ping",
+                format!("{ws_ping:?} is below the minimum of {MIN_WS_PING:?}"),
+            ));
+        }
+        let ws_timeout = duration_field(
+            "--ws-timeout",
+            args.ws_timeout.as_deref(),
+            DEFAULT_WS_TIMEOUT,
+        )?;
+        if ws_timeout <= ws_ping {
+            return Err(error(
+                "--ws-timeout",
+                format!(
+                    "{ws_timeout:?} is not longer than --ws-ping {ws_ping:?}: \
+                     peers would be dropped before they could answer a ping"
+                ),
+            ));
+        }
+        let ws_max_message = size_field(
+            "--ws-max-message",
+            args.ws_max_message.as_deref(),
+            DEFAULT_WS_MAX_MESSAGE,
+        )?;
+        check_size_range(
+            "--ws-max-message",
+            ws_max_message,
+            MIN_WS_MAX_MESSAGE,
+            MAX_WS_MAX_MESSAGE,
+        )?;
+
         let max_headers = count_field(
             "--max-headers",
             args.max_headers.as_deref(),
@@ -529,6 +593,9 @@ impl Config {
             )?,
             heartbeat,
             retry,
+            ws_ping,
+            ws_timeout,
+            ws_max_message,
             max_body,
             max_head,
             max_headers,

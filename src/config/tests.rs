@@ -108,6 +108,9 @@ fn no_arguments_give_the_defaults() {
     assert_eq!(c.history_max_bytes, 256 << 20);
     assert_eq!(c.heartbeat, Duration::from_secs(15));
     assert_eq!(c.retry, Duration::from_secs(3));
+    assert_eq!(c.ws_ping, Duration::from_secs(30));
+    assert_eq!(c.ws_timeout, Duration::from_secs(60));
+    assert_eq!(c.ws_max_message, 64 << 10);
     assert_eq!(c.max_body, 1 << 20);
     assert_eq!(c.max_head, 8 << 10);
     assert_eq!(c.max_headers, 64);
@@ -158,7 +161,7 @@ fn help_defaults_match_default_consts() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 19);
+    assert_eq!(checked, 22);
 }
 
 #[test]
@@ -268,6 +271,9 @@ fn typed_values_are_parsed() {
         "--history-max-bytes=0",
         "--heartbeat=100ms",
         "--retry=0s",
+        "--ws-ping=100ms",
+        "--ws-timeout=101ms",
+        "--ws-max-message=125",
         "--max-body=2MiB",
         "--max-head=1KiB",
         "--max-headers=128",
@@ -291,6 +297,9 @@ fn typed_values_are_parsed() {
     assert_eq!(c.history_max_bytes, 0);
     assert_eq!(c.heartbeat, Duration::from_millis(100));
     assert_eq!(c.retry, Duration::ZERO);
+    assert_eq!(c.ws_ping, Duration::from_millis(100));
+    assert_eq!(c.ws_timeout, Duration::from_millis(101));
+    assert_eq!(c.ws_max_message, 125);
     assert_eq!(c.max_body, 2 << 20);
     assert_eq!(c.max_head, 1024);
     assert_eq!(c.max_headers, 128);
@@ -350,6 +359,10 @@ fn each_error_names_its_key() {
         ("--heartbeat=99ms", "minimum of 100ms"),
         ("--heartbeat=15", "no unit"),
         ("--retry=50d", "SSE retry field"),
+        ("--ws-ping=99ms", "minimum of 100ms"),
+        ("--ws-timeout=30s", "not longer than --ws-ping"),
+        ("--ws-max-message=124", "minimum of 125"),
+        ("--ws-max-message=17MiB", "maximum of 16MiB"),
         ("--max-body=0", "minimum of 1 byte"),
         ("--max-body=1X", "unknown suffix"),
         ("--max-head=1023", "minimum of 1KiB"),

@@ -8,10 +8,15 @@
 //!   │      │    │                                          │
 //!   │      │    └──(complete request)──► api::handle ◄─────┘
 //!   │      │                               │      │
-//!   └──────┼────(response, keep-alive)─────┘      └──(subscribe)──► Sse ──► (closed by the worker)
-//!          │
+//!   └──────┼────(response, keep-alive)─────┘      └──(subscribe)──► Stream ──► (closed by the worker)
+//!          │                                                          format: Sse
+//!          │                                                           or WebSocket (after a 101 answer)
 //!          └──(error, timeout, `Connection: close`)──► closing: flush, then Closed
 //! ```
+//!
+//! SSE and WebSocket streams share one phase, `Stream`: subscription, replay and delivery are the same, and only
+//! the frame taken from the `Message` differs. A WebSocket stream keeps its protocol state (last frame heard, an
+//! incomplete frame, a fragmented message) in a `Box`, so the phase stays as small as an SSE stream's.
 //!
 //! A connection never touches the slab, the hub or the poll registry: its handlers return `Next` and the worker
 //! acts on it. It holds no read buffer of its own (the worker lends one per read) and keeps bytes only while a
@@ -20,12 +25,15 @@
 //!
 //! Invariants: between requests, a connection with `PIPELINE_HOLD` answer bytes unwritten takes no further
 //! pipelined request (`holding`) until the client reads them, so answers queue only to a bound;
-//! `closing` connections read and discard, and close once their output is written; an `Sse`
+//! `closing` connections read and discard, and close once their output is written; a `Stream`
 //! connection with a `replay` cursor ignores live events (they are in history and reach it through the replay);
-//! live events at or below `skip_upto` were replayed or precede the subscription.
+//! live events at or below `skip_upto` were replayed or precede the subscription. A WebSocket stream that sent a
+//! close frame is `closing`: it reads and discards, and ends once the close frame is written (RFC 6455 §7.1.1: the
+//! server closes the TCP connection first).
 
 pub mod io;
 pub mod outq;
+mod ws;
 
 use std::time::Instant;
 
@@ -41,8 +49,11 @@ use crate::http::{HttpError, Parsed};
 use crate::message::{EventId, Frame, Message};
 use crate::metrics::Counters;
 use crate::sse;
+use crate::ws::frame as ws_frame;
 use io::IoOutcome;
 use outq::{Chunk, OutQueue};
+use ws::WsInput;
+pub use ws::WsState;
 
 /// Bytes read from one connection per loop turn before others get their turn (fairness, as redis'
 /// `NET_MAX_WRITES_PER_EVENT`).
@@ -66,8 +77,8 @@ pub enum Phase {
     ReadingHead { idle: bool, partial: Vec<u8> },
     /// A head arrived whose body is still coming.
     ReadingBody(Box<BodyState>),
-    /// An event stream.
-    Sse(SseState),
+    /// An event stream, SSE or WebSocket.
+    Stream(StreamState),
 }
 
 /// A request whose body is incomplete: its head (copied, with spans into the copy) and the body so far.
@@ -103,14 +114,35 @@ impl BodyState {
     }
 }
 
-/// An event stream's subscription.
-pub struct SseState {
+/// An event stream's subscription and wire format.
+pub struct StreamState {
     pub client_id: Box<str>,
     pub channels: Box<[SubscribedChannel]>,
     /// Per channel, this connection's position in the worker hub's member list (the reverse index).
     pub positions: Box<[u32]>,
     pub skip_upto: EventId,
     pub replay: Option<Box<ReplayCursor>>,
+    pub format: Format,
+}
+
+impl StreamState {
+    pub fn is_sse(&self) -> bool {
+        matches!(self.format, Format::Sse)
+    }
+
+    /// This stream's encoding of a published event (built once per message and format, then shared).
+    pub fn frame_of<'m>(&self, message: &'m Message) -> &'m Frame {
+        match self.format {
+            Format::Sse => message.sse_frame(),
+            Format::WebSocket(_) => message.ws_frame(),
+        }
+    }
+}
+
+/// How a stream's events go on the wire.
+pub enum Format {
+    Sse,
+    WebSocket(Box<WsState>),
 }
 
 /// What the worker must do after a handler ran.
@@ -189,27 +221,27 @@ impl Conn {
         }
     }
 
-    pub fn stream_mut(&mut self) -> &mut TcpStream {
+    pub fn socket_mut(&mut self) -> &mut TcpStream {
         &mut self.stream
     }
 
-    pub fn sse(&self) -> Option<&SseState> {
+    pub fn stream(&self) -> Option<&StreamState> {
         match &self.phase {
-            Phase::Sse(sse) => Some(sse),
+            Phase::Stream(stream) => Some(stream),
             _ => None,
         }
     }
 
-    pub fn sse_mut(&mut self) -> Option<&mut SseState> {
+    pub fn stream_mut(&mut self) -> Option<&mut StreamState> {
         match &mut self.phase {
-            Phase::Sse(sse) => Some(sse),
+            Phase::Stream(stream) => Some(stream),
             _ => None,
         }
     }
 
     /// Whether output is queued or a replay waits for room.
     pub fn wants_flush(&self) -> bool {
-        !self.out.is_empty() || self.sse().is_some_and(|s| s.replay.is_some())
+        !self.out.is_empty() || self.stream().is_some_and(|s| s.replay.is_some())
     }
 
     /// Between requests with `PIPELINE_HOLD` answer bytes unwritten: take no more requests until they drain.
@@ -252,8 +284,16 @@ impl Conn {
                 }
             };
             budget = budget.saturating_sub(n);
-            if self.closing || matches!(self.phase, Phase::Sse(_)) {
-                // Nothing more is expected from a stream or a connection being closed.
+            if self.closing {
+                // Nothing more is taken from a connection being closed.
+                continue;
+            }
+            if let Phase::Stream(_) = self.phase {
+                // An SSE client sends nothing more; a WebSocket client sends frames.
+                let next = self.on_stream_input(buf.get(..n).unwrap_or_default(), ctx);
+                if next != Next::Continue {
+                    return next;
+                }
                 continue;
             }
             let next = self.ingest(buf.get(..n).unwrap_or_default(), ctx);
@@ -274,7 +314,8 @@ impl Conn {
     /// The peer shut down its side: finish writing an answer still queued, otherwise close.
     fn on_peer_closed(&mut self) -> Next {
         self.readable = false;
-        if !self.out.is_empty() && !matches!(self.phase, Phase::Sse(_)) {
+        // An answer, or a stream's final frames (a WebSocket close), is still worth writing; live events are not.
+        if !self.out.is_empty() && (self.closing || !matches!(self.phase, Phase::Stream(_))) {
             self.closing = true;
             Next::Continue
         } else {
@@ -318,7 +359,7 @@ impl Conn {
             }
             let rest = buf.get(at..).unwrap_or_default();
             match &mut self.phase {
-                Phase::Sse(_) => return (buf.len(), Next::Continue),
+                Phase::Stream(_) => return (buf.len(), Next::Continue),
                 Phase::ReadingHead { idle, .. } => {
                     if rest.is_empty() {
                         return (at, Next::Continue);
@@ -347,6 +388,18 @@ impl Conn {
                         BodyFraming::None => {
                             at += head_len;
                             let next = self.dispatch(&head, head_bytes, &[], ctx);
+                            if next == Next::Subscribed {
+                                // A WebSocket client may send frames right behind its upgrade request.
+                                let frames = buf.get(at..).unwrap_or_default();
+                                if let Next::Close(reason) = self.on_stream_input(frames, ctx) {
+                                    // Over the output cap at once (pongs for a flood of pings): it still joins
+                                    // the hub, so that reaping unsubscribes it, and the next tick closes it.
+                                    log::debug!("stream closed at once: {reason:?}");
+                                    self.closing = true;
+                                    self.out.clear();
+                                    self.deadline = Some(ctx.now);
+                                }
+                            }
                             if next != Next::Continue {
                                 return (buf.len(), next);
                             }
@@ -454,20 +507,56 @@ impl Conn {
                     opening,
                     subscription,
                     client_id,
+                    websocket,
                 } = *stream;
                 self.out.push(Chunk::Owned(opening.into()));
                 let positions = vec![0; subscription.channels.len()].into();
-                self.phase = Phase::Sse(SseState {
+                let format = if websocket {
+                    // The first check comes one ping interval after the upgrade (see `on_tick`).
+                    self.deadline = Some(ctx.now + ctx.config.ws_ping);
+                    Format::WebSocket(Box::new(WsState::new(ctx.now)))
+                } else {
+                    self.deadline = None;
+                    Format::Sse
+                };
+                self.phase = Phase::Stream(StreamState {
                     client_id,
                     channels: subscription.channels.into(),
                     positions,
                     skip_upto: subscription.head,
                     replay: subscription.replay.map(Box::new),
+                    format,
                 });
-                self.deadline = None;
                 Next::Subscribed
             }
         }
+    }
+
+    /// Bytes a stream's client sent: ignored for SSE, decoded and answered for WebSocket.
+    fn on_stream_input(&mut self, data: &[u8], ctx: &mut Ctx) -> Next {
+        let Phase::Stream(StreamState {
+            format: Format::WebSocket(ws),
+            ..
+        }) = &mut self.phase
+        else {
+            return Next::Continue;
+        };
+        if data.is_empty() {
+            return Next::Continue;
+        }
+        let limits = ws_frame::Limits {
+            max_message: ctx.config.ws_max_message,
+        };
+        match ws.on_input(data, ctx.now, &limits, &mut self.out, ctx.counters) {
+            WsInput::Open => {}
+            WsInput::Closing => self.start_closing(ctx.now, ctx.config.request_timeout),
+        }
+        // Pongs are queued for a client that may not read: they count against the same cap as events.
+        if self.out.bytes() > ctx.config.max_queued_bytes {
+            self.out.clear();
+            return Next::Close(CloseReason::Slow);
+        }
+        Next::Continue
     }
 
     /// Queues the refusal in the listener API's style and closes after it.
@@ -507,24 +596,45 @@ impl Conn {
                 self.refuse(Refusal::Timeout, ctx);
                 Next::Continue
             }
-            Phase::Sse(_) => Next::Continue,
+            Phase::Stream(StreamState {
+                format: Format::WebSocket(ref ws),
+                ..
+            }) => {
+                // RFC 6455 §5.5.2: ping a peer that has been silent for `--ws-ping`; drop it once it has been
+                // silent for `--ws-timeout`. Any frame counts as an answer, and a busy peer is never pinged.
+                let silent = now.saturating_duration_since(ws.last_heard);
+                if silent >= ctx.config.ws_timeout {
+                    ctx.counters.ws_timeouts += 1;
+                    return Next::Close(CloseReason::Timeout);
+                }
+                let give_up = ws.last_heard + ctx.config.ws_timeout;
+                if silent >= ctx.config.ws_ping {
+                    self.out.push(Chunk::Static(ws_frame::PING));
+                    self.deadline = Some((now + ctx.config.ws_ping).min(give_up));
+                } else {
+                    self.deadline = Some(ws.last_heard + ctx.config.ws_ping);
+                }
+                Next::Continue
+            }
+            Phase::Stream(_) => Next::Continue,
         }
     }
 
     /// Queues a live event for this stream, unless it is not for it.
-    pub fn deliver(&mut self, message: &Message, frame: &Frame, max_queued: usize) -> Delivery {
-        let Phase::Sse(sse) = &self.phase else {
+    pub fn deliver(&mut self, message: &Message, max_queued: usize) -> Delivery {
+        let Phase::Stream(stream) = &self.phase else {
             return Delivery::Skipped;
         };
-        if sse.replay.is_some()
-            || message.id <= sse.skip_upto
-            || !message.is_for(&sse.client_id)
+        if stream.replay.is_some()
+            || message.id <= stream.skip_upto
+            || !message.is_for(&stream.client_id)
             || self.closing
         {
             return Delivery::Skipped;
         }
         let queued_before = self.out.bytes();
-        self.out.push(Chunk::Shared(Frame::clone(frame)));
+        self.out
+            .push(Chunk::Shared(Frame::clone(stream.frame_of(message))));
         // A stream always has room for one event, however large its encoding (framing a multi-line body makes it
         // bigger than the body, so `--max-body` alone cannot bound it); past that, more than `max_queued` bytes
         // waiting means the subscriber is too slow.
@@ -578,9 +688,10 @@ impl Conn {
 
     /// Queues the next replay step; false when there is no replay.
     fn refill_replay(&mut self, table: &ChannelTable, counters: &mut Counters) -> bool {
-        let Phase::Sse(sse) = &mut self.phase else {
+        let Phase::Stream(sse) = &mut self.phase else {
             return false;
         };
+        let websocket = !sse.is_sse();
         let Some(cursor) = sse.replay.as_mut() else {
             return false;
         };
@@ -593,17 +704,25 @@ impl Conn {
             &mut batch,
         );
         if let Some(reset) = step.reset {
-            let mut frame = Vec::with_capacity(96);
-            let data = api::native::reset_data(reset.reason.as_str(), &reset.channels);
-            sse::encode_event(&mut frame, None, Some("reset"), &data);
+            let frame = if websocket {
+                api::native::ws_reset_frame(reset.reason.as_str(), &reset.channels)
+            } else {
+                let mut frame = Vec::with_capacity(96);
+                let data = api::native::reset_data(reset.reason.as_str(), &reset.channels);
+                sse::encode_event(&mut frame, None, Some("reset"), &data);
+                frame
+            };
             self.out.push(Chunk::Owned(frame.into()));
             counters.resets += 1;
         }
         counters.replayed += batch.len() as u64;
         counters.delivered += batch.len() as u64;
         for message in &batch {
-            self.out
-                .push(Chunk::Shared(Frame::clone(message.sse_frame())));
+            self.out.push(Chunk::Shared(Frame::clone(if websocket {
+                message.ws_frame()
+            } else {
+                message.sse_frame()
+            })));
         }
         if step.done {
             sse.skip_upto = cursor.after;
@@ -630,7 +749,14 @@ mod tests {
     #[test]
     fn conn_stays_small() {
         let size = std::mem::size_of::<Conn>();
-        assert!(size <= 160, "Conn grew to {size} bytes");
+        // 160 until WebSocket streams (issue 6) added `StreamState::format`: 8 bytes, a null-niched `Box` that
+        // holds nothing for SSE, so an idle WebSocket's protocol state lives on the heap only for WebSocket.
+        assert!(size <= 168, "Conn grew to {size} bytes");
+        assert!(
+            std::mem::size_of::<StreamState>() <= 72,
+            "StreamState grew to {} bytes",
+            std::mem::size_of::<StreamState>()
+        );
         assert!(
             std::mem::size_of::<Phase>() <= 80,
             "Phase grew to {} bytes",

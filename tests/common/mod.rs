@@ -466,3 +466,196 @@ pub fn require_node_package(name: &str) -> bool {
     }
     found
 }
+
+// ---- WebSocket (ws.rs) ------------------------------------------------------------------------------------------
+
+/// The key of RFC 6455 §1.3, and the accept value that answers it.
+pub const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+pub const WS_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// A raw WebSocket client over a `TcpStream`: masked frames out, frames read exactly as sent.
+pub struct Ws {
+    pub stream: TcpStream,
+}
+
+/// One frame as received from the server: the first header byte (FIN, opcode) and the payload.
+#[derive(Debug, PartialEq, Eq)]
+pub struct WsFrame {
+    pub b0: u8,
+    pub masked: bool,
+    pub payload: Vec<u8>,
+}
+
+impl WsFrame {
+    pub fn opcode(&self) -> u8 {
+        self.b0 & 0x0F
+    }
+
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.payload).expect("UTF-8 text frame")
+    }
+
+    /// The close code of a close frame.
+    pub fn close_code(&self) -> Option<u16> {
+        assert_eq!(self.opcode(), 0x8, "not a close frame: {self:?}");
+        let code = self.payload.get(..2)?;
+        Some(u16::from_be_bytes([code[0], code[1]]))
+    }
+}
+
+/// A client frame: `b0` as given, masked with a fixed key, lengths in their minimal form.
+pub fn ws_client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [0x12, 0x34, 0x56, 0x78];
+    let mut out = vec![b0];
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().zip(key.iter().cycle()).map(|(b, m)| b ^ m));
+    out
+}
+
+/// Sends an upgrade request for `path` (with extra header lines, each ending in `\r\n`) and reads the response
+/// head byte by byte, so that no frame behind it is consumed. Returns the socket and the head.
+pub fn ws_upgrade(addr: SocketAddr, path: &str, headers: &str) -> (TcpStream, String) {
+    let mut stream = connect(addr);
+    let raw = format!(
+        "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
+    );
+    stream.write_all(raw.as_bytes()).expect("write upgrade");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).expect("read upgrade answer");
+        assert!(
+            n > 0,
+            "closed during the handshake: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    (stream, String::from_utf8(head).expect("ASCII head"))
+}
+
+/// Connects a WebSocket subscriber to `path`, asserts the 101 and the `open` message; returns it and its client id.
+pub fn ws_connect(addr: SocketAddr, path: &str, headers: &str) -> (Ws, String) {
+    let (stream, head) = ws_upgrade(addr, path, headers);
+    assert!(
+        head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{head}"
+    );
+    let mut ws = Ws { stream };
+    let open: serde_json::Value = ws.next_json();
+    assert_eq!(open["event"], "open", "{open}");
+    let id = open["client_id"].as_str().expect("client_id").to_string();
+    (ws, id)
+}
+
+impl Ws {
+    pub fn send(&mut self, b0: u8, payload: &[u8]) {
+        self.send_raw(&ws_client_frame(b0, payload));
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write frame");
+    }
+
+    /// Reads one frame; panics on EOF or timeout.
+    pub fn read_frame(&mut self) -> WsFrame {
+        self.try_read_frame()
+            .expect("a frame, not the end of the stream")
+    }
+
+    /// Reads one frame; `None` at EOF.
+    pub fn try_read_frame(&mut self) -> Option<WsFrame> {
+        let mut head = [0u8; 2];
+        if let Err(e) = self.stream.read_exact(&mut head) {
+            assert!(
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                ),
+                "{e}"
+            );
+            return None;
+        }
+        let masked = head[1] & 0x80 != 0;
+        let len = match head[1] & 0x7F {
+            126 => {
+                let mut b = [0u8; 2];
+                self.stream.read_exact(&mut b).expect("length");
+                u16::from_be_bytes(b) as usize
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                self.stream.read_exact(&mut b).expect("length");
+                u64::from_be_bytes(b) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0u8; len];
+        self.stream.read_exact(&mut payload).expect("payload");
+        Some(WsFrame {
+            b0: head[0],
+            masked,
+            payload,
+        })
+    }
+
+    /// Reads one frame, or `None` when the read timeout passes first (the socket's timeout must be short).
+    pub fn try_read_frame_timeout(&mut self) -> Option<WsFrame> {
+        let mut first = [0u8; 1];
+        match self.stream.peek(&mut first) {
+            Ok(0) => panic!("the server closed the connection"),
+            Ok(_) => Some(self.read_frame()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                None
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// The next text frame (pings are answered on the way); panics on any other frame.
+    pub fn next_text(&mut self) -> String {
+        loop {
+            let frame = self.read_frame();
+            match frame.opcode() {
+                0x9 => self.send(0x8A, &frame.payload),
+                0x1 => {
+                    assert_eq!(frame.b0, 0x81, "final, unfragmented text frame");
+                    assert!(!frame.masked, "server frames are not masked");
+                    return frame.text().to_string();
+                }
+                _ => panic!("expected a text frame, got {frame:?}"),
+            }
+        }
+    }
+
+    pub fn next_json(&mut self) -> serde_json::Value {
+        let text = self.next_text();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"))
+    }
+
+    /// Reads until EOF, returning the frames seen before it.
+    pub fn read_to_end(&mut self) -> Vec<WsFrame> {
+        let mut frames = Vec::new();
+        while let Some(frame) = self.try_read_frame() {
+            frames.push(frame);
+        }
+        frames
+    }
+}
