@@ -112,6 +112,7 @@ fn run(config: Config) -> Result<(), String> {
         registry: Registry::new(workers),
         draining: AtomicBool::new(false),
         open_connections: AtomicUsize::new(0),
+        open_streams: AtomicUsize::new(0),
         max_connections,
     });
 

@@ -66,6 +66,9 @@ pub struct Shared {
     pub registry: Registry,
     pub draining: AtomicBool,
     pub open_connections: AtomicUsize,
+    /// Open event streams over all workers: a draining worker left with only idle keep-alive connections keeps
+    /// them (and answers their health checks with 503) until every worker's streams have ended.
+    pub open_streams: AtomicUsize,
     pub max_connections: usize,
 }
 
@@ -301,6 +304,7 @@ impl Worker {
             }
         }
         self.streams += 1;
+        self.shared.open_streams.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Removes one subscription of `key` from the hub, fixing the position of the member moved into its place.
@@ -623,15 +627,19 @@ impl Worker {
         }
     }
 
-    /// A drain is over when only idle keep-alive connections are left, or when its window (plus grace) is.
+    /// A drain is over when its window (plus grace) has passed, when this worker has no connection left, or when it
+    /// has only idle keep-alive connections and no worker has a stream open (so health checks on them see 503
+    /// for as long as the node is still draining).
     fn drain_finished(&self, now: Instant) -> bool {
         let Some(drain) = &self.drain else {
             return false;
         };
+        let only_idle_left = self.conns.iter().all(|(_, c)| {
+            matches!(c.phase, Phase::ReadingHead { idle: true, .. }) && c.out.is_empty()
+        });
         now >= drain.started + drain.window + DRAIN_GRACE
-            || self.conns.iter().all(|(_, c)| {
-                matches!(c.phase, Phase::ReadingHead { idle: true, .. }) && c.out.is_empty()
-            })
+            || self.conns.is_empty()
+            || (only_idle_left && self.shared.open_streams.load(Ordering::Relaxed) == 0)
     }
 
     fn close_all(&mut self) {
@@ -671,6 +679,7 @@ impl Worker {
                     }
                 }
                 self.streams -= 1;
+                self.shared.open_streams.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }
