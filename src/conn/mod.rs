@@ -33,7 +33,7 @@
 
 pub mod io;
 pub mod outq;
-mod ws;
+pub mod ws;
 
 use std::time::Instant;
 

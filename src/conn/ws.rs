@@ -24,14 +24,15 @@ pub struct WsState {
 }
 
 /// What the received bytes did to a WebSocket stream.
-pub(super) enum WsInput {
+#[derive(Debug, PartialEq, Eq)]
+pub enum WsInput {
     Open,
     /// A close frame was queued (the peer's close echoed, or ours for a protocol error): close after writing it.
     Closing,
 }
 
 impl WsState {
-    pub(super) fn new(now: Instant) -> WsState {
+    pub fn new(now: Instant) -> WsState {
         WsState {
             last_heard: now,
             partial: Vec::new(),
@@ -40,7 +41,7 @@ impl WsState {
     }
 
     /// Decodes the frames in `data` (after any incomplete one held from before) and answers them on `out`.
-    pub(super) fn on_input(
+    pub fn on_input(
         &mut self,
         data: &[u8],
         now: Instant,
