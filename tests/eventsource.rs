@@ -4,60 +4,27 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
 
-/// The node client (`tests/js/eventsource_client.mjs`), killed on drop; its stdout lines arrive parsed on `lines`.
-struct Client {
-    child: Child,
-    _stdin: ChildStdin,
-    lines: Receiver<Value>,
-}
+/// The node client (`tests/js/eventsource_client.mjs`).
+struct Client(NodeScript);
 
 impl Client {
     fn start(url: &str, event_names: &[&str]) -> Client {
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/js/eventsource_client.mjs"
-        );
-        let mut child = Command::new("node")
-            .arg(script)
-            .arg(url)
-            .args(event_names)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn node");
-        let stdout = child.stdout.take().expect("stdout");
-        let stdin = child.stdin.take().expect("stdin");
-        let (line_tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let value: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("client printed {line:?}: {e}"));
-                if line_tx.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        Client {
-            child,
-            _stdin: stdin,
-            lines,
-        }
+        let args: Vec<&str> = std::iter::once(url)
+            .chain(event_names.iter().copied())
+            .collect();
+        Client(NodeScript::start("eventsource_client.mjs", &args))
     }
 
     fn next(&self, deadline: Instant) -> Value {
         let left = deadline.saturating_duration_since(Instant::now());
-        self.lines
+        self.0
+            .lines
             .recv_timeout(left)
             .expect("the EventSource client printed nothing in time")
     }
@@ -65,7 +32,7 @@ impl Client {
     /// Like `next`, with what was seen so far in the failure message.
     fn next_or_report(&self, deadline: Instant, progress: impl FnOnce() -> String) -> Value {
         let left = deadline.saturating_duration_since(Instant::now());
-        self.lines.recv_timeout(left).unwrap_or_else(|_| {
+        self.0.lines.recv_timeout(left).unwrap_or_else(|_| {
             panic!(
                 "the EventSource client printed nothing in time; {}",
                 progress()
@@ -76,13 +43,6 @@ impl Client {
     fn expect_state(&self, state: &str, deadline: Instant) {
         let got = self.next(deadline);
         assert_eq!(got, json!({ "state": state }));
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -144,7 +104,7 @@ fn eventsource_gets_every_event_once_in_order_across_a_cut_off_and_reconnect() {
     }
 
     // Freeze the client: its buffers fill, then spout's queue for it passes --max-queued-bytes and spout cuts it off.
-    signal(client.child.id(), "STOP");
+    signal(client.0.child.id(), "STOP");
     let bulk = "b".repeat(15_000);
     while metric(server.addr, "spout_dropped_slow_subscribers_total") == 0 {
         assert!(expected.len() < 5000, "the stopped client was not cut off");
@@ -162,7 +122,7 @@ fn eventsource_gets_every_event_once_in_order_across_a_cut_off_and_reconnect() {
         "while away\nsecond line",
     ));
     expected.push(publish_expect(&mut publisher, "es", None, "while away too"));
-    signal(client.child.id(), "CONT");
+    signal(client.0.child.id(), "CONT");
 
     // It reads what its socket still held, sees the end of the stream, reconnects with Last-Event-ID and replays.
     let mut states = Vec::new();
@@ -214,6 +174,7 @@ fn eventsource_gets_every_event_once_in_order_across_a_cut_off_and_reconnect() {
     publish_expect(&mut publisher, "other", None, "not subscribed");
     assert!(
         client
+            .0
             .lines
             .recv_timeout(Duration::from_millis(300))
             .is_err(),

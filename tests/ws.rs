@@ -5,8 +5,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -474,55 +472,19 @@ fn a_websocket_subscriber_that_does_not_read_is_closed_at_the_cap() {
 
 // ---- a real client: the npm `ws` package ---------------------------------------------------------------------
 
-/// The node client (`tests/js/ws_client.mjs`), killed on drop; its stdout lines arrive parsed on `lines`.
-struct NodeWs {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<Value>,
-}
+/// The node client (`tests/js/ws_client.mjs`).
+struct NodeWs(NodeScript);
 
 impl NodeWs {
     fn start(url: &str) -> NodeWs {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/ws_client.mjs");
-        let mut child = Command::new("node")
-            .arg(script)
-            .arg(url)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn node");
-        let stdout = child.stdout.take().expect("stdout");
-        let stdin = child.stdin.take();
-        let (line_tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let value: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("client printed {line:?}: {e}"));
-                if line_tx.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        NodeWs {
-            child,
-            stdin,
-            lines,
-        }
+        NodeWs(NodeScript::start("ws_client.mjs", &[url]))
     }
 
     fn next(&self) -> Value {
-        self.lines
+        self.0
+            .lines
             .recv_timeout(WAIT)
             .expect("a line from the node client")
-    }
-}
-
-impl Drop for NodeWs {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -603,7 +565,7 @@ fn the_npm_ws_client_closes_with_1000_and_the_server_echoes_it() {
     assert_eq!(client.next(), json!({"state": "open"}));
     assert_eq!(client.next()["message"]["event"], "open");
     wait_for("the subscription", || subscribers(server.addr, "bye") == 1);
-    drop(client.stdin.take());
+    drop(client.0.stdin.take());
     assert_eq!(client.next(), json!({"state": "close", "code": 1000}));
     wait_for("the unsubscription", || {
         subscribers(server.addr, "bye") == 0

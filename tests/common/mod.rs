@@ -659,3 +659,51 @@ impl Ws {
         frames
     }
 }
+
+/// A node script from `tests/js/`, killed on drop. Its stdin stays open (closing it asks the script to finish);
+/// every stdout line is parsed as JSON and arrives on `lines`.
+pub struct NodeScript {
+    pub child: std::process::Child,
+    pub stdin: Option<std::process::ChildStdin>,
+    pub lines: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl NodeScript {
+    pub fn start(script: &str, args: &[&str]) -> NodeScript {
+        let path = format!("{}/tests/js/{script}", env!("CARGO_MANIFEST_DIR"));
+        let mut child = Command::new("node")
+            .arg(path)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn node");
+        let stdout = child.stdout.take().expect("stdout");
+        let stdin = child.stdin.take();
+        let (line_tx, lines) = std::sync::mpsc::channel();
+        let script = script.to_string();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let value: serde_json::Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("{script} printed {line:?}: {e}"));
+                if line_tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        NodeScript {
+            child,
+            stdin,
+            lines,
+        }
+    }
+}
+
+impl Drop for NodeScript {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
