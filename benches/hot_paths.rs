@@ -295,6 +295,7 @@ fn table_with_history(channels: usize, bus: &Bus) -> (ChannelTable, Vec<String>,
                 event: None,
                 data: payload(100).into(),
                 to: None,
+                ..Default::default()
             };
             let receipts = table
                 .publish(vec![event], bus, SystemTime::now(), Instant::now())

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::bus::{Bus, WorkerMsg};
-use crate::message::{EventId, Message};
+use crate::message::{EventId, Message, Wire};
 
 /// Limits of the table, from `Config`.
 #[derive(Clone, Debug)]
@@ -142,12 +142,17 @@ pub struct ReplayStep {
 }
 
 /// An event to publish, validated by the API layer.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct NewEvent {
     pub channel: Box<str>,
     pub event: Option<Box<str>>,
     pub data: Box<str>,
     pub to: Option<Box<[Box<str>]>>,
+    /// The encoding, made by a compatible API whose channels have a single wire format; `None` for native events,
+    /// which are encoded on first need.
+    pub wire: Option<Wire>,
+    /// Delivered live but not kept in history: for compatible APIs that have no replay (or keep their own).
+    pub ephemeral: bool,
 }
 
 /// What a publish did with one event.
@@ -589,18 +594,16 @@ impl State {
         self.last_id = id;
         self.stats.published += 1;
         let exists = self.channels.contains_key(&*event.channel);
-        if !exists && limits.history == 0 {
+        let retain = limits.history > 0 && !event.ephemeral;
+        if !exists && !retain {
             // Nobody listens and nothing is kept: the event is sequenced and gone.
             return Receipt { id, subscribers: 0 };
         }
         let (name, channel) = self.entry(&event.channel, limits.workers);
-        let message = Arc::new(Message::new(
-            id,
-            Arc::clone(&name),
-            event.event,
-            event.data,
-            event.to,
-        ));
+        let message = Arc::new(
+            Message::new(id, Arc::clone(&name), event.event, event.data, event.to)
+                .with_wire(event.wire),
+        );
         let subscribers = match &message.to {
             None => channel.subscribers,
             Some(to) => to
@@ -618,7 +621,7 @@ impl State {
                 }
             }
         }
-        if limits.history > 0 {
+        if retain {
             let bytes = message.retained_bytes();
             channel.history.push_back(Retained { message, bytes });
             channel.retained_bytes += bytes;
@@ -800,6 +803,7 @@ mod tests {
             event: None,
             data: data.into(),
             to: None,
+            ..Default::default()
         }
     }
 
@@ -887,6 +891,7 @@ mod tests {
                 event: None,
                 data: "secret".into(),
                 to,
+                ..Default::default()
             }],
             &bus,
             SystemTime::now(),

@@ -106,6 +106,7 @@ fn run(config: Config) -> Result<(), String> {
         );
     }
     let shared = Arc::new(Shared {
+        apps: spout::api::Apps::default(),
         config,
         table,
         broker,

@@ -60,6 +60,16 @@ impl fmt::Display for EventId {
     }
 }
 
+/// An encoding made by the publishing API (a compatible API whose channels have one wire format), set in place of
+/// the native encoding of that transport.
+#[derive(Debug)]
+pub enum Wire {
+    /// Served by `sse_frame`.
+    Sse(Frame),
+    /// Served by `ws_frame`: a whole WebSocket frame.
+    WebSocket(Frame),
+}
+
 /// One published event. Immutable once built; shared by history, inboxes and subscriber queues.
 #[derive(Debug)]
 pub struct Message {
@@ -93,6 +103,20 @@ impl Message {
             sse: OnceLock::new(),
             ws: OnceLock::new(),
         }
+    }
+
+    /// Sets the encoding the publishing API made (see `Wire`).
+    pub fn with_wire(self, wire: Option<Wire>) -> Message {
+        match wire {
+            None => {}
+            Some(Wire::Sse(frame)) => {
+                let _ = self.sse.set(frame);
+            }
+            Some(Wire::WebSocket(frame)) => {
+                let _ = self.ws.set(frame);
+            }
+        }
+        self
     }
 
     /// The native SSE encoding, built by the first subscriber that needs it and shared from then on.
@@ -148,7 +172,14 @@ impl Message {
             .map(|r| r.len() + 16)
             .sum();
         let event = self.event.as_ref().map_or(0, |e| e.len());
-        std::mem::size_of::<Message>() + 2 * self.data.len() + event + to + 64
+        let made: usize = [self.sse.get(), self.ws.get()]
+            .into_iter()
+            .flatten()
+            .map(|frame| frame.len())
+            .sum();
+        // Room for one encoding still to be made, unless the publisher made it.
+        let to_make = if made == 0 { self.data.len() } else { made };
+        std::mem::size_of::<Message>() + self.data.len() + to_make + event + to + 64
     }
 }
 

@@ -22,11 +22,11 @@ use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::api::{Ctx, IdSource};
+use crate::api::{self, Apps, Ctx, IdSource};
 use crate::broker::Broker;
 use crate::bus::{self, WorkerMsg};
 use crate::channels::ChannelTable;
-use crate::config::Config;
+use crate::config::{Api, Config};
 use crate::conn::outq::Chunk;
 use crate::conn::{self, CloseReason, Conn, Delivery, Next, Phase};
 use crate::http::response::DateCache;
@@ -64,6 +64,7 @@ pub struct Shared {
     pub table: Arc<ChannelTable>,
     pub broker: Arc<dyn Broker>,
     pub registry: Registry,
+    pub apps: Apps,
     pub draining: AtomicBool,
     pub open_connections: AtomicUsize,
     /// Open event streams over all workers: a draining worker left with only idle keep-alive connections keeps
@@ -97,7 +98,8 @@ pub struct Worker {
     spare_fd: Option<File>,
     drain: Option<Drain>,
     next_tick: Instant,
-    next_heartbeat: Instant,
+    /// Per API (indexed by `Api as usize`), when its quiet SSE streams next get a heartbeat.
+    next_heartbeat: [Instant; Api::ALL.len()],
     next_expire: Instant,
 }
 
@@ -112,6 +114,7 @@ macro_rules! ctx {
             table: &$w.shared.table,
             broker: &*$w.shared.broker,
             registry: &$w.shared.registry,
+            apps: &$w.shared.apps,
             date: &$w.date,
             draining: $w.drain.is_some(),
             counters: &mut $w.counters,
@@ -151,7 +154,7 @@ impl Worker {
             )?;
         }
         let now = Instant::now();
-        let heartbeat = shared.config.heartbeat;
+        let next_heartbeat = Api::ALL.map(|api| now + api::heartbeat(api, &shared.config).1);
         Ok(Worker {
             id,
             poll,
@@ -171,7 +174,7 @@ impl Worker {
             spare_fd: open_spare(),
             drain: None,
             next_tick: now + TICK,
-            next_heartbeat: now + heartbeat,
+            next_heartbeat,
             next_expire: now + EXPIRE_EVERY,
         })
     }
@@ -459,7 +462,8 @@ impl Worker {
     }
 
     /// A channel was deleted: its local subscribers get a final `deleted` event and lose that subscription; a
-    /// stream left with no channel closes after it. The final event is built once per format.
+    /// stream left with no channel closes after it. The final event is built once per format. Streams of the
+    /// compatible APIs lose the subscription silently and stay open, as their originals do.
     fn close_channel(&mut self, channel: &str, incarnation: u64) {
         let mut sse_final = Vec::with_capacity(64 + channel.len());
         sse::encode_event(
@@ -475,6 +479,7 @@ impl Worker {
             let Some(conn) = self.conns.get_mut(member.key) else {
                 continue;
             };
+            let api = conn.api;
             let Some(sse) = conn.stream_mut() else {
                 continue;
             };
@@ -490,6 +495,10 @@ impl Worker {
             // Incarnation 0 marks a subscription that is gone (no hub entry, not in the table).
             sub.incarnation = 0;
             let pos = sse.positions.get(slot).copied().unwrap_or(u32::MAX);
+            if api != Api::Native {
+                self.leave_hub(channel, pos);
+                continue;
+            }
             let left = sse.channels.iter().any(|c| c.incarnation != 0);
             conn.queue(Chunk::Shared(Arc::clone(final_event)));
             if !left {
@@ -534,9 +543,15 @@ impl Worker {
         self.next_tick = now + TICK;
         self.date.update(SystemTime::now());
         self.check_deadlines(now);
-        if now >= self.next_heartbeat {
-            self.next_heartbeat = now + self.shared.config.heartbeat;
-            self.heartbeat();
+        for api in Api::ALL {
+            let (frame, interval) = api::heartbeat(api, &self.shared.config);
+            let Some(due) = self.next_heartbeat.get_mut(api as usize) else {
+                continue;
+            };
+            if now >= *due {
+                *due = now + interval;
+                self.heartbeat(api, frame);
+            }
         }
         if self.drain.is_some() {
             self.drain_streams(now);
@@ -568,11 +583,13 @@ impl Worker {
         }
     }
 
-    fn heartbeat(&mut self) {
+    /// Queues `frame` on every SSE stream of `api` with nothing queued. WebSocket streams are pinged instead
+    /// (`Conn::on_tick`).
+    fn heartbeat(&mut self, api: Api, frame: &'static [u8]) {
         for (key, conn) in self.conns.iter_mut() {
-            // WebSocket streams are pinged instead (`Conn::on_tick`).
-            if conn.stream().is_some_and(|s| s.is_sse()) && conn.out.is_empty() && !conn.closing {
-                conn.queue(Chunk::Static(conn::HEARTBEAT));
+            let quiet = conn.out.is_empty() && !conn.closing;
+            if quiet && conn.api == api && conn.stream().is_some_and(|s| s.is_sse()) {
+                conn.queue(Chunk::Static(frame));
                 mark_dirty(&mut self.dirty, key, conn);
             }
         }
@@ -673,6 +690,8 @@ impl Worker {
                 self.shared
                     .table
                     .unsubscribe(self.id, &sse.channels, &sse.client_id);
+                let mut ctx = ctx!(self, Instant::now());
+                api::stream_closed(conn.api, &sse.client_id, &sse.channels, &mut ctx);
                 for (channel, pos) in sse.channels.iter().zip(sse.positions.iter()) {
                     if channel.incarnation != 0 {
                         self.leave_hub(&channel.name, *pos);

@@ -1,20 +1,28 @@
 //! The public APIs and the router between them.
 //!
-//! A listener is bound to one API (`--listen ADDR=API`); a native listener also serves the compatible APIs under
-//! their path prefixes (added by later issues). Each API maps its wire format onto the same core operations
-//! (subscribe through the channel table, publish through the broker, channel admin) and answers errors in its own
-//! style. APIs never reach into each other or into the event loop: they get a `Ctx` and a complete `Request`, and
-//! return an `Action` that the connection carries out.
+//! A listener is bound to one API (`--listen ADDR=API`); a native listener also serves each compatible API under
+//! its path prefix (`/pipely/subscribe` is Pipely's `/subscribe`), which the API sees as its `mount`. Each API maps
+//! its wire format onto the same core operations (subscribe through the channel table, publish through the
+//! broker, channel admin) and answers errors in its own style. APIs never reach into each other or into the event
+//! loop: they get a `Ctx` and a complete `Request`, and return an `Action` that the connection carries out; when
+//! one of their streams ends the worker tells them (`stream_closed`).
+//!
+//! Channel namespaces: a compatible API names its core channels `{api}/{name}` (`pipely/abcdefghijkl`). Native
+//! channel names cannot contain `/`, so no API can reach another's channels.
+//!
+//! Shared state of the compatible APIs (Pipely's passwords and members, flychat's rooms, keker's cache) lives in
+//! `Apps`, one lock per API, held only for that API's bookkeeping and the core calls that must be atomic with it.
+//! Lock order: an API's lock, then the channel table's; never the other way round.
 //!
 //! This lives above `http/` (a protocol layer every API uses) so that no import runs back up.
 
 pub mod native;
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::broker::Broker;
-use crate::channels::{ChannelTable, Subscription};
-use crate::config::{Api, Config};
+use crate::channels::{ChannelTable, SubscribedChannel, Subscription};
+use crate::config::{Api, Config, AVAILABLE_APIS};
 use crate::http::request::{Head, Method};
 use crate::http::response::DateCache;
 use crate::http::HttpError;
@@ -29,6 +37,7 @@ pub struct Ctx<'a> {
     pub table: &'a ChannelTable,
     pub broker: &'a dyn Broker,
     pub registry: &'a Registry,
+    pub apps: &'a Apps,
     pub date: &'a DateCache,
     pub draining: bool,
     pub counters: &'a mut Counters,
@@ -41,11 +50,18 @@ pub struct Request<'a> {
     pub head: &'a Head,
     pub buf: &'a [u8],
     pub body: &'a [u8],
+    /// Where the handling API is mounted: empty at the root of a listener bound to it, its prefix (`/pipely`) on a
+    /// native listener. Links and redirects an API sends start with it.
+    pub mount: &'static str,
 }
 
 impl Request<'_> {
+    /// The percent-encoded path below the mount point (`/` when the request named the mount point itself).
     pub fn path(&self) -> &[u8] {
-        self.head.path(self.buf)
+        match self.head.path(self.buf).get(self.mount.len()..) {
+            Some(b"") | None => b"/",
+            Some(path) => path,
+        }
     }
 
     pub fn query(&self) -> &[u8] {
@@ -71,6 +87,8 @@ pub enum Action {
 
 /// A subscription the API has registered in the channel table; the worker adds it to its hub.
 pub struct Stream {
+    /// The API whose stream this is: it is told when the stream ends, and picks its heartbeat.
+    pub api: Api,
     pub opening: Vec<u8>,
     pub subscription: Subscription,
     pub client_id: Box<str>,
@@ -78,13 +96,77 @@ pub struct Stream {
     pub websocket: bool,
 }
 
-/// Handles a complete request on a listener bound to `api`.
-pub fn handle(api: Api, req: &Request, ctx: &mut Ctx) -> Action {
+/// The bookkeeping of the compatible APIs, shared by all workers (see the module doc).
+#[derive(Default)]
+pub struct Apps {}
+
+/// Handles a complete request on a listener bound to `api`; a native listener hands requests under a compatible
+/// API's prefix to that API.
+pub fn handle(api: Api, req: &mut Request, ctx: &mut Ctx) -> Action {
     ctx.counters.requests += 1;
+    let api = match api {
+        Api::Native => mounted(req),
+        other => other,
+    };
     match api {
         Api::Native => native::handle(req, ctx),
+        // Not in AVAILABLE_APIS yet: `mounted` and `--listen` never choose them.
+        Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => {
+            native::handle(req, ctx)
+        }
     }
 }
+
+/// The prefix under which a native listener serves `api`.
+pub fn prefix(api: Api) -> &'static str {
+    match api {
+        Api::Native => "",
+        Api::Pipely => "/pipely",
+        Api::NodeSse => "/node-sse",
+        Api::Flychat => "/flychat",
+        Api::WsPush => "/ws-push",
+        Api::Keker => "/keker",
+    }
+}
+
+/// The API a request on a native listener is for, from its path prefix; sets `req.mount` to that prefix.
+fn mounted(req: &mut Request) -> Api {
+    let path = req.head.path(req.buf);
+    for &api in AVAILABLE_APIS.iter().filter(|&&api| api != Api::Native) {
+        if let Some(rest) = path.strip_prefix(prefix(api).as_bytes()) {
+            if rest.is_empty() || rest.first() == Some(&b'/') {
+                req.mount = prefix(api);
+                return api;
+            }
+        }
+    }
+    Api::Native
+}
+
+/// A stream of `api` has ended (its connection closed) and the worker has taken it out of the channel table; the
+/// API updates its own bookkeeping (presence, members, sessions).
+pub fn stream_closed(api: Api, client_id: &str, channels: &[SubscribedChannel], ctx: &mut Ctx) {
+    match api {
+        Api::Native | Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => {
+            let _ = (client_id, channels, ctx);
+        }
+    }
+}
+
+/// What a quiet SSE stream of `api` is sent, and how often.
+pub fn heartbeat(api: Api, config: &Config) -> (&'static [u8], Duration) {
+    match api {
+        // PROTOCOLS.md, rule 3: comment lines are a harmless extension on the compatible streams.
+        Api::Native | Api::Pipely | Api::NodeSse | Api::WsPush | Api::Keker => {
+            (SSE_COMMENT_HEARTBEAT, config.heartbeat)
+        }
+        // What Pushpin sends on flychat's streams after `Grip-Keep-Alive: ...; timeout=20` of silence.
+        Api::Flychat => (b"event: keep-alive\ndata:\n\n", config.flychat_keepalive),
+    }
+}
+
+/// An SSE comment line: keeps proxies from timing the stream out and finds dead peers.
+pub const SSE_COMMENT_HEARTBEAT: &[u8] = b":\n\n";
 
 /// Why the connection layer refuses a request before any API sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +182,10 @@ pub enum Refusal {
 pub fn refusal(api: Api, refusal: Refusal, date: &DateCache) -> Vec<u8> {
     match api {
         Api::Native => native::refusal(refusal, date),
+        // Not in AVAILABLE_APIS yet: no listener is bound to them.
+        Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => {
+            native::refusal(refusal, date)
+        }
     }
 }
 

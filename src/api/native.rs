@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use super::{Action, Ctx, Refusal, Request, Stream};
 use crate::channels::{NewEvent, Resume, TableError};
-use crate::config::CorsOrigin;
+use crate::config::{Api, CorsOrigin};
 use crate::http::request::Method;
 use crate::http::response::{
     json_error_body, write_response, write_stream_head, DateCache, Response,
@@ -291,6 +291,7 @@ fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
         }
         opening.extend_from_slice(&ws_open_frame(&client_id));
         return Ok(Action::Stream(Box::new(Stream {
+            api: Api::Native,
             opening,
             subscription,
             client_id,
@@ -335,6 +336,7 @@ fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
         u64::try_from(ctx.config.retry.as_millis()).unwrap_or(u64::MAX),
     );
     Ok(Action::Stream(Box::new(Stream {
+        api: Api::Native,
         opening,
         subscription,
         client_id,
@@ -372,6 +374,7 @@ fn publish_one(req: &Request, ctx: &mut Ctx, raw_channel: &[u8]) -> Handled {
         event: event.map(Into::into),
         data: data.into(),
         to,
+        ..Default::default()
     };
     let receipts = ctx
         .broker
@@ -433,6 +436,7 @@ fn publish_batch(req: &Request, ctx: &mut Ctx) -> Handled {
             event: event.map(Into::into),
             data,
             to,
+            ..Default::default()
         });
     }
     let receipts = ctx

@@ -73,6 +73,30 @@ pub struct Args {
     #[arg(long, env = "SPOUT_WS_MAX_MESSAGE", value_name = "SIZE")]
     pub ws_max_message: Option<String>,
 
+    /// Silence on a flychat stream before it gets a keep-alive event, at
+    /// least 100ms [default: 20s]
+    #[arg(long, env = "SPOUT_FLYCHAT_KEEPALIVE", value_name = "DURATION")]
+    pub flychat_keepalive: Option<String>,
+
+    /// Interval of WS-PushServer pings, at least 100ms [default: 60s]
+    #[arg(long, env = "SPOUT_WS_PUSH_PING", value_name = "DURATION")]
+    pub ws_push_ping: Option<String>,
+
+    /// Age of a WS-PushServer client's last pong at which it is dropped;
+    /// longer than --ws-push-ping [default: 90s]
+    #[arg(long, env = "SPOUT_WS_PUSH_TIMEOUT", value_name = "DURATION")]
+    pub ws_push_timeout: Option<String>,
+
+    /// keker's -t: the deadline for HELLO, and twice the ping interval after
+    /// it, at least 100ms [default: 60s]
+    #[arg(long, env = "SPOUT_KEKER_TIMEOUT", value_name = "DURATION")]
+    pub keker_timeout: Option<String>,
+
+    /// keker's -c: how long a message to a token with no session is kept for
+    /// its first session; 0 keeps nothing [default: 5s]
+    #[arg(long, env = "SPOUT_KEKER_CACHE_TTL", value_name = "DURATION")]
+    pub keker_cache_ttl: Option<String>,
+
     /// Largest request body accepted; larger publishes get 413 [default: 1MiB]
     #[arg(long, env = "SPOUT_MAX_BODY", value_name = "SIZE")]
     pub max_body: Option<String>,

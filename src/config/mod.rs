@@ -95,6 +95,24 @@ pub const MIN_WS_MAX_MESSAGE: usize = 125;
 /// Upper bound of `--ws-max-message` (16 MiB): a message is buffered whole.
 pub const MAX_WS_MAX_MESSAGE: usize = 16 * MIB;
 
+/// Time a flychat stream stays silent before it gets an `event: keep-alive`
+/// frame (20 s, the `timeout=20` of flychat's `Grip-Keep-Alive`).
+pub const DEFAULT_FLYCHAT_KEEPALIVE: Duration = Duration::from_secs(20);
+/// Interval of WS-PushServer pings (60 s, as Java-WebSocket's lost-connection
+/// timer).
+pub const DEFAULT_WS_PUSH_PING: Duration = Duration::from_secs(60);
+/// Age of the last pong at which a WS-PushServer client is dropped without a
+/// close frame (90 s, as the original). Must be longer than `--ws-push-ping`.
+pub const DEFAULT_WS_PUSH_TIMEOUT: Duration = Duration::from_secs(90);
+/// keker's timeout (60 s, the original's `-t`): the deadline for `HELLO`, and
+/// twice the ping interval after it.
+pub const DEFAULT_KEKER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long keker keeps a message published to a token with no session (5 s,
+/// the original's `-c`); 0 keeps nothing.
+pub const DEFAULT_KEKER_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Lower bound of the compatible APIs' timers (100 ms), as for `--heartbeat`.
+pub const MIN_COMPAT_TIMER: Duration = Duration::from_millis(100);
+
 /// Largest accepted request body, in bytes (1 MiB); larger publishes get 413.
 pub const DEFAULT_MAX_BODY: usize = MIB;
 
@@ -167,6 +185,9 @@ pub const KNOWN_APIS: &[&str] = &[
     "native", "pipely", "node-sse", "flychat", "ws-push", "keker",
 ];
 
+/// The APIs this build serves.
+pub const AVAILABLE_APIS: &[Api] = &[Api::Native];
+
 /// Default worker count: one per available core, 1 if that is unknown, at
 /// most [`MAX_WORKERS`].
 pub fn default_workers() -> NonZeroUsize {
@@ -188,6 +209,16 @@ pub use parse::{parse_duration, parse_size};
 pub enum Api {
     /// spout's own API.
     Native,
+    /// Pipely server (PROTOCOLS.md §1).
+    Pipely,
+    /// node-sse-server (§2).
+    NodeSse,
+    /// flychat's chat API and pages (§3).
+    Flychat,
+    /// WS-PushServer, its WebSocket and HTTP ports on one listener (§4).
+    WsPush,
+    /// keker (§5).
+    Keker,
 }
 
 impl Api {
@@ -195,17 +226,30 @@ impl Api {
     pub fn as_str(&self) -> &'static str {
         match self {
             Api::Native => "native",
+            Api::Pipely => "pipely",
+            Api::NodeSse => "node-sse",
+            Api::Flychat => "flychat",
+            Api::WsPush => "ws-push",
+            Api::Keker => "keker",
         }
     }
 
+    /// Every API, native first.
+    pub const ALL: [Api; 6] = [
+        Api::Native,
+        Api::Pipely,
+        Api::NodeSse,
+        Api::Flychat,
+        Api::WsPush,
+        Api::Keker,
+    ];
+
     /// Looks up an API by its `--listen` name (exact, lower case).
     fn from_name(name: &str) -> Result<Api, String> {
-        match name {
-            "native" => Ok(Api::Native),
-            _ if KNOWN_APIS.contains(&name) => {
-                Err(format!("API '{name}' is not available in this build"))
-            }
-            _ => Err(format!(
+        match Api::ALL.into_iter().find(|api| api.as_str() == name) {
+            Some(api) if AVAILABLE_APIS.contains(&api) => Ok(api),
+            Some(_) => Err(format!("API '{name}' is not available in this build")),
+            None => Err(format!(
                 "unknown API '{name}'; known APIs: {}",
                 KNOWN_APIS.join(", ")
             )),
@@ -304,6 +348,16 @@ pub struct Config {
     pub ws_timeout: Duration,
     /// See [`DEFAULT_WS_MAX_MESSAGE`]; within [`MIN_WS_MAX_MESSAGE`]..=[`MAX_WS_MAX_MESSAGE`].
     pub ws_max_message: usize,
+    /// See [`DEFAULT_FLYCHAT_KEEPALIVE`].
+    pub flychat_keepalive: Duration,
+    /// See [`DEFAULT_WS_PUSH_PING`].
+    pub ws_push_ping: Duration,
+    /// See [`DEFAULT_WS_PUSH_TIMEOUT`]; longer than `ws_push_ping`.
+    pub ws_push_timeout: Duration,
+    /// See [`DEFAULT_KEKER_TIMEOUT`].
+    pub keker_timeout: Duration,
+    /// See [`DEFAULT_KEKER_CACHE_TTL`].
+    pub keker_cache_ttl: Duration,
     /// See [`DEFAULT_MAX_BODY`]; at least 1.
     pub max_body: usize,
     /// See [`DEFAULT_MAX_HEAD`]; within [`MIN_MAX_HEAD`]..=[`MAX_MAX_HEAD`].
@@ -351,6 +405,11 @@ impl Default for Config {
             ws_ping: DEFAULT_WS_PING,
             ws_timeout: DEFAULT_WS_TIMEOUT,
             ws_max_message: DEFAULT_WS_MAX_MESSAGE,
+            flychat_keepalive: DEFAULT_FLYCHAT_KEEPALIVE,
+            ws_push_ping: DEFAULT_WS_PUSH_PING,
+            ws_push_timeout: DEFAULT_WS_PUSH_TIMEOUT,
+            keker_timeout: DEFAULT_KEKER_TIMEOUT,
+            keker_cache_ttl: DEFAULT_KEKER_CACHE_TTL,
             max_body: DEFAULT_MAX_BODY,
             max_head: DEFAULT_MAX_HEAD,
             max_headers: DEFAULT_MAX_HEADERS,
@@ -384,6 +443,11 @@ impl fmt::Debug for Config {
             .field("ws_ping", &self.ws_ping)
             .field("ws_timeout", &self.ws_timeout)
             .field("ws_max_message", &self.ws_max_message)
+            .field("flychat_keepalive", &self.flychat_keepalive)
+            .field("ws_push_ping", &self.ws_push_ping)
+            .field("ws_push_timeout", &self.ws_push_timeout)
+            .field("keker_timeout", &self.keker_timeout)
+            .field("keker_cache_ttl", &self.keker_cache_ttl)
             .field("max_body", &self.max_body)
             .field("max_head", &self.max_head)
             .field("max_headers", &self.max_headers)
@@ -513,6 +577,50 @@ impl Config {
                 ),
             ));
         }
+        let timer = |flag: &str, raw: Option<&str>, default: Duration| {
+            let value = duration_field(flag, raw, default)?;
+            if value < MIN_COMPAT_TIMER {
+                return Err(error(
+                    flag,
+                    format!("{value:?} is below the minimum of {MIN_COMPAT_TIMER:?}"),
+                ));
+            }
+            Ok(value)
+        };
+        let flychat_keepalive = timer(
+            "--flychat-keepalive",
+            args.flychat_keepalive.as_deref(),
+            DEFAULT_FLYCHAT_KEEPALIVE,
+        )?;
+        let ws_push_ping = timer(
+            "--ws-push-ping",
+            args.ws_push_ping.as_deref(),
+            DEFAULT_WS_PUSH_PING,
+        )?;
+        let ws_push_timeout = timer(
+            "--ws-push-timeout",
+            args.ws_push_timeout.as_deref(),
+            DEFAULT_WS_PUSH_TIMEOUT,
+        )?;
+        if ws_push_timeout <= ws_push_ping {
+            return Err(error(
+                "--ws-push-timeout",
+                format!(
+                    "{ws_push_timeout:?} is not longer than --ws-push-ping {ws_push_ping:?}: \
+                     clients would be dropped before they could answer a ping"
+                ),
+            ));
+        }
+        let keker_timeout = timer(
+            "--keker-timeout",
+            args.keker_timeout.as_deref(),
+            DEFAULT_KEKER_TIMEOUT,
+        )?;
+        let keker_cache_ttl = duration_field(
+            "--keker-cache-ttl",
+            args.keker_cache_ttl.as_deref(),
+            DEFAULT_KEKER_CACHE_TTL,
+        )?;
         let ws_max_message = size_field(
             "--ws-max-message",
             args.ws_max_message.as_deref(),
@@ -596,6 +704,11 @@ impl Config {
             ws_ping,
             ws_timeout,
             ws_max_message,
+            flychat_keepalive,
+            ws_push_ping,
+            ws_push_timeout,
+            keker_timeout,
+            keker_cache_ttl,
             max_body,
             max_head,
             max_headers,

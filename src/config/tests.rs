@@ -161,7 +161,7 @@ fn help_defaults_match_default_consts() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 22);
+    assert_eq!(checked, 27);
 }
 
 #[test]

@@ -67,8 +67,6 @@ const REPLAY_BATCH: usize = 64 * 1024;
 const PIPELINE_HOLD: usize = 64 * 1024;
 
 const CONTINUE_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-/// An SSE comment line: keeps proxies from timing the stream out and finds dead peers.
-pub const HEARTBEAT: &[u8] = b":\n\n";
 
 /// Where a connection is in its life; each variant owns its state.
 pub enum Phase {
@@ -186,6 +184,7 @@ pub struct Conn {
     pub out: OutQueue,
     /// When the current wait ends: request timeout, keep-alive timeout, or the linger of a closing connection.
     pub deadline: Option<Instant>,
+    /// The listener's API; for a stream, the API that opened it.
     pub api: Api,
     pub readable: bool,
     /// The last readiness event said the peer shut down its side (or the socket has an error).
@@ -483,12 +482,13 @@ impl Conn {
 
     /// Hands a complete request to its API and carries out the answer.
     fn dispatch(&mut self, head: &Head, head_bytes: &[u8], body: &[u8], ctx: &mut Ctx) -> Next {
-        let req = Request {
+        let mut req = Request {
             head,
             buf: head_bytes,
             body,
+            mount: "",
         };
-        match api::handle(self.api, &req, ctx) {
+        match api::handle(self.api, &mut req, ctx) {
             Action::Respond { bytes, close } => {
                 self.out.push(Chunk::Owned(bytes.into()));
                 if close || ctx.draining {
@@ -504,6 +504,7 @@ impl Conn {
             }
             Action::Stream(stream) => {
                 let api::Stream {
+                    api,
                     opening,
                     subscription,
                     client_id,
@@ -519,6 +520,8 @@ impl Conn {
                     self.deadline = None;
                     Format::Sse
                 };
+                // Under a prefix of a native listener, the stream belongs to the compatible API that opened it.
+                self.api = api;
                 self.phase = Phase::Stream(StreamState {
                     client_id,
                     channels: subscription.channels.into(),
