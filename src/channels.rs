@@ -449,7 +449,11 @@ impl ChannelTable {
                         }
                     }
                 }
-                None if self.limits.history > 0 && !new_channels.contains(&&*event.channel) => {
+                // Only a retained event creates a channel nobody subscribes to (`State::append`).
+                None if self.limits.history > 0
+                    && !event.ephemeral
+                    && !new_channels.contains(&&*event.channel) =>
+                {
                     new_channels.push(&event.channel);
                 }
                 None => {}
@@ -1032,6 +1036,22 @@ mod tests {
             )
             .err();
         assert_eq!(err, Some(TableError::TooManyChannels));
+    }
+
+    #[test]
+    fn an_unretained_event_to_a_missing_channel_needs_no_room_in_a_full_table() {
+        let (t, bus, _inboxes) = table(100, 1 << 20);
+        let names: Vec<String> = (0..100).map(|i| format!("c{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        t.subscribe(0, &refs, "c", Resume::Fresh)
+            .expect("subscribe");
+        let ephemeral = NewEvent {
+            ephemeral: true,
+            ..event("nobody-listens", "x")
+        };
+        t.publish(vec![ephemeral], &bus, SystemTime::now(), Instant::now())
+            .expect("nothing is created, so nothing is refused");
+        assert_eq!(t.stats().channels, 100);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //!
 //! This lives above `http/` (a protocol layer every API uses) so that no import runs back up.
 
+pub mod flychat;
 pub mod native;
 
 use std::time::{Duration, Instant, SystemTime};
@@ -98,7 +99,10 @@ pub struct Stream {
 
 /// The bookkeeping of the compatible APIs, shared by all workers (see the module doc).
 #[derive(Default)]
-pub struct Apps {}
+pub struct Apps {
+    /// flychat's rooms: their last ids and kept messages.
+    pub flychat: flychat::Rooms,
+}
 
 /// Handles a complete request on a listener bound to `api`; a native listener hands requests under a compatible
 /// API's prefix to that API.
@@ -110,10 +114,9 @@ pub fn handle(api: Api, req: &mut Request, ctx: &mut Ctx) -> Action {
     };
     match api {
         Api::Native => native::handle(req, ctx),
+        Api::Flychat => flychat::handle(req, ctx),
         // Not in AVAILABLE_APIS yet: `mounted` and `--listen` never choose them.
-        Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => {
-            native::handle(req, ctx)
-        }
+        Api::Pipely | Api::NodeSse | Api::WsPush | Api::Keker => native::handle(req, ctx),
     }
 }
 
@@ -182,11 +185,21 @@ pub enum Refusal {
 pub fn refusal(api: Api, refusal: Refusal, date: &DateCache) -> Vec<u8> {
     match api {
         Api::Native => native::refusal(refusal, date),
+        Api::Flychat => flychat::refusal(refusal, date),
         // Not in AVAILABLE_APIS yet: no listener is bound to them.
-        Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => {
-            native::refusal(refusal, date)
-        }
+        Api::Pipely | Api::NodeSse | Api::WsPush | Api::Keker => native::refusal(refusal, date),
     }
+}
+
+/// Whether the connection ends after this answer: the client asked, or the server is draining.
+pub fn closes(req: &Request, ctx: &Ctx) -> bool {
+    !req.head.keep_alive || ctx.draining
+}
+
+/// `Connection: keep-alive` for an HTTP/1.0 request whose connection stays open: a 1.0 client keeps it only when
+/// the response says so (RFC 9112 §9.3, RFC 7230 §A.1.2). HTTP/1.1 persists by default and needs nothing.
+pub fn keep_alive_field(req: &Request, close: bool) -> Option<(&'static str, &'static str)> {
+    (!close && req.head.minor_version == 0).then_some(("Connection", "keep-alive"))
 }
 
 /// Server-assigned client ids: 16 hex digits from a per-worker xorshift generator seeded from the OS.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{Action, Ctx, Refusal, Request, Stream};
+use super::{closes, keep_alive_field, Action, Ctx, Refusal, Request, Stream};
 use crate::channels::{NewEvent, Resume, TableError};
 use crate::config::{Api, CorsOrigin};
 use crate::http::request::Method;
@@ -521,11 +521,6 @@ fn metrics(req: &Request, ctx: &mut Ctx) -> Action {
     )
 }
 
-/// Whether the connection ends after this answer: the client asked, or the server is draining.
-fn closes(req: &Request, ctx: &Ctx) -> bool {
-    !req.head.keep_alive || ctx.draining
-}
-
 // ---- auth and CORS ---------------------------------------------------------------------------------------------
 
 /// With `--publish-key`, publishing and channel admin need `Authorization: Bearer KEY` (compared in constant time).
@@ -599,12 +594,6 @@ fn preflight(req: &Request, ctx: &mut Ctx, allow: &'static str) -> Action {
     }
     // `respond` adds the origin fields and the connection fields.
     respond(req, ctx, 204, None, b"", &headers)
-}
-
-/// `Connection: keep-alive` for an HTTP/1.0 request whose connection stays open: a 1.0 client keeps it only when
-/// the response says so (RFC 9112 §9.3, RFC 7230 §A.1.2). HTTP/1.1 persists by default and needs nothing.
-fn keep_alive_field(req: &Request, close: bool) -> Option<(&'static str, &'static str)> {
-    (!close && req.head.minor_version == 0).then_some(("Connection", "keep-alive"))
 }
 
 // ---- responses -------------------------------------------------------------------------------------------------

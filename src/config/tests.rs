@@ -207,6 +207,19 @@ fn listen_forms() {
 }
 
 #[test]
+fn listen_binds_flychat() {
+    let c = config(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+        "127.0.0.1:7999=flychat",
+    ])
+    .unwrap();
+    let apis: Vec<Api> = c.listen.iter().map(|l| l.api).collect();
+    assert_eq!(apis, [Api::Native, Api::Flychat]);
+}
+
+#[test]
 fn listen_errors_name_the_key() {
     let cases = [
         (

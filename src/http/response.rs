@@ -277,7 +277,7 @@ fn format_imf_fixdate(secs: u64) -> [u8; DATE_LEN] {
 
 /// Howard Hinnant's civil_from_days for days since 1970-01-01 (non-negative
 /// here): returns (year, month 1..=12, day 1..=31).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z % 146_097; // [0, 146096]
