@@ -21,12 +21,12 @@
 //                                        have arrived (or 20 s passed), plus 300 ms to catch extra ones;
 //   {"state":"done","errors":[...]}      last, after the screenshot of the page (the rendered list) is written.
 // Exits 0 when EXPECTED entries arrived, 1 otherwise (the lines are printed either way). Chromium is
-// /usr/bin/chromium (Debian's package) unless CHROMIUM names another binary; playwright-core downloads nothing.
+// launched by chromium.mjs.
 import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 
 const [spout, expectedArg, screenshot] = process.argv.slice(2);
 const expected = Number(expectedArg);
@@ -34,7 +34,6 @@ if (!spout || !Number.isInteger(expected) || !screenshot) {
   process.stderr.write('usage: node browser.mjs SPOUT_BASE_URL EXPECTED SCREENSHOT_PATH\n');
   process.exit(2);
 }
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const print = (value) => process.stdout.write(JSON.stringify(value) + '\n');
 
 // Runs in the page. `window.received` holds what every stream saw, in arrival order, each entry tagged with its
@@ -140,22 +139,7 @@ let context;
 let ok = false;
 const errors = [];
 try {
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--disable-quic',
-    ],
-    viewport: { width: 1000, height: 700 },
-    timeout: 15000,
-  });
+  context = await launchChromium(userDataDir);
   const page = context.pages()[0] ?? (await context.newPage());
   page.on('pageerror', (e) => errors.push('page error: ' + e.message));
   page.on('console', (m) => {

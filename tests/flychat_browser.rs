@@ -1,0 +1,154 @@
+//! flychat's chat pages in a real browser: headless Chromium (Debian's `chromium`, driven by the npm
+//! `playwright-core` package through `tests/js/flychat_browser.mjs`). Two people join one room through the join
+//! page, one under `/flychat` on a native listener and one at the root of a flychat listener (two origins, one
+//! server); each message sent through a page's form shows, once, on the other page without a reload; a reload
+//! shows the history rendered by the server; a third page whose browser lacks `EventSource` chats through spout's
+//! `eventsource.min.js`. What the pages show is compared with what the server saved. A screenshot of a page goes
+//! to `target/flychat-browser.png`. Under `CI=true` a missing Chromium, Node.js or `playwright-core` fails the
+//! test.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+const ROOM: &str = "tea%20room";
+const FIRST: &str = "hello <b>bob</b> & \"co\"";
+const ANSWER: &str = "hi alice ✓ <script>alert(1)</script>";
+const THIRD: &str = "carol, are you there?";
+const FOURTH: &str = "yes, on the polyfill";
+
+/// A message as a page lists it, from what the server saved.
+fn listed(saved: &Value) -> Value {
+    json!({"from": saved["from"], "text": saved["text"], "pid": saved["provisionalId"], "markup": 0})
+}
+
+#[test]
+fn two_pages_chat_through_the_forms_and_a_reload_shows_the_history() {
+    if !require_program("node")
+        || !require_program("chromium")
+        || !require_node_package("playwright-core")
+    {
+        return;
+    }
+    let server = start_server(&["--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0=flychat"]);
+    let prefixed = format!("http://{}/flychat", server.addrs[0]);
+    let root = format!("http://{}", server.addrs[1]);
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let screenshot = target
+        .parent()
+        .expect("target dir")
+        .join("flychat-browser.png");
+    let _ = std::fs::remove_file(&screenshot);
+    // A fresh profile under target/, so that a run killed half-way leaves nothing in /tmp.
+    let profile = target.join("flychat-chromium-profile");
+    let _ = std::fs::remove_dir_all(&profile);
+    std::fs::create_dir_all(&profile).expect("profile dir");
+
+    let mut browser = NodeScript::start(
+        "flychat_browser.mjs",
+        &[
+            &prefixed,
+            &root,
+            ROOM,
+            profile.to_str().expect("UTF-8 path"),
+            screenshot.to_str().expect("UTF-8 path"),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut steps: HashMap<String, Value> = HashMap::new();
+    let done = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = browser
+            .lines
+            .recv_timeout(left)
+            .expect("flychat_browser.mjs printed nothing in time");
+        match line["step"].as_str() {
+            Some(step) => {
+                steps.insert(step.to_string(), line);
+            }
+            None => break line,
+        }
+    };
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["errors"], json!([]), "errors in the browser");
+
+    // What the server saved is what the pages sent.
+    let saved = get(server.addrs[1], &format!("/rooms/{ROOM}/messages/")).json();
+    let messages = saved["messages"].as_array().expect("messages").clone();
+    let sent: Vec<(&str, &str)> = messages
+        .iter()
+        .map(|m| {
+            (
+                m["from"].as_str().unwrap_or(""),
+                m["text"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            ("alice", FIRST),
+            ("bob", ANSWER),
+            ("alice", THIRD),
+            ("carol", FOURTH)
+        ]
+    );
+    let shown: Vec<Value> = messages.iter().map(listed).collect();
+    let upto = |n: usize| Value::Array(shown[..n].to_vec());
+
+    let joined = &steps["joined"];
+    assert_eq!(joined["alice"]["roomShown"], "tea room");
+    assert_eq!(joined["bob"]["roomShown"], "tea room");
+    assert_eq!(
+        joined["alice"]["url"],
+        format!("{prefixed}/{ROOM}?user=alice")
+    );
+    assert_eq!(joined["bob"]["url"], format!("{root}/{ROOM}?user=bob"));
+
+    // Each message shows once on every page, as text (no markup got through), without leaving the page.
+    let first = &steps["first"];
+    assert_eq!(first["bob"], upto(1));
+    assert_eq!(first["alice"], upto(1));
+    assert_eq!(first["aliceStayed"], true);
+    let answer = &steps["answer"];
+    assert_eq!(answer["alice"], upto(2));
+    assert_eq!(answer["bob"], upto(2));
+    assert_eq!(answer["bobStayed"], true);
+
+    // The reloaded page came with the history in its HTML, escaped; the stream then added nothing twice.
+    let reloaded = &steps["reloaded"];
+    assert_eq!(reloaded["status"], 200);
+    assert_eq!(reloaded["cacheControl"], "no-cache");
+    let html = reloaded["html"].as_str().expect("html");
+    for message in &messages[..2] {
+        let pid = message["provisionalId"].as_str().expect("pid");
+        assert!(
+            html.contains(&format!("data-provisional-id=\"{pid}\"")),
+            "{pid}"
+        );
+    }
+    assert!(html.contains("hello &lt;b&gt;bob&lt;/b&gt; &amp; &quot;co&quot;"));
+    assert!(html.contains("hi alice ✓ &lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert_eq!(reloaded["bob"], upto(2));
+
+    // Without the browser's EventSource, spout's own carries the chat.
+    let polyfill = &steps["polyfill"];
+    assert_eq!(polyfill["polyfill"], true);
+    assert_eq!(polyfill["history"], upto(2));
+    assert_eq!(polyfill["carol"], upto(3));
+    assert_eq!(polyfill["carolAfter"], upto(4));
+    assert_eq!(polyfill["alice"], upto(4));
+    assert_eq!(polyfill["carolStayed"], true);
+
+    let status = browser.child.wait().expect("wait for node");
+    assert!(status.success(), "flychat_browser.mjs exited with {status}");
+    let size = std::fs::metadata(&screenshot)
+        .unwrap_or_else(|e| panic!("screenshot {}: {e}", screenshot.display()))
+        .len();
+    assert!(size > 0, "empty screenshot {}", screenshot.display());
+}
