@@ -1042,3 +1042,75 @@ fn the_eventsource_client_resumes_across_a_reconnect() {
         "nothing more"
     );
 }
+
+/// Channels in the core's table, from the native API.
+fn channels(server: &Server) -> usize {
+    let list = get(server.addrs[0], "/channels").json();
+    list["channels"].as_array().expect("channels").len()
+}
+
+#[test]
+fn reconnecting_eventsource_reopens_a_stream_the_eventsource_gave_up_on() {
+    if !require_program("node") || !require_node_package("eventsource") {
+        return;
+    }
+    // One channel at most: while another room's stream holds it, a stream is refused with 503.
+    let server = start(&["--max-channels", "1"]);
+    let [root, _] = mounts(&server);
+    let proxy = Proxy::start(root.addr);
+    let mut posted: Vec<String> = (1..=2)
+        .map(|i| post(root, "rec", "a", &format!("{i}")))
+        .collect();
+    let client = NodeScript::start(
+        "flychat_reconnecting.mjs",
+        &[
+            &format!("http://{}", root.addr),
+            &format!("http://{}/rooms/rec/messages/", proxy.addr),
+        ],
+    );
+    let next = || {
+        client
+            .lines
+            .recv_timeout(WAIT)
+            .expect("a line from the client")
+    };
+    let event =
+        |json: &str| json!({"id": value(json)["id"].to_string(), "event": "message", "data": json});
+    assert_eq!(next(), json!({"state": "open"}));
+    for json in &posted {
+        assert_eq!(next(), event(json));
+    }
+
+    // The connection drops; while the EventSource waits to reconnect, another room's stream takes the only channel,
+    // and two messages are posted (they create no channel: nobody listens).
+    proxy.cut();
+    assert_eq!(next(), json!({"state": "error", "readyState": 0}));
+    wait_for("the dropped stream to be gone", || channels(&server) == 0);
+    let mut blocker = Stream::open(root, "other", "");
+    assert_eq!(blocker.event(), OPEN);
+    posted.push(post(root, "rec", "a", "3"));
+    posted.push(post(root, "rec", "a", "4"));
+    // Its reconnect is answered 503: the EventSource gives up...
+    assert_eq!(next(), json!({"state": "error", "readyState": 2}));
+    drop(blocker);
+    wait_for("the other stream to be gone", || channels(&server) == 0);
+    // ...and the wrapper opens a new one with ?lastEventId=2, which gets exactly what was missed, then live ones.
+    let reopened = loop {
+        let line = next();
+        if line != json!({"state": "error", "readyState": 2}) {
+            break line;
+        }
+    };
+    assert_eq!(reopened, json!({"state": "open"}));
+    assert_eq!(next(), event(&posted[2]));
+    assert_eq!(next(), event(&posted[3]));
+    posted.push(post(root, "rec", "a", "5"));
+    assert_eq!(next(), event(&posted[4]));
+    assert!(
+        client
+            .lines
+            .recv_timeout(Duration::from_millis(300))
+            .is_err(),
+        "nothing more"
+    );
+}

@@ -2,8 +2,8 @@
 //! `playwright-core` package through `tests/js/flychat_browser.mjs`). Two people join one room through the join
 //! page, one under `/flychat` on a native listener and one at the root of a flychat listener (two origins, one
 //! server); each message sent through a page's form shows, once, on the other page without a reload; a reload
-//! shows the history rendered by the server; a third page whose browser lacks `EventSource` chats through spout's
-//! `eventsource.min.js`. What the pages show is compared with what the server saved. A screenshot of a page goes
+//! shows the history rendered by the server; a third page whose browser lacks `EventSource` and `URLSearchParams`
+//! chats through spout's `eventsource.min.js` and `url-polyfill.min.js`. What the pages show is compared with what the server saved. A screenshot of a page goes
 //! to `target/flychat-browser.png`. Under `CI=true` a missing Chromium, Node.js or `playwright-core` fails the
 //! test.
 
@@ -136,9 +136,12 @@ fn two_pages_chat_through_the_forms_and_a_reload_shows_the_history() {
     assert!(html.contains("hi alice ✓ &lt;script&gt;alert(1)&lt;/script&gt;"));
     assert_eq!(reloaded["bob"], upto(2));
 
-    // Without the browser's EventSource, spout's own carries the chat.
+    // Without the browser's EventSource and URLSearchParams, spout's own carry the chat.
     let polyfill = &steps["polyfill"];
-    assert_eq!(polyfill["polyfill"], true);
+    assert_eq!(
+        polyfill["polyfill"],
+        json!({"EventSource": true, "URLSearchParams": true})
+    );
     assert_eq!(polyfill["history"], upto(2));
     assert_eq!(polyfill["carol"], upto(3));
     assert_eq!(polyfill["carolAfter"], upto(4));

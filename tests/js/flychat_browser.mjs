@@ -8,8 +8,8 @@
 // Three people chat in ROOM, each in a page of headless Chromium (chromium.mjs):
 //   alice  joins through the join page under PREFIXED_BASE;
 //   bob    joins through the join page at ROOT_BASE (another origin, the same server and room);
-//   carol  opens ROOT_BASE/ROOM?user=carol in a page whose browser has no EventSource (removed before any script
-//          runs), so the chat runs on spout's eventsource.min.js.
+//   carol  opens ROOT_BASE/ROOM?user=carol in a page whose browser has no EventSource and no URLSearchParams
+//          (removed before any script runs), so the chat runs on spout's eventsource.min.js and url-polyfill.min.js.
 // alice sends through the form, bob sees it; bob answers, alice sees it; bob reloads and gets the history rendered
 // by the server; carol gets the history too, sees alice's next message live, and sends one alice sees.
 //
@@ -125,10 +125,14 @@ try {
   const carol = watch(await context.newPage(), 'carol');
   await carol.addInitScript(() => {
     delete window.EventSource;
+    delete window.URLSearchParams;
   });
   await carol.goto(`${root}/${room}?user=carol`, { timeout: TIMEOUT });
   await live(carol);
-  const polyfill = await carol.evaluate(() => window.EventSource && window.EventSource.isPolyfill === true);
+  const polyfill = await carol.evaluate(() => ({
+    EventSource: window.EventSource.isPolyfill === true,
+    URLSearchParams: window.URLSearchParams.isPolyfill === true,
+  }));
   const carolHistory = await shown(carol);
   await send(alice, THIRD);
   const carolSaw = await waitFor(carol, 3, THIRD);

@@ -50,13 +50,15 @@
     var url = self.lastEventId ? withLastEventId(self.url, self.lastEventId) : self.url;
     var source = new global.EventSource(url);
     self._source = source;
-    source.addEventListener('open', function () {
+    source.addEventListener('open', function (event) {
       if (source !== self._source) return;
       self.readyState = 1;
       self._delay = MIN_DELAY;
-      self._emit('open', {});
+      self._emit('open', event);
     });
-    source.addEventListener('error', function () {
+    // The wrapped EventSource's error event is passed on: its target's readyState tells whether the browser
+    // reconnects by itself (CONNECTING) or gave up (CLOSED, and this wrapper opens a new one).
+    source.addEventListener('error', function (event) {
       if (source !== self._source) return;
       if (source.readyState === 2) {
         // The browser gave up: try again later with a new EventSource.
@@ -66,7 +68,7 @@
         self._delay = Math.min(self._delay * 2, MAX_DELAY);
       }
       self.readyState = 0;
-      self._emit('error', {});
+      self._emit('error', event);
     });
     // Message events carry the ids to resume from, whether or not anyone listens to them.
     if (!self._listeners.message) self._listeners.message = [];
