@@ -992,6 +992,25 @@ impl Proxy {
     }
 }
 
+/// The next line a node client printed.
+fn next_line(client: &NodeScript) -> Value {
+    client
+        .lines
+        .recv_timeout(WAIT)
+        .expect("a line from the node client")
+}
+
+/// The node client printed nothing more (a duplicate would show within this time).
+fn assert_no_more(client: &NodeScript) {
+    let extra = client.lines.recv_timeout(Duration::from_millis(300));
+    assert!(extra.is_err(), "unexpected {extra:?}");
+}
+
+/// How an EventSource client prints a saved message's event.
+fn event(json: &str) -> Value {
+    json!({"id": value(json)["id"].to_string(), "event": "message", "data": json})
+}
+
 #[test]
 fn the_eventsource_client_resumes_across_a_reconnect() {
     if !require_program("node") || !require_node_package("eventsource") {
@@ -1008,14 +1027,7 @@ fn the_eventsource_client_resumes_across_a_reconnect() {
         "eventsource_client.mjs",
         &[&url, "message", "stream-open", "stream-reset", "keep-alive"],
     );
-    let next = || {
-        client
-            .lines
-            .recv_timeout(WAIT)
-            .expect("a line from the EventSource client")
-    };
-    let event =
-        |json: &str| json!({"id": value(json)["id"].to_string(), "event": "message", "data": json});
+    let next = || next_line(&client);
     // `stream-open` has no data: an EventSource never dispatches it.
     assert_eq!(next(), json!({"state": "open"}));
     for json in &posted {
@@ -1034,13 +1046,7 @@ fn the_eventsource_client_resumes_across_a_reconnect() {
     assert_eq!(next(), event(&posted[4]));
     posted.push(post(root, "es", "a", "6"));
     assert_eq!(next(), event(&posted[5]));
-    assert!(
-        client
-            .lines
-            .recv_timeout(Duration::from_millis(300))
-            .is_err(),
-        "nothing more"
-    );
+    assert_no_more(&client);
 }
 
 /// Channels in the core's table, from the native API.
@@ -1068,14 +1074,7 @@ fn reconnecting_eventsource_reopens_a_stream_the_eventsource_gave_up_on() {
             &format!("http://{}/rooms/rec/messages/", proxy.addr),
         ],
     );
-    let next = || {
-        client
-            .lines
-            .recv_timeout(WAIT)
-            .expect("a line from the client")
-    };
-    let event =
-        |json: &str| json!({"id": value(json)["id"].to_string(), "event": "message", "data": json});
+    let next = || next_line(&client);
     assert_eq!(next(), json!({"state": "open"}));
     for json in &posted {
         assert_eq!(next(), event(json));
@@ -1106,11 +1105,5 @@ fn reconnecting_eventsource_reopens_a_stream_the_eventsource_gave_up_on() {
     assert_eq!(next(), event(&posted[3]));
     posted.push(post(root, "rec", "a", "5"));
     assert_eq!(next(), event(&posted[4]));
-    assert!(
-        client
-            .lines
-            .recv_timeout(Duration::from_millis(300))
-            .is_err(),
-        "nothing more"
-    );
+    assert_no_more(&client);
 }

@@ -25,7 +25,7 @@ use crate::broker::Broker;
 use crate::channels::{ChannelTable, SubscribedChannel, Subscription};
 use crate::config::{Api, Config, AVAILABLE_APIS};
 use crate::http::request::{Head, Method};
-use crate::http::response::DateCache;
+use crate::http::response::{write_response, DateCache, Response};
 use crate::http::HttpError;
 use crate::metrics::{Counters, Registry};
 
@@ -200,6 +200,32 @@ pub fn closes(req: &Request, ctx: &Ctx) -> bool {
 /// the response says so (RFC 9112 §9.3, RFC 7230 §A.1.2). HTTP/1.1 persists by default and needs nothing.
 pub fn keep_alive_field(req: &Request, close: bool) -> Option<(&'static str, &'static str)> {
     (!close && req.head.minor_version == 0).then_some(("Connection", "keep-alive"))
+}
+
+/// A complete answer with `headers`, plus what the connection needs: `Connection: close` when it ends after this
+/// answer, `Connection: keep-alive` for an HTTP/1.0 client it stays open for; no body for HEAD.
+pub fn respond(
+    req: &Request,
+    ctx: &Ctx,
+    status: u16,
+    content_type: Option<&str>,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> Action {
+    let close = closes(req, ctx);
+    let mut headers = headers.to_vec();
+    headers.extend(keep_alive_field(req, close));
+    let mut out = Vec::with_capacity(body.len() + 256);
+    let resp = Response {
+        status,
+        content_type,
+        headers: &headers,
+        body,
+        close,
+        head_only: req.is_head(),
+    };
+    write_response(&mut out, ctx.date, &resp);
+    Action::Respond { bytes: out, close }
 }
 
 /// Server-assigned client ids: 16 hex digits from a per-worker xorshift generator seeded from the OS.

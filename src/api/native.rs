@@ -606,22 +606,10 @@ fn respond(
     body: &[u8],
     extra: &[(&'static str, &str)],
 ) -> Action {
-    let close = closes(req, ctx);
     let origin = cors_origin(req, ctx);
     let mut headers: Vec<(&str, &str)> = extra.to_vec();
     push_cors(&mut headers, origin.as_deref(), ctx);
-    headers.extend(keep_alive_field(req, close));
-    let mut out = Vec::with_capacity(body.len() + 256);
-    let resp = Response {
-        status,
-        content_type,
-        headers: &headers,
-        body,
-        close,
-        head_only: req.is_head(),
-    };
-    write_response(&mut out, ctx.date, &resp);
-    Action::Respond { bytes: out, close }
+    super::respond(req, ctx, status, content_type, body, &headers)
 }
 
 fn json_response(req: &Request, ctx: &Ctx, status: u16, body: &Value) -> Action {

@@ -46,7 +46,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use super::{closes, keep_alive_field, Action, Ctx, IdSource, Refusal, Request, Stream};
+use super::{closes, keep_alive_field, respond, Action, Ctx, IdSource, Refusal, Request, Stream};
 use crate::channels::{NewEvent, Resume, TableError};
 use crate::config::Api;
 use crate::http::response::{
@@ -492,30 +492,6 @@ fn iso_date(now: SystemTime) -> String {
 }
 
 // ---- responses ---------------------------------------------------------------------------------------------------
-
-fn respond(
-    req: &Request,
-    ctx: &Ctx,
-    status: u16,
-    content_type: Option<&str>,
-    body: &[u8],
-    extra: &[(&str, &str)],
-) -> Action {
-    let close = closes(req, ctx);
-    let mut headers: Vec<(&str, &str)> = extra.to_vec();
-    headers.extend(keep_alive_field(req, close));
-    let mut out = Vec::with_capacity(body.len() + 160);
-    let resp = Response {
-        status,
-        content_type,
-        headers: &headers,
-        body,
-        close,
-        head_only: req.is_head(),
-    };
-    write_response(&mut out, ctx.date, &resp);
-    Action::Respond { bytes: out, close }
-}
 
 /// A plain-text answer, as the original's errors (`Bad Request⏎`, `Not Found⏎`).
 fn plain(req: &Request, ctx: &Ctx, status: u16, body: &str) -> Action {
