@@ -49,6 +49,7 @@ use serde_json::json;
 use super::{closes, keep_alive_field, respond, Action, Ctx, IdSource, Refusal, Request, Stream};
 use crate::channels::{NewEvent, Resume, TableError};
 use crate::config::Api;
+use crate::http::request::Method;
 use crate::http::response::{
     civil_from_days, reason, write_response, write_stream_head, DateCache, Response,
 };
@@ -201,7 +202,7 @@ pub fn handle(req: &Request, ctx: &mut Ctx) -> Action {
         ),
         Route::Messages(room) => {
             let room = form::canonical_room(room);
-            if req.head.method == crate::http::request::Method::Post {
+            if req.head.method == Method::Post {
                 post(req, ctx, &room)
             } else if req.header("accept") == Some(b"text/event-stream") {
                 stream(req, ctx, &room)
@@ -222,16 +223,16 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
         Refusal::Busy => 503,
     };
     let body = format!("{}\n", reason(status));
-    let retry: &[(&str, &str)] = if status == 503 {
-        &[("Retry-After", "1")]
-    } else {
-        &[]
-    };
     let mut out = Vec::with_capacity(body.len() + 160);
     let resp = Response {
         status,
         content_type: Some("text/plain"),
-        headers: retry,
+        // At the connection limit: a moment later there may be room.
+        headers: if status == 503 {
+            &[("Retry-After", "1")]
+        } else {
+            &[]
+        },
         body: body.as_bytes(),
         close: true,
         head_only: false,
@@ -466,12 +467,14 @@ fn uuid_v4(ids: &mut IdSource) -> String {
     }
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(36);
     for (i, byte) in bytes.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
             out.push('-');
         }
-        out.push_str(&format!("{byte:02x}"));
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0xf)]));
     }
     out
 }
@@ -495,12 +498,7 @@ fn iso_date(now: SystemTime) -> String {
 
 /// A plain-text answer, as the original's errors (`Bad Request⏎`, `Not Found⏎`).
 fn plain(req: &Request, ctx: &Ctx, status: u16, body: &str) -> Action {
-    let retry: &[(&str, &str)] = if status == 503 {
-        &[("Retry-After", "1")]
-    } else {
-        &[]
-    };
-    respond(req, ctx, status, Some("text/plain"), body.as_bytes(), retry)
+    respond(req, ctx, status, Some("text/plain"), body.as_bytes(), &[])
 }
 
 #[cfg(test)]
