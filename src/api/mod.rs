@@ -16,6 +16,8 @@
 //!
 //! This lives above `http/` (a protocol layer every API uses) so that no import runs back up.
 
+pub mod json_text;
+pub mod keker;
 pub mod native;
 
 use std::time::{Duration, Instant, SystemTime};
@@ -102,7 +104,9 @@ pub struct Stream {
 
 /// The bookkeeping of the compatible APIs, shared by all workers (see the module doc).
 #[derive(Default)]
-pub struct Apps {}
+pub struct Apps {
+    pub keker: keker::Keker,
+}
 
 /// Handles a complete request on a listener bound to `api`; a native listener hands requests under a compatible
 /// API's prefix to that API.
@@ -114,10 +118,9 @@ pub fn handle(api: Api, req: &mut Request, ctx: &mut Ctx) -> Action {
     };
     match api {
         Api::Native => native::handle(req, ctx),
+        Api::Keker => keker::handle(req, ctx),
         // Not in AVAILABLE_APIS yet: `mounted` and `--listen` never choose them.
-        Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => {
-            native::handle(req, ctx)
-        }
+        Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush => native::handle(req, ctx),
     }
 }
 
@@ -151,7 +154,8 @@ fn mounted(req: &mut Request) -> Api {
 /// API updates its own bookkeeping (presence, members, sessions).
 pub fn stream_closed(api: Api, client_id: &str, channels: &[SubscribedChannel], ctx: &mut Ctx) {
     match api {
-        Api::Native | Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => {
+        Api::Keker => keker::stream_closed(channels, ctx),
+        Api::Native | Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush => {
             let _ = (client_id, channels, ctx);
         }
     }
@@ -179,13 +183,15 @@ pub const SSE_COMMENT_HEARTBEAT: &[u8] = b":\n\n";
 pub enum WsSession {
     /// The native API: clients send nothing it reads.
     Native,
+    Keker(keker::Session),
 }
 
 impl WsSession {
     /// The session a new WebSocket stream of `api` starts with; `client_id` is the stream's id in the table.
     pub fn new(api: Api, client_id: &str) -> WsSession {
         match api {
-            Api::Native | Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => {
+            Api::Keker => WsSession::Keker(keker::Session::default()),
+            Api::Native | Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush => {
                 let _ = client_id;
                 WsSession::Native
             }
@@ -196,7 +202,7 @@ impl WsSession {
     /// (`message::Wire::WebSocketTail`); `None` when the whole frame is shared.
     pub fn push_prefix(&self) -> Option<&Frame> {
         match self {
-            WsSession::Native => None,
+            WsSession::Native | WsSession::Keker(_) => None,
         }
     }
 }
@@ -259,6 +265,7 @@ pub fn ws_rules(session: &WsSession, config: &Config) -> WsRules {
             heard_on: Heard::AnyFrame,
             close_reply: CloseReply::Echo,
         },
+        WsSession::Keker(session) => keker::ws_rules(session, config),
     }
 }
 
@@ -295,12 +302,18 @@ pub enum ChannelChange {
 
 /// A complete text message from a WebSocket client of the stream's API.
 pub fn ws_message(text: &str, peer: WsPeer, ctx: &mut Ctx) -> WsAnswer {
-    match peer.session {
+    let WsPeer {
+        client_id,
+        channels,
+        session,
+    } = peer;
+    match session {
         // Native clients have nothing to say yet: their messages are checked and ignored.
         WsSession::Native => {
-            let _ = (text, ctx);
+            let _ = (text, channels, ctx);
             WsAnswer::default()
         }
+        WsSession::Keker(session) => keker::ws_message(text, client_id, session, ctx),
     }
 }
 
@@ -308,7 +321,8 @@ pub fn ws_message(text: &str, peer: WsPeer, ctx: &mut Ctx) -> WsAnswer {
 /// the session (WS-PushServer's list of subscribed channels).
 pub fn ws_channel_lost(session: &mut WsSession, channel: &str) {
     match session {
-        WsSession::Native => {
+        // Native streams get a final `deleted` event from the worker; keker channels are never deleted.
+        WsSession::Native | WsSession::Keker(_) => {
             let _ = channel;
         }
     }
@@ -328,10 +342,9 @@ pub enum Refusal {
 pub fn refusal(api: Api, refusal: Refusal, date: &DateCache) -> Vec<u8> {
     match api {
         Api::Native => native::refusal(refusal, date),
+        Api::Keker => keker::refusal(refusal, date),
         // Not in AVAILABLE_APIS yet: no listener is bound to them.
-        Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => {
-            native::refusal(refusal, date)
-        }
+        Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush => native::refusal(refusal, date),
     }
 }
 
