@@ -19,6 +19,7 @@
 pub mod json_text;
 pub mod keker;
 pub mod native;
+pub mod ws_push;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -106,6 +107,7 @@ pub struct Stream {
 #[derive(Default)]
 pub struct Apps {
     pub keker: keker::Keker,
+    pub ws_push: ws_push::WsPush,
 }
 
 /// Handles a complete request on a listener bound to `api`; a native listener hands requests under a compatible
@@ -119,8 +121,9 @@ pub fn handle(api: Api, req: &mut Request, ctx: &mut Ctx) -> Action {
     match api {
         Api::Native => native::handle(req, ctx),
         Api::Keker => keker::handle(req, ctx),
+        Api::WsPush => ws_push::handle(req, ctx),
         // Not in AVAILABLE_APIS yet: `mounted` and `--listen` never choose them.
-        Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush => native::handle(req, ctx),
+        Api::Pipely | Api::NodeSse | Api::Flychat => native::handle(req, ctx),
     }
 }
 
@@ -155,7 +158,8 @@ fn mounted(req: &mut Request) -> Api {
 pub fn stream_closed(api: Api, client_id: &str, channels: &[SubscribedChannel], ctx: &mut Ctx) {
     match api {
         Api::Keker => keker::stream_closed(channels, ctx),
-        Api::Native | Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush => {
+        Api::WsPush => ws_push::stream_closed(client_id, ctx),
+        Api::Native | Api::Pipely | Api::NodeSse | Api::Flychat => {
             let _ = (client_id, channels, ctx);
         }
     }
@@ -184,6 +188,7 @@ pub enum WsSession {
     /// The native API: clients send nothing it reads.
     Native,
     Keker(keker::Session),
+    WsPush(ws_push::Session),
 }
 
 impl WsSession {
@@ -191,10 +196,9 @@ impl WsSession {
     pub fn new(api: Api, client_id: &str) -> WsSession {
         match api {
             Api::Keker => WsSession::Keker(keker::Session::default()),
-            Api::Native | Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush => {
-                let _ = client_id;
-                WsSession::Native
-            }
+            // The client id of a WS-PushServer stream is its uuid.
+            Api::WsPush => WsSession::WsPush(ws_push::Session::new(client_id)),
+            Api::Native | Api::Pipely | Api::NodeSse | Api::Flychat => WsSession::Native,
         }
     }
 
@@ -203,6 +207,7 @@ impl WsSession {
     pub fn push_prefix(&self) -> Option<&Frame> {
         match self {
             WsSession::Native | WsSession::Keker(_) => None,
+            WsSession::WsPush(session) => Some(session.prefix()),
         }
     }
 }
@@ -266,6 +271,7 @@ pub fn ws_rules(session: &WsSession, config: &Config) -> WsRules {
             close_reply: CloseReply::Echo,
         },
         WsSession::Keker(session) => keker::ws_rules(session, config),
+        WsSession::WsPush(_) => ws_push::ws_rules(config),
     }
 }
 
@@ -314,6 +320,7 @@ pub fn ws_message(text: &str, peer: WsPeer, ctx: &mut Ctx) -> WsAnswer {
             WsAnswer::default()
         }
         WsSession::Keker(session) => keker::ws_message(text, client_id, session, ctx),
+        WsSession::WsPush(session) => ws_push::ws_message(text, client_id, channels, session, ctx),
     }
 }
 
@@ -325,6 +332,7 @@ pub fn ws_channel_lost(session: &mut WsSession, channel: &str) {
         WsSession::Native | WsSession::Keker(_) => {
             let _ = channel;
         }
+        WsSession::WsPush(session) => session.lose_channel(channel),
     }
 }
 
@@ -343,8 +351,9 @@ pub fn refusal(api: Api, refusal: Refusal, date: &DateCache) -> Vec<u8> {
     match api {
         Api::Native => native::refusal(refusal, date),
         Api::Keker => keker::refusal(refusal, date),
+        Api::WsPush => ws_push::refusal(refusal, date),
         // Not in AVAILABLE_APIS yet: no listener is bound to them.
-        Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush => native::refusal(refusal, date),
+        Api::Pipely | Api::NodeSse | Api::Flychat => native::refusal(refusal, date),
     }
 }
 

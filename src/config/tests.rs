@@ -228,7 +228,6 @@ fn listen_errors_name_the_key() {
             "127.0.0.1:8080=pipely",
             "API 'pipely' is not available in this build",
         ),
-        ("127.0.0.1:8080=ws-push", "not available in this build"),
         (
             "127.0.0.1:8080=nope",
             "unknown API 'nope'; known APIs: native, pipely",
