@@ -55,7 +55,7 @@ use crate::metrics::Counters;
 use crate::sse;
 use crate::ws::frame as ws_frame;
 use io::IoOutcome;
-use outq::{Chunk, Inline, OutQueue};
+use outq::{Chunk, OutQueue};
 use ws::WsInput;
 pub use ws::WsState;
 
@@ -148,16 +148,7 @@ impl StreamState {
             Format::Sse => out.push(Chunk::Shared(Frame::clone(message.sse_frame()))),
             Format::WebSocket(ws) => match ws.session.push_prefix() {
                 None => out.push(Chunk::Shared(Frame::clone(message.ws_frame()))),
-                Some(prefix) => {
-                    let tail = message.ws_frame();
-                    let (header, len) =
-                        ws_frame::frame_header(ws_frame::Opcode::Text, prefix.len() + tail.len());
-                    if let Some(inline) = header.get(..len).and_then(Inline::new) {
-                        out.push(Chunk::Inline(inline));
-                        out.push(Chunk::Shared(Frame::clone(prefix)));
-                        out.push(Chunk::Shared(Frame::clone(tail)));
-                    }
-                }
+                Some(prefix) => ws::queue_with_prefix(out, prefix, message.ws_frame()),
             },
         }
     }

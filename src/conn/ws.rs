@@ -11,10 +11,23 @@
 
 use std::time::Instant;
 
-use super::outq::{Chunk, OutQueue};
+use super::outq::{Chunk, Inline, OutQueue};
 use crate::api::{CloseReply, Heard, WsRules, WsSession};
 use crate::http::Parsed;
+use crate::message::Frame;
 use crate::ws::frame::{self as ws_frame, Assembler, Opcode, WsError};
+
+/// Queues one text frame made of this stream's `prefix` and an event's shared `tail`: only the few-byte header is
+/// made here, held in the queue slot; both parts are queued as `Arc` clones and joined by the vectored write.
+pub fn queue_with_prefix(out: &mut OutQueue, prefix: &Frame, tail: &Frame) {
+    let (header, len) = ws_frame::frame_header(Opcode::Text, prefix.len() + tail.len());
+    // A header is at most `ws_frame::MAX_HEADER` bytes, which `Inline` holds.
+    if let Some(inline) = header.get(..len).and_then(Inline::new) {
+        out.push(Chunk::Inline(inline));
+        out.push(Chunk::Shared(Frame::clone(prefix)));
+        out.push(Chunk::Shared(Frame::clone(tail)));
+    }
+}
 
 /// A WebSocket stream's protocol state (boxed: only WebSocket streams pay for it).
 pub struct WsState {
