@@ -420,13 +420,14 @@ pub fn handle(req: &Request, ctx: &mut Ctx) -> Action {
         Route::Create | Route::Ping | Route::Push | Route::Delete => action(route, req, ctx),
     };
     Action::Respond {
-        bytes: answer(status, &body, close),
+        bytes: answer(status, &body, close, req.is_head()),
         close,
     }
 }
 
 /// An answer of the original's handlers: no Content-Type, and the JDK's lower-case `Content-length`, in bytes.
-fn answer(status: u16, body: &[u8], close: bool) -> Vec<u8> {
+/// A HEAD request gets the head alone (RFC 9110 §9.3.2), so the connection's framing stays intact.
+fn answer(status: u16, body: &[u8], close: bool, head_only: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 64);
     out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason(status)).as_bytes());
     out.extend_from_slice(format!("Content-length: {}\r\n", body.len()).as_bytes());
@@ -434,7 +435,9 @@ fn answer(status: u16, body: &[u8], close: bool) -> Vec<u8> {
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
+    if !head_only {
+        out.extend_from_slice(body);
+    }
     out
 }
 
