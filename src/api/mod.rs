@@ -188,7 +188,8 @@ pub enum WsSession {
     /// The native API: clients send nothing it reads.
     Native,
     Keker(keker::Session),
-    WsPush(ws_push::Session),
+    /// Boxed: its uuid, channel list and prefix would triple the size of every native WebSocket's state.
+    WsPush(Box<ws_push::Session>),
 }
 
 impl WsSession {
@@ -197,7 +198,7 @@ impl WsSession {
         match api {
             Api::Keker => WsSession::Keker(keker::Session::default()),
             // The client id of a WS-PushServer stream is its uuid.
-            Api::WsPush => WsSession::WsPush(ws_push::Session::new(client_id)),
+            Api::WsPush => WsSession::WsPush(Box::new(ws_push::Session::new(client_id))),
             Api::Native | Api::Pipely | Api::NodeSse | Api::Flychat => WsSession::Native,
         }
     }

@@ -965,6 +965,12 @@ mod tests {
             "StreamState grew to {} bytes",
             std::mem::size_of::<StreamState>()
         );
+        // The boxed state of a WebSocket stream (an API's larger session is boxed again inside it).
+        assert!(
+            std::mem::size_of::<WsState>() <= 88,
+            "WsState grew to {} bytes",
+            std::mem::size_of::<WsState>()
+        );
         assert!(
             std::mem::size_of::<Phase>() <= 80,
             "Phase grew to {} bytes",
