@@ -240,7 +240,9 @@ pub struct Ping {
 /// Which client frames count as a sign of life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Heard {
+    /// Anything the peer sends, even part of a frame.
     AnyFrame,
+    /// Only a pong (the originals that count pongs alone).
     Pong,
     /// None: the deadline is fixed (keker before `HELLO`).
     Nothing,

@@ -104,6 +104,10 @@ impl WsState {
         out: &mut OutQueue,
         mut on_text: impl FnMut(&mut WsSession, &str, &mut OutQueue) -> WsInput,
     ) -> WsInput {
+        if rules.heard_on == Heard::AnyFrame {
+            // Any bytes at all, even of a frame still incomplete, show the peer is there.
+            self.last_heard = now;
+        }
         let mut held = std::mem::take(&mut self.partial);
         let input: &[u8] = if held.is_empty() {
             data
@@ -123,9 +127,7 @@ impl WsState {
                 }
                 Ok(Parsed::Complete(frame, used)) => {
                     at += used;
-                    if rules.heard_on == Heard::AnyFrame
-                        || (rules.heard_on == Heard::Pong && frame.opcode == Opcode::Pong)
-                    {
+                    if rules.heard_on == Heard::Pong && frame.opcode == Opcode::Pong {
                         self.last_heard = now;
                     }
                     self.on_frame(&frame, limits, rules, out, &mut on_text)
