@@ -49,10 +49,17 @@ fn run(wire: &[u8], limits: &Limits, ends: &[usize]) -> (Option<WsInput>, Vec<u8
     let mut at = 0;
     let mut closed = None;
     for &end in ends {
-        let input = state.on_input(&wire[at..end], now, limits, &rules, &mut out, |_, text, _| {
-            texts.push(text.to_string());
-            WsInput::Open
-        });
+        let input = state.on_input(
+            &wire[at..end],
+            now,
+            limits,
+            &rules,
+            &mut out,
+            |_, text, _| {
+                texts.push(text.to_string());
+                WsInput::Open
+            },
+        );
         if input != WsInput::Open {
             closed = Some(input);
             break;
