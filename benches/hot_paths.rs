@@ -2,7 +2,7 @@
 //!
 //! What this file owns: one bench binary (`cargo bench --bench hot_paths`) covering request-head parsing,
 //! chunked body decoding, SSE encoding, the encode-once `Message::sse_frame` and `Message::ws_frame`, fan-out (queueing one shared frame
-//! on 10,000 `OutQueue`s), the vectored write of a 64-frame queue, and the history lookup behind `Last-Event-ID`.
+//! on 10,000 `OutQueue`s, and a per-recipient prefixed WebSocket frame on as many), the vectored write of a 64-frame queue, and the history lookup behind `Last-Event-ID`.
 //!
 //! What it must not do: touch sockets or threads, or benchmark anything that depends on the machine's network
 //! stack; those costs belong to `loadtest/`. Inputs are built outside the timed closures, so each figure is the
@@ -171,8 +171,8 @@ fn bench_sse_encode(c: &mut Criterion) {
     group.finish();
 }
 
-/// WebSocket encoding: the encode-once `Message::ws_frame` (JSON escaping + frame header) and the bare header
-/// builder used for the server's own frames.
+/// WebSocket encoding: the encode-once `Message::ws_frame` (JSON escaping + frame header), the per-recipient
+/// queueing of a prefixed frame (WS-PushServer), and the bare header builder used for the server's own frames.
 fn bench_ws_encode(c: &mut Criterion) {
     let mut group = c.benchmark_group("ws_encode");
     for (name, data) in [
@@ -188,6 +188,34 @@ fn bench_ws_encode(c: &mut Criterion) {
             )
         });
     }
+    // WS-PushServer's CLIENT_PUSH: per recipient, a header held inline, the recipient's own prefix and the shared
+    // tail, all queued without copying a payload byte (compare with `fanout/push_shared/10k_empty_queues`).
+    let prefix: Frame = Frame::from(
+        &br#"{"messageType":"CLIENT_PUSH","code":200,"message":"Push Message","data":{"uuid":"f897e837-0b5c-4f3a-9d2e-1a2b3c4d5e6f","subscribedChannels":["news"],"#[..],
+    );
+    let tail: Frame = Frame::from(
+        format!(
+            r#""pushMessage":{{"channel":"news","message":"{}"}}}}}}"#,
+            payload(100)
+        )
+        .as_bytes(),
+    );
+    group.throughput(Throughput::Elements(FANOUT_SUBSCRIBERS as u64));
+    group.bench_function("queue_with_prefix/10k_empty_queues", |b| {
+        b.iter_batched_ref(
+            || {
+                (0..FANOUT_SUBSCRIBERS)
+                    .map(|_| OutQueue::default())
+                    .collect::<Vec<_>>()
+            },
+            |queues| {
+                for q in queues.iter_mut() {
+                    spout::conn::ws::queue_with_prefix(q, &prefix, &tail);
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
     group.throughput(Throughput::Elements(1));
     let mut out = Vec::with_capacity(16);
     group.bench_function("encode_header", |b| {

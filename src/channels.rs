@@ -98,10 +98,15 @@ impl TableError {
 }
 
 /// One subscribed channel of a stream, as the worker keeps it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubscribedChannel {
     pub name: Arc<str>,
+    /// The incarnation subscribed to; 0 marks a subscription that is gone (deleted or left).
     pub incarnation: u64,
+    /// The last id assigned when this channel was subscribed: live events at or below it are not for this
+    /// subscription (they were published before it, and may still sit in the worker's inbox). Channels a stream
+    /// joins later (over its WebSocket) each have their own.
+    pub since: EventId,
 }
 
 /// The replay position of a resuming subscriber.
@@ -306,6 +311,7 @@ impl ChannelTable {
             channels.push(SubscribedChannel {
                 name: key,
                 incarnation: channel.incarnation,
+                since: head,
             });
         }
         let replay = match resume {

@@ -68,6 +68,10 @@ pub enum Wire {
     Sse(Frame),
     /// Served by `ws_frame`: a whole WebSocket frame.
     WebSocket(Frame),
+    /// Served by `ws_frame`: the shared end of a WebSocket text payload whose beginning names the recipient
+    /// (WS-PushServer's CLIENT_PUSH). Each recipient's stream keeps its own beginning and queues header, beginning
+    /// and this tail as one frame (`Conn::deliver`); only streams with such a prefix subscribe to these channels.
+    WebSocketTail(Frame),
 }
 
 /// One published event. Immutable once built; shared by history, inboxes and subscriber queues.
@@ -112,7 +116,7 @@ impl Message {
             Some(Wire::Sse(frame)) => {
                 let _ = self.sse.set(frame);
             }
-            Some(Wire::WebSocket(frame)) => {
+            Some(Wire::WebSocket(frame) | Wire::WebSocketTail(frame)) => {
                 let _ = self.ws.set(frame);
             }
         }

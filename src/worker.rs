@@ -28,7 +28,7 @@ use crate::bus::{self, WorkerMsg};
 use crate::channels::ChannelTable;
 use crate::config::{Api, Config};
 use crate::conn::outq::Chunk;
-use crate::conn::{self, CloseReason, Conn, Delivery, Next, Phase};
+use crate::conn::{self, CloseReason, Conn, Delivery, HubChange, Next, Phase};
 use crate::http::response::DateCache;
 use crate::hub::{Hub, Member};
 use crate::message::Message;
@@ -273,6 +273,7 @@ impl Worker {
         match next {
             Next::Continue => {}
             Next::Subscribed => self.join_hub(key),
+            Next::Resubscribed(changes) => self.rejoin_hub(key, changes),
             Next::Close(reason) => {
                 self.to_reap.push((key, reason));
                 return;
@@ -308,6 +309,29 @@ impl Worker {
         }
         self.streams += 1;
         self.shared.open_streams.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Applies, in order, the hub changes of a stream whose client subscribed or unsubscribed over its socket. Runs
+    /// before the inbox is drained again, so an event published after a join's table subscription reaches it, and
+    /// none reaches a channel it left.
+    fn rejoin_hub(&mut self, key: usize, changes: Vec<HubChange>) {
+        for change in changes {
+            match change {
+                HubChange::Leave { channel, pos } => self.leave_hub(&channel, pos),
+                HubChange::Join { slot } => {
+                    let Some(stream) = self.conns.get_mut(key).and_then(|c| c.stream_mut()) else {
+                        return;
+                    };
+                    let Some(channel) = stream.channels.get(slot as usize) else {
+                        continue;
+                    };
+                    let pos = self.hub.add(&channel.name, Member { key, slot });
+                    if let Some(p) = stream.positions.get_mut(slot as usize) {
+                        *p = pos;
+                    }
+                }
+            }
+        }
     }
 
     /// Removes one subscription of `key` from the hub, fixing the position of the member moved into its place.
@@ -426,7 +450,7 @@ impl Worker {
             let Some(conn) = self.conns.get_mut(member.key) else {
                 continue;
             };
-            match conn.deliver(message, max_queued) {
+            match conn.deliver(message, member.slot, max_queued) {
                 Delivery::Skipped => {}
                 Delivery::Queued => {
                     self.counters.delivered += 1;
@@ -492,9 +516,8 @@ impl Worker {
             if sub.incarnation != incarnation {
                 continue;
             }
-            // Incarnation 0 marks a subscription that is gone (no hub entry, not in the table).
-            sub.incarnation = 0;
             let pos = sse.positions.get(slot).copied().unwrap_or(u32::MAX);
+            sse.lose_channel(slot);
             if api != Api::Native {
                 self.leave_hub(channel, pos);
                 continue;

@@ -1,17 +1,19 @@
 //! The WebSocket receiving side exactly as a connection runs it: `conn::ws::WsState::on_input` (frame decoding,
-//! held partial frames, unmasking, pong and close answers, message reassembly, protocol errors → close codes).
+//! held partial frames, unmasking, pong and close answers, message reassembly, protocol errors → close codes),
+//! under the native API's rules, with each complete text message recorded as the API would receive it.
 //!
 //! The first input byte picks a split point (scaled to the rest) and a read size; the rest is the client's bytes,
-//! delivered whole, in two reads at the split point, and in reads of that size. All three must end the same way and
-//! queue exactly the same answer bytes. Nothing may panic.
+//! delivered whole, in two reads at the split point, and in reads of that size. All three must end the same way,
+//! queue exactly the same answer bytes and hand over the same text messages. Nothing may panic.
 #![no_main]
 
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
+use spout::api::{ws_rules, WsSession};
+use spout::config::Config;
 use spout::conn::outq::OutQueue;
 use spout::conn::ws::{WsInput, WsState};
-use spout::metrics::Counters;
 use spout::ws::frame::Limits;
 
 fuzz_target!(|data: &[u8]| {
@@ -36,19 +38,30 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// Delivers `wire` in reads ending at each of `ends` (increasing) until the stream closes; returns whether it
-/// closed and every byte it queued for the client.
-fn run(wire: &[u8], limits: &Limits, ends: &[usize]) -> (bool, Vec<u8>) {
+/// Delivers `wire` in reads ending at each of `ends` (increasing) until the stream closes; returns how it ended,
+/// every byte it queued for the client and the text messages it handed over.
+fn run(wire: &[u8], limits: &Limits, ends: &[usize]) -> (Option<WsInput>, Vec<u8>, Vec<String>) {
     let now = Instant::now();
-    let mut state = WsState::new(now);
+    let mut state = WsState::new(now, WsSession::Native);
+    let rules = ws_rules(&state.session, &Config::default());
     let mut out = OutQueue::default();
-    let mut counters = Counters::default();
+    let mut texts = Vec::new();
     let mut at = 0;
-    let mut closed = false;
+    let mut closed = None;
     for &end in ends {
-        if state.on_input(&wire[at..end], now, limits, &mut out, &mut counters) == WsInput::Closing
-        {
-            closed = true;
+        let input = state.on_input(
+            &wire[at..end],
+            now,
+            limits,
+            &rules,
+            &mut out,
+            |_, text, _| {
+                texts.push(text.to_string());
+                WsInput::Open
+            },
+        );
+        if input != WsInput::Open {
+            closed = Some(input);
             break;
         }
         at = end;
@@ -58,5 +71,5 @@ fn run(wire: &[u8], limits: &Limits, ends: &[usize]) -> (bool, Vec<u8>) {
         out.write_to(&mut sent)
             .expect("writing into a Vec cannot fail");
     }
-    (closed, sent)
+    (closed, sent, texts)
 }

@@ -17,9 +17,14 @@
 //! This lives above `http/` (a protocol layer every API uses) so that no import runs back up.
 
 pub mod flychat;
+pub mod json_text;
+pub mod keker;
 pub mod native;
+pub mod ws_push;
 
 use std::time::{Duration, Instant, SystemTime};
+
+use std::sync::Arc;
 
 use crate::broker::Broker;
 use crate::channels::{ChannelTable, SubscribedChannel, Subscription};
@@ -27,7 +32,9 @@ use crate::config::{Api, Config, AVAILABLE_APIS};
 use crate::http::request::{Head, Method};
 use crate::http::response::{write_response, DateCache, Response};
 use crate::http::HttpError;
+use crate::message::Frame;
 use crate::metrics::{Counters, Registry};
+use crate::ws::frame as ws_frame;
 
 /// What an API handler may use: the worker's view of the server for one request.
 pub struct Ctx<'a> {
@@ -102,6 +109,8 @@ pub struct Stream {
 pub struct Apps {
     /// flychat's rooms: their last ids and kept messages.
     pub flychat: flychat::Rooms,
+    pub keker: keker::Keker,
+    pub ws_push: ws_push::WsPush,
 }
 
 /// Handles a complete request on a listener bound to `api`; a native listener hands requests under a compatible
@@ -115,8 +124,10 @@ pub fn handle(api: Api, req: &mut Request, ctx: &mut Ctx) -> Action {
     match api {
         Api::Native => native::handle(req, ctx),
         Api::Flychat => flychat::handle(req, ctx),
+        Api::Keker => keker::handle(req, ctx),
+        Api::WsPush => ws_push::handle(req, ctx),
         // Not in AVAILABLE_APIS yet: `mounted` and `--listen` never choose them.
-        Api::Pipely | Api::NodeSse | Api::WsPush | Api::Keker => native::handle(req, ctx),
+        Api::Pipely | Api::NodeSse => native::handle(req, ctx),
     }
 }
 
@@ -150,7 +161,9 @@ fn mounted(req: &mut Request) -> Api {
 /// API updates its own bookkeeping (presence, members, sessions).
 pub fn stream_closed(api: Api, client_id: &str, channels: &[SubscribedChannel], ctx: &mut Ctx) {
     match api {
-        Api::Native | Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => {
+        Api::Keker => keker::stream_closed(channels, ctx),
+        Api::WsPush => ws_push::stream_closed(client_id, ctx),
+        Api::Native | Api::Pipely | Api::NodeSse | Api::Flychat => {
             let _ = (client_id, channels, ctx);
         }
     }
@@ -171,6 +184,165 @@ pub fn heartbeat(api: Api, config: &Config) -> (&'static [u8], Duration) {
 /// An SSE comment line: keeps proxies from timing the stream out and finds dead peers.
 pub const SSE_COMMENT_HEARTBEAT: &[u8] = b":\n\n";
 
+// ---- WebSocket streams: what each API keeps per connection, and how it answers its clients ---------------------
+
+/// What an API keeps per WebSocket connection (inside the stream's boxed WebSocket state, so an idle SSE stream
+/// pays nothing for it).
+pub enum WsSession {
+    /// The native API: clients send nothing it reads.
+    Native,
+    Keker(keker::Session),
+    /// Boxed: its uuid, channel list and prefix would triple the size of every native WebSocket's state.
+    WsPush(Box<ws_push::Session>),
+}
+
+impl WsSession {
+    /// The session a new WebSocket stream of `api` starts with; `client_id` is the stream's id in the table.
+    pub fn new(api: Api, client_id: &str) -> WsSession {
+        match api {
+            Api::Keker => WsSession::Keker(keker::Session::default()),
+            // The client id of a WS-PushServer stream is its uuid.
+            Api::WsPush => WsSession::WsPush(Box::new(ws_push::Session::new(client_id))),
+            Api::Native | Api::Pipely | Api::NodeSse | Api::Flychat => WsSession::Native,
+        }
+    }
+
+    /// The per-recipient beginning of this stream's messages, for channels whose events carry only the shared end
+    /// (`message::Wire::WebSocketTail`); `None` when the whole frame is shared.
+    pub fn push_prefix(&self) -> Option<&Frame> {
+        match self {
+            WsSession::Native | WsSession::Keker(_) => None,
+            WsSession::WsPush(session) => Some(session.prefix()),
+        }
+    }
+}
+
+/// How a WebSocket stream is kept alive and closed: per-API data that `Conn::on_tick` and `conn::ws` read, so the
+/// connection layer holds no API's special cases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WsRules {
+    /// The server's ping, if it pings.
+    pub ping: Option<Ping>,
+    /// Ping only a peer that has been silent for the interval (else on a fixed schedule from the last ping).
+    pub ping_quiet_only: bool,
+    /// Pings stop once the peer has not been heard for this long (it is left to `drop_after`).
+    pub ping_while_heard_within: Duration,
+    /// The peer is dropped with a bare TCP close (no close frame) once it has not been heard for this long.
+    pub drop_after: Duration,
+    /// Which frames prove the peer alive.
+    pub heard_on: Heard,
+    pub close_reply: CloseReply,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ping {
+    /// The whole ping frame.
+    pub frame: &'static [u8],
+    pub every: Duration,
+}
+
+/// Which client frames count as a sign of life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heard {
+    /// Anything the peer sends, even part of a frame.
+    AnyFrame,
+    /// Only a pong (the originals that count pongs alone).
+    Pong,
+    /// None: the deadline is fixed (keker before `HELLO`).
+    Nothing,
+}
+
+/// How a client's close frame is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReply {
+    /// With the client's own code (RFC 6455 §5.5.1).
+    Echo,
+    /// With 1000, whatever the client sent.
+    Normal,
+}
+
+/// The rules of a WebSocket stream with this session.
+pub fn ws_rules(session: &WsSession, config: &Config) -> WsRules {
+    match session {
+        // RFC 6455 §5.5.2: ping a peer that has been silent for `--ws-ping`; drop it once it has been silent for
+        // `--ws-timeout`. Any frame counts as an answer, and a busy peer is never pinged.
+        WsSession::Native => WsRules {
+            ping: Some(Ping {
+                frame: ws_frame::PING,
+                every: config.ws_ping,
+            }),
+            ping_quiet_only: true,
+            ping_while_heard_within: config.ws_timeout,
+            drop_after: config.ws_timeout,
+            heard_on: Heard::AnyFrame,
+            close_reply: CloseReply::Echo,
+        },
+        WsSession::Keker(session) => keker::ws_rules(session, config),
+        WsSession::WsPush(_) => ws_push::ws_rules(config),
+    }
+}
+
+/// The stream as its API sees it when the client sends a message.
+pub struct WsPeer<'a> {
+    pub client_id: &'a str,
+    /// The stream's subscriptions (left and deleted ones have incarnation 0).
+    pub channels: &'a [SubscribedChannel],
+    pub session: &'a mut WsSession,
+}
+
+/// What an API answers to a client's text message. APIs do not touch the event loop: the connection queues the
+/// reply and applies the channel changes (the worker updates its hub).
+#[derive(Debug, Default)]
+pub struct WsAnswer {
+    /// Whole frames to send back, in order.
+    pub reply: Vec<u8>,
+    /// Subscriptions the API made or undid in the channel table for this stream.
+    pub changes: Vec<ChannelChange>,
+    /// `reply` ends with a close frame: close the stream after it.
+    pub close: bool,
+    /// The session's `WsRules` changed: their schedule starts now.
+    pub restart_liveness: bool,
+}
+
+/// A subscription a stream gained or lost while open. The API has already updated the channel table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChannelChange {
+    /// Subscribed (its `since` is the table's head at the subscription).
+    Join(SubscribedChannel),
+    /// Unsubscribed from this channel (core name).
+    Leave(Arc<str>),
+}
+
+/// A complete text message from a WebSocket client of the stream's API.
+pub fn ws_message(text: &str, peer: WsPeer, ctx: &mut Ctx) -> WsAnswer {
+    let WsPeer {
+        client_id,
+        channels,
+        session,
+    } = peer;
+    match session {
+        // Native clients have nothing to say yet: their messages are checked and ignored.
+        WsSession::Native => {
+            let _ = (text, channels, ctx);
+            WsAnswer::default()
+        }
+        WsSession::Keker(session) => keker::ws_message(text, client_id, session, ctx),
+        WsSession::WsPush(session) => ws_push::ws_message(text, client_id, channels, session, ctx),
+    }
+}
+
+/// A stream of a compatible API lost `channel` because the channel was deleted (it stays open): the API updates
+/// the session (WS-PushServer's list of subscribed channels).
+pub fn ws_channel_lost(session: &mut WsSession, channel: &str) {
+    match session {
+        // Native streams get a final `deleted` event from the worker; keker channels are never deleted.
+        WsSession::Native | WsSession::Keker(_) => {
+            let _ = channel;
+        }
+        WsSession::WsPush(session) => session.lose_channel(channel),
+    }
+}
+
 /// Why the connection layer refuses a request before any API sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -186,8 +358,10 @@ pub fn refusal(api: Api, refusal: Refusal, date: &DateCache) -> Vec<u8> {
     match api {
         Api::Native => native::refusal(refusal, date),
         Api::Flychat => flychat::refusal(refusal, date),
+        Api::Keker => keker::refusal(refusal, date),
+        Api::WsPush => ws_push::refusal(refusal, date),
         // Not in AVAILABLE_APIS yet: no listener is bound to them.
-        Api::Pipely | Api::NodeSse | Api::WsPush | Api::Keker => native::refusal(refusal, date),
+        Api::Pipely | Api::NodeSse => native::refusal(refusal, date),
     }
 }
 

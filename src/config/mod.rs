@@ -145,7 +145,8 @@ pub const DEFAULT_MAX_CONNECTIONS: Option<usize> = None;
 /// to a new channel beyond it is refused.
 pub const DEFAULT_MAX_CHANNELS: usize = 100_000;
 
-/// Most channels one subscribe request (and so one connection) may name.
+/// Most channels one subscribe request (and so one connection) may name; also
+/// the most a WS-PushServer connection may subscribe to over its socket.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 64;
 
 /// Time allowed to receive a complete request head, or between two reads
@@ -186,7 +187,7 @@ pub const KNOWN_APIS: &[&str] = &[
 ];
 
 /// The APIs this build serves.
-pub const AVAILABLE_APIS: &[Api] = &[Api::Native, Api::Flychat];
+pub const AVAILABLE_APIS: &[Api] = &[Api::Native, Api::Flychat, Api::WsPush, Api::Keker];
 
 /// Default worker count: one per available core, 1 if that is unknown, at
 /// most [`MAX_WORKERS`].

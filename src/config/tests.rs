@@ -220,17 +220,27 @@ fn listen_binds_flychat() {
 }
 
 #[test]
+fn compatible_apis_of_this_build_bind_their_listeners() {
+    let c = config(&[
+        "--listen",
+        "127.0.0.1:3498=keker",
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .expect("valid");
+    assert_eq!(
+        c.listen.iter().map(|l| l.api).collect::<Vec<_>>(),
+        [Api::Keker, Api::Native]
+    );
+}
+
+#[test]
 fn listen_errors_name_the_key() {
     let cases = [
         (
             "127.0.0.1:8080=pipely",
             "API 'pipely' is not available in this build",
         ),
-        (
-            "127.0.0.1:8080=keker",
-            "API 'keker' is not available in this build",
-        ),
-        ("127.0.0.1:8080=ws-push", "not available in this build"),
         (
             "127.0.0.1:8080=nope",
             "unknown API 'nope'; known APIs: native, pipely",

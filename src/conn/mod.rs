@@ -27,7 +27,10 @@
 //! pipelined request (`holding`) until the client reads them, so answers queue only to a bound;
 //! `closing` connections read and discard, and close once their output is written; a `Stream`
 //! connection with a `replay` cursor ignores live events (they are in history and reach it through the replay);
-//! live events at or below `skip_upto` were replayed or precede the subscription. A WebSocket stream that sent a
+//! live events at or below `skip_upto` were replayed or precede the subscription, and so were those at or below the
+//! `since` of their channel's slot (a channel joined later over a WebSocket has its own). The slots of live channels
+//! never move while the stream is open (a joined channel takes a free slot), so the hub's members stay valid; the
+//! worker applies `Next::Resubscribed` to its hub before it drains its inbox again. A WebSocket stream that sent a
 //! close frame is `closing`: it reads and discards, and ends once the close frame is written (RFC 6455 §7.1.1: the
 //! server closes the TCP connection first).
 
@@ -35,11 +38,12 @@ pub mod io;
 pub mod outq;
 pub mod ws;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
 
-use crate::api::{self, Action, Ctx, Refusal, Request};
+use crate::api::{self, Action, ChannelChange, Ctx, Refusal, Request, WsPeer, WsSession};
 use crate::channels::{ChannelTable, ReplayCursor, SubscribedChannel};
 use crate::config::Api;
 use crate::http::chunked::ChunkedDecoder;
@@ -128,11 +132,92 @@ impl StreamState {
         matches!(self.format, Format::Sse)
     }
 
-    /// This stream's encoding of a published event (built once per message and format, then shared).
-    pub fn frame_of<'m>(&self, message: &'m Message) -> &'m Frame {
-        match self.format {
-            Format::Sse => message.sse_frame(),
-            Format::WebSocket(_) => message.ws_frame(),
+    /// Whether a live event of the channel in `slot` is for this stream.
+    fn wants(&self, message: &Message, slot: u32) -> bool {
+        let since = self.channels.get(slot as usize).map(|c| c.since);
+        self.replay.is_none()
+            && message.id > self.skip_upto
+            && since.is_some_and(|since| message.id > since)
+            && message.is_for(&self.client_id)
+    }
+
+    /// Queues this stream's encoding of a published event: the frame built once per message and format, shared;
+    /// for a stream whose frames name their recipient, a few-byte header, its own prefix and the shared tail.
+    fn queue_event(&self, message: &Message, out: &mut OutQueue) {
+        match &self.format {
+            Format::Sse => out.push(Chunk::Shared(Frame::clone(message.sse_frame()))),
+            Format::WebSocket(ws) => match ws.session.push_prefix() {
+                None => out.push(Chunk::Shared(Frame::clone(message.ws_frame()))),
+                Some(prefix) => ws::queue_with_prefix(out, prefix, message.ws_frame()),
+            },
+        }
+    }
+
+    /// The channel in `slot` was deleted and has left the hub: the stream's API updates its session.
+    pub fn lose_channel(&mut self, slot: usize) {
+        let Some(channel) = self.channels.get_mut(slot) else {
+            return;
+        };
+        // Incarnation 0 marks a subscription that is gone (no hub entry, not in the table).
+        channel.incarnation = 0;
+        if let Format::WebSocket(ws) = &mut self.format {
+            api::ws_channel_lost(&mut ws.session, &channel.name);
+        }
+    }
+}
+
+/// A stream's subscriptions, borrowed apart from its WebSocket state while a client message is handled.
+struct StreamChannels<'a> {
+    channels: &'a mut Box<[SubscribedChannel]>,
+    positions: &'a mut Box<[u32]>,
+}
+
+impl StreamChannels<'_> {
+    /// Applies a subscription change the API made: a joined channel takes a free slot (one left or deleted
+    /// before, so that the slots of live channels never move and the hub's members stay valid) or a new one; a
+    /// left channel's slot is marked gone. Records what the hub must do in `hub`.
+    fn apply(&mut self, change: ChannelChange, hub: &mut Vec<HubChange>) {
+        match change {
+            ChannelChange::Join(channel) => {
+                let free = self.channels.iter().position(|c| c.incarnation == 0);
+                let slot = match free {
+                    Some(slot) => {
+                        if let Some(old) = self.channels.get_mut(slot) {
+                            *old = channel;
+                        }
+                        slot
+                    }
+                    None => {
+                        let mut channels = std::mem::take(self.channels).into_vec();
+                        channels.push(channel);
+                        *self.channels = channels.into_boxed_slice();
+                        let mut positions = std::mem::take(self.positions).into_vec();
+                        positions.push(u32::MAX);
+                        *self.positions = positions.into_boxed_slice();
+                        self.channels.len() - 1
+                    }
+                };
+                hub.push(HubChange::Join { slot: slot as u32 });
+            }
+            ChannelChange::Leave(name) => {
+                let Some(slot) = self
+                    .channels
+                    .iter()
+                    .position(|c| c.incarnation != 0 && c.name == name)
+                else {
+                    return;
+                };
+                if let Some(channel) = self.channels.get_mut(slot) {
+                    channel.incarnation = 0;
+                }
+                let joined_now = HubChange::Join { slot: slot as u32 };
+                if let Some(at) = hub.iter().position(|h| *h == joined_now) {
+                    // Joined and left within one read: it never reached the hub.
+                    hub.remove(at);
+                } else if let Some(&pos) = self.positions.get(slot) {
+                    hub.push(HubChange::Leave { channel: name, pos });
+                }
+            }
         }
     }
 }
@@ -149,7 +234,19 @@ pub enum Next {
     Continue,
     /// The connection became an event stream: add it to the hub.
     Subscribed,
+    /// An open stream's subscriptions changed (its client subscribed or unsubscribed over the socket): apply these
+    /// to the hub, in order. The stream's `channels` already show the change.
+    Resubscribed(Vec<HubChange>),
     Close(CloseReason),
+}
+
+/// One change of a stream's hub entries, recorded by the connection for the worker.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HubChange {
+    /// Add the stream's channel in this slot to the hub and record its position.
+    Join { slot: u32 },
+    /// Remove the member at `pos` of `channel` (its slot is already marked gone, and may hold a new channel).
+    Leave { channel: Arc<str>, pos: u32 },
 }
 
 /// Why a connection ends (for logs and counters).
@@ -513,9 +610,9 @@ impl Conn {
                 self.out.push(Chunk::Owned(opening.into()));
                 let positions = vec![0; subscription.channels.len()].into();
                 let format = if websocket {
-                    // The first check comes one ping interval after the upgrade (see `on_tick`).
-                    self.deadline = Some(ctx.now + ctx.config.ws_ping);
-                    Format::WebSocket(Box::new(WsState::new(ctx.now)))
+                    let ws = WsState::new(ctx.now, WsSession::new(api, &client_id));
+                    self.deadline = Some(ws.next_check(&api::ws_rules(&ws.session, ctx.config)));
+                    Format::WebSocket(Box::new(ws))
                 } else {
                     self.deadline = None;
                     Format::Sse
@@ -535,31 +632,91 @@ impl Conn {
         }
     }
 
-    /// Bytes a stream's client sent: ignored for SSE, decoded and answered for WebSocket.
+    /// Bytes a stream's client sent: ignored for SSE, decoded and answered for WebSocket. Text messages go to
+    /// the stream's API, whose answers are queued and whose subscription changes are applied to the stream (and
+    /// returned for the worker's hub).
     fn on_stream_input(&mut self, data: &[u8], ctx: &mut Ctx) -> Next {
-        let Phase::Stream(StreamState {
-            format: Format::WebSocket(ws),
-            ..
-        }) = &mut self.phase
-        else {
+        let Phase::Stream(stream) = &mut self.phase else {
             return Next::Continue;
         };
-        if data.is_empty() {
+        if data.is_empty() || stream.is_sse() {
             return Next::Continue;
         }
         let limits = ws_frame::Limits {
             max_message: ctx.config.ws_max_message,
         };
-        match ws.on_input(data, ctx.now, &limits, &mut self.out, ctx.counters) {
+        let mut hub = Vec::new();
+        let mut restart = false;
+        let input = {
+            let StreamState {
+                client_id,
+                channels,
+                positions,
+                format: Format::WebSocket(ws),
+                ..
+            } = stream
+            else {
+                return Next::Continue;
+            };
+            let rules = api::ws_rules(&ws.session, ctx.config);
+            let mut view = StreamChannels {
+                channels,
+                positions,
+            };
+            ws.on_input(
+                data,
+                ctx.now,
+                &limits,
+                &rules,
+                &mut self.out,
+                |session, text, out| {
+                    let peer = WsPeer {
+                        client_id,
+                        channels: view.channels,
+                        session,
+                    };
+                    let answer = api::ws_message(text, peer, ctx);
+                    out.push(Chunk::Owned(answer.reply.into()));
+                    for change in answer.changes {
+                        view.apply(change, &mut hub);
+                    }
+                    restart |= answer.restart_liveness;
+                    if answer.close {
+                        WsInput::Closing
+                    } else {
+                        WsInput::Open
+                    }
+                },
+            )
+        };
+        if let Phase::Stream(StreamState {
+            format: Format::WebSocket(ws),
+            ..
+        }) = &mut self.phase
+        {
+            if restart {
+                ws.restart_schedule(ctx.now);
+                self.deadline = Some(ws.next_check(&api::ws_rules(&ws.session, ctx.config)));
+            }
+        }
+        match input {
             WsInput::Open => {}
             WsInput::Closing => self.start_closing(ctx.now, ctx.config.request_timeout),
+            WsInput::Failed => {
+                ctx.counters.ws_protocol_errors += 1;
+                self.start_closing(ctx.now, ctx.config.request_timeout);
+            }
         }
-        // Pongs are queued for a client that may not read: they count against the same cap as events.
+        // Pongs and answers are queued for a client that may not read: they count against the same cap as events.
         if self.out.bytes() > ctx.config.max_queued_bytes {
             self.out.clear();
             return Next::Close(CloseReason::Slow);
         }
-        Next::Continue
+        if hub.is_empty() {
+            Next::Continue
+        } else {
+            Next::Resubscribed(hub)
+        }
     }
 
     /// Queues the refusal in the listener API's style and closes after it.
@@ -600,44 +757,42 @@ impl Conn {
                 Next::Continue
             }
             Phase::Stream(StreamState {
-                format: Format::WebSocket(ref ws),
+                format: Format::WebSocket(ref mut ws),
                 ..
             }) => {
-                // RFC 6455 §5.5.2: ping a peer that has been silent for `--ws-ping`; drop it once it has been
-                // silent for `--ws-timeout`. Any frame counts as an answer, and a busy peer is never pinged.
-                let silent = now.saturating_duration_since(ws.last_heard);
-                if silent >= ctx.config.ws_timeout {
+                // The API's rules (`api::ws_rules`): drop a peer not heard for `drop_after` with a bare TCP close;
+                // ping when due, while the peer was heard within `ping_while_heard_within`.
+                let rules = api::ws_rules(&ws.session, ctx.config);
+                let unheard = now.saturating_duration_since(ws.last_heard);
+                if unheard >= rules.drop_after {
                     ctx.counters.ws_timeouts += 1;
                     return Next::Close(CloseReason::Timeout);
                 }
-                let give_up = ws.last_heard + ctx.config.ws_timeout;
-                if silent >= ctx.config.ws_ping {
-                    self.out.push(Chunk::Static(ws_frame::PING));
-                    self.deadline = Some((now + ctx.config.ws_ping).min(give_up));
-                } else {
-                    self.deadline = Some(ws.last_heard + ctx.config.ws_ping);
+                if let Some(ping) = rules.ping {
+                    if now >= ws.ping_due(&rules, ping.every)
+                        && unheard < rules.ping_while_heard_within
+                    {
+                        self.out.push(Chunk::Static(ping.frame));
+                        ws.last_ping = now;
+                    }
                 }
+                self.deadline = Some(ws.next_check(&rules));
                 Next::Continue
             }
             Phase::Stream(_) => Next::Continue,
         }
     }
 
-    /// Queues a live event for this stream, unless it is not for it.
-    pub fn deliver(&mut self, message: &Message, max_queued: usize) -> Delivery {
+    /// Queues a live event of the channel in the stream's `slot`, unless it is not for this stream.
+    pub fn deliver(&mut self, message: &Message, slot: u32, max_queued: usize) -> Delivery {
         let Phase::Stream(stream) = &self.phase else {
             return Delivery::Skipped;
         };
-        if stream.replay.is_some()
-            || message.id <= stream.skip_upto
-            || !message.is_for(&stream.client_id)
-            || self.closing
-        {
+        if self.closing || !stream.wants(message, slot) {
             return Delivery::Skipped;
         }
         let queued_before = self.out.bytes();
-        self.out
-            .push(Chunk::Shared(Frame::clone(stream.frame_of(message))));
+        stream.queue_event(message, &mut self.out);
         // A stream always has room for one event, however large its encoding (framing a multi-line body makes it
         // bigger than the body, so `--max-body` alone cannot bound it); past that, more than `max_queued` bytes
         // waiting means the subscriber is too slow.
@@ -748,6 +903,56 @@ pub fn refuse_at_accept(stream: &mut TcpStream, api: Api, date: &DateCache) {
 mod tests {
     use super::*;
 
+    fn channel(name: &str, incarnation: u64) -> SubscribedChannel {
+        SubscribedChannel {
+            name: name.into(),
+            incarnation,
+            since: EventId::ZERO,
+        }
+    }
+
+    #[test]
+    fn subscription_changes_reuse_free_slots_and_tell_the_hub_in_order() {
+        let mut channels: Box<[SubscribedChannel]> = vec![channel("a", 1)].into();
+        let mut positions: Box<[u32]> = vec![7].into();
+        let mut view = StreamChannels {
+            channels: &mut channels,
+            positions: &mut positions,
+        };
+        let mut hub = Vec::new();
+        view.apply(ChannelChange::Join(channel("b", 2)), &mut hub);
+        view.apply(ChannelChange::Leave("a".into()), &mut hub);
+        view.apply(ChannelChange::Leave("nowhere".into()), &mut hub);
+        view.apply(ChannelChange::Join(channel("c", 3)), &mut hub);
+        assert_eq!(
+            hub,
+            [
+                HubChange::Join { slot: 1 },
+                HubChange::Leave {
+                    channel: "a".into(),
+                    pos: 7
+                },
+                HubChange::Join { slot: 0 },
+            ]
+        );
+        // Joined and left before the hub saw it: nothing for the hub, and the slot is free again.
+        let mut hub = Vec::new();
+        let mut view = StreamChannels {
+            channels: &mut channels,
+            positions: &mut positions,
+        };
+        view.apply(ChannelChange::Join(channel("d", 4)), &mut hub);
+        view.apply(ChannelChange::Leave("d".into()), &mut hub);
+        assert!(hub.is_empty());
+        let live: Vec<&str> = channels
+            .iter()
+            .filter(|c| c.incarnation != 0)
+            .map(|c| &*c.name)
+            .collect();
+        assert_eq!(live, ["c", "b"]);
+        assert_eq!(channels.len(), 3);
+    }
+
     /// Idle connections are the common case: keep them small. Grows only on purpose.
     #[test]
     fn conn_stays_small() {
@@ -759,6 +964,12 @@ mod tests {
             std::mem::size_of::<StreamState>() <= 72,
             "StreamState grew to {} bytes",
             std::mem::size_of::<StreamState>()
+        );
+        // The boxed state of a WebSocket stream (an API's larger session is boxed again inside it).
+        assert!(
+            std::mem::size_of::<WsState>() <= 88,
+            "WsState grew to {} bytes",
+            std::mem::size_of::<WsState>()
         );
         assert!(
             std::mem::size_of::<Phase>() <= 80,

@@ -1,7 +1,8 @@
 //! `OutQueue`: the bytes waiting to be written to one connection.
 //!
 //! Shared frames are queued as `Arc` clones, never copied; a response built for this connection alone is queued
-//! as an owned boxed slice. `write_to` sends as many chunks as fit in one `write_vectored` call, so a subscriber
+//! as an owned boxed slice, and a few bytes made per recipient (a WebSocket header in front of shared payload
+//! parts) by value in the queue slot. `write_to` sends as many chunks as fit in one `write_vectored` call, so a subscriber
 //! with many queued events gets them in one syscall.
 //!
 //! Invariant: `bytes` is the number of unwritten bytes in `chunks` after `offset`. An emptied queue gives its
@@ -25,6 +26,9 @@ pub enum Chunk {
     Owned(Box<[u8]>),
     /// Constant bytes (heartbeat comments).
     Static(&'static [u8]),
+    /// A few bytes made for this connection, held in the queue slot itself: the WebSocket header of a frame whose
+    /// payload is queued as shared chunks behind it (no allocation per recipient).
+    Inline(Inline),
 }
 
 impl Chunk {
@@ -33,7 +37,34 @@ impl Chunk {
             Chunk::Shared(frame) => frame,
             Chunk::Owned(bytes) => bytes,
             Chunk::Static(bytes) => bytes,
+            Chunk::Inline(inline) => inline.as_bytes(),
         }
+    }
+}
+
+/// Up to `Inline::CAPACITY` bytes stored by value: sized so that a `Chunk` stays as large as a fat pointer plus
+/// its tag, and a WebSocket frame header (at most 10 bytes, RFC 6455 §5.2) fits.
+#[derive(Clone, Copy, Debug)]
+pub struct Inline {
+    len: u8,
+    bytes: [u8; Inline::CAPACITY],
+}
+
+impl Inline {
+    pub const CAPACITY: usize = 14;
+
+    /// `None` when `bytes` is longer than `CAPACITY`.
+    pub fn new(bytes: &[u8]) -> Option<Inline> {
+        let mut inline = Inline {
+            len: u8::try_from(bytes.len()).ok()?,
+            bytes: [0; Inline::CAPACITY],
+        };
+        inline.bytes.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Some(inline)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
     }
 }
 
@@ -167,16 +198,32 @@ mod tests {
     fn queue() -> OutQueue {
         let mut q = OutQueue::default();
         q.push(Chunk::Owned(b"head;".to_vec().into()));
-        q.push(Chunk::Shared(Frame::from(&b"event1;"[..])));
+        q.push(Chunk::Inline(Inline::new(b"ev").expect("fits")));
+        q.push(Chunk::Shared(Frame::from(&b"ent1;"[..])));
         q.push(Chunk::Static(b""));
         q.push(Chunk::Static(b"beat;"));
         q
     }
 
     #[test]
+    fn inline_chunks_hold_a_websocket_header_and_keep_chunk_small() {
+        assert!(Inline::new(&[0u8; Inline::CAPACITY]).is_some());
+        assert!(Inline::new(&[0u8; Inline::CAPACITY + 1]).is_none());
+        assert_eq!(
+            Inline::new(b"abc").map(|i| i.as_bytes().to_vec()),
+            Some(b"abc".to_vec())
+        );
+        assert!(
+            std::mem::size_of::<Chunk>() <= 24,
+            "Chunk grew to {}",
+            std::mem::size_of::<Chunk>()
+        );
+    }
+
+    #[test]
     fn everything_goes_out_in_one_call_when_the_socket_takes_it() {
         let mut q = queue();
-        assert_eq!((q.bytes(), q.len()), (17, 3));
+        assert_eq!((q.bytes(), q.len()), (17, 4));
         let mut sink = Trickle {
             got: Vec::new(),
             limit: 1 << 20,
@@ -187,7 +234,7 @@ mod tests {
             w,
             Written {
                 bytes: 17,
-                chunks: 3
+                chunks: 4
             }
         );
         assert_eq!(

@@ -315,20 +315,37 @@ pub fn parse_close(payload: &[u8]) -> Result<Option<u16>, WsError> {
     Ok(Some(code))
 }
 
-/// Appends the header of an unmasked, final server frame carrying `len` payload bytes (§5.2).
-pub fn encode_header(opcode: Opcode, len: usize, out: &mut Vec<u8>) {
-    out.push(0x80 | opcode.bits());
-    match len {
-        0..=125 => out.push(len as u8),
+/// The longest frame header a server sends: 2 bytes and a 64-bit length (§5.2; server frames are not masked).
+pub const MAX_HEADER: usize = 10;
+
+/// The header of an unmasked, final server frame carrying `len` payload bytes (§5.2), by value (no allocation):
+/// the bytes and how many of them are used.
+pub fn frame_header(opcode: Opcode, len: usize) -> ([u8; MAX_HEADER], usize) {
+    let mut header = [0u8; MAX_HEADER];
+    header[0] = 0x80 | opcode.bits();
+    let used = match len {
+        0..=125 => {
+            header[1] = len as u8;
+            2
+        }
         126..=0xFFFF => {
-            out.push(126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
+            header[1] = 126;
+            header[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            4
         }
         _ => {
-            out.push(127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
+            header[1] = 127;
+            header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            10
         }
-    }
+    };
+    (header, used)
+}
+
+/// Appends the header of an unmasked, final server frame carrying `len` payload bytes (§5.2).
+pub fn encode_header(opcode: Opcode, len: usize, out: &mut Vec<u8>) {
+    let (header, used) = frame_header(opcode, len);
+    out.extend_from_slice(&header[..used]);
 }
 
 /// Appends a whole unmasked server frame.
