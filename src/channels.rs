@@ -449,7 +449,11 @@ impl ChannelTable {
                         }
                     }
                 }
-                None if self.limits.history > 0 && !new_channels.contains(&&*event.channel) => {
+                // An event that is not retained creates no channel (see `append`).
+                None if self.limits.history > 0
+                    && !event.ephemeral
+                    && !new_channels.contains(&&*event.channel) =>
+                {
                     new_channels.push(&event.channel);
                 }
                 None => {}
@@ -1032,6 +1036,13 @@ mod tests {
             )
             .err();
         assert_eq!(err, Some(TableError::TooManyChannels));
+        let ephemeral = NewEvent {
+            ephemeral: true,
+            ..event("one-more", "x")
+        };
+        t.publish(vec![ephemeral], &bus, SystemTime::now(), Instant::now())
+            .expect("an unretained event to a missing channel creates nothing, so the limit does not apply");
+        assert_eq!(t.stats().channels, 100);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! This lives above `http/` (a protocol layer every API uses) so that no import runs back up.
 
 pub mod native;
+pub mod pipely;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -98,7 +99,9 @@ pub struct Stream {
 
 /// The bookkeeping of the compatible APIs, shared by all workers (see the module doc).
 #[derive(Default)]
-pub struct Apps {}
+pub struct Apps {
+    pub pipely: pipely::Pipely,
+}
 
 /// Handles a complete request on a listener bound to `api`; a native listener hands requests under a compatible
 /// API's prefix to that API.
@@ -110,10 +113,9 @@ pub fn handle(api: Api, req: &mut Request, ctx: &mut Ctx) -> Action {
     };
     match api {
         Api::Native => native::handle(req, ctx),
+        Api::Pipely => pipely::handle(req, ctx),
         // Not in AVAILABLE_APIS yet: `mounted` and `--listen` never choose them.
-        Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => {
-            native::handle(req, ctx)
-        }
+        Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => native::handle(req, ctx),
     }
 }
 
@@ -147,7 +149,8 @@ fn mounted(req: &mut Request) -> Api {
 /// API updates its own bookkeeping (presence, members, sessions).
 pub fn stream_closed(api: Api, client_id: &str, channels: &[SubscribedChannel], ctx: &mut Ctx) {
     match api {
-        Api::Native | Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => {
+        Api::Pipely => pipely::stream_closed(client_id, channels, ctx),
+        Api::Native | Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => {
             let _ = (client_id, channels, ctx);
         }
     }
@@ -182,10 +185,9 @@ pub enum Refusal {
 pub fn refusal(api: Api, refusal: Refusal, date: &DateCache) -> Vec<u8> {
     match api {
         Api::Native => native::refusal(refusal, date),
+        Api::Pipely => pipely::refusal(refusal, date),
         // Not in AVAILABLE_APIS yet: no listener is bound to them.
-        Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => {
-            native::refusal(refusal, date)
-        }
+        Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => native::refusal(refusal, date),
     }
 }
 

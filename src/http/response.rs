@@ -111,7 +111,14 @@ pub fn write_response(out: &mut Vec<u8>, date: &DateCache, resp: &Response) {
 /// connection closes (RFC 9112 §6.3 rule 8), which is what an event stream
 /// wants: no chunk framing per event.
 pub fn write_stream_head(out: &mut Vec<u8>, date: &DateCache, headers: &[(&str, &str)]) {
-    write_status_and_date(out, date, 200);
+    write_head(out, date, 200, headers);
+}
+
+/// A response head with the fields exactly as given, in their order, after the status line and `Date`: for the
+/// compatible APIs, whose originals send their own set and order of fields (`Content-Length` included, which the
+/// caller then passes itself).
+pub fn write_head(out: &mut Vec<u8>, date: &DateCache, status: u16, headers: &[(&str, &str)]) {
+    write_status_and_date(out, date, status);
     for (name, value) in headers {
         write_field(out, name, value);
     }
@@ -437,6 +444,21 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             format!("HTTP/1.1 200 OK\r\nDate: {DATE}\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\r\n")
+        );
+    }
+
+    #[test]
+    fn head_with_the_callers_fields_in_order() {
+        let mut out = Vec::new();
+        write_head(
+            &mut out,
+            &date(),
+            204,
+            &[("X-Powered-By", "Express"), ("Content-Length", "0")],
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("HTTP/1.1 204 No Content\r\nDate: {DATE}\r\nX-Powered-By: Express\r\nContent-Length: 0\r\n\r\n")
         );
     }
 
