@@ -17,6 +17,7 @@
 //! This lives above `http/` (a protocol layer every API uses) so that no import runs back up.
 
 pub mod native;
+pub mod node_sse;
 pub mod pipely;
 
 use std::time::{Duration, Instant, SystemTime};
@@ -101,6 +102,7 @@ pub struct Stream {
 #[derive(Default)]
 pub struct Apps {
     pub pipely: pipely::Pipely,
+    pub node_sse: node_sse::NodeSse,
 }
 
 /// Handles a complete request on a listener bound to `api`; a native listener hands requests under a compatible
@@ -114,8 +116,9 @@ pub fn handle(api: Api, req: &mut Request, ctx: &mut Ctx) -> Action {
     match api {
         Api::Native => native::handle(req, ctx),
         Api::Pipely => pipely::handle(req, ctx),
+        Api::NodeSse => node_sse::handle(req, ctx),
         // Not in AVAILABLE_APIS yet: `mounted` and `--listen` never choose them.
-        Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => native::handle(req, ctx),
+        Api::Flychat | Api::WsPush | Api::Keker => native::handle(req, ctx),
     }
 }
 
@@ -150,7 +153,8 @@ fn mounted(req: &mut Request) -> Api {
 pub fn stream_closed(api: Api, client_id: &str, channels: &[SubscribedChannel], ctx: &mut Ctx) {
     match api {
         Api::Pipely => pipely::stream_closed(client_id, channels, ctx),
-        Api::Native | Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => {
+        Api::NodeSse => node_sse::stream_closed(client_id, channels, ctx),
+        Api::Native | Api::Flychat | Api::WsPush | Api::Keker => {
             let _ = (client_id, channels, ctx);
         }
     }
@@ -186,8 +190,9 @@ pub fn refusal(api: Api, refusal: Refusal, date: &DateCache) -> Vec<u8> {
     match api {
         Api::Native => native::refusal(refusal, date),
         Api::Pipely => pipely::refusal(refusal, date),
+        Api::NodeSse => node_sse::refusal(refusal, date),
         // Not in AVAILABLE_APIS yet: no listener is bound to them.
-        Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => native::refusal(refusal, date),
+        Api::Flychat | Api::WsPush | Api::Keker => native::refusal(refusal, date),
     }
 }
 

@@ -186,7 +186,7 @@ pub const KNOWN_APIS: &[&str] = &[
 ];
 
 /// The APIs this build serves.
-pub const AVAILABLE_APIS: &[Api] = &[Api::Native, Api::Pipely];
+pub const AVAILABLE_APIS: &[Api] = &[Api::Native, Api::Pipely, Api::NodeSse];
 
 /// Default worker count: one per available core, 1 if that is unknown, at
 /// most [`MAX_WORKERS`].

@@ -208,9 +208,10 @@ fn listen_forms() {
 
 #[test]
 fn listen_binds_the_compatible_apis_this_build_serves() {
-    let c = config(&["--listen", "127.0.0.1:6550=pipely"]).unwrap();
+    let c = config(&["--listen", "127.0.0.1:6550=pipely,0.0.0.0:9090=node-sse"]).unwrap();
     assert_eq!(c.listen[0].api, Api::Pipely);
     assert_eq!(c.listen[0].addr.port(), 6550);
+    assert_eq!(c.listen[1].api, Api::NodeSse);
 }
 
 #[test]
