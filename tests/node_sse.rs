@@ -7,50 +7,21 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
 use std::process::Command;
 
 use common::*;
 use serde_json::{json, Value};
 
-/// Where a test reaches node-sse: a listener and the prefix of the API on it.
-#[derive(Clone, Copy, Debug)]
-struct Way {
-    addr: SocketAddr,
-    prefix: &'static str,
-}
-
-impl Way {
-    fn path(&self, path: &str) -> String {
-        format!("{}{path}", self.prefix)
-    }
-}
-
 /// A server with a native listener (node-sse under `/node-sse`) and a node-sse listener.
 fn start(extra: &[&str]) -> Server {
-    let mut args = vec![
-        "--listen",
-        "127.0.0.1:0",
-        "--listen",
-        "127.0.0.1:0=node-sse",
-    ];
-    args.extend_from_slice(extra);
-    start_server(&args)
+    start_compat("node-sse", extra)
 }
 
 /// Both ways to reach node-sse on a server from `start`: the dedicated listener first.
 fn ways(server: &Server) -> [Way; 2] {
-    [
-        Way {
-            addr: server.addrs[1],
-            prefix: "",
-        },
-        Way {
-            addr: server.addrs[0],
-            prefix: "/node-sse",
-        },
-    ]
+    compat_ways(server, "/node-sse")
 }
 
 /// A new server and its `i`th way in (0: the dedicated listener, 1: the native prefix). Tests that go both ways
@@ -60,13 +31,6 @@ fn fresh_way(i: usize) -> (Server, Way) {
     let server = start(&[]);
     let way = ways(&server)[i];
     (server, way)
-}
-
-/// The response head without its `Date` line.
-fn without_date(head: &str) -> String {
-    head.split_inclusive("\r\n")
-        .filter(|line| !line.starts_with("Date: "))
-        .collect()
 }
 
 const STREAM_HEAD: &str = "HTTP/1.1 200 OK\r\nX-Powered-By: Express\r\nAccess-Control-Allow-Origin: *\r\n\
@@ -94,21 +58,7 @@ fn subscribe(way: Way, query: &str) -> Sub {
 impl Sub {
     /// The next frame's bytes (a heartbeat comment is skipped).
     fn frame(&mut self) -> String {
-        loop {
-            let mut block = String::new();
-            loop {
-                let mut line = String::new();
-                let n = self.reader.read_line(&mut line).expect("read frame");
-                assert!(n > 0, "the stream ended; got {block:?}");
-                block.push_str(&line);
-                if line == "\n" {
-                    break;
-                }
-            }
-            if block != ":\n\n" {
-                return block;
-            }
-        }
+        read_sse_block(&mut self.reader)
     }
 
     /// The next frame as (event name, data), asserting its shape: one `event:` and one `data:` line.
@@ -452,7 +402,7 @@ fn last_values_including_the_channel_a_publish_creates() {
             way,
             json!([event(&ch("fresh"), "t", json!({"a": 1.0, "2": [true]}))]),
         );
-        assert!(same(
+        assert!(same_json(
             &last_event(way, &ch("fresh")),
             &json!({"response": {"2": [true], "a": 1}})
         ));
@@ -460,7 +410,7 @@ fn last_values_including_the_channel_a_publish_creates() {
         let (name, data) = sub.event();
         assert_eq!(name, "registered", "{data}");
         let (_, fresh) = sub.event();
-        assert!(same(
+        assert!(same_json(
             &fresh,
             &event(&ch("fresh"), "lastEvent", json!({"a": 1, "2": [true]}))
         ));
@@ -506,20 +456,6 @@ fn last_values_including_the_channel_a_publish_creates() {
                 json!("{\"type\":\"b\",\"payload\":\"2\"}")
             )
         );
-    }
-}
-
-/// JSON values equal as JavaScript sees them (numbers as float64, keys in any order).
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
-        }
-        _ => a == b,
     }
 }
 

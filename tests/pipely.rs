@@ -6,8 +6,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
 use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -19,62 +19,14 @@ use serde_json::{json, Value};
 const CHANNEL: &str = "abcdefghijkl";
 const TEXT: &str = "text/plain; charset=utf-8";
 
-/// Where a test reaches Pipely: a listener and the prefix of the API on it.
-#[derive(Clone, Copy, Debug)]
-struct Way {
-    addr: SocketAddr,
-    prefix: &'static str,
-}
-
-impl Way {
-    fn path(&self, path: &str) -> String {
-        format!("{}{path}", self.prefix)
-    }
-}
-
 /// A server with a native listener (Pipely under `/pipely`) and a Pipely listener.
 fn start(extra: &[&str]) -> Server {
-    let mut args = vec!["--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0=pipely"];
-    args.extend_from_slice(extra);
-    start_server(&args)
+    start_compat("pipely", extra)
 }
 
 /// Both ways to reach Pipely on a server from `start`: the dedicated listener first.
 fn ways(server: &Server) -> [Way; 2] {
-    [
-        Way {
-            addr: server.addrs[1],
-            prefix: "",
-        },
-        Way {
-            addr: server.addrs[0],
-            prefix: "/pipely",
-        },
-    ]
-}
-
-/// The response head without its `Date` line (the only part that changes between runs).
-fn without_date(head: &str) -> String {
-    head.split_inclusive("\r\n")
-        .filter(|line| !line.starts_with("Date: "))
-        .collect()
-}
-
-/// JSON values equal as a JavaScript client sees them: numbers compare as float64 (so `1.0` is `1`, and the
-/// original's `12345678901234567000` is spout's exact `12345678901234567890`), object keys in any order.
-fn same_json(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_json(p, q))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
-        }
-        _ => a == b,
-    }
+    compat_ways(server, "/pipely")
 }
 
 /// A member's open stream.
@@ -100,21 +52,7 @@ fn join(way: Way, query: &str) -> Member {
 impl Member {
     /// The next frame's bytes (a heartbeat comment is skipped).
     fn frame(&mut self) -> String {
-        loop {
-            let mut block = String::new();
-            loop {
-                let mut line = String::new();
-                let n = self.reader.read_line(&mut line).expect("read frame");
-                assert!(n > 0, "the stream ended; got {block:?}");
-                block.push_str(&line);
-                if line == "\n" {
-                    break;
-                }
-            }
-            if block != ":\n\n" {
-                return block;
-            }
-        }
+        read_sse_block(&mut self.reader)
     }
 
     /// The next frame, which must be exactly one `data:` line, as JSON.

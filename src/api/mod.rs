@@ -26,7 +26,7 @@ use crate::broker::Broker;
 use crate::channels::{ChannelTable, SubscribedChannel, Subscription};
 use crate::config::{Api, Config, AVAILABLE_APIS};
 use crate::http::request::{Head, Method};
-use crate::http::response::DateCache;
+use crate::http::response::{write_answer, DateCache};
 use crate::http::HttpError;
 use crate::metrics::{Counters, Registry};
 
@@ -105,6 +105,35 @@ pub struct Apps {
     pub node_sse: node_sse::NodeSse,
 }
 
+/// An answer in a compatible API's style: its fields exactly as given, then `Content-Length` (not on a 204) and the
+/// connection field: `close` when the connection ends after it (the client asked, or the server drains),
+/// `keep-alive` for an HTTP/1.0 client that keeps it (RFC 9112 §9.3). A `HEAD` request gets the head only.
+pub fn answer(
+    req: &Request,
+    ctx: &Ctx,
+    status: u16,
+    fields: &[(&str, &str)],
+    body: &[u8],
+) -> Action {
+    let close = !req.head.keep_alive || ctx.draining;
+    let connection = if close {
+        Some("close")
+    } else {
+        (req.head.minor_version == 0).then_some("keep-alive")
+    };
+    let mut bytes = Vec::with_capacity(200 + body.len());
+    write_answer(
+        &mut bytes,
+        ctx.date,
+        status,
+        fields,
+        body,
+        connection,
+        req.is_head(),
+    );
+    Action::Respond { bytes, close }
+}
+
 /// Handles a complete request on a listener bound to `api`; a native listener hands requests under a compatible
 /// API's prefix to that API.
 pub fn handle(api: Api, req: &mut Request, ctx: &mut Ctx) -> Action {
@@ -153,7 +182,7 @@ fn mounted(req: &mut Request) -> Api {
 pub fn stream_closed(api: Api, client_id: &str, channels: &[SubscribedChannel], ctx: &mut Ctx) {
     match api {
         Api::Pipely => pipely::stream_closed(client_id, channels, ctx),
-        Api::NodeSse => node_sse::stream_closed(client_id, channels, ctx),
+        Api::NodeSse => node_sse::stream_closed(client_id, ctx),
         Api::Native | Api::Flychat | Api::WsPush | Api::Keker => {
             let _ = (client_id, channels, ctx);
         }

@@ -12,9 +12,9 @@
 
 use serde_json::Value;
 
-use super::super::{Action, Ctx, Request};
+use super::super::{answer, Action, Ctx, Request};
 use crate::http::request::Method;
-use crate::http::response::{write_head, DateCache};
+use crate::http::response::{write_answer, DateCache};
 
 /// body-parser's `limit` in the original (`100 * 1024`).
 pub const JSON_LIMIT: usize = 100 * 1024;
@@ -226,13 +226,8 @@ fn encode_url(raw: &[u8]) -> String {
     out
 }
 
-/// Whether the connection ends after this answer.
-fn closes(req: &Request, ctx: &Ctx) -> bool {
-    !req.head.keep_alive || ctx.draining
-}
-
 /// An answer as express writes it: `X-Powered-By`, then CORS when the `cors` middleware ran (`with_cors`), the
-/// handler's fields, `Content-Length` (also on a preflight's 204, as the original), and the connection field.
+/// handler's fields, `Content-Length` and the connection field.
 pub fn reply(
     req: &Request,
     ctx: &Ctx,
@@ -241,25 +236,12 @@ pub fn reply(
     fields: &[(&str, &str)],
     body: &[u8],
 ) -> Action {
-    let close = closes(req, ctx);
-    let length = body.len().to_string();
     let mut all: Vec<(&str, &str)> = vec![("X-Powered-By", "Express")];
     if with_cors {
         all.push(("Access-Control-Allow-Origin", "*"));
     }
     all.extend_from_slice(fields);
-    all.push(("Content-Length", &length));
-    if close {
-        all.push(("Connection", "close"));
-    } else if req.head.minor_version == 0 {
-        all.push(("Connection", "keep-alive"));
-    }
-    let mut bytes = Vec::with_capacity(200 + body.len());
-    write_head(&mut bytes, ctx.date, status, &all);
-    if !req.is_head() && status != 204 {
-        bytes.extend_from_slice(body);
-    }
-    Action::Respond { bytes, close }
+    answer(req, ctx, status, &all, body)
 }
 
 /// finalhandler's page for an error of `status`; `message` defaults to the status message (production mode).
@@ -302,23 +284,29 @@ pub fn preflight(req: &Request, ctx: &Ctx) -> Action {
     if let Some(requested) = requested.as_deref().filter(|h| !h.is_empty()) {
         fields.push(("Access-Control-Allow-Headers", requested));
     }
+    // The middleware sets it itself, on a 204 too.
+    fields.push(("Content-Length", "0"));
     reply(req, ctx, 204, true, &fields, b"")
 }
 
 /// spout's refusal of a request no API has seen, as an express error page (no CORS: nothing ran yet).
 pub fn refusal_page(status: u16, date: &DateCache, retry: bool) -> Vec<u8> {
     let document = error_document(status_message(status));
-    let length = document.len().to_string();
     let mut fields: Vec<(&str, &str)> = vec![("X-Powered-By", "Express")];
     fields.extend_from_slice(&PAGE_FIELDS);
     if retry {
         fields.push(("Retry-After", "1"));
     }
-    fields.push(("Content-Length", &length));
-    fields.push(("Connection", "close"));
     let mut out = Vec::with_capacity(300 + document.len());
-    write_head(&mut out, date, status, &fields);
-    out.extend_from_slice(document.as_bytes());
+    write_answer(
+        &mut out,
+        date,
+        status,
+        &fields,
+        document.as_bytes(),
+        Some("close"),
+        false,
+    );
     out
 }
 

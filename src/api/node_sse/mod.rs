@@ -49,7 +49,7 @@ use std::sync::{Mutex, MutexGuard};
 use serde_json::{json, Map, Value};
 
 use super::{Action, Ctx, Refusal, Request, Stream};
-use crate::channels::{NewEvent, Resume, SubscribedChannel, TableError};
+use crate::channels::{NewEvent, Resume, TableError};
 use crate::config::Api;
 use crate::http::request::Method;
 use crate::http::response::{write_stream_head, DateCache};
@@ -236,18 +236,15 @@ fn subscribe(req: &Request, ctx: &mut Ctx) -> Action {
     // The original's first write is a lone newline.
     opening.push(b'\n');
     let registered = json!({"clientId": id_json}).to_string();
-    push_frame(
-        &mut opening,
-        "registered",
-        &json!({"type": "registered", "payload": registered}),
-    );
+    let data = json!({"type": "registered", "payload": registered});
+    push_frame(&mut opening, "registered", &data.to_string());
     for name in &names {
         let last = state
             .last
             .get(*name)
             .map_or(Value::Null, |(v, _)| v.clone());
         let data = json!({"channelName": name, "type": "lastEvent", "payload": last});
-        push_frame(&mut opening, "lastEvent", &data);
+        push_frame(&mut opening, "lastEvent", &data.to_string());
     }
     drop(state);
     Action::Stream(Box::new(Stream {
@@ -275,11 +272,8 @@ fn stream_head(date: &DateCache) -> Vec<u8> {
 }
 
 /// A node-sse stream ended (the worker has unsubscribed it): when it was its client id's last socket, every
-/// stream gets the new presence list.
-pub fn stream_closed(client_id: &str, channels: &[SubscribedChannel], ctx: &mut Ctx) {
-    if !channels.iter().any(|c| &*c.name == PRESENCE_CHANNEL) {
-        return;
-    }
+/// stream gets the new presence list. Its channels need no bookkeeping: last values stay.
+pub fn stream_closed(client_id: &str, ctx: &mut Ctx) {
     let mut state = ctx.apps.node_sse.lock();
     if state.presence.remove(client_id) {
         if let Err(e) = publish_presence(&state, ctx) {
@@ -471,22 +465,23 @@ fn core_name(channel: &str) -> String {
 }
 
 /// `event: <name>\ndata: <json>\n\n`. The name has no line breaks (checked, or fixed), and compact JSON has none.
-fn push_frame(out: &mut Vec<u8>, name: &str, data: &Value) {
+fn push_frame(out: &mut Vec<u8>, name: &str, json: &str) {
     out.extend_from_slice(b"event: ");
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\ndata: ");
-    out.extend_from_slice(data.to_string().as_bytes());
+    out.extend_from_slice(json.as_bytes());
     out.extend_from_slice(b"\n\n");
 }
 
 /// An event for the streams of a core channel, encoded once here; live only.
 fn new_event(core: &str, name: &str, data: &Value) -> NewEvent {
-    let mut frame = Vec::with_capacity(64 + name.len());
-    push_frame(&mut frame, name, data);
+    let json = data.to_string();
+    let mut frame = Vec::with_capacity(json.len() + name.len() + 20);
+    push_frame(&mut frame, name, &json);
     NewEvent {
         channel: core.into(),
         event: Some(name.into()),
-        data: data.to_string().into(),
+        data: json.into(),
         wire: Some(Wire::Sse(Frame::from(frame))),
         ephemeral: true,
         ..Default::default()
@@ -562,11 +557,8 @@ mod tests {
     #[test]
     fn frames_are_event_and_one_data_line() {
         let mut out = Vec::new();
-        push_frame(
-            &mut out,
-            "message",
-            &json!({"channelName": "news", "type": "message", "payload": "a\nb"}),
-        );
+        let data = json!({"channelName": "news", "type": "message", "payload": "a\nb"});
+        push_frame(&mut out, "message", &data.to_string());
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "event: message\ndata: {\"channelName\":\"news\",\"type\":\"message\",\"payload\":\"a\\nb\"}\n\n"

@@ -12,23 +12,14 @@ pub fn decode_path(raw: &[u8]) -> Option<Vec<u8>> {
     let mut bytes = raw.iter();
     while let Some(&b) = bytes.next() {
         if b == b'%' {
-            let hi = hex_value(*bytes.next()?)?;
-            let lo = hex_value(*bytes.next()?)?;
-            out.push(hi << 4 | lo);
+            let hi = char::from(*bytes.next()?).to_digit(16)?;
+            let lo = char::from(*bytes.next()?).to_digit(16)?;
+            out.push(u8::try_from(hi << 4 | lo).ok()?);
         } else {
             out.push(b);
         }
     }
     Some(out)
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// mux's `cleanPath`: Go's `path.Clean` (one slash between elements, `.` dropped, `..` removes the element before

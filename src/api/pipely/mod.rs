@@ -47,11 +47,11 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard};
 
-use super::{Action, Ctx, Refusal, Request, Stream};
+use super::{answer, Action, Ctx, Refusal, Request, Stream};
 use crate::channels::{NewEvent, Resume, SubscribedChannel, TableError};
 use crate::config::Api;
 use crate::http::request::Method;
-use crate::http::response::{reason, write_head, write_stream_head, DateCache};
+use crate::http::response::{reason, write_answer, write_stream_head, DateCache};
 use crate::message::{Frame, Wire};
 
 /// Core channel names of Pipely channels start with this.
@@ -434,9 +434,8 @@ fn new_event(
 
 // ---- answers ---------------------------------------------------------------------------------------------------
 
-fn closes(req: &Request, ctx: &Ctx) -> bool {
-    !req.head.keep_alive || ctx.draining
-}
+// Go writes a handler's fields sorted by name, then `Content-Length` and the connection field: every `answer`
+// here passes its fields in that order.
 
 /// The CORS field of a handler's answer (see the module doc).
 fn cors(req: &Request) -> Vec<(&'static str, &'static str)> {
@@ -444,28 +443,6 @@ fn cors(req: &Request) -> Vec<(&'static str, &'static str)> {
         Some(_) => vec![("Access-Control-Allow-Origin", "*")],
         None => Vec::new(),
     }
-}
-
-/// An answer as Go writes it: the handler's fields sorted by name (callers pass them sorted), then
-/// `Content-Length` (not on a 204) and the connection field.
-fn answer(req: &Request, ctx: &Ctx, status: u16, fields: &[(&str, &str)], body: &[u8]) -> Action {
-    let close = closes(req, ctx);
-    let length = body.len().to_string();
-    let mut all: Vec<(&str, &str)> = fields.to_vec();
-    if status != 204 {
-        all.push(("Content-Length", &length));
-    }
-    if close {
-        all.push(("Connection", "close"));
-    } else if req.head.minor_version == 0 {
-        all.push(("Connection", "keep-alive"));
-    }
-    let mut bytes = Vec::with_capacity(160 + body.len());
-    write_head(&mut bytes, ctx.date, status, &all);
-    if !req.is_head() && status != 204 {
-        bytes.extend_from_slice(body);
-    }
-    Action::Respond { bytes, close }
 }
 
 /// `http.Error(w, text, status)`: the text and a newline as `text/plain; charset=utf-8`, with `nosniff`.
@@ -497,14 +474,18 @@ fn table_error(req: &Request, ctx: &mut Ctx, e: TableError) -> Action {
 /// What Go's server itself sends for a request it refuses: `<status> <reason>` as text, then it closes.
 fn go_server_refusal(status: u16, date: &DateCache, extra: &[(&str, &str)]) -> Vec<u8> {
     let body = format!("{status} {}", go_reason(status));
-    let length = body.len().to_string();
     let mut fields: Vec<(&str, &str)> = vec![("Content-Type", "text/plain; charset=utf-8")];
     fields.extend_from_slice(extra);
-    fields.push(("Content-Length", &length));
-    fields.push(("Connection", "close"));
     let mut out = Vec::with_capacity(160);
-    write_head(&mut out, date, status, &fields);
-    out.extend_from_slice(body.as_bytes());
+    write_answer(
+        &mut out,
+        date,
+        status,
+        &fields,
+        body.as_bytes(),
+        Some("close"),
+        false,
+    );
     out
 }
 
