@@ -151,12 +151,6 @@ fn table_error(req: &Request, ctx: &mut Ctx, e: TableError) -> Action {
 
 // ---- subscribe -------------------------------------------------------------------------------------------------
 
-/// A subscriber's client id: from the query, or the next number of the process-wide counter.
-enum ClientId {
-    Given(String),
-    Numbered,
-}
-
 fn subscribe(req: &Request, ctx: &mut Ctx) -> Action {
     let query = req.query();
     let Some(list) = express::query_value(query, "channels").filter(|c| !c.is_empty()) else {
@@ -172,8 +166,8 @@ fn subscribe(req: &Request, ctx: &mut Ctx) -> Action {
     if distinct.len() + 1 > ctx.config.max_subscriptions {
         return express::error_page(req, ctx, 400, true, None);
     }
+    // A truthy `clientId`, or else the next number of the process-wide counter.
     let given = express::query_value(query, "clientId").filter(|id| !id.is_empty());
-    let client = given.map_or(ClientId::Numbered, ClientId::Given);
     let head = stream_head(ctx.date);
     if req.is_head() {
         return Action::Respond {
@@ -203,9 +197,9 @@ fn subscribe(req: &Request, ctx: &mut Ctx) -> Action {
     ) {
         return express::error_page(req, ctx, 503, true, None);
     }
-    let (id, id_json): (String, Value) = match client {
-        ClientId::Given(id) => (id.clone(), Value::String(id)),
-        ClientId::Numbered => {
+    let (id, id_json): (String, Value) = match given {
+        Some(id) => (id.clone(), Value::String(id)),
+        None => {
             let n = state.clients_numbered + 1;
             (n.to_string(), json!(n))
         }
