@@ -793,3 +793,16 @@ fn spouts_limits_are_refused_in_expresss_style() {
     publish_ok(way, json!([event("a", "t", json!("x".repeat(1000)))]));
     assert_eq!(sub.event().0, "t");
 }
+
+#[test]
+fn the_connection_limit_is_refused_with_expresss_page() {
+    let server = start(&["--max-connections", "1"]);
+    let [way, _] = ways(&server);
+    let mut sub = subscribe(way, "channels=only");
+    sub.opening(1);
+    let mut reader = BufReader::new(connect(way.addr));
+    let resp = read_response(&mut reader, false);
+    assert_page(&resp, 503, "Service Unavailable", false);
+    assert_eq!(resp.header("retry-after"), Some("1"));
+    assert_eq!(resp.header("connection"), Some("close"));
+}

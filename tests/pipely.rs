@@ -753,3 +753,18 @@ fn joins_and_leaves_racing_with_publishes_never_block_and_lose_nothing() {
         }
     }
 }
+
+#[test]
+fn the_connection_limit_is_refused_as_gos_server_would() {
+    let server = start(&["--max-connections", "1"]);
+    let [pipely, _] = ways(&server);
+    let mut member = join(pipely, "channelId=abcdefghijkl&clientId=only");
+    member.event();
+    let mut reader = BufReader::new(connect(pipely.addr));
+    let resp = read_response(&mut reader, false);
+    assert_eq!(resp.status, 503);
+    assert_eq!(resp.text(), "503 Service Unavailable");
+    assert_eq!(resp.header("content-type"), Some(TEXT));
+    assert_eq!(resp.header("retry-after"), Some("1"));
+    assert_eq!(resp.header("connection"), Some("close"));
+}
