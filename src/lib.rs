@@ -13,8 +13,8 @@
 //! - `net`: listeners; `worker`: the event loop; `conn`: one connection's phases, I/O and output queue.
 //! - `http`: request heads, chunked bodies, responses (sans-io); `sse`: event encoding; `ws`: the WebSocket
 //!   handshake and framing (sans-io).
-//! - `api`: the router and the public APIs (`api::native`, and the drop-ins `api::flychat`, `api::keker` and
-//!   `api::ws_push`), above `http`.
+//! - `api`: the router and the public APIs (`api::native`, and the drop-ins `api::pipely`, `api::node_sse`,
+//!   `api::flychat`, `api::keker` and `api::ws_push`), above `http`.
 //! - `channels`: the channel table (history, subscribers per worker, presence, the sequencer);
 //!   `broker`: the publish seam; `bus`: the worker inboxes; `hub`: a worker's channel → subscribers index.
 //! - `message`: event ids and shared messages; `metrics`: counters and the Prometheus exposition.

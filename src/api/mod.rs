@@ -20,6 +20,8 @@ pub mod flychat;
 pub mod json_text;
 pub mod keker;
 pub mod native;
+pub mod node_sse;
+pub mod pipely;
 pub mod ws_push;
 
 use std::time::{Duration, Instant, SystemTime};
@@ -28,9 +30,9 @@ use std::sync::Arc;
 
 use crate::broker::Broker;
 use crate::channels::{ChannelTable, SubscribedChannel, Subscription};
-use crate::config::{Api, Config, AVAILABLE_APIS};
+use crate::config::{Api, Config};
 use crate::http::request::{Head, Method};
-use crate::http::response::{write_response, DateCache, Response};
+use crate::http::response::{write_answer, write_response, DateCache, Response};
 use crate::http::HttpError;
 use crate::message::Frame;
 use crate::metrics::{Counters, Registry};
@@ -111,6 +113,37 @@ pub struct Apps {
     pub flychat: flychat::Rooms,
     pub keker: keker::Keker,
     pub ws_push: ws_push::WsPush,
+    pub pipely: pipely::Pipely,
+    pub node_sse: node_sse::NodeSse,
+}
+
+/// An answer in a compatible API's style: its fields exactly as given, then `Content-Length` (not on a 204) and the
+/// connection field: `close` when the connection ends after it (the client asked, or the server drains),
+/// `keep-alive` for an HTTP/1.0 client that keeps it (RFC 9112 §9.3). A `HEAD` request gets the head only.
+pub fn answer(
+    req: &Request,
+    ctx: &Ctx,
+    status: u16,
+    fields: &[(&str, &str)],
+    body: &[u8],
+) -> Action {
+    let close = closes(req, ctx);
+    let connection = if close {
+        Some("close")
+    } else {
+        keep_alive_field(req, close).map(|(_, value)| value)
+    };
+    let mut bytes = Vec::with_capacity(200 + body.len());
+    write_answer(
+        &mut bytes,
+        ctx.date,
+        status,
+        fields,
+        body,
+        connection,
+        req.is_head(),
+    );
+    Action::Respond { bytes, close }
 }
 
 /// Handles a complete request on a listener bound to `api`; a native listener hands requests under a compatible
@@ -123,11 +156,11 @@ pub fn handle(api: Api, req: &mut Request, ctx: &mut Ctx) -> Action {
     };
     match api {
         Api::Native => native::handle(req, ctx),
+        Api::Pipely => pipely::handle(req, ctx),
+        Api::NodeSse => node_sse::handle(req, ctx),
         Api::Flychat => flychat::handle(req, ctx),
         Api::Keker => keker::handle(req, ctx),
         Api::WsPush => ws_push::handle(req, ctx),
-        // Not in AVAILABLE_APIS yet: `mounted` and `--listen` never choose them.
-        Api::Pipely | Api::NodeSse => native::handle(req, ctx),
     }
 }
 
@@ -146,7 +179,7 @@ pub fn prefix(api: Api) -> &'static str {
 /// The API a request on a native listener is for, from its path prefix; sets `req.mount` to that prefix.
 fn mounted(req: &mut Request) -> Api {
     let path = req.head.path(req.buf);
-    for &api in AVAILABLE_APIS.iter().filter(|&&api| api != Api::Native) {
+    for api in Api::ALL.into_iter().filter(|&api| api != Api::Native) {
         if let Some(rest) = path.strip_prefix(prefix(api).as_bytes()) {
             if rest.is_empty() || rest.first() == Some(&b'/') {
                 req.mount = prefix(api);
@@ -161,9 +194,11 @@ fn mounted(req: &mut Request) -> Api {
 /// API updates its own bookkeeping (presence, members, sessions).
 pub fn stream_closed(api: Api, client_id: &str, channels: &[SubscribedChannel], ctx: &mut Ctx) {
     match api {
+        Api::Pipely => pipely::stream_closed(client_id, channels, ctx),
+        Api::NodeSse => node_sse::stream_closed(client_id, ctx),
         Api::Keker => keker::stream_closed(channels, ctx),
         Api::WsPush => ws_push::stream_closed(client_id, ctx),
-        Api::Native | Api::Pipely | Api::NodeSse | Api::Flychat => {
+        Api::Native | Api::Flychat => {
             let _ = (client_id, channels, ctx);
         }
     }
@@ -357,11 +392,11 @@ pub enum Refusal {
 pub fn refusal(api: Api, refusal: Refusal, date: &DateCache) -> Vec<u8> {
     match api {
         Api::Native => native::refusal(refusal, date),
+        Api::Pipely => pipely::refusal(refusal, date),
+        Api::NodeSse => node_sse::refusal(refusal, date),
         Api::Flychat => flychat::refusal(refusal, date),
         Api::Keker => keker::refusal(refusal, date),
         Api::WsPush => ws_push::refusal(refusal, date),
-        // Not in AVAILABLE_APIS yet: no listener is bound to them.
-        Api::Pipely | Api::NodeSse => native::refusal(refusal, date),
     }
 }
 
@@ -376,7 +411,8 @@ pub fn keep_alive_field(req: &Request, close: bool) -> Option<(&'static str, &'s
     (!close && req.head.minor_version == 0).then_some(("Connection", "keep-alive"))
 }
 
-/// A complete answer with `headers`, plus what the connection needs: `Connection: close` when it ends after this
+/// A complete answer in spout's own head layout (`Date`, `Content-Type`, then `headers`; see `answer` for an
+/// original's exact field order), plus what the connection needs: `Connection: close` when it ends after this
 /// answer, `Connection: keep-alive` for an HTTP/1.0 client it stays open for; no body for HEAD.
 pub fn respond(
     req: &Request,

@@ -181,14 +181,6 @@ pub const DEFAULT_LOG_LEVEL: LevelFilter = LevelFilter::Info;
 /// Log line format: plain text.
 pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
 
-/// Every API name `--listen` knows, available in this build or not.
-pub const KNOWN_APIS: &[&str] = &[
-    "native", "pipely", "node-sse", "flychat", "ws-push", "keker",
-];
-
-/// The APIs this build serves.
-pub const AVAILABLE_APIS: &[Api] = &[Api::Native, Api::Flychat, Api::WsPush, Api::Keker];
-
 /// Default worker count: one per available core, 1 if that is unknown, at
 /// most [`MAX_WORKERS`].
 pub fn default_workers() -> NonZeroUsize {
@@ -247,14 +239,13 @@ impl Api {
 
     /// Looks up an API by its `--listen` name (exact, lower case).
     fn from_name(name: &str) -> Result<Api, String> {
-        match Api::ALL.into_iter().find(|api| api.as_str() == name) {
-            Some(api) if AVAILABLE_APIS.contains(&api) => Ok(api),
-            Some(_) => Err(format!("API '{name}' is not available in this build")),
-            None => Err(format!(
-                "unknown API '{name}'; known APIs: {}",
-                KNOWN_APIS.join(", ")
-            )),
-        }
+        Api::ALL
+            .into_iter()
+            .find(|api| api.as_str() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Api::ALL.iter().map(Api::as_str).collect();
+                format!("unknown API '{name}'; known APIs: {}", known.join(", "))
+            })
     }
 }
 

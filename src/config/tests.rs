@@ -207,40 +207,24 @@ fn listen_forms() {
 }
 
 #[test]
-fn listen_binds_flychat() {
+fn listen_binds_every_api() {
     let c = config(&[
         "--listen",
         "127.0.0.1:0",
         "--listen",
-        "127.0.0.1:7999=flychat",
+        "127.0.0.1:6550=pipely,0.0.0.0:9090=node-sse",
+        "--listen",
+        "127.0.0.1:7999=flychat,127.0.0.1:5222=ws-push,127.0.0.1:3498=keker",
     ])
     .unwrap();
     let apis: Vec<Api> = c.listen.iter().map(|l| l.api).collect();
-    assert_eq!(apis, [Api::Native, Api::Flychat]);
-}
-
-#[test]
-fn compatible_apis_of_this_build_bind_their_listeners() {
-    let c = config(&[
-        "--listen",
-        "127.0.0.1:3498=keker",
-        "--listen",
-        "127.0.0.1:0",
-    ])
-    .expect("valid");
-    assert_eq!(
-        c.listen.iter().map(|l| l.api).collect::<Vec<_>>(),
-        [Api::Keker, Api::Native]
-    );
+    assert_eq!(apis, Api::ALL);
+    assert_eq!(c.listen[1].addr.port(), 6550);
 }
 
 #[test]
 fn listen_errors_name_the_key() {
     let cases = [
-        (
-            "127.0.0.1:8080=pipely",
-            "API 'pipely' is not available in this build",
-        ),
         (
             "127.0.0.1:8080=nope",
             "unknown API 'nope'; known APIs: native, pipely",

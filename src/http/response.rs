@@ -111,11 +111,47 @@ pub fn write_response(out: &mut Vec<u8>, date: &DateCache, resp: &Response) {
 /// connection closes (RFC 9112 §6.3 rule 8), which is what an event stream
 /// wants: no chunk framing per event.
 pub fn write_stream_head(out: &mut Vec<u8>, date: &DateCache, headers: &[(&str, &str)]) {
-    write_status_and_date(out, date, 200);
+    write_head(out, date, 200, headers);
+}
+
+/// A response head with the fields exactly as given, in their order, after the status line and `Date`: for the
+/// compatible APIs, whose originals send their own set and order of fields.
+pub fn write_head(out: &mut Vec<u8>, date: &DateCache, status: u16, headers: &[(&str, &str)]) {
+    write_status_and_date(out, date, status);
     for (name, value) in headers {
         write_field(out, name, value);
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// A complete response with the caller's fields in their order, then `Content-Length` (not for 1xx, 204 and 304,
+/// which have no body) and a `Connection` field when given; the body unless `head_only`.
+pub fn write_answer(
+    out: &mut Vec<u8>,
+    date: &DateCache,
+    status: u16,
+    fields: &[(&str, &str)],
+    body: &[u8],
+    connection: Option<&str>,
+    head_only: bool,
+) {
+    let bodiless = matches!(status, 100..=199 | 204 | 304);
+    write_status_and_date(out, date, status);
+    for (name, value) in fields {
+        write_field(out, name, value);
+    }
+    if !bodiless {
+        out.extend_from_slice(b"Content-Length: ");
+        push_decimal(out, body.len() as u64);
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(connection) = connection {
+        write_field(out, "Connection", connection);
+    }
+    out.extend_from_slice(b"\r\n");
+    if !bodiless && !head_only {
+        out.extend_from_slice(body);
+    }
 }
 
 /// JSON error body `{"error":"<code>","message":"<message>"}` (properly JSON-escaped by hand, no serde), appended to `out`.
@@ -437,6 +473,45 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             format!("HTTP/1.1 200 OK\r\nDate: {DATE}\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\r\n")
+        );
+    }
+
+    #[test]
+    fn answers_with_the_callers_fields_in_order() {
+        let d = date();
+        let cases: [(u16, Option<&str>, bool, String); 4] = [
+            (200, None, false, format!("HTTP/1.1 200 OK\r\nDate: {DATE}\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nhi")),
+            (404, Some("close"), true, format!("HTTP/1.1 404 Not Found\r\nDate: {DATE}\r\nX-A: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n")),
+            (204, Some("keep-alive"), false, format!("HTTP/1.1 204 No Content\r\nDate: {DATE}\r\nX-A: 1\r\nConnection: keep-alive\r\n\r\n")),
+            (304, None, false, format!("HTTP/1.1 304 Not Modified\r\nDate: {DATE}\r\nX-A: 1\r\n\r\n")),
+        ];
+        for (status, connection, head_only, want) in cases {
+            let mut out = Vec::new();
+            write_answer(
+                &mut out,
+                &d,
+                status,
+                &[("X-A", "1")],
+                b"hi",
+                connection,
+                head_only,
+            );
+            assert_eq!(String::from_utf8(out).unwrap(), want, "{status}");
+        }
+    }
+
+    #[test]
+    fn head_with_the_callers_fields_in_order() {
+        let mut out = Vec::new();
+        write_head(
+            &mut out,
+            &date(),
+            204,
+            &[("X-Powered-By", "Express"), ("Content-Length", "0")],
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("HTTP/1.1 204 No Content\r\nDate: {DATE}\r\nX-Powered-By: Express\r\nContent-Length: 0\r\n\r\n")
         );
     }
 

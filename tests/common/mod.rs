@@ -707,3 +707,86 @@ impl Drop for NodeScript {
         let _ = self.child.wait();
     }
 }
+
+// ---- compatible APIs (pipely.rs, node_sse.rs) ------------------------------------------------------------------
+
+/// Where a test reaches a compatible API: a listener and the API's path prefix on it.
+#[derive(Clone, Copy, Debug)]
+pub struct Way {
+    pub addr: SocketAddr,
+    pub prefix: &'static str,
+}
+
+impl Way {
+    pub fn path(&self, path: &str) -> String {
+        format!("{}{path}", self.prefix)
+    }
+}
+
+/// Starts spout with a native listener and one bound to `api` (`--listen 127.0.0.1:0=<api>`), plus `extra`.
+pub fn start_compat(api: &str, extra: &[&str]) -> Server {
+    let bound = format!("127.0.0.1:0={api}");
+    let mut args = vec!["--listen", "127.0.0.1:0", "--listen", &bound];
+    args.extend_from_slice(extra);
+    start_server(&args)
+}
+
+/// Both ways to a compatible API on a server from `start_compat`: the root of its own listener, then `prefix` on
+/// the native listener.
+pub fn compat_ways(server: &Server, prefix: &'static str) -> [Way; 2] {
+    [
+        Way {
+            addr: server.addrs[1],
+            prefix: "",
+        },
+        Way {
+            addr: server.addrs[0],
+            prefix,
+        },
+    ]
+}
+
+/// A response head without its `Date` line (the only part that changes between runs), for byte comparisons.
+pub fn without_date(head: &str) -> String {
+    head.split_inclusive("\r\n")
+        .filter(|line| !line.starts_with("Date: "))
+        .collect()
+}
+
+/// JSON values equal as a JavaScript client sees them: numbers compare as float64 (`1.0` is `1`, and
+/// `12345678901234567000` is `12345678901234567890`), object keys in any order.
+pub fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_json(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Reads the next SSE block, up to and including its blank line, as sent; blocks that are only a `:` comment
+/// (heartbeats) are skipped.
+pub fn read_sse_block<R: BufRead>(reader: &mut R) -> String {
+    loop {
+        let mut block = String::new();
+        loop {
+            let mut line = String::new();
+            let n = reader.read_line(&mut line).expect("read an SSE block");
+            assert!(n > 0, "the stream ended; got {block:?}");
+            block.push_str(&line);
+            if line == "\n" {
+                break;
+            }
+        }
+        if !block.starts_with(':') {
+            return block;
+        }
+    }
+}
