@@ -5,14 +5,25 @@
 
 For each (scenario, target): the median of the runs, with min-max, and the ratio of the median to spout's and to
 the floor's. Only runs in which something subscribed count (a failed start is not a result).
+
+Rows: `spout-ws` is spout with WebSocket subscribers (its native `ws://.../sub/{channel}`), beside `spout` over SSE;
+its ×spout column is WebSocket against SSE on the same server. nchan, Pushpin, axum and the floor are driven over SSE
+only. `slow1k` compares the fast subscribers' latency with and without slow ones; `resume1k` checks that every
+client ends with exactly the published events (Pushpin, axum and the floor keep no history to resume from and are
+not run there).
 """
 import json
 import statistics
 import sys
 from collections import defaultdict
 
-TARGETS = ["spout", "spout2", "nchan", "pushpin", "axum", "floor", "floor8"]
-SCENARIOS = ["fanout1k-paced", "fanout10k-paced", "fanout1k-cap", "fanout10k-cap", "many10k", "idle19k"]
+TARGETS = ["spout", "spout-ws", "spout2", "nchan", "pushpin", "axum", "floor", "floor8"]
+SCENARIOS = ["fanout1k-paced", "fanout10k-paced", "fanout1k-cap", "fanout10k-cap", "many10k", "idle19k", "slow1k",
+             "resume1k"]
+SSE_ONLY = ["nchan", "pushpin", "axum", "floor", "floor8"]
+NO_RESUME = ["pushpin", "axum", "floor", "floor8"]
+TRANSPORT_NOTE = ("spout-ws: spout's WebSocket subscribers (×spout: against its SSE ones); "
+                  + ", ".join(SSE_ONLY) + ": SSE only.")
 
 
 def get(r, *path):
@@ -131,12 +142,81 @@ def idle_table(runs, scenario):
     return "\n".join(rows) if out else ""
 
 
+def ms(m, digits=1):
+    return fmt(m, 1 / 1000, digits)
+
+
+def slow_table(runs, scenario):
+    rows = [
+        "| target | runs | fast p50 / p99 without slow (ms) | with slow (ms) | ×p50 | ×p99 "
+        "| slow closed by the server / open | fast missing / dup / disconnects |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    out = []
+    for t in TARGETS:
+        rs = runs.get((scenario, t))
+        if not rs:
+            continue
+        x = [r["results"] for r in rs]
+        base = [med([get(v, "baseline", "latency_us", q) for v in x]) for q in ("p50", "p99")]
+        slow = [med([get(v, "with_slow", "latency_us", q) for v in x]) for q in ("p50", "p99")]
+        ratio50 = med([get(v, "latency_ratio", "p50") for v in x])
+        ratio99 = med([get(v, "latency_ratio", "p99") for v in x])
+        closed = med([get(v, "slow", "closed_by_server") for v in x])
+        still = med([get(v, "slow", "open_at_end") for v in x])
+        missing = sum(get(v, "loss", "missing") or 0 for v in x)
+        dup = sum(get(v, "loss", "duplicates") or 0 for v in x)
+        disc = sum(get(v, "disconnects") or 0 for v in x)
+        out.append(
+            f"| {t} | {len(rs)} | {ms(base[0])} / {ms(base[1])} | {ms(slow[0])} / {ms(slow[1])} "
+            f"| {fmt(ratio50)}× | {fmt(ratio99)}× | {fmt(closed, 1, 0)} / {fmt(still, 1, 0)} "
+            f"| {missing} / {dup} / {disc} |"
+        )
+    return "\n".join(rows + out) if out else ""
+
+
+def resume_table(runs, scenario):
+    rows = [
+        "| target | runs | clients exact | missing / dup / out of order / unexpected | resets | "
+        "drops / reconnected / failed | reconnect p50 / p99 (ms) | gave up / not connected at the end |",
+        "| --- | ---: | ---: | --- | ---: | --- | ---: | ---: |",
+    ]
+    out = []
+    for t in TARGETS:
+        rs = runs.get((scenario, t))
+        if not rs:
+            continue
+        x = [r["results"] for r in rs]
+        total = lambda *path: sum(get(v, *path) or 0 for v in x)
+        exact = f"{total('clients', 'exact'):,} of {total('clients', 'clients'):,}"
+        problems = " / ".join(
+            str(total("clients", k)) for k in ("missing", "duplicates", "out_of_order", "unexpected"))
+        conns = " / ".join(
+            str(total("connections", k)) for k in ("drops", "reconnected", "failed_reconnects"))
+        p50 = med([get(v, "reconnect_time_us", "p50") for v in x])
+        p99 = med([get(v, "reconnect_time_us", "p99") for v in x])
+        out.append(
+            f"| {t} | {len(rs)} | {exact} | {problems} | {total('clients', 'resets')} | {conns} "
+            f"| {ms(p50)} / {ms(p99)} | {total('clients', 'gave_up')} / {total('clients', 'not_connected_at_end')} |"
+        )
+    if not out:
+        return ""
+    return "\n".join(rows + out) + "\n\nNot run (no history to resume from): " + ", ".join(NO_RESUME) + "."
+
+
 def main():
     runs = load(sys.argv[1] if len(sys.argv) > 1 else "loadtest/results/compare.jsonl")
     for s in SCENARIOS:
-        table = idle_table(runs, s) if s.startswith("idle") else delivery_table(runs, s)
+        if s.startswith("idle"):
+            table = idle_table(runs, s)
+        elif s.startswith("slow"):
+            table = slow_table(runs, s)
+        elif s.startswith("resume"):
+            table = resume_table(runs, s)
+        else:
+            table = delivery_table(runs, s)
         if table:
-            print(f"### {s}\n\n{table}\n")
+            print(f"### {s}\n\n{table}\n\n{TRANSPORT_NOTE}\n")
 
 
 if __name__ == "__main__":

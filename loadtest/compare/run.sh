@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The side-by-side comparison: spout against nchan, Pushpin, a tokio + axum SSE server and the physical-limit
-# floor, with the same spout-load scenarios and sizes. One command on a fresh Debian machine:
+# floor, with the same spout-load scenarios and sizes, and spout's WebSocket subscribers (target spout-ws) beside
+# its SSE ones. One command on a fresh Debian machine:
 #
 #   loadtest/compare/run.sh                      # everything, 3 runs each, results in loadtest/results/compare.jsonl
 #   loadtest/compare/run.sh --runs 1 --targets "spout nchan" --scenarios "fanout1k-paced idle19k"
@@ -11,17 +12,18 @@
 # docs/BENCHMARKS.md.
 #
 # Every server is started fresh for each run, pinned to core 0 (one worker/process each), the tool pinned to
-# core 1; "spout2" is spout unpinned with 2 workers (the tool then shares the cores with it). Every run is bounded
-# (spout-load's own --duration/--drain/--stall, and `timeout` around it); every server started here is stopped on
-# exit (trap), by its process group.
+# core 1; "spout2" is spout unpinned with 2 workers (the tool then shares the cores with it); "spout-ws" is spout
+# exactly as "spout", with subscribers on its native WebSocket (`--transport ws`, same URLs): the other servers are
+# driven over SSE only. Every run is bounded (spout-load's own --duration/--drain/--stall, and `timeout` around
+# it); every server started here is stopped on exit (trap), by its process group.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$ROOT/loadtest/compare
 RESULTS=$ROOT/loadtest/results/compare.jsonl
 RUNS=3
-TARGETS="spout nchan pushpin axum floor floor8 spout2"
-SCENARIOS="fanout1k-paced fanout10k-paced fanout1k-cap fanout10k-cap many10k idle19k"
+TARGETS="spout spout-ws nchan pushpin axum floor floor8 spout2"
+SCENARIOS="fanout1k-paced fanout10k-paced fanout1k-cap fanout10k-cap many10k idle19k slow1k resume1k"
 INSTALL=1
 BUILD=1
 while [ $# -gt 0 ]; do
@@ -32,7 +34,7 @@ while [ $# -gt 0 ]; do
         --scenarios) SCENARIOS=$2; shift 2 ;;
         --no-install) INSTALL=0; shift ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n 2,17p "$0"; exit 0 ;;
+        -h|--help) sed -n 2,18p "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -119,13 +121,14 @@ tree_pids() {
     echo $pids | tr ' ' ','
 }
 
-# Starts one target fresh. Sets SUB_URL, PUB_URL, BODY, SIZE, PIDS, PIN (CPU of the server or empty).
+# Starts one target fresh. Sets SUB_URL, PUB_URL, BODY, SIZE, PIDS, PIN (CPU of the server or empty), TRANSPORT.
 start_target() {
     local name=$1
-    SUB_URL=""; PUB_URL=""; BODY='seq={seq} ts={ts} {pad}'; SIZE=100; PIN=0
+    SUB_URL=""; PUB_URL=""; BODY='seq={seq} ts={ts} {pad}'; SIZE=100; PIN=0; TRANSPORT=sse
     local port
     case "$name" in
-        spout)
+        spout|spout-ws)
+            [ "$name" = spout-ws ] && TRANSPORT=ws
             port=8080
             setsid taskset -c 0 "$SPOUT" --listen "127.0.0.1:$port" --workers 1 --log-level warn \
                 >"$TMP/spout.log" 2>&1 &
@@ -178,7 +181,10 @@ start_target() {
 
 # Scenario presets: the same arguments for every target. Paced rates are about what nchan sustains on one core
 # (the issue's 65 events/s to 1,000 and 5.7 events/s to 10,000); capacity runs are closed loop with 8 publisher
-# connections and a window of 32 events in flight.
+# connections and a window of 32 events in flight. slow1k: 200 of 1,000 subscribers stop reading; the figure is
+# the other 800's latency with them against without them (at 100-byte events, 6 s do not fill any server's queue
+# cap: it measures the slow subscribers' presence, not their eviction). resume1k: 1,000 clients on 4 channels drop
+# 3 times each and come back 200 ms later with Last-Event-ID (about 10 events of their channel missed each time).
 scenario_args() {
     case "$1" in
         fanout1k-paced) echo "fanout -n 1000 --rate 65 --duration 6s --drain 3s" ;;
@@ -187,17 +193,22 @@ scenario_args() {
         fanout10k-cap) echo "fanout -n 10000 --publishers 8 --duration 6s --drain 5s" ;;
         many10k) echo "many-channels -n 10000 --rate 2000 --publishers 8 --duration 6s --drain 3s" ;;
         idle19k) echo "idle -n 19000 --hold 5s --processes 2 --source-addrs 4" ;;
+        slow1k) echo "slow -n 1000 --slow-share 0.2 --rate 65 --duration 6s --drain 3s" ;;
+        resume1k) echo "resume -n 1000 --channels 4 --rate 200 --duration 6s --drain 5s" ;;
         *) return 1 ;;
     esac
 }
 
 # Which scenarios make sense for a target: the floor has no idle cost of its own worth comparing (it keeps no
-# per-connection state but the socket), batching 8 frames needs a busy channel, spout2 is for capacity.
+# per-connection state but the socket), batching 8 frames needs a busy channel, spout2 is for capacity. Only spout
+# and nchan keep a history to resume from: Pushpin (no history in this setup), the axum baseline (a broadcast
+# channel) and the floor (no ids) are not run in resume1k, and the report says so.
 applies() {
     local target=$1 scenario=$2
     case "$target:$scenario" in
-        floor:idle19k|floor8:idle19k|floor8:many10k) return 1 ;;
-        spout2:*-paced|spout2:many10k|spout2:idle19k) return 1 ;;
+        floor:idle19k|floor8:idle19k|floor8:many10k|floor8:slow1k) return 1 ;;
+        spout2:*-paced|spout2:many10k|spout2:idle19k|spout2:slow1k|spout2:resume1k) return 1 ;;
+        pushpin:resume1k|axum:resume1k|floor:resume1k|floor8:resume1k) return 1 ;;
     esac
     return 0
 }
@@ -236,7 +247,7 @@ for scenario in $SCENARIOS; do
             [ "$target" = spout2 ] && tool=()
             # shellcheck disable=SC2086
             if ! timeout 120 "${tool[@]}" "$LOAD" -q --target-name "$target" --tag "$scenario" \
-                --sub-url "$SUB_URL" --pub-url "$PUB_URL" --body "$BODY" --size "$SIZE" \
+                --sub-url "$SUB_URL" --pub-url "$PUB_URL" --body "$BODY" --size "$SIZE" --transport "$TRANSPORT" \
                 --server-pid "$PIDS" "${pin_args[@]}" --json "$RESULTS" $args; then
                 log "$target / $scenario: run failed (see above); going on"
                 stop_servers

@@ -1,25 +1,33 @@
 //! The client event loop: subscribers and publishers as non-blocking sockets in one `mio::Poll` (edge-triggered,
 //! read and write until `WouldBlock`), kept in a `Slab` whose key is the token.
 //!
-//! What this file owns: connecting (bind to a source address, then connect, ramped and with a cap on connects in
-//! flight), the subscribe request and response head, streaming receipt (chunked framing → SSE → sequence number and
-//! timestamp → latency histogram and per-subscriber accounting), and keep-alive publishing (one request in flight
-//! per publisher connection).
+//! What this file owns: connecting subscribers (bind to a source address, then connect, ramped and with a cap on
+//! connects in flight), the subscribe request (SSE, or a WebSocket handshake with a random key) and its response
+//! head, handing streamed bytes to the subscriber's `Wire` (`receive.rs`), and the three roles a subscriber can
+//! play:
+//! - `Measure` reads and accounts every event (fanout, many-channels, idle, connect-storm, and the fast
+//!   subscribers of `slow`);
+//! - `Slow` reads its response head and then nothing, so its receive buffer and the server's queue for it fill;
+//!   at the end `probe_slow` reads what is left to learn whether the server closed it;
+//! - `Resume` keeps an exact `Ledger`, drops its connection at planned moments and reconnects with
+//!   `Last-Event-ID` (and after any loss the server causes), with a bounded number of reconnects.
 //!
-//! What it must not do: decide a scenario. Scenarios (`scenario.rs`) call `connect_subscribers`, `publish`,
-//! `hold` and read the counters; this file never prints except through the progress callback.
+//! Publishing (keep-alive publisher connections) is in `publish.rs`, which extends `Engine`.
+//!
+//! What it must not do: decide a scenario. The scenarios call `connect_subscribers`, `publish`, `hold`,
+//! `start_drops`, `probe_slow` and read the counters; this file never prints except through the progress
+//! callback, and never removes a connection while `turn` still walks the events of the same poll (drops and
+//! reconnect retries run after the events, in `maintain`).
 //!
 //! Invariants: no allocation per received event (one clock read per socket read, not per event); a subscriber's
-//! events are accounted in arrival order. A sequence number below the highest seen so far is a duplicate unless
-//! it is one of the 64 below the highest and not yet seen: then it is a late arrival, not a duplicate. With
-//! several publisher connections the server may order concurrent publishes differently from the order in which
-//! the tool numbered them; that is not loss and must not be reported as duplicates.
+//! events are accounted in arrival order; a subscriber is accounted in exactly one book for the whole run (a
+//! resuming client's `Ledger` moves with it from connection to connection).
 
-use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use clap::ValueEnum;
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -27,13 +35,21 @@ use serde::{Deserialize, Serialize};
 use slab::Slab;
 use socket2::{Domain, Socket, Type};
 
-use crate::stream::{parse_response_head, ChunkDecoder, EventSink, SseParser};
+use crate::ledger::{Ledger, SeqSet, Tally};
+use crate::publish::Publisher;
+use crate::receive::{next_random, Account, Book, Receipt, Wire};
+use crate::stream::parse_response_head;
 use crate::target::{BodyTemplate, UrlTemplate};
+use crate::ws;
 
 /// Bytes read per `read` call; shared by every connection of the loop.
 const READ_BUF: usize = 256 * 1024;
 /// Latency histogram range: 1 ns to 100 s, 3 significant digits.
 const HIST_MAX_NS: u64 = 100_000_000_000;
+/// How often drops, reconnect retries and reconnect timeouts are looked at while clients resume.
+const MAINTAIN_EVERY: Duration = Duration::from_millis(10);
+/// A reconnect that could not start (no socket, refused, timed out) is tried again after this long.
+const RETRY_AFTER: Duration = Duration::from_millis(100);
 
 pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("static histogram bounds are valid")
@@ -45,12 +61,22 @@ pub fn unix_nanos() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// How subscribers receive: an SSE stream, or a WebSocket (RFC 6455) with one JSON text message per event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Sse,
+    Ws,
+}
+
 /// Everything the engine needs to know about the target.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     pub sub_url: UrlTemplate,
     pub pub_url: Option<UrlTemplate>,
     pub template: BodyTemplate,
+    pub transport: Transport,
     /// Extra request header lines (`Name: value`) for subscribe requests.
     pub sub_headers: Vec<String>,
     /// Source addresses to spread subscriber sockets over; empty: let the kernel pick.
@@ -62,6 +88,20 @@ pub struct EngineConfig {
     pub connect_timeout: Duration,
 }
 
+/// What the subscribers of one `connect_subscribers` call do once subscribed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read and account every event.
+    Measure,
+    /// Read the response head, then nothing. `rcvbuf`: the socket's receive buffer in bytes (0: the kernel's
+    /// default and autotuning), so that the backlog reaches the server's queue soon.
+    Slow { rcvbuf: usize },
+    /// Keep an exact ledger of sequence numbers below `limit`; drop (see `DropPlan`) and reconnect with
+    /// `Last-Event-ID`, at most `max_reconnects` times (planned drops, losses and failed attempts together).
+    Resume { limit: u64, max_reconnects: u32 },
+}
+
 /// Why a subscriber did not get to streaming.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ConnectFailures {
@@ -69,11 +109,11 @@ pub struct ConnectFailures {
     pub connect_error: u64,
     /// No response head within `--connect-timeout`.
     pub timeout: u64,
-    /// A response other than 200.
+    /// A response other than 200 (SSE) or 101 (WebSocket).
     pub bad_status: u64,
     /// Closed or reset before the response head.
     pub closed: u64,
-    /// A response head that does not parse.
+    /// A response head that does not parse, or a 101 without the right `Sec-WebSocket-Accept`.
     pub malformed: u64,
 }
 
@@ -91,24 +131,16 @@ impl ConnectFailures {
     }
 }
 
-/// Receipt bookkeeping of one subscriber.
-#[derive(Clone, Copy, Debug, Default)]
-struct Account {
-    /// One above the highest sequence number received.
-    next: u64,
-    /// Distinct events received (in order).
-    unique: u64,
-    duplicates: u64,
-    /// Sequence numbers skipped over (a later one arrived first); `missing` at the end is computed from `unique`.
-    gaps: u64,
-    /// Bit i set: sequence number `next - 1 - i` was received (late arrivals within 64 are not duplicates).
-    recent: u64,
-    /// Fields of the event being parsed.
-    seq: Option<u64>,
-    ts: Option<u64>,
+#[derive(Clone, Copy, Debug)]
+enum Failure {
+    ConnectError,
+    Timeout,
+    BadStatus,
+    Closed,
+    Malformed,
 }
 
-/// Per-subscriber result sent to the parent: channel index, distinct events, duplicates, gaps, still connected.
+/// Per-subscriber result of a `Measure` subscriber: channel, distinct events, duplicates, gaps, still connected.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SubResult {
     pub channel: u32,
@@ -118,15 +150,105 @@ pub struct SubResult {
     pub connected: bool,
 }
 
+/// What happened to the `Slow` subscribers.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SlowCounts {
+    /// Closed or reset by the server while they read nothing (seen without reading: a reset, or a FIN that
+    /// reached the socket).
+    pub closed_while_stalled: u64,
+    /// Found closed by `probe_slow`: reading what was left ended in end-of-stream or a reset.
+    pub closed_in_probe: u64,
+    /// Still open when `probe_slow` ended: the server kept them.
+    pub open_at_end: u64,
+    /// Bytes `probe_slow` read (the backlog the kernel and the server still held for them).
+    pub probe_bytes: u64,
+}
+
+impl SlowCounts {
+    pub fn add(&mut self, o: &SlowCounts) {
+        self.closed_while_stalled += o.closed_while_stalled;
+        self.closed_in_probe += o.closed_in_probe;
+        self.open_at_end += o.open_at_end;
+        self.probe_bytes += o.probe_bytes;
+    }
+}
+
+/// Connection events of resuming clients, over all of them.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ResumeCounts {
+    /// Connections the tool dropped on purpose.
+    pub drops: u64,
+    /// Connections the server closed (or that broke) while streaming.
+    pub lost: u64,
+    /// Reconnects that got their response head.
+    pub reconnected: u64,
+    /// Reconnect attempts that failed (and were tried again).
+    pub failed_reconnects: u64,
+    /// Clients that used up their reconnects and stayed disconnected.
+    pub gave_up: u64,
+}
+
+impl ResumeCounts {
+    pub fn add(&mut self, o: &ResumeCounts) {
+        self.drops += o.drops;
+        self.lost += o.lost;
+        self.reconnected += o.reconnected;
+        self.failed_reconnects += o.failed_reconnects;
+        self.gave_up += o.gave_up;
+    }
+}
+
+/// One resuming client at the end: how it compares with what was published on its channel.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClientResult {
+    pub channel: u32,
+    #[serde(flatten)]
+    pub tally: Tally,
+    pub drops: u32,
+    pub reconnects: u32,
+    pub gave_up: bool,
+    /// Streaming when the run ended (not between a drop and its reconnect).
+    pub connected_at_end: bool,
+}
+
+/// When resuming clients drop their connections.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct DropPlan {
+    /// Drops per client, at moments drawn uniformly over `within`.
+    pub drops: u32,
+    #[serde(with = "millis")]
+    pub within: Duration,
+    /// A client waits this long before it reconnects, so that it misses events the server must replay.
+    #[serde(with = "millis")]
+    pub reconnect_delay: Duration,
+    pub seed: u64,
+}
+
+mod millis {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let ms: u64 = serde::Deserialize::deserialize(d)?;
+        Ok(Duration::from_millis(ms))
+    }
+}
+
 /// Counters of the engine, readable at any time.
 #[derive(Clone, Debug, Default)]
 pub struct Counters {
+    /// First subscribes that got their response head (reconnects are in `resume`).
     pub subscribed: u64,
     pub failures: ConnectFailures,
-    /// Subscribers that were streaming and then lost their connection.
+    /// `Measure` subscribers that were streaming and then lost their connection.
     pub disconnects: u64,
     /// Events with a sequence number received by subscribers (duplicates included).
     pub delivered: u64,
+    /// Events received for the first time by their subscriber: what the publisher's drain waits for.
+    pub distinct: u64,
     /// Events whose data had no sequence number (not ours, or an unexpected format).
     pub foreign_events: u64,
     /// Publish requests answered 2xx / otherwise / connection failures.
@@ -135,91 +257,167 @@ pub struct Counters {
     pub publish_errors: u64,
     pub first_delivery: Option<Instant>,
     pub last_delivery: Option<Instant>,
+    pub slow: SlowCounts,
+    pub resume: ResumeCounts,
+}
+
+impl Counters {
+    fn fail(&mut self, cause: Failure) {
+        let f = &mut self.failures;
+        match cause {
+            Failure::ConnectError => f.connect_error += 1,
+            Failure::Timeout => f.timeout += 1,
+            Failure::BadStatus => f.bad_status += 1,
+            Failure::Closed => f.closed += 1,
+            Failure::Malformed => f.malformed += 1,
+        }
+    }
 }
 
 enum SubPhase {
     Connecting,
-    /// Request bytes written so far.
-    Requesting(usize),
-    Head(Vec<u8>),
-    Streaming {
-        chunked: Option<ChunkDecoder>,
+    /// The request (built for this connection: it may carry a WebSocket key or a `Last-Event-ID`), bytes written.
+    Requesting {
+        request: Vec<u8>,
+        written: usize,
+        key: Option<ws::Key>,
+    },
+    Head {
+        buf: Vec<u8>,
+        key: Option<ws::Key>,
+    },
+    Streaming(Wire),
+    /// `Slow`: subscribed, reads nothing more.
+    Stalled,
+    /// `Slow`, in `probe_slow`: reading and discarding, to see whether the stream ends.
+    Probing {
+        last_bytes: Instant,
     },
 }
 
-struct Subscriber {
+impl SubPhase {
+    fn subscribed(&self) -> bool {
+        matches!(
+            self,
+            SubPhase::Streaming(_) | SubPhase::Stalled | SubPhase::Probing { .. }
+        )
+    }
+}
+
+/// A resuming client: its ledger and its connection history, which outlive each connection.
+pub(crate) struct Resumer {
+    ledger: Ledger,
+    /// Planned drop moments still ahead, latest first.
+    drops_ahead: Vec<Instant>,
+    drops: u32,
+    reconnects: u32,
+    max_reconnects: u32,
+    /// When the first attempt of the current reconnect started (after the reconnect delay): the reconnect time
+    /// runs from here, failed attempts included.
+    reconnect_from: Option<Instant>,
+    /// Subscribed at least once: a failure after that is a failed reconnect, not a failed subscribe.
+    streamed: bool,
+}
+
+impl Resumer {
+    fn result(
+        &self,
+        channel: u32,
+        acked: &[SeqSet],
+        gave_up: bool,
+        connected: bool,
+    ) -> ClientResult {
+        let empty = SeqSet::default();
+        ClientResult {
+            channel,
+            tally: self
+                .ledger
+                .tally(acked.get(channel as usize).unwrap_or(&empty)),
+            drops: self.drops,
+            reconnects: self.reconnects,
+            gave_up,
+            connected_at_end: connected,
+        }
+    }
+}
+
+/// What a subscriber accounts its events in.
+enum SubBook {
+    Measure(Account),
+    Slow,
+    Resume(Box<Resumer>),
+}
+
+pub(crate) struct Subscriber {
     stream: TcpStream,
     channel: u32,
     started: Instant,
     phase: SubPhase,
-    sse: SseParser,
-    account: Account,
+    book: SubBook,
 }
 
-enum PubPhase {
-    Connecting,
-    Idle,
-    /// Request bytes written so far.
-    Sending(usize),
-    Awaiting,
-    Closed,
+impl Subscriber {
+    fn result(&self, account: &Account, connected: bool) -> SubResult {
+        SubResult {
+            channel: self.channel,
+            unique: account.unique,
+            duplicates: account.duplicates,
+            gaps: account.gaps,
+            connected,
+        }
+    }
 }
 
-struct Publisher {
-    stream: TcpStream,
-    phase: PubPhase,
-    request: Vec<u8>,
-    response: Vec<u8>,
-    sent_at: Instant,
-    channel: u32,
-}
-
-enum Conn {
+pub(crate) enum Conn {
     Sub(Subscriber),
     Pub(Publisher),
 }
 
-/// What to publish and when to stop.
-#[derive(Clone, Debug)]
-pub struct PublishPlan {
-    pub channels: u32,
-    /// `None`: closed loop (as fast as responses and the window allow).
-    pub rate: Option<f64>,
-    pub events: u64,
-    pub duration: Duration,
-    pub publishers: usize,
-    /// Closed loop: events published but not yet delivered to all their subscribers, at most.
-    pub window: u64,
-    /// After the last publish, wait at most this long for deliveries to complete.
-    pub drain: Duration,
-    /// Stop when no delivery and no response for this long (a stuck server).
-    pub stall: Duration,
-}
-
 pub struct Engine {
-    cfg: EngineConfig,
+    pub(crate) cfg: EngineConfig,
     poll: Poll,
     events: Events,
-    conns: Slab<Conn>,
-    buf: Vec<u8>,
+    pub(crate) conns: Slab<Conn>,
+    pub(crate) buf: Vec<u8>,
     pub counters: Counters,
     pub latency: Histogram<u64>,
     pub connect_time: Histogram<u64>,
+    /// From losing a connection to the response head of the next one (resuming clients).
+    pub reconnect_time: Histogram<u64>,
     pub publish_rtt: Histogram<u64>,
-    /// Subscribers that ended (closed), kept for the final accounting.
+    /// `Measure` subscribers that ended (closed), kept for the final accounting.
     finished: Vec<SubResult>,
-    sub_requests: Vec<Vec<u8>>,
+    /// Resuming clients without a connection: waiting to retry (`Some(when)`) or given up (`None`).
+    parked: Vec<(Option<Instant>, u32, Box<Resumer>)>,
+    /// Per channel: the start of the subscribe request (all but the per-connection lines and the final CRLF).
+    sub_heads: Vec<Vec<u8>>,
     next_source: usize,
     /// Per channel: publish requests answered 2xx.
     pub published_per_channel: Vec<u64>,
+    /// Per channel: the sequence numbers of those publishes.
+    pub acked: Vec<SeqSet>,
     /// Per channel: next sequence number to send.
-    next_seq: Vec<u64>,
-    body: Vec<u8>,
-    rng: u64,
+    pub(crate) next_seq: Vec<u64>,
+    /// Per channel: a publish is in flight (for ordered publishing).
+    pub(crate) in_flight: Vec<bool>,
+    pub(crate) body: Vec<u8>,
+    pub(crate) rng: u64,
+    /// Unescaped WebSocket data (rare: only data with JSON escapes).
+    scratch: Vec<u8>,
+    /// Resuming clients exist: `maintain` runs their drops and retries.
+    resuming: bool,
+    /// Receive buffer of `Slow` subscribers' sockets (0: the kernel's default).
+    slow_rcvbuf: usize,
+    /// How long a resuming client waits before it reconnects (`DropPlan::reconnect_delay`).
+    reconnect_delay: Duration,
+    last_maintain: Instant,
 }
 
 impl Engine {
     pub fn new(cfg: EngineConfig, channels: u32) -> io::Result<Engine> {
+        // The seed only needs to differ between processes and runs (WebSocket keys and masks, drop moments).
+        let mut seed = [0u8; 8];
+        getrandom::getrandom(&mut seed).map_err(|e| io::Error::other(e.to_string()))?;
         Ok(Engine {
             cfg,
             poll: Poll::new()?,
@@ -229,43 +427,84 @@ impl Engine {
             counters: Counters::default(),
             latency: new_histogram(),
             connect_time: new_histogram(),
+            reconnect_time: new_histogram(),
             publish_rtt: new_histogram(),
             finished: Vec::new(),
-            sub_requests: Vec::new(),
+            parked: Vec::new(),
+            sub_heads: Vec::new(),
             next_source: 0,
             published_per_channel: vec![0; channels as usize],
+            acked: vec![SeqSet::default(); channels as usize],
             next_seq: vec![0; channels as usize],
+            in_flight: vec![false; channels as usize],
             body: Vec::new(),
-            rng: 0x2545_F491_4F6C_DD1D,
+            rng: u64::from_le_bytes(seed) | 1,
+            scratch: Vec::new(),
+            resuming: false,
+            slow_rcvbuf: 0,
+            reconnect_delay: Duration::ZERO,
+            last_maintain: Instant::now(),
         })
     }
 
-    /// The subscribe request for `channel` (built once per channel and cached: many-channels runs reuse them).
-    fn sub_request(&mut self, channel: u32) -> Vec<u8> {
+    /// The subscribe request for `channel` on this connection. The per-channel start is built once and cached
+    /// (many-channels runs reuse it); a WebSocket key and a `Last-Event-ID` are added per connection.
+    fn sub_request(
+        &mut self,
+        channel: u32,
+        key: Option<&ws::Key>,
+        last_id: Option<&[u8]>,
+    ) -> Vec<u8> {
         let i = channel as usize;
-        if self.sub_requests.len() <= i {
-            self.sub_requests.resize(i + 1, Vec::new());
+        if self.sub_heads.len() <= i {
+            self.sub_heads.resize(i + 1, Vec::new());
         }
-        if self.sub_requests[i].is_empty() {
-            let mut req = format!(
-                "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n",
+        if self.sub_heads[i].is_empty() {
+            let transport = match self.cfg.transport {
+                Transport::Sse => "Accept: text/event-stream\r\nCache-Control: no-cache\r\n",
+                Transport::Ws => {
+                    "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                }
+            };
+            let mut head = format!(
+                "GET {} HTTP/1.1\r\nHost: {}\r\n{transport}",
                 self.cfg.sub_url.path_for(&channel_name(channel)),
                 self.cfg.sub_url.host_header
             );
             for h in &self.cfg.sub_headers {
-                req.push_str(h);
-                req.push_str("\r\n");
+                head.push_str(h);
+                head.push_str("\r\n");
             }
-            req.push_str("\r\n");
-            self.sub_requests[i] = req.into_bytes();
+            self.sub_heads[i] = head.into_bytes();
         }
-        self.sub_requests[i].clone()
+        let mut req = self.sub_heads[i].clone();
+        if let Some(key) = key {
+            req.extend_from_slice(b"Sec-WebSocket-Key: ");
+            req.extend_from_slice(key);
+            req.extend_from_slice(b"\r\n");
+        }
+        if let Some(id) = last_id {
+            req.extend_from_slice(b"Last-Event-ID: ");
+            req.extend_from_slice(id);
+            req.extend_from_slice(b"\r\n");
+        }
+        req.extend_from_slice(b"\r\n");
+        req
     }
 
-    fn open_socket(&mut self, addr: SocketAddr, spread: bool) -> io::Result<TcpStream> {
+    pub(crate) fn open_socket(
+        &mut self,
+        addr: SocketAddr,
+        spread: bool,
+        rcvbuf: usize,
+    ) -> io::Result<TcpStream> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.set_nonblocking(true)?;
         socket.set_nodelay(true)?;
+        if rcvbuf > 0 {
+            // Before connect, so that the window the kernel announces is small from the start.
+            socket.set_recv_buffer_size(rcvbuf)?;
+        }
         if spread && !self.cfg.source_addrs.is_empty() {
             let src = self.cfg.source_addrs[self.next_source % self.cfg.source_addrs.len()];
             self.next_source += 1;
@@ -279,47 +518,53 @@ impl Engine {
         Ok(TcpStream::from_std(socket.into()))
     }
 
-    fn start_subscriber(&mut self, channel: u32) -> bool {
-        let mut stream = match self.open_socket(self.cfg.sub_url.addr, true) {
-            Ok(s) => s,
-            Err(_) => {
-                self.counters.failures.connect_error += 1;
-                return false;
-            }
-        };
-        let entry = self.conns.vacant_entry();
-        if self
-            .poll
+    pub(crate) fn register(&mut self, stream: &mut TcpStream, key: usize) -> io::Result<()> {
+        self.poll
             .registry()
-            .register(
-                &mut stream,
-                Token(entry.key()),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .is_err()
-        {
-            self.counters.failures.connect_error += 1;
-            return false;
+            .register(stream, Token(key), Interest::READABLE | Interest::WRITABLE)
+    }
+
+    pub(crate) fn deregister(&mut self, stream: &mut TcpStream) {
+        let _ = self.poll.registry().deregister(stream);
+    }
+
+    /// Starts connecting a subscriber that will account in `book`; gives the book back when no socket could be
+    /// opened.
+    fn start_subscriber(&mut self, channel: u32, book: SubBook) -> Result<(), SubBook> {
+        let rcvbuf = match book {
+            SubBook::Slow => self.slow_rcvbuf,
+            _ => 0,
+        };
+        let Ok(mut stream) = self.open_socket(self.cfg.sub_url.addr, true, rcvbuf) else {
+            return Err(book);
+        };
+        let key = self.conns.vacant_key();
+        if self.register(&mut stream, key).is_err() {
+            return Err(book);
         }
-        entry.insert(Conn::Sub(Subscriber {
+        self.conns.insert(Conn::Sub(Subscriber {
             stream,
             channel,
             started: Instant::now(),
             phase: SubPhase::Connecting,
-            sse: SseParser::default(),
-            account: Account::default(),
+            book,
         }));
-        true
+        Ok(())
     }
 
-    /// Opens one subscriber per entry of `plan` at `ramp` per second with at most `connect_concurrency` pending,
-    /// until all are streaming or have failed or `deadline` passes. `progress` is called about every 200 ms.
+    /// Opens one subscriber per entry of `plan` (its channel) playing `role`, at `ramp` per second with at most
+    /// `connect_concurrency` pending, until all are subscribed or have failed or `deadline` passes. `progress`
+    /// is called about every 200 ms.
     pub fn connect_subscribers(
         &mut self,
         plan: &[u32],
+        role: Role,
         deadline: Instant,
         mut progress: impl FnMut(&Counters, usize),
     ) {
+        if let Role::Slow { rcvbuf } = role {
+            self.slow_rcvbuf = rcvbuf;
+        }
         let start = Instant::now();
         let mut next = 0;
         let mut last_progress = Instant::now();
@@ -335,7 +580,25 @@ impl Engine {
                 && next < allowed
                 && pending < self.cfg.connect_concurrency as u64
             {
-                self.start_subscriber(plan[next]);
+                let book = match role {
+                    Role::Measure => SubBook::Measure(Account::default()),
+                    Role::Slow { .. } => SubBook::Slow,
+                    Role::Resume {
+                        limit,
+                        max_reconnects,
+                    } => SubBook::Resume(Box::new(Resumer {
+                        ledger: Ledger::new(limit),
+                        drops_ahead: Vec::new(),
+                        drops: 0,
+                        reconnects: 0,
+                        max_reconnects,
+                        reconnect_from: None,
+                        streamed: false,
+                    })),
+                };
+                if self.start_subscriber(plan[next], book).is_err() {
+                    self.counters.fail(Failure::ConnectError);
+                }
                 next += 1;
                 pending += 1;
             }
@@ -360,27 +623,43 @@ impl Engine {
             }
         }
         self.expire_connects();
+        self.resuming |= matches!(role, Role::Resume { .. });
         progress(&self.counters, next);
+    }
+
+    /// Subscribers per channel that are subscribed now (`Measure` and `Resume`: the ones that receive).
+    pub fn receivers_per_channel(&self, channels: u32) -> Vec<u64> {
+        let mut per = vec![0u64; channels as usize];
+        for (_, conn) in self.conns.iter() {
+            if let Conn::Sub(s) = conn {
+                if s.phase.subscribed() && !matches!(s.book, SubBook::Slow) {
+                    if let Some(n) = per.get_mut(s.channel as usize) {
+                        *n += 1;
+                    }
+                }
+            }
+        }
+        per
     }
 
     /// Fails subscribers still connecting after `connect_timeout`.
     fn expire_connects(&mut self) {
         let timeout = self.cfg.connect_timeout;
-        let mut expired = Vec::new();
-        for (key, conn) in self.conns.iter() {
-            if let Conn::Sub(s) = conn {
-                if !matches!(s.phase, SubPhase::Streaming { .. }) && s.started.elapsed() > timeout {
-                    expired.push(key);
-                }
-            }
-        }
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .filter_map(|(key, conn)| match conn {
+                Conn::Sub(s) if !s.phase.subscribed() && s.started.elapsed() > timeout => Some(key),
+                _ => None,
+            })
+            .collect();
         for key in expired {
-            self.counters.failures.timeout += 1;
-            self.remove(key, false);
+            self.connect_failed(key, Failure::Timeout);
         }
     }
 
-    /// Runs the loop for `duration` (subscribers keep receiving; idle holds and drains).
+    /// Runs the loop for `duration` (subscribers keep receiving; idle holds and drains). `tick` is called about
+    /// every 20 ms; returning false ends the hold.
     pub fn hold(&mut self, duration: Duration, mut tick: impl FnMut(&Counters) -> bool) {
         let end = Instant::now() + duration;
         let mut last = Instant::now();
@@ -396,191 +675,83 @@ impl Engine {
         }
     }
 
-    /// Opens `n` publisher connections (not spread over source addresses).
-    fn open_publishers(&mut self, n: usize) -> io::Result<()> {
-        let url = self
-            .cfg
-            .pub_url
-            .clone()
-            .ok_or_else(|| io::Error::other("no --pub-url"))?;
-        for _ in 0..n {
-            let mut stream = self.open_socket(url.addr, false)?;
-            let entry = self.conns.vacant_entry();
-            self.poll.registry().register(
-                &mut stream,
-                Token(entry.key()),
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
-            entry.insert(Conn::Pub(Publisher {
-                stream,
-                phase: PubPhase::Connecting,
-                request: Vec::new(),
-                response: Vec::new(),
-                sent_at: Instant::now(),
-                channel: 0,
-            }));
-        }
-        Ok(())
+    /// The latency recorded since the last call (or the start), and a fresh histogram for what follows.
+    pub fn take_latency(&mut self) -> Histogram<u64> {
+        std::mem::replace(&mut self.latency, new_histogram())
     }
 
-    fn pick_channel(&mut self, channels: u32) -> u32 {
-        if channels <= 1 {
-            return 0;
+    /// Gives every resuming client `plan.drops` drop moments, drawn uniformly over the next `plan.within`.
+    pub fn start_drops(&mut self, plan: &DropPlan) {
+        let now = Instant::now();
+        self.reconnect_delay = plan.reconnect_delay;
+        let mut rng = plan.seed | 1;
+        let within = plan.within.as_secs_f64();
+        for (_, conn) in self.conns.iter_mut() {
+            let Conn::Sub(Subscriber {
+                book: SubBook::Resume(r),
+                ..
+            }) = conn
+            else {
+                continue;
+            };
+            r.drops_ahead = (0..plan.drops)
+                .map(|_| {
+                    let unit = (next_random(&mut rng) >> 11) as f64 / (1u64 << 53) as f64;
+                    now + Duration::from_secs_f64(unit * within)
+                })
+                .collect();
+            r.drops_ahead.sort_unstable_by(|a, b| b.cmp(a));
         }
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        (self.rng % u64::from(channels)) as u32
     }
 
-    /// Publishes by `plan`. `subs_per_channel[c]` is how many subscribers (in all processes) receive channel `c`;
-    /// `external` returns deliveries counted elsewhere (child processes). Returns when the plan is done and
-    /// deliveries are complete, or drain/stall time is up.
-    pub fn publish(
-        &mut self,
-        plan: &PublishPlan,
-        subs_per_channel: &[u64],
-        external: &dyn Fn() -> u64,
-        mut progress: impl FnMut(&Counters, u64, u64),
-    ) -> io::Result<PublishOutcome> {
-        self.open_publishers(plan.publishers)?;
-        let start = Instant::now();
-        let mut sent: u64 = 0;
-        // Deliveries expected once the first k sent events are delivered everywhere (index k).
-        let mut cumulative: VecDeque<u64> = VecDeque::new();
-        cumulative.push_back(0);
-        let mut cumulative_base: u64 = 0; // index of cumulative[0]
-        let mut expected_total: u64 = 0;
-        let mut publishing_ended: Option<Instant> = None;
-        let mut last_activity = Instant::now();
-        let mut last_seen = (0u64, 0u64);
-        let mut last_progress = Instant::now();
-        let mut end_reason = "complete";
+    /// Reads the `Slow` subscribers until each ends (the server closed it) or has had nothing new for `quiet`,
+    /// for at most `max`. What is still open then is counted in `open_at_end`.
+    pub fn probe_slow(&mut self, max: Duration, quiet: Duration) {
+        let now = Instant::now();
+        let stalled: Vec<usize> = self
+            .conns
+            .iter_mut()
+            .filter_map(|(key, conn)| match conn {
+                Conn::Sub(s) if matches!(s.phase, SubPhase::Stalled) => {
+                    s.phase = SubPhase::Probing { last_bytes: now };
+                    Some(key)
+                }
+                _ => None,
+            })
+            .collect();
+        // Edge-triggered: what arrived while they stalled produces no new event, so read once by hand.
+        for key in stalled {
+            self.read_subscriber(key);
+        }
+        let end = now + max;
         loop {
             let now = Instant::now();
-            let delivered = self.counters.delivered + external();
-            let ok_and_failed = self.counters.published_ok
-                + self.counters.published_failed
-                + self.counters.publish_errors;
-            if (delivered, ok_and_failed) != last_seen {
-                last_seen = (delivered, ok_and_failed);
-                last_activity = now;
-            }
-            let time_up = now - start >= plan.duration;
-            if publishing_ended.is_none() && (sent >= plan.events || time_up) {
-                publishing_ended = Some(now);
-            }
-            if publishing_ended.is_none() {
-                let target = match plan.rate {
-                    Some(rate) => ((now - start).as_secs_f64() * rate) as u64 + 1,
-                    None => u64::MAX,
-                };
-                while sent < plan.events.min(target) {
-                    if plan.rate.is_none() && sent >= plan.window {
-                        // Event `sent - window` (0-based) must be delivered everywhere before event `sent` goes.
-                        let idx = sent - plan.window + 1;
-                        while cumulative_base < idx && cumulative.len() > 1 {
-                            cumulative.pop_front();
-                            cumulative_base += 1;
-                        }
-                        if delivered < cumulative.front().copied().unwrap_or(0) {
-                            break;
-                        }
-                    }
-                    let channel = self.pick_channel(plan.channels);
-                    if !self.send_publish(channel) {
-                        break;
-                    }
-                    sent += 1;
-                    expected_total += subs_per_channel.get(channel as usize).copied().unwrap_or(0);
-                    cumulative.push_back(expected_total);
-                }
-            }
-            if let Some(ended) = publishing_ended {
-                let answered = self.counters.published_ok
-                    + self.counters.published_failed
-                    + self.counters.publish_errors;
-                let expected: u64 = self
-                    .published_per_channel
-                    .iter()
-                    .zip(subs_per_channel)
-                    .map(|(p, s)| p * s)
-                    .sum();
-                if answered >= sent && delivered >= expected {
-                    break;
-                }
-                if now - ended >= plan.drain {
-                    end_reason = "drain timeout";
-                    break;
-                }
-            }
-            if now - last_activity >= plan.stall {
-                end_reason = "stalled";
+            let busy = self.conns.iter().any(|(_, c)| {
+                matches!(c, Conn::Sub(Subscriber { phase: SubPhase::Probing { last_bytes }, .. })
+                    if now.duration_since(*last_bytes) < quiet)
+            });
+            if !busy || now >= end {
                 break;
             }
-            if last_progress.elapsed() >= Duration::from_millis(500) {
-                progress(&self.counters, sent, delivered);
-                last_progress = Instant::now();
-            }
-            let timeout = match (publishing_ended, plan.rate) {
-                (None, Some(rate)) => Duration::from_secs_f64((1.0 / rate).min(0.02)),
-                (None, None) if external_is_remote(subs_per_channel, &self.counters) => {
-                    Duration::from_millis(1)
-                }
-                _ => Duration::from_millis(10),
-            };
-            self.turn(Some(timeout));
+            self.turn(Some(Duration::from_millis(10)));
         }
-        let elapsed = start.elapsed();
-        Ok(PublishOutcome {
-            sent,
-            publishing_time: publishing_ended.map_or(elapsed, |e| e - start),
-            elapsed,
-            end_reason,
-        })
-    }
-
-    /// Queues one publish on an idle publisher; false when none is idle.
-    fn send_publish(&mut self, channel: u32) -> bool {
-        let Some(url) = self.cfg.pub_url.as_ref() else {
-            return false;
-        };
-        let Some(key) = self
+        let open = self
             .conns
             .iter()
-            .find(|(_, c)| matches!(c, Conn::Pub(p) if matches!(p.phase, PubPhase::Idle)))
-            .map(|(k, _)| k)
-        else {
-            return false;
-        };
-        let name = channel_name(channel);
-        let seq = self.next_seq[channel as usize];
-        self.next_seq[channel as usize] += 1;
-        self.body.clear();
-        self.cfg
-            .template
-            .render(&mut self.body, seq, unix_nanos(), &name);
-        let head = format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
-            url.path_for(&name),
-            url.host_header,
-            self.body.len()
-        );
-        let Some(Conn::Pub(p)) = self.conns.get_mut(key) else {
-            return false;
-        };
-        p.request.clear();
-        p.request.extend_from_slice(head.as_bytes());
-        p.request.extend_from_slice(&self.body);
-        p.phase = PubPhase::Sending(0);
-        p.sent_at = Instant::now();
-        p.channel = channel;
-        self.write_publisher(key);
-        true
+            .filter(
+                |(_, c)| matches!(c, Conn::Sub(s) if matches!(s.phase, SubPhase::Probing { .. })),
+            )
+            .count();
+        self.counters.slow.open_at_end += open as u64;
     }
 
-    /// One poll and the handling of its events.
-    fn turn(&mut self, timeout: Option<Duration>) {
+    /// One poll and the handling of its events, then (when clients resume) their drops and retries.
+    pub(crate) fn turn(&mut self, timeout: Option<Duration>) {
+        let timeout = if self.resuming {
+            timeout.map(|t| t.min(MAINTAIN_EVERY))
+        } else {
+            timeout
+        };
         if let Err(e) = self.poll.poll(&mut self.events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
                 eprintln!("poll failed: {e}");
@@ -601,9 +772,7 @@ impl Engine {
             .collect();
         for (key, readable, writable, trouble) in ready {
             match self.conns.get(key) {
-                Some(Conn::Sub(_)) => {
-                    self.on_sub_event(key, readable || trouble, writable || trouble)
-                }
+                Some(Conn::Sub(_)) => self.on_sub_event(key, readable, writable, trouble),
                 Some(Conn::Pub(_)) => {
                     if writable || trouble {
                         self.write_publisher(key);
@@ -615,59 +784,104 @@ impl Engine {
                 None => {}
             }
         }
+        if self.resuming && self.last_maintain.elapsed() >= MAINTAIN_EVERY {
+            self.last_maintain = Instant::now();
+            self.maintain();
+        }
     }
 
-    fn on_sub_event(&mut self, key: usize, readable: bool, writable: bool) {
+    fn on_sub_event(&mut self, key: usize, readable: bool, writable: bool, trouble: bool) {
         let Some(Conn::Sub(s)) = self.conns.get_mut(key) else {
             return;
         };
-        if matches!(s.phase, SubPhase::Connecting) && writable {
-            match connected(&s.stream) {
-                Some(true) => s.phase = SubPhase::Requesting(0),
-                Some(false) => return,
-                None => {
-                    self.counters.failures.connect_error += 1;
-                    self.remove(key, false);
-                    return;
+        match &mut s.phase {
+            SubPhase::Stalled => {
+                // It reads nothing; only an error or the server's FIN tells that the server closed it.
+                if trouble {
+                    self.counters.slow.closed_while_stalled += 1;
+                    self.remove(key);
                 }
-            }
-        }
-        if let SubPhase::Requesting(done) = s.phase {
-            let channel = s.channel;
-            let req = self.sub_request(channel);
-            let Some(Conn::Sub(s)) = self.conns.get_mut(key) else {
                 return;
-            };
-            let mut done = done;
-            while done < req.len() {
-                match s.stream.write(&req[done..]) {
-                    Ok(n) => done += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        self.counters.failures.closed += 1;
-                        self.remove(key, false);
-                        return;
+            }
+            SubPhase::Connecting if writable || trouble => match connected(&s.stream) {
+                Some(true) => {
+                    let (channel, transport) = (s.channel, self.cfg.transport);
+                    let last_id = match &s.book {
+                        SubBook::Resume(r) => r.ledger.last_id().map(<[u8]>::to_vec),
+                        _ => None,
+                    };
+                    let key_bytes = (transport == Transport::Ws).then(|| {
+                        let mut random = [0u8; 16];
+                        random[..8].copy_from_slice(&next_random(&mut self.rng).to_le_bytes());
+                        random[8..].copy_from_slice(&next_random(&mut self.rng).to_le_bytes());
+                        ws::key_from(random)
+                    });
+                    let request = self.sub_request(channel, key_bytes.as_ref(), last_id.as_deref());
+                    if let Some(Conn::Sub(s)) = self.conns.get_mut(key) {
+                        s.phase = SubPhase::Requesting {
+                            request,
+                            written: 0,
+                            key: key_bytes,
+                        };
                     }
                 }
-            }
-            s.phase = if done == req.len() {
-                SubPhase::Head(Vec::new())
-            } else {
-                SubPhase::Requesting(done)
-            };
+                Some(false) => return,
+                None => {
+                    self.connect_failed(key, Failure::ConnectError);
+                    return;
+                }
+            },
+            _ => {}
         }
-        if readable
-            || matches!(self.conns.get(key), Some(Conn::Sub(s)) if matches!(s.phase, SubPhase::Head(_)))
-        {
-            self.read_subscriber(key);
+        let Some(Conn::Sub(s)) = self.conns.get_mut(key) else {
+            return;
+        };
+        match &mut s.phase {
+            SubPhase::Requesting {
+                request,
+                written,
+                key: ws_key,
+            } => {
+                while *written < request.len() {
+                    match s.stream.write(&request[*written..]) {
+                        Ok(n) => *written += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => {
+                            self.connect_failed(key, Failure::Closed);
+                            return;
+                        }
+                    }
+                }
+                s.phase = SubPhase::Head {
+                    buf: Vec::new(),
+                    key: *ws_key,
+                };
+                // The answer may already be there, and edge-triggered polling would not say so again.
+                self.read_subscriber(key);
+            }
+            SubPhase::Streaming(Wire::Ws(w)) if writable && !w.outbox.is_empty() => {
+                self.flush_outbox(key);
+                if readable || trouble {
+                    self.read_subscriber(key);
+                }
+            }
+            SubPhase::Head { .. } | SubPhase::Streaming(_) | SubPhase::Probing { .. }
+                if readable || trouble =>
+            {
+                self.read_subscriber(key)
+            }
+            _ => {}
         }
     }
 
     fn read_subscriber(&mut self, key: usize) {
         let mut buf = std::mem::take(&mut self.buf);
         while let Some(Conn::Sub(s)) = self.conns.get_mut(key) {
-            if !matches!(s.phase, SubPhase::Head(_) | SubPhase::Streaming { .. }) {
+            if !matches!(
+                s.phase,
+                SubPhase::Head { .. } | SubPhase::Streaming(_) | SubPhase::Probing { .. }
+            ) {
                 break;
             }
             match s.stream.read(&mut buf) {
@@ -687,16 +901,45 @@ impl Engine {
         self.buf = buf;
     }
 
+    /// The connection ended (end of stream, reset, or a stream that cannot be read on).
     fn sub_closed(&mut self, key: usize) {
         let Some(Conn::Sub(s)) = self.conns.get(key) else {
             return;
         };
-        if matches!(s.phase, SubPhase::Streaming { .. }) {
-            self.counters.disconnects += 1;
-            self.remove(key, true);
-        } else {
-            self.counters.failures.closed += 1;
-            self.remove(key, false);
+        match (&s.phase, &s.book) {
+            (SubPhase::Probing { .. }, _) => {
+                self.counters.slow.closed_in_probe += 1;
+                self.remove(key);
+            }
+            (SubPhase::Stalled, _) => {
+                self.counters.slow.closed_while_stalled += 1;
+                self.remove(key);
+            }
+            (SubPhase::Streaming(_), SubBook::Resume(_)) => {
+                self.counters.resume.lost += 1;
+                self.lose_resumer(key);
+            }
+            (SubPhase::Streaming(_), _) => {
+                self.counters.disconnects += 1;
+                self.remove(key);
+            }
+            _ => self.connect_failed(key, Failure::Closed),
+        }
+    }
+
+    /// A subscriber did not get to streaming. A resuming client that streamed before tries again later; any
+    /// other counts as a failed subscribe.
+    fn connect_failed(&mut self, key: usize, cause: Failure) {
+        let Some(Conn::Sub(mut s)) = self.conns.try_remove(key) else {
+            return;
+        };
+        self.deregister(&mut s.stream);
+        match s.book {
+            SubBook::Resume(r) if r.streamed => {
+                self.counters.resume.failed_reconnects += 1;
+                self.reconnect(s.channel, r, Some(Instant::now() + RETRY_AFTER));
+            }
+            _ => self.counters.fail(cause),
         }
     }
 
@@ -706,248 +949,294 @@ impl Engine {
         };
         let mut body = bytes;
         let owned_rest: Vec<u8>;
-        if let SubPhase::Head(head) = &mut s.phase {
-            head.extend_from_slice(bytes);
-            match parse_response_head(head) {
-                Ok(None) => return,
-                Ok(Some(h)) if h.status == 200 => {
-                    owned_rest = head[h.len..].to_vec();
-                    let micros = s.started.elapsed().as_nanos() as u64;
-                    self.connect_time.saturating_record(micros.max(1));
-                    self.counters.subscribed += 1;
-                    s.phase = SubPhase::Streaming {
-                        chunked: h.chunked.then(ChunkDecoder::default),
-                    };
-                    body = &owned_rest;
-                }
-                Ok(Some(_)) => {
-                    self.counters.failures.bad_status += 1;
-                    self.remove(key, false);
-                    return;
-                }
-                Err(_) => {
-                    self.counters.failures.malformed += 1;
-                    self.remove(key, false);
-                    return;
-                }
+        match &mut s.phase {
+            SubPhase::Probing { last_bytes } => {
+                *last_bytes = Instant::now();
+                self.counters.slow.probe_bytes += bytes.len() as u64;
+                return;
             }
+            SubPhase::Head { buf, key: ws_key } => {
+                buf.extend_from_slice(bytes);
+                let head = match parse_response_head(buf) {
+                    Ok(None) => return,
+                    Ok(Some(h)) => h,
+                    Err(_) => return self.connect_failed(key, Failure::Malformed),
+                };
+                let wire = match (self.cfg.transport, ws_key) {
+                    (Transport::Sse, _) if head.status == 200 => Wire::sse(head.chunked),
+                    (Transport::Ws, Some(k)) if head.status == 101 => {
+                        if head.ws_accept != Some(ws::expected_accept(k)) {
+                            return self.connect_failed(key, Failure::Malformed);
+                        }
+                        Wire::ws()
+                    }
+                    _ => return self.connect_failed(key, Failure::BadStatus),
+                };
+                owned_rest = buf.get(head.len..).unwrap_or_default().to_vec();
+                body = &owned_rest;
+                let elapsed = s.started.elapsed().as_nanos() as u64;
+                match &mut s.book {
+                    SubBook::Resume(r) if r.streamed => {
+                        let since = r
+                            .reconnect_from
+                            .take()
+                            .map_or(elapsed, |t| t.elapsed().as_nanos() as u64);
+                        self.reconnect_time.saturating_record(since.max(1));
+                        self.counters.resume.reconnected += 1;
+                    }
+                    book => {
+                        if let SubBook::Resume(r) = book {
+                            r.streamed = true;
+                        }
+                        self.connect_time.saturating_record(elapsed.max(1));
+                        self.counters.subscribed += 1;
+                    }
+                }
+                if matches!(s.book, SubBook::Slow) {
+                    // What came with the head is dropped: from here on it reads nothing.
+                    s.phase = SubPhase::Stalled;
+                    return;
+                }
+                s.phase = SubPhase::Streaming(wire);
+            }
+            _ => {}
         }
         if body.is_empty() {
             return;
         }
-        let SubPhase::Streaming { chunked } = &mut s.phase else {
+        let SubPhase::Streaming(wire) = &mut s.phase else {
             return;
         };
-        let mut sink = Receipt {
-            template: &self.cfg.template,
-            account: &mut s.account,
-            latency: &mut self.latency,
-            now_ns: unix_nanos(),
-            delivered: 0,
-            foreign: 0,
-        };
-        let sse = &mut s.sse;
-        let ok = match chunked {
-            Some(decoder) => decoder.feed(body, |data| sse.feed(data, &mut sink)).is_ok(),
-            None => {
-                sse.feed(body, &mut sink);
-                true
+        let now_ns = unix_nanos();
+        let (template, latency, scratch, rng) = (
+            &self.cfg.template,
+            &mut self.latency,
+            &mut self.scratch,
+            &mut self.rng,
+        );
+        let (fed, delivered, distinct, foreign) = match &mut s.book {
+            SubBook::Measure(account) => {
+                feed_book(wire, body, account, template, latency, now_ns, scratch, rng)
             }
+            SubBook::Resume(r) => feed_book(
+                wire,
+                body,
+                &mut r.ledger,
+                template,
+                latency,
+                now_ns,
+                scratch,
+                rng,
+            ),
+            SubBook::Slow => return,
         };
-        let (delivered, foreign) = (sink.delivered, sink.foreign);
+        let (outbox, closed) = match wire {
+            Wire::Ws(w) => (!w.outbox.is_empty(), w.closed.is_some()),
+            Wire::Sse { .. } => (false, false),
+        };
         self.counters.delivered += delivered;
+        self.counters.distinct += distinct;
         self.counters.foreign_events += foreign;
         if delivered > 0 {
             let now = Instant::now();
             self.counters.first_delivery.get_or_insert(now);
             self.counters.last_delivery = Some(now);
         }
-        if !ok {
-            self.counters.disconnects += 1;
-            self.remove(key, true);
+        if outbox {
+            self.flush_outbox(key);
+        }
+        if fed.is_err() || closed {
+            self.sub_closed(key);
         }
     }
 
-    fn write_publisher(&mut self, key: usize) {
-        let Some(Conn::Pub(p)) = self.conns.get_mut(key) else {
+    /// Writes a WebSocket subscriber's pending control frames (pongs, the close answer), as far as the socket
+    /// takes them.
+    fn flush_outbox(&mut self, key: usize) {
+        let Some(Conn::Sub(s)) = self.conns.get_mut(key) else {
             return;
         };
-        if matches!(p.phase, PubPhase::Connecting) {
-            match connected(&p.stream) {
-                Some(true) => p.phase = PubPhase::Idle,
-                Some(false) => return,
-                None => {
-                    self.counters.publish_errors += 1;
-                    p.phase = PubPhase::Closed;
-                    return;
-                }
-            }
-        }
-        let PubPhase::Sending(mut done) = p.phase else {
+        let SubPhase::Streaming(Wire::Ws(w)) = &mut s.phase else {
             return;
         };
-        while done < p.request.len() {
-            match p.stream.write(&p.request[done..]) {
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.publisher_failed(key);
-                    return;
-                }
-            }
-        }
-        p.phase = if done == p.request.len() {
-            p.response.clear();
-            PubPhase::Awaiting
-        } else {
-            PubPhase::Sending(done)
-        };
-    }
-
-    fn read_publisher(&mut self, key: usize) {
-        let mut buf = std::mem::take(&mut self.buf);
-        while let Some(Conn::Pub(p)) = self.conns.get_mut(key) {
-            if matches!(p.phase, PubPhase::Connecting | PubPhase::Closed) {
-                break;
-            }
-            match p.stream.read(&mut buf) {
-                Ok(0) => {
-                    self.publisher_failed(key);
-                    break;
-                }
+        while !w.outbox.is_empty() {
+            match s.stream.write(&w.outbox) {
+                Ok(0) => break,
                 Ok(n) => {
-                    if !matches!(p.phase, PubPhase::Awaiting) {
-                        continue;
-                    }
-                    p.response.extend_from_slice(&buf[..n]);
-                    match parse_response_head(&p.response) {
-                        Ok(None) => {}
-                        Ok(Some(h)) => {
-                            let body = p.response.len() - h.len;
-                            let complete = match (h.chunked, h.content_length) {
-                                (true, _) => p.response.ends_with(b"0\r\n\r\n"),
-                                (false, Some(len)) => body >= len,
-                                (false, None) => true,
-                            };
-                            if complete {
-                                let rtt = p.sent_at.elapsed().as_nanos() as u64;
-                                self.publish_rtt.saturating_record(rtt.max(1));
-                                if (200..300).contains(&h.status) {
-                                    self.counters.published_ok += 1;
-                                    if let Some(n) =
-                                        self.published_per_channel.get_mut(p.channel as usize)
-                                    {
-                                        *n += 1;
-                                    }
-                                } else {
-                                    self.counters.published_failed += 1;
-                                }
-                                p.phase = PubPhase::Idle;
-                            }
-                        }
-                        Err(_) => {
-                            self.publisher_failed(key);
-                            break;
-                        }
-                    }
+                    w.outbox.drain(..n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.publisher_failed(key);
-                    break;
+                // WouldBlock: the writable event writes the rest; an error shows up as a failed read.
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// A resuming client's connection is gone (dropped on purpose or lost): reconnect it after the reconnect
+    /// delay (at once without one).
+    fn lose_resumer(&mut self, key: usize) {
+        let Some(Conn::Sub(mut s)) = self.conns.try_remove(key) else {
+            return;
+        };
+        self.deregister(&mut s.stream);
+        // Dropping the stream closes the socket.
+        let SubBook::Resume(r) = s.book else {
+            return;
+        };
+        let at = (!self.reconnect_delay.is_zero()).then(|| Instant::now() + self.reconnect_delay);
+        self.reconnect(s.channel, r, at);
+    }
+
+    /// Starts the next connection of a resuming client now (`at: None`) or parks it until `at`. A client out of
+    /// reconnects is parked for good.
+    fn reconnect(&mut self, channel: u32, mut r: Box<Resumer>, at: Option<Instant>) {
+        if r.reconnects >= r.max_reconnects {
+            self.counters.resume.gave_up += 1;
+            self.parked.push((None, channel, r));
+            return;
+        }
+        if let Some(at) = at {
+            self.parked.push((Some(at), channel, r));
+            return;
+        }
+        r.reconnects += 1;
+        r.reconnect_from.get_or_insert_with(Instant::now);
+        if let Err(SubBook::Resume(r)) = self.start_subscriber(channel, SubBook::Resume(r)) {
+            self.counters.resume.failed_reconnects += 1;
+            self.parked
+                .push((Some(Instant::now() + RETRY_AFTER), channel, r));
+        }
+    }
+
+    /// Resuming clients: planned drops that are due, parked reconnects whose time has come, reconnects that
+    /// time out.
+    fn maintain(&mut self) {
+        let now = Instant::now();
+        let due: Vec<usize> = self
+            .conns
+            .iter()
+            .filter_map(|(key, conn)| match conn {
+                Conn::Sub(Subscriber {
+                    phase: SubPhase::Streaming(_),
+                    book: SubBook::Resume(r),
+                    ..
+                }) if r.drops_ahead.last().is_some_and(|t| *t <= now)
+                    // It must have an id to resume from; until then the drop waits.
+                    && r.ledger.last_id().is_some() =>
+                {
+                    Some(key)
                 }
+                _ => None,
+            })
+            .collect();
+        for key in due {
+            if let Some(Conn::Sub(Subscriber {
+                book: SubBook::Resume(r),
+                ..
+            })) = self.conns.get_mut(key)
+            {
+                r.drops_ahead.pop();
+                r.drops += 1;
             }
+            self.counters.resume.drops += 1;
+            self.lose_resumer(key);
         }
-        self.buf = buf;
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|(at, _, _)| at.is_some_and(|t| t <= now));
+        self.parked = waiting;
+        for (_, channel, r) in ready {
+            self.reconnect(channel, r, None);
+        }
+        self.expire_connects();
     }
 
-    /// A publisher connection broke: count the request in flight as an error and open a replacement.
-    fn publisher_failed(&mut self, key: usize) {
-        if let Some(Conn::Pub(p)) = self.conns.get_mut(key) {
-            if matches!(p.phase, PubPhase::Sending(_) | PubPhase::Awaiting) {
-                self.counters.publish_errors += 1;
-            }
-            p.phase = PubPhase::Closed;
-        }
-        if let Some(Conn::Pub(mut p)) = self.conns.try_remove(key) {
-            let _ = self.poll.registry().deregister(&mut p.stream);
-        }
-        if self.open_publishers(1).is_err() {
-            self.counters.publish_errors += 1;
-        }
-    }
-
-    fn remove(&mut self, key: usize, was_streaming: bool) {
-        if let Some(conn) = self.conns.try_remove(key) {
-            match conn {
-                Conn::Sub(mut s) => {
-                    let _ = self.poll.registry().deregister(&mut s.stream);
-                    if was_streaming {
-                        self.finished.push(s.result(false));
+    /// Removes a subscriber, keeping what the final accounting needs.
+    pub(crate) fn remove(&mut self, key: usize) {
+        let Some(conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        match conn {
+            Conn::Sub(mut s) => {
+                self.deregister(&mut s.stream);
+                // A resuming client is removed only at the end (`close_all`), after its result was taken.
+                if let SubBook::Measure(account) = &s.book {
+                    if s.phase.subscribed() {
+                        let r = s.result(account, false);
+                        self.finished.push(r);
                     }
                 }
-                Conn::Pub(mut p) => {
-                    let _ = self.poll.registry().deregister(&mut p.stream);
-                }
             }
+            Conn::Pub(mut p) => self.deregister(&mut p.stream),
         }
     }
 
-    /// Per-subscriber results: every subscriber that streamed, still connected or not.
+    /// Per-subscriber results of the `Measure` subscribers that streamed, still connected or not.
     pub fn sub_results(&self) -> Vec<SubResult> {
         let mut out = self.finished.clone();
         out.extend(self.conns.iter().filter_map(|(_, c)| match c {
-            Conn::Sub(s) if matches!(s.phase, SubPhase::Streaming { .. }) => Some(s.result(true)),
+            Conn::Sub(s) if s.phase.subscribed() => match &s.book {
+                SubBook::Measure(account) => Some(s.result(account, true)),
+                _ => None,
+            },
             _ => None,
         }));
         out
     }
 
-    /// Closes every connection (end of run).
+    /// Every resuming client that subscribed, compared with `acked` (per channel, the acknowledged publishes).
+    pub fn client_results(&self, acked: &[SeqSet]) -> Vec<ClientResult> {
+        let live = self.conns.iter().filter_map(|(_, c)| match c {
+            Conn::Sub(Subscriber {
+                book: SubBook::Resume(r),
+                channel,
+                phase,
+                ..
+            }) if r.streamed => Some(r.result(*channel, acked, false, phase.subscribed())),
+            _ => None,
+        });
+        let parked = self
+            .parked
+            .iter()
+            .map(|(at, channel, r)| r.result(*channel, acked, at.is_none(), false));
+        live.chain(parked).collect()
+    }
+
+    /// Closes every connection (end of run). WebSocket subscribers send a masked close frame (1000) first.
     pub fn close_all(&mut self) {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            if let Some(Conn::Sub(s)) = self.conns.get(key) {
-                if matches!(s.phase, SubPhase::Streaming { .. }) {
-                    let r = s.result(true);
-                    self.finished.push(r);
+            if let Some(Conn::Sub(s)) = self.conns.get_mut(key) {
+                if let SubPhase::Streaming(Wire::Ws(w)) = &mut s.phase {
+                    let [a, b, c, d, ..] = next_random(&mut self.rng).to_le_bytes();
+                    ws::push_close(&mut w.outbox, 1000, [a, b, c, d]);
+                    self.flush_outbox(key);
                 }
             }
-            self.remove(key, false);
+            self.remove(key);
         }
     }
 }
 
-/// In multi-process runs the parent has no subscribers of its own, and child progress arrives every ~20 ms, so
-/// the closed loop polls more often to notice it.
-fn external_is_remote(subs_per_channel: &[u64], counters: &Counters) -> bool {
-    counters.subscribed == 0 && subs_per_channel.iter().any(|&n| n > 0)
-}
-
-#[derive(Clone, Debug)]
-pub struct PublishOutcome {
-    pub sent: u64,
-    pub publishing_time: Duration,
-    pub elapsed: Duration,
-    pub end_reason: &'static str,
-}
-
-impl Subscriber {
-    fn result(&self, connected: bool) -> SubResult {
-        SubResult {
-            channel: self.channel,
-            unique: self.account.unique,
-            duplicates: self.account.duplicates,
-            gaps: self.account.gaps,
-            connected,
-        }
-    }
+/// Feeds `bytes` to `wire`, accounting in `book`: (fed without error, delivered, distinct, foreign).
+#[allow(clippy::too_many_arguments)]
+fn feed_book<B: Book>(
+    wire: &mut Wire,
+    bytes: &[u8],
+    book: &mut B,
+    template: &BodyTemplate,
+    latency: &mut Histogram<u64>,
+    now_ns: u64,
+    scratch: &mut Vec<u8>,
+    rng: &mut u64,
+) -> (Result<(), ()>, u64, u64, u64) {
+    let mut receipt = Receipt::new(template, book, latency, now_ns);
+    let fed = wire.feed(bytes, &mut receipt, scratch, rng);
+    (fed, receipt.delivered, receipt.distinct, receipt.foreign)
 }
 
 /// `Some(true)` once a non-blocking connect has completed, `Some(false)` while pending, `None` when it failed.
-fn connected(stream: &TcpStream) -> Option<bool> {
+pub(crate) fn connected(stream: &TcpStream) -> Option<bool> {
     match stream.take_error() {
         Ok(Some(_)) | Err(_) => return None,
         Ok(None) => {}
@@ -971,99 +1260,9 @@ pub fn source_addresses(n: u8) -> Vec<IpAddr> {
         .collect()
 }
 
-/// The SSE sink of one subscriber's read: accounting and latency.
-struct Receipt<'a> {
-    template: &'a BodyTemplate,
-    account: &'a mut Account,
-    latency: &'a mut Histogram<u64>,
-    now_ns: u64,
-    delivered: u64,
-    foreign: u64,
-}
-
-impl EventSink for Receipt<'_> {
-    fn data_line(&mut self, value: &[u8]) {
-        let (seq, ts) = self.template.extract(value);
-        if seq.is_some() {
-            self.account.seq = seq;
-        }
-        if ts.is_some() {
-            self.account.ts = ts;
-        }
-    }
-
-    fn dispatch(&mut self, had_data: bool) {
-        let (seq, ts) = (self.account.seq.take(), self.account.ts.take());
-        if !had_data {
-            return;
-        }
-        let Some(seq) = seq else {
-            self.foreign += 1;
-            return;
-        };
-        self.delivered += 1;
-        let a = &mut *self.account;
-        if seq < a.next {
-            let behind = a.next - 1 - seq;
-            if behind < 64 && a.recent & (1 << behind) == 0 {
-                // Reordered by concurrent publishers: it fills a gap counted when a later one came first.
-                a.recent |= 1 << behind;
-                a.gaps = a.gaps.saturating_sub(1);
-                a.unique += 1;
-            } else {
-                a.duplicates += 1;
-            }
-        } else {
-            let shift = seq + 1 - a.next;
-            a.recent = if shift >= 64 { 0 } else { a.recent << shift };
-            a.recent |= 1;
-            a.gaps += seq - a.next;
-            a.next = seq + 1;
-            a.unique += 1;
-        }
-        if let Some(ts) = ts {
-            self.latency
-                .saturating_record(self.now_ns.saturating_sub(ts).max(1));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn template() -> BodyTemplate {
-        BodyTemplate::parse(BodyTemplate::DEFAULT, 100, None, None).unwrap()
-    }
-
-    #[test]
-    fn accounting_counts_gaps_and_duplicates() {
-        let t = template();
-        let mut account = Account::default();
-        let mut latency = new_histogram();
-        let mut sink = Receipt {
-            template: &t,
-            account: &mut account,
-            latency: &mut latency,
-            now_ns: 1_000_000,
-            delivered: 0,
-            foreign: 0,
-        };
-        let mut parser = SseParser::default();
-        let mut stream = Vec::new();
-        for seq in [0u64, 1, 1, 3, 2, 4, 2, 100, 5] {
-            stream
-                .extend_from_slice(format!("id: {seq}\ndata: seq={seq} ts=999000\n\n").as_bytes());
-        }
-        stream.extend_from_slice(b"data: not ours\n\n: heartbeat\n\n");
-        parser.feed(&stream, &mut sink);
-        assert_eq!((sink.delivered, sink.foreign), (9, 1));
-        assert_eq!(account.unique, 6); // 0 1 3 2 4 100: 2 arrived late (reordered publishers), not a duplicate
-        assert_eq!(account.duplicates, 3); // the second 1, the second 2, and 5 (more than 64 below 100)
-        assert_eq!(account.gaps, 95); // 5..=99 skipped when 100 arrived
-        assert_eq!(latency.len(), 9);
-        assert_eq!(latency.max(), latency.highest_equivalent(1000));
-    }
 
     #[test]
     fn source_addresses_start_at_two() {

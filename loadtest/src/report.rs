@@ -12,7 +12,9 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::engine::{new_histogram, ConnectFailures, SubResult};
+use crate::engine::{
+    new_histogram, ClientResult, ConnectFailures, ResumeCounts, SlowCounts, SubResult,
+};
 
 pub fn encode_histogram(h: &Histogram<u64>) -> String {
     let mut bytes = Vec::new();
@@ -38,10 +40,16 @@ pub struct SideResult {
     pub failures: ConnectFailures,
     pub disconnects: u64,
     pub delivered: u64,
+    pub distinct: u64,
     pub foreign_events: u64,
     pub subs: Vec<SubResult>,
     pub latency: String,
     pub connect_time: String,
+    pub reconnect_time: String,
+    pub slow: SlowCounts,
+    pub resume: ResumeCounts,
+    /// Resuming clients, each compared with what was published on its channel.
+    pub clients: Vec<ClientResult>,
     /// This process's CPU seconds during the measured phase, and that phase's wall seconds.
     pub cpu_seconds: f64,
     pub wall_seconds: f64,
@@ -59,6 +67,10 @@ pub struct Merged {
     pub subs: Vec<SubResult>,
     pub latency: Histogram<u64>,
     pub connect_time: Histogram<u64>,
+    pub reconnect_time: Histogram<u64>,
+    pub slow: SlowCounts,
+    pub resume: ResumeCounts,
+    pub clients: Vec<ClientResult>,
     /// Highest CPU share of one core among the tool's processes during the measured phase.
     pub max_tool_cpu_share: f64,
     pub tool_cpu_seconds: f64,
@@ -75,6 +87,10 @@ pub fn merge(sides: &[SideResult]) -> Result<Merged, String> {
         subs: Vec::new(),
         latency: new_histogram(),
         connect_time: new_histogram(),
+        reconnect_time: new_histogram(),
+        slow: SlowCounts::default(),
+        resume: ResumeCounts::default(),
+        clients: Vec::new(),
         max_tool_cpu_share: 0.0,
         tool_cpu_seconds: 0.0,
         last_delivery_ns: 0,
@@ -86,12 +102,17 @@ pub fn merge(sides: &[SideResult]) -> Result<Merged, String> {
         m.delivered += s.delivered;
         m.foreign_events += s.foreign_events;
         m.subs.extend_from_slice(&s.subs);
-        m.latency
-            .add(decode_histogram(&s.latency)?)
-            .map_err(|e| format!("{e:?}"))?;
-        m.connect_time
-            .add(decode_histogram(&s.connect_time)?)
-            .map_err(|e| format!("{e:?}"))?;
+        for (into, from) in [
+            (&mut m.latency, &s.latency),
+            (&mut m.connect_time, &s.connect_time),
+            (&mut m.reconnect_time, &s.reconnect_time),
+        ] {
+            into.add(decode_histogram(from)?)
+                .map_err(|e| format!("{e:?}"))?;
+        }
+        m.slow.add(&s.slow);
+        m.resume.add(&s.resume);
+        m.clients.extend_from_slice(&s.clients);
         if s.wall_seconds > 0.0 {
             m.max_tool_cpu_share = m.max_tool_cpu_share.max(s.cpu_seconds / s.wall_seconds);
         }
@@ -171,6 +192,7 @@ mod tests {
         let side = |h: &Histogram<u64>, subs: Vec<SubResult>| SideResult {
             latency: encode_histogram(h),
             connect_time: encode_histogram(&new_histogram()),
+            reconnect_time: encode_histogram(&new_histogram()),
             subs,
             cpu_seconds: 0.5,
             wall_seconds: 1.0,

@@ -1,5 +1,6 @@
 //! Sans-io parsers for what a subscriber receives: the HTTP response head, `Transfer-Encoding: chunked` framing
-//! (nchan and Pushpin may use it) and the `text/event-stream` format (WHATWG HTML §9.2.5).
+//! (nchan and Pushpin may use it) and the `text/event-stream` format (WHATWG HTML §9.2.5). WebSocket framing is
+//! in `ws.rs`.
 //!
 //! What this file owns: turning bytes, split anywhere across reads, into "an event with this data was
 //! dispatched". It keeps only a partial line (and a partial chunk-size line) between reads; complete lines are
@@ -15,6 +16,8 @@ pub struct ResponseHead {
     pub status: u16,
     pub chunked: bool,
     pub content_length: Option<usize>,
+    /// The `Sec-WebSocket-Accept` value of a `101` answer to a WebSocket handshake (28 base64 characters).
+    pub ws_accept: Option<[u8; 28]>,
     /// Bytes of the head, including the final empty line.
     pub len: usize,
 }
@@ -53,6 +56,7 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HeadError
         .ok_or(HeadError::Malformed)?;
     let mut chunked = false;
     let mut content_length = None;
+    let mut ws_accept = None;
     for line in lines {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             return Err(HeadError::Malformed);
@@ -66,12 +70,15 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HeadError
             content_length = std::str::from_utf8(value)
                 .ok()
                 .and_then(|v| v.parse::<usize>().ok());
+        } else if name.eq_ignore_ascii_case(b"sec-websocket-accept") {
+            ws_accept = <[u8; 28]>::try_from(value).ok();
         }
     }
     Ok(Some(ResponseHead {
         status,
         chunked,
         content_length: if chunked { None } else { content_length },
+        ws_accept,
         len: end + 4,
     }))
 }
@@ -219,10 +226,18 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
-/// What the SSE parser reports for each dispatched event.
+/// What the SSE parser reports for each dispatched event. The WebSocket path (`receive.rs`) makes the same calls
+/// for each event message, so both transports share one accounting.
 pub trait EventSink {
+    /// Whether the sink wants the `id` and `event` fields. A constant, so that a sink that does not (the fanout
+    /// accounting) pays nothing for them in its parsing loop.
+    const FIELDS: bool = false;
     /// One `data:` line's value (without the field name and the one optional space).
     fn data_line(&mut self, value: &[u8]);
+    /// An `id` field's value (only when `FIELDS`).
+    fn id(&mut self, _value: &[u8]) {}
+    /// An `event` field's value (only when `FIELDS`).
+    fn event(&mut self, _value: &[u8]) {}
     /// The empty line: the event with the data lines given since the last dispatch is complete.
     /// `had_data` is false for an event without data (which a browser would not dispatch).
     fn dispatch(&mut self, had_data: bool);
@@ -308,7 +323,7 @@ impl SseParser {
         }
     }
 
-    fn line(&mut self, line: &[u8], sink: &mut impl EventSink) {
+    fn line<S: EventSink>(&mut self, line: &[u8], sink: &mut S) {
         if line.is_empty() {
             sink.dispatch(self.had_data);
             self.had_data = false;
@@ -327,6 +342,12 @@ impl SseParser {
         if name == b"data" {
             self.had_data = true;
             sink.data_line(value);
+        } else if S::FIELDS {
+            match name {
+                b"id" => sink.id(value),
+                b"event" => sink.event(value),
+                _ => {}
+            }
         }
     }
 }
@@ -446,6 +467,63 @@ mod tests {
             assert_eq!(got.done, *expected, "{name}");
         }
         assert_eq!(sse_whole(b": ping\n\n").empty_dispatches, 1);
+    }
+
+    /// Records every field a `FIELDS` sink gets, in order.
+    #[derive(Default, Debug, PartialEq)]
+    struct Fields(Vec<String>);
+
+    impl EventSink for Fields {
+        const FIELDS: bool = true;
+        fn data_line(&mut self, value: &[u8]) {
+            self.0
+                .push(format!("data={}", String::from_utf8_lossy(value)));
+        }
+        fn id(&mut self, value: &[u8]) {
+            self.0
+                .push(format!("id={}", String::from_utf8_lossy(value)));
+        }
+        fn event(&mut self, value: &[u8]) {
+            self.0
+                .push(format!("event={}", String::from_utf8_lossy(value)));
+        }
+        fn dispatch(&mut self, had_data: bool) {
+            self.0.push(format!("dispatch {had_data}"));
+        }
+    }
+
+    #[test]
+    fn sse_fields_for_sinks_that_want_them() {
+        let input: &[u8] =
+            b"id: 7\r\nevent: reset\ndata: {\"a\":1}\n\nid:1700000000:3\r\ndata: x\r\n\r\nid\n: c\nfoo: 1\n\n";
+        let expected = [
+            "id=7",
+            "event=reset",
+            "data={\"a\":1}",
+            "dispatch true",
+            "id=1700000000:3",
+            "data=x",
+            "dispatch true",
+            "id=",
+            "dispatch false",
+        ];
+        let whole = {
+            let mut p = SseParser::default();
+            let mut f = Fields::default();
+            p.feed(input, &mut f);
+            f
+        };
+        assert_eq!(whole.0, expected);
+        for i in 0..=input.len() {
+            let mut p = SseParser::default();
+            let mut f = Fields::default();
+            p.feed(&input[..i], &mut f);
+            p.feed(&input[i..], &mut f);
+            assert_eq!(f, whole, "split at {i}");
+        }
+        // A sink without FIELDS gets only data and dispatches from the same bytes.
+        let e = sse_whole(input);
+        assert_eq!(e.done, ["{\"a\":1}", "x"]);
     }
 
     #[test]
@@ -593,6 +671,10 @@ mod tests {
                 b"HTTP/1.0 503 Busy\r\n\r\n",
                 Ok(Some((503, false, None, 21))),
             ),
+            (
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+                Ok(Some((101, false, None, 77))),
+            ),
             (b"HTTP/1.1 200 OK\r\nX: y\r\n", Ok(None)),
             (b"HTTP/2 200\r\n\r\n", Err(HeadError::Malformed)),
             (b"HTTP/1.1 20 OK\r\n\r\n", Err(HeadError::Malformed)),
@@ -610,5 +692,17 @@ mod tests {
             parse_response_head(&vec![b'a'; MAX_HEAD + 1]),
             Err(HeadError::TooLarge)
         );
+        let accept = |head: &[u8]| parse_response_head(head).unwrap().unwrap().ws_accept;
+        assert_eq!(
+            accept(
+                b"HTTP/1.1 101 OK\r\nsec-websocket-accept:  s3pPLMBiTxaQ9kYGzzhZRbK+xOo= \r\n\r\n"
+            ),
+            Some(*b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        );
+        assert_eq!(
+            accept(b"HTTP/1.1 101 OK\r\nSec-WebSocket-Accept: short\r\n\r\n"),
+            None
+        );
+        assert_eq!(accept(b"HTTP/1.1 200 OK\r\n\r\n"), None);
     }
 }

@@ -11,9 +11,12 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-/// A parsed `http://host[:port]/path` template; `{channel}` may appear in the path.
+/// A parsed `http://host[:port]/path` template (or `ws://`, for WebSocket subscribers); `{channel}` may appear in
+/// the path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UrlTemplate {
+    /// Written as `ws://`: the operator means a WebSocket.
+    pub websocket: bool,
     pub addr: SocketAddr,
     /// The `Host` header value, as written in the URL (`127.0.0.1:8080`, `localhost`, `[::1]:80`).
     pub host_header: String,
@@ -33,7 +36,7 @@ pub enum UrlError {
 impl fmt::Display for UrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UrlError::NotHttp => write!(f, "only http:// URLs are supported"),
+            UrlError::NotHttp => write!(f, "only http:// (and ws://) URLs are supported"),
             UrlError::NoPath => write!(f, "the URL needs a path (e.g. /sub/{{channel}})"),
             UrlError::BadPort => write!(f, "the port is not a number in 1..65535"),
             UrlError::BadHost(h) => write!(f, "cannot read host {h:?}"),
@@ -49,10 +52,13 @@ impl std::error::Error for UrlError {}
 
 impl UrlTemplate {
     pub fn parse(url: &str) -> Result<UrlTemplate, UrlError> {
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("HTTP://"))
-            .ok_or(UrlError::NotHttp)?;
+        let scheme_end = url.find("://").ok_or(UrlError::NotHttp)?;
+        let websocket = match &url[..scheme_end] {
+            s if s.eq_ignore_ascii_case("http") => false,
+            s if s.eq_ignore_ascii_case("ws") => true,
+            _ => return Err(UrlError::NotHttp),
+        };
+        let rest = &url[scheme_end + 3..];
         let slash = rest.find('/').ok_or(UrlError::NoPath)?;
         let (authority, path) = rest.split_at(slash);
         if authority.contains('@') {
@@ -73,6 +79,7 @@ impl UrlTemplate {
             return Err(UrlError::NotLoopback(host.to_string()));
         }
         Ok(UrlTemplate {
+            websocket,
             addr: SocketAddr::new(ip, port),
             host_header: authority.to_string(),
             path: path.to_string(),
@@ -326,7 +333,16 @@ mod tests {
                 Ok(("[::1]:8080", "[::1]:8080", "/sub/{channel}")),
             ),
             ("http://[::1]/x", Ok(("[::1]:80", "[::1]", "/x"))),
+            (
+                "ws://127.0.0.1:8080/sub/{channel}",
+                Ok(("127.0.0.1:8080", "127.0.0.1:8080", "/sub/{channel}")),
+            ),
+            (
+                "HTTP://127.0.0.1/x",
+                Ok(("127.0.0.1:80", "127.0.0.1", "/x")),
+            ),
             ("https://127.0.0.1/x", Err(UrlError::NotHttp)),
+            ("wss://127.0.0.1/x", Err(UrlError::NotHttp)),
             ("127.0.0.1:8080/x", Err(UrlError::NotHttp)),
             ("http://127.0.0.1:8080", Err(UrlError::NoPath)),
             ("http://127.0.0.1:0/x", Err(UrlError::BadPort)),
@@ -360,6 +376,12 @@ mod tests {
         }
         let t = UrlTemplate::parse("http://127.0.0.1:8080/sub/{channel}/x").unwrap();
         assert_eq!(t.path_for("c7"), "/sub/c7/x");
+        assert!(!t.websocket);
+        assert!(
+            UrlTemplate::parse("ws://127.0.0.1/sub/{channel}")
+                .unwrap()
+                .websocket
+        );
     }
 
     #[test]
