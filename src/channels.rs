@@ -300,8 +300,26 @@ impl ChannelTable {
             return Err(TableError::TooManyChannels);
         }
         let head = st.last_id;
-        let mut channels = Vec::with_capacity(names.len());
+        // Without history nothing is replayed: a resume after which any of the channels may have had an event
+        // (its last event is later, or it did not exist then) has lost it, and must be told so.
+        let unkept = |id: EventId| {
+            self.limits.history == 0
+                && names.iter().any(|name| {
+                    st.channels.get(*name).is_none_or(|ch| {
+                        ch.born_after > id || ch.last_id.is_some_and(|last| last > id)
+                    })
+                })
+        };
+        let lost_unkept = match resume {
+            Resume::After(id) => unkept(id),
+            _ => false,
+        };
+        let mut channels: Vec<SubscribedChannel> = Vec::with_capacity(names.len());
         for name in names {
+            if channels.iter().any(|c| &*c.name == *name) {
+                // Each channel once per stream: the hub keeps one position per subscription.
+                continue;
+            }
             let (key, channel) = st.entry(name, self.limits.workers);
             if let Some(count) = channel.per_worker.get_mut(worker) {
                 *count += 1;
@@ -319,6 +337,7 @@ impl ChannelTable {
             Resume::Unparseable => Some((EventId::ZERO, Some(ResetReason::Invalid))),
             Resume::After(id) if id > head => Some((EventId::ZERO, Some(ResetReason::Future))),
             Resume::After(id) if id < st.start_id => Some((id, Some(ResetReason::Restart))),
+            Resume::After(id) if lost_unkept => Some((id, Some(ResetReason::Evicted))),
             Resume::After(id) => Some((id, None)),
         }
         .map(|(after, pending_reason)| ReplayCursor {
@@ -888,6 +907,44 @@ mod tests {
             assert!(resets.is_empty());
         }
         let (_, _) = replay_all(&t, &mut sub, "c1", 10);
+    }
+
+    #[test]
+    fn without_history_a_resume_past_a_missed_event_is_reset_not_silent() {
+        let (t, bus, _inboxes) = table(0, 1 << 20);
+        let watcher = t
+            .subscribe(0, &["a"], "w", Resume::Fresh)
+            .expect("subscribe");
+        let seen = publish(&t, &bus, "a", "seen");
+        let mut quiet = t
+            .subscribe(0, &["a"], "c", Resume::After(seen))
+            .expect("subscribe");
+        let (data, resets) = replay_all(&t, &mut quiet, "c", 10);
+        assert!(
+            data.is_empty() && resets.is_empty(),
+            "nothing was missed: {resets:?}"
+        );
+        publish(&t, &bus, "a", "missed");
+        let mut behind = t
+            .subscribe(0, &["a"], "c", Resume::After(seen))
+            .expect("subscribe");
+        let (data, resets) = replay_all(&t, &mut behind, "c", 10);
+        assert!(data.is_empty());
+        assert_eq!(resets.len(), 1);
+        assert_eq!(resets[0].reason, ResetReason::Evicted);
+        assert_eq!(&*resets[0].channels[0], "a");
+        drop(watcher);
+    }
+
+    #[test]
+    fn a_channel_named_twice_is_subscribed_once() {
+        let (t, _bus, _inboxes) = table(10, 1 << 20);
+        let sub = t
+            .subscribe(0, &["a", "b", "a"], "c", Resume::Fresh)
+            .expect("subscribe");
+        let names: Vec<&str> = sub.channels.iter().map(|c| &*c.name).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(t.info("a").map(|i| i.subscribers), Some(1));
     }
 
     #[test]
