@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use super::json_text::{go_lossy, push_string, Style};
 use super::{
-    Action, ChannelChange, CloseReply, Ctx, Heard, Ping, Refusal, Request, Stream, WsAnswer,
-    WsRules,
+    respond, Action, ChannelChange, CloseReply, Ctx, Heard, Ping, Refusal, Request, Stream,
+    WsAnswer, WsRules,
 };
 use crate::channels::{NewEvent, Resume, Subscription, TableError};
 use crate::config::{Api, Config};
@@ -269,14 +269,7 @@ fn subscribe(req: &Request, ctx: &mut Ctx) -> Action {
         return go_error(req, ctx, 503);
     }
     let mut opening = Vec::with_capacity(160);
-    for part in [
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
-        "Sec-WebSocket-Accept: ",
-        &accept,
-        "\r\n\r\n",
-    ] {
-        opening.extend_from_slice(part.as_bytes());
-    }
+    handshake::write_switching_protocols(&mut opening, &accept, &[]);
     // No channel until `HELLO`: the stream joins its token's channels over the open socket.
     let subscription = Subscription {
         channels: Vec::new(),
@@ -562,31 +555,6 @@ fn go_error(req: &Request, ctx: &Ctx, status: u16) -> Action {
         body.as_bytes(),
         &[],
     )
-}
-
-fn respond(
-    req: &Request,
-    ctx: &Ctx,
-    status: u16,
-    content_type: Option<&str>,
-    body: &[u8],
-    headers: &[(&str, &str)],
-) -> Action {
-    let close = !req.head.keep_alive || ctx.draining;
-    let mut out = Vec::with_capacity(body.len() + 160);
-    write_response(
-        &mut out,
-        ctx.date,
-        &Response {
-            status,
-            content_type,
-            headers,
-            body,
-            close,
-            head_only: req.is_head(),
-        },
-    );
-    Action::Respond { bytes: out, close }
 }
 
 /// The answer to a refusal of the connection layer, as Go's `net/http` answers what it refuses itself: a plain

@@ -276,19 +276,11 @@ fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
             .subscribe(ctx.worker, &names, &client_id, resume)
             .map_err(ApiError::from_table)?;
         let mut opening = Vec::with_capacity(256);
-        // No Date, no CORS fields: a 101 answer needs neither, and browsers apply no CORS to WebSocket.
-        for part in [
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
-            "Sec-WebSocket-Accept: ",
+        handshake::write_switching_protocols(
+            &mut opening,
             &accept,
-            "\r\n",
-            CLIENT_ID_HEADER,
-            ": ",
-            &client_id,
-            "\r\n\r\n",
-        ] {
-            opening.extend_from_slice(part.as_bytes());
-        }
+            &[(CLIENT_ID_HEADER, &client_id)],
+        );
         opening.extend_from_slice(&ws_open_frame(&client_id));
         return Ok(Action::Stream(Box::new(Stream {
             api: Api::Native,

@@ -102,6 +102,22 @@ pub fn accept_key(key: &[u8]) -> String {
     BASE64.encode(sha.digest().bytes())
 }
 
+/// The `101 Switching Protocols` answer that completes a handshake (RFC 6455 §4.2.2), with `fields` after the
+/// accept key. No `Date` and no CORS fields: a 101 needs neither, and browsers apply no CORS to WebSocket.
+pub fn write_switching_protocols(out: &mut Vec<u8>, accept: &str, fields: &[(&str, &str)]) {
+    out.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
+    );
+    out.extend_from_slice(accept.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in fields {
+        for part in [name, ": ", value, "\r\n"] {
+            out.extend_from_slice(part.as_bytes());
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
