@@ -12,47 +12,12 @@ only. `slow1k` compares the fast subscribers' latency with and without slow ones
 client ends with exactly the published events (Pushpin, axum and the floor keep no history to resume from and are
 not run there).
 """
-import json
-import statistics
 import sys
-from collections import defaultdict
 
-TARGETS = ["spout", "spout-ws", "spout2", "nchan", "pushpin", "axum", "floor", "floor8"]
-SCENARIOS = ["fanout1k-paced", "fanout10k-paced", "fanout1k-cap", "fanout10k-cap", "many10k", "idle19k", "slow1k",
-             "resume1k"]
-SSE_ONLY = ["nchan", "pushpin", "axum", "floor", "floor8"]
-NO_RESUME = ["pushpin", "axum", "floor", "floor8"]
+from results import NO_RESUME, SCENARIOS, SSE_ONLY, by_target, delivery_metrics, get, idle_metrics, load, med
+
 TRANSPORT_NOTE = ("spout-ws: spout's WebSocket subscribers (×spout: against its SSE ones); "
                   + ", ".join(SSE_ONLY) + ": SSE only.")
-
-
-def get(r, *path):
-    for p in path:
-        if not isinstance(r, dict):
-            return None
-        r = r.get(p)
-    return r
-
-
-def load(path):
-    runs = defaultdict(list)
-    for line in open(path):
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue
-        tag = get(r, "common", "tag")
-        if not tag or (get(r, "results", "subscribed") or 0) <= 0:
-            continue
-        runs[(tag, r["target"])].append(r)
-    return runs
-
-
-def med(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    return statistics.median(values), min(values), max(values), len(values)
 
 
 def fmt(m, scale=1.0, digits=2, unit=""):
@@ -73,26 +38,8 @@ def ratio(m, base):
 def delivery_table(runs, scenario):
     rows = []
     metrics = {}
-    for t in TARGETS:
-        rs = runs.get((scenario, t))
-        if not rs:
-            continue
-        x = [r["results"] for r in rs]
-        metrics[t] = {
-            "dps": med([get(v, "deliveries_per_s") for v in x]),
-            "p50": med([get(v, "latency_us", "p50") for v in x]),
-            "p99": med([get(v, "latency_us", "p99") for v in x]),
-            "cpu": med([get(v, "server", "cpu_us_per_delivery") for v in x]),
-            "core": med([get(v, "server", "core_busy_us_per_delivery") for v in x]),
-            "missing": sum(get(v, "loss", "missing") or 0 for v in x),
-            "dup": sum(get(v, "loss", "duplicates") or 0 for v in x),
-            "failed": sum(get(v, "connect_failures", "bad_status") or 0 for v in x)
-            + sum(get(v, "connect_failures", "timeout") or 0 for v in x)
-            + sum(get(v, "connect_failures", "connect_error") or 0 for v in x),
-            "subscribed": med([get(v, "subscribed") for v in x]),
-            "tool": max(get(v, "tool_cpu", "max_share_of_core") or 0 for v in x),
-            "n": len(rs),
-        }
+    for t, rs in by_target(runs, scenario):
+        metrics[t] = delivery_metrics(rs)
     if not metrics:
         return ""
     spout = metrics.get("spout", {})
@@ -122,18 +69,11 @@ def idle_table(runs, scenario):
     ]
     base = None
     out = []
-    for t in TARGETS:
-        rs = runs.get((scenario, t))
-        if not rs:
-            continue
-        x = [r["results"] for r in rs]
-        pss = med([get(v, "server", "pss_bytes_per_connection") for v in x])
-        rss = med([get(v, "server", "rss_bytes_per_connection") for v in x])
-        sub = med([get(v, "server", "subscribe_cpu_us_each") for v in x])
-        conn = med([get(v, "subscribed") for v in x])
+    for t, rs in by_target(runs, scenario):
+        m = idle_metrics(rs)
         if t == "spout":
-            base = (pss, sub)
-        out.append((t, len(rs), conn, rss, pss, sub))
+            base = (m["pss"], m["sub"])
+        out.append((t, m["n"], m["subscribed"], m["rss"], m["pss"], m["sub"]))
     for t, n, conn, rss, pss, sub in out:
         rows.append(
             f"| {t} | {n} | {fmt(conn, 1, 0)} | {fmt(rss, 1, 0)} | {fmt(pss, 1, 0)} | "
@@ -153,10 +93,7 @@ def slow_table(runs, scenario):
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     out = []
-    for t in TARGETS:
-        rs = runs.get((scenario, t))
-        if not rs:
-            continue
+    for t, rs in by_target(runs, scenario):
         x = [r["results"] for r in rs]
         base = [med([get(v, "baseline", "latency_us", q) for v in x]) for q in ("p50", "p99")]
         slow = [med([get(v, "with_slow", "latency_us", q) for v in x]) for q in ("p50", "p99")]
@@ -182,10 +119,7 @@ def resume_table(runs, scenario):
         "| --- | ---: | ---: | --- | ---: | --- | ---: | ---: |",
     ]
     out = []
-    for t in TARGETS:
-        rs = runs.get((scenario, t))
-        if not rs:
-            continue
+    for t, rs in by_target(runs, scenario):
         x = [r["results"] for r in rs]
         total = lambda *path: sum(get(v, *path) or 0 for v in x)
         exact = f"{total('clients', 'exact'):,} of {total('clients', 'clients'):,}"

@@ -7,9 +7,10 @@
 #   loadtest/compare/run.sh --runs 1 --targets "spout nchan" --scenarios "fanout1k-paced idle19k"
 #
 # Options: --results FILE, --runs N (per target and scenario), --targets "...", --scenarios "...", --no-install,
-# --no-build. Resumable: a (target, scenario) pair that already has N runs in the results file is skipped, so an
-# interrupted comparison continues where it stopped. loadtest/compare/report.py turns the file into the tables of
-# docs/BENCHMARKS.md.
+# --no-build, --plots DIR (default docs/), --no-plots. Resumable: a (target, scenario) pair that already has N runs
+# in the results file is skipped, so an interrupted comparison continues where it stopped.
+# loadtest/compare/report.py turns the file into the tables of docs/BENCHMARKS.md; at the end, plot.py redraws its
+# charts (bench-cpu.svg, bench-latency.svg, bench-idle.svg in DIR) from the whole results file.
 #
 # Every server is started fresh for each run, pinned to core 0 (one worker/process each), the tool pinned to
 # core 1; "spout2" is spout unpinned with 2 workers (the tool then shares the cores with it); "spout-ws" is spout
@@ -26,6 +27,7 @@ TARGETS="spout spout-ws nchan pushpin axum floor floor8 spout2"
 SCENARIOS="fanout1k-paced fanout10k-paced fanout1k-cap fanout10k-cap many10k idle19k slow1k resume1k"
 INSTALL=1
 BUILD=1
+PLOTS=$ROOT/docs
 while [ $# -gt 0 ]; do
     case "$1" in
         --results) RESULTS=$2; shift 2 ;;
@@ -34,7 +36,9 @@ while [ $# -gt 0 ]; do
         --scenarios) SCENARIOS=$2; shift 2 ;;
         --no-install) INSTALL=0; shift ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n 2,18p "$0"; exit 0 ;;
+        --plots) PLOTS=$2; shift 2 ;;
+        --no-plots) PLOTS=""; shift ;;
+        -h|--help) sed -n 2,19p "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -258,4 +262,7 @@ for scenario in $SCENARIOS; do
         done
     done
 done
-log "results in $RESULTS; tables: python3 $HERE/report.py $RESULTS"
+if [ -n "$PLOTS" ]; then
+    python3 "$HERE/plot.py" "$RESULTS" --out "$PLOTS"
+fi
+log "results in $RESULTS; tables: python3 $HERE/report.py $RESULTS${PLOTS:+; charts: $PLOTS/bench-*.svg}"
