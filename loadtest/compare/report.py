@@ -7,23 +7,32 @@ For each (scenario, target): the median of the runs, with min-max, and the ratio
 the floor's. Only runs in which something subscribed count (a failed start is not a result).
 
 Rows: `spout-ws` is spout with WebSocket subscribers (its native `ws://.../sub/{channel}`), beside `spout` over SSE;
-its ×spout column is WebSocket against SSE on the same server. nchan, Pushpin, axum and the floor are driven over SSE
-only. `slow1k` compares the fast subscribers' latency with and without slow ones; `resume1k` checks that every
-client ends with exactly the published events (Pushpin, axum and the floor keep no history to resume from and are
-not run there).
+its ×spout column is WebSocket against SSE on the same server. `uws` is the uWebSockets baseline, driven over
+WebSocket only: its ×spout column is against `spout-ws`, never against spout's SSE. nchan, Pushpin, axum and the
+floor are driven over SSE only. `slow1k` compares the fast subscribers' latency with and without slow ones;
+`resume1k` checks that every client ends with exactly the published events (Pushpin, axum, uws and the floor keep
+no history to resume from and are not run there).
 """
 import json
 import statistics
 import sys
 from collections import defaultdict
 
-TARGETS = ["spout", "spout-ws", "spout2", "nchan", "pushpin", "axum", "floor", "floor8"]
+TARGETS = ["spout", "spout-ws", "uws", "spout2", "nchan", "pushpin", "axum", "floor", "floor8"]
 SCENARIOS = ["fanout1k-paced", "fanout10k-paced", "fanout1k-cap", "fanout10k-cap", "many10k", "idle19k", "slow1k",
              "resume1k"]
 SSE_ONLY = ["nchan", "pushpin", "axum", "floor", "floor8"]
-NO_RESUME = ["pushpin", "axum", "floor", "floor8"]
+# Targets driven over WebSocket only: their ×spout column is against spout's WebSocket subscribers.
+WS_ONLY = ["uws"]
+NO_RESUME = ["pushpin", "axum", "uws", "floor", "floor8"]
 TRANSPORT_NOTE = ("spout-ws: spout's WebSocket subscribers (×spout: against its SSE ones); "
+                  + ", ".join(WS_ONLY) + ": WebSocket only (×spout: against spout-ws); "
                   + ", ".join(SSE_ONLY) + ": SSE only.")
+
+
+def spout_base(target):
+    """The spout row a target's ×spout column divides by: the same transport's."""
+    return "spout-ws" if target in WS_ONLY else "spout"
 
 
 def get(r, *path):
@@ -95,7 +104,6 @@ def delivery_table(runs, scenario):
         }
     if not metrics:
         return ""
-    spout = metrics.get("spout", {})
     floor = metrics.get("floor", {})
     rows.append(
         "| target | runs | deliveries/s | latency p50 / p99 (ms) | server CPU µs/delivery (process) "
@@ -103,6 +111,7 @@ def delivery_table(runs, scenario):
     )
     rows.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for t, m in metrics.items():
+        spout = metrics.get(spout_base(t), {})
         lat = "–"
         if m["p50"] and m["p99"]:
             lat = f"{m['p50'][0] / 1000:,.1f} / {m['p99'][0] / 1000:,.1f}"
@@ -120,7 +129,7 @@ def idle_table(runs, scenario):
         "| target | runs | connected of 19,000 | RSS B/conn | PSS B/conn | ×spout (PSS) | subscribe CPU µs each | ×spout |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    base = None
+    bases = {}
     out = []
     for t in TARGETS:
         rs = runs.get((scenario, t))
@@ -131,10 +140,10 @@ def idle_table(runs, scenario):
         rss = med([get(v, "server", "rss_bytes_per_connection") for v in x])
         sub = med([get(v, "server", "subscribe_cpu_us_each") for v in x])
         conn = med([get(v, "subscribed") for v in x])
-        if t == "spout":
-            base = (pss, sub)
+        bases[t] = (pss, sub)
         out.append((t, len(rs), conn, rss, pss, sub))
     for t, n, conn, rss, pss, sub in out:
+        base = bases.get(spout_base(t))
         rows.append(
             f"| {t} | {n} | {fmt(conn, 1, 0)} | {fmt(rss, 1, 0)} | {fmt(pss, 1, 0)} | "
             f"{ratio(pss, base[0] if base else None)} | {fmt(sub, 1, 1)} | {ratio(sub, base[1] if base else None)} |"
