@@ -7,17 +7,25 @@ For each (scenario, target): the median of the runs, with min-max, and the ratio
 the floor's. Only runs in which something subscribed count (a failed start is not a result).
 
 Rows: `spout-ws` is spout with WebSocket subscribers (its native `ws://.../sub/{channel}`), beside `spout` over SSE;
-its ×spout column is WebSocket against SSE on the same server. nchan, Pushpin, axum and the floor are driven over SSE
-only. `slow1k` compares the fast subscribers' latency with and without slow ones; `resume1k` checks that every
-client ends with exactly the published events (Pushpin, axum and the floor keep no history to resume from and are
-not run there).
+its ×spout column is WebSocket against SSE on the same server. `uws` is the uWebSockets baseline, driven over
+WebSocket only: its ×spout column is against `spout-ws`, never against spout's SSE. nchan, Pushpin, axum and the
+floor are driven over SSE only. `slow1k` compares the fast subscribers' latency with and without slow ones;
+`resume1k` checks that every client ends with exactly the published events (Pushpin, axum, uws and the floor keep
+no history to resume from and are not run there).
 """
 import sys
 
-from results import NO_RESUME, SCENARIOS, SSE_ONLY, by_target, delivery_metrics, get, idle_metrics, load, med
+from results import (NO_RESUME, SCENARIOS, SSE_ONLY, WS_ONLY, by_target, delivery_metrics, get, idle_metrics, load,
+                     med)
 
 TRANSPORT_NOTE = ("spout-ws: spout's WebSocket subscribers (×spout: against its SSE ones); "
+                  + ", ".join(WS_ONLY) + ": WebSocket only (×spout: against spout-ws); "
                   + ", ".join(SSE_ONLY) + ": SSE only.")
+
+
+def spout_base(target):
+    """The spout row a target's ×spout column divides by: the same transport's."""
+    return "spout-ws" if target in WS_ONLY else "spout"
 
 
 def fmt(m, scale=1.0, digits=2, unit=""):
@@ -42,7 +50,6 @@ def delivery_table(runs, scenario):
         metrics[t] = delivery_metrics(rs)
     if not metrics:
         return ""
-    spout = metrics.get("spout", {})
     floor = metrics.get("floor", {})
     rows.append(
         "| target | runs | deliveries/s | latency p50 / p99 (ms) | server CPU µs/delivery (process) "
@@ -50,6 +57,7 @@ def delivery_table(runs, scenario):
     )
     rows.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for t, m in metrics.items():
+        spout = metrics.get(spout_base(t), {})
         lat = "–"
         if m["p50"] and m["p99"]:
             lat = f"{m['p50'][0] / 1000:,.1f} / {m['p99'][0] / 1000:,.1f}"
@@ -67,14 +75,14 @@ def idle_table(runs, scenario):
         "| target | runs | connected of 19,000 | RSS B/conn | PSS B/conn | ×spout (PSS) | subscribe CPU µs each | ×spout |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    base = None
+    bases = {}
     out = []
     for t, rs in by_target(runs, scenario):
         m = idle_metrics(rs)
-        if t == "spout":
-            base = (m["pss"], m["sub"])
+        bases[t] = (m["pss"], m["sub"])
         out.append((t, m["n"], m["subscribed"], m["rss"], m["pss"], m["sub"]))
     for t, n, conn, rss, pss, sub in out:
+        base = bases.get(spout_base(t))
         rows.append(
             f"| {t} | {n} | {fmt(conn, 1, 0)} | {fmt(rss, 1, 0)} | {fmt(pss, 1, 0)} | "
             f"{ratio(pss, base[0] if base else None)} | {fmt(sub, 1, 1)} | {ratio(sub, base[1] if base else None)} |"

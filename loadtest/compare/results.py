@@ -9,11 +9,13 @@ import json
 import statistics
 from collections import defaultdict, namedtuple
 
-TARGETS = ["spout", "spout-ws", "spout2", "nchan", "pushpin", "axum", "floor", "floor8"]
+TARGETS = ["spout", "spout-ws", "uws", "spout2", "nchan", "pushpin", "axum", "floor", "floor8"]
 SCENARIOS = ["fanout1k-paced", "fanout10k-paced", "fanout1k-cap", "fanout10k-cap", "many10k", "idle19k", "slow1k",
              "resume1k"]
 SSE_ONLY = ["nchan", "pushpin", "axum", "floor", "floor8"]
-NO_RESUME = ["pushpin", "axum", "floor", "floor8"]
+# Targets driven over WebSocket only: their ×spout column is against spout's WebSocket subscribers.
+WS_ONLY = ["uws"]
+NO_RESUME = ["pushpin", "axum", "uws", "floor", "floor8"]
 
 # The median of a figure over the runs that have it, its range, and how many runs that was.
 Median = namedtuple("Median", "value low high runs")

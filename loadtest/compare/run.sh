@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The side-by-side comparison: spout against nchan, Pushpin, a tokio + axum SSE server and the physical-limit
-# floor, with the same spout-load scenarios and sizes, and spout's WebSocket subscribers (target spout-ws) beside
-# its SSE ones. One command on a fresh Debian machine:
+# The side-by-side comparison: spout against nchan, Pushpin, a tokio + axum SSE server, uWebSockets and the
+# physical-limit floor, with the same spout-load scenarios and sizes, and spout's WebSocket subscribers (target
+# spout-ws) beside its SSE ones. One command on a fresh Debian machine:
 #
 #   loadtest/compare/run.sh                      # everything, 3 runs each, results in loadtest/results/compare.jsonl
 #   loadtest/compare/run.sh --runs 1 --targets "spout nchan" --scenarios "fanout1k-paced idle19k"
@@ -14,16 +14,18 @@
 #
 # Every server is started fresh for each run, pinned to core 0 (one worker/process each), the tool pinned to
 # core 1; "spout2" is spout unpinned with 2 workers (the tool then shares the cores with it); "spout-ws" is spout
-# exactly as "spout", with subscribers on its native WebSocket (`--transport ws`, same URLs): the other servers are
-# driven over SSE only. Every run is bounded (spout-load's own --duration/--drain/--stall, and `timeout` around
-# it); every server started here is stopped on exit (trap), by its process group.
+# exactly as "spout", with subscribers on its native WebSocket (`--transport ws`, same URLs); "uws" is the
+# uWebSockets.js pub/sub server in loadtest/baselines/uws (npm `uwebsockets`, one Node process), driven over
+# WebSocket only, so it compares with spout-ws. The other servers are driven over SSE only. Every run is bounded
+# (spout-load's own --duration/--drain/--stall, and `timeout` around it); every server started here is stopped on
+# exit (trap), by its process group.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$ROOT/loadtest/compare
 RESULTS=$ROOT/loadtest/results/compare.jsonl
 RUNS=3
-TARGETS="spout spout-ws nchan pushpin axum floor floor8 spout2"
+TARGETS="spout spout-ws uws nchan pushpin axum floor floor8 spout2"
 SCENARIOS="fanout1k-paced fanout10k-paced fanout1k-cap fanout10k-cap many10k idle19k slow1k resume1k"
 INSTALL=1
 BUILD=1
@@ -38,7 +40,7 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0; shift ;;
         --plots) PLOTS=$2; shift 2 ;;
         --no-plots) PLOTS=""; shift ;;
-        -h|--help) sed -n 2,19p "$0"; exit 0 ;;
+        -h|--help) sed -n 2,21p "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -46,6 +48,7 @@ done
 LOAD=$ROOT/target/release/spout-load
 SPOUT=$ROOT/target/release/spout
 AXUM=$ROOT/loadtest/baselines/axum-sse/target/release/axum-sse
+UWS=$ROOT/loadtest/baselines/uws
 TMP=$(mktemp -d /tmp/spout-compare.XXXXXX)
 SERVER_GROUP=""
 ORIGIN_GROUP=""
@@ -89,6 +92,21 @@ if [ "$INSTALL" = 1 ]; then
     for svc in nginx pushpin; do
         service "$svc" stop >/dev/null 2>&1 || true
     done
+    case " $TARGETS " in
+        *" uws "*)
+            if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+                log "installing nodejs, npm"
+                apt-get update -qq
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+            fi
+            # npm keeps its own record of what it installed: install again when the lock file is newer.
+            if [ ! -e "$UWS/node_modules/.package-lock.json" ] \
+                || [ "$UWS/package-lock.json" -nt "$UWS/node_modules/.package-lock.json" ]; then
+                log "installing the uWebSockets baseline (npm ci)"
+                (cd "$UWS" && npm ci --no-audit --no-fund --loglevel=error)
+            fi
+            ;;
+    esac
 fi
 if [ "$BUILD" = 1 ]; then
     log "building spout, spout-load and the axum baseline (release)"
@@ -161,6 +179,10 @@ start_target() {
             BODY='{"items":[{"channel":"{channel}","formats":{"http-stream":{"content":"data: seq={seq} ts={ts} {pad}\n\n"}}}]}'
             SIZE=174
             ;;
+        uws)
+            port=8083; TRANSPORT=ws
+            setsid taskset -c 0 node "$UWS/server.mjs" "$port" >"$TMP/uws.log" 2>&1 &
+            ;;
         axum)
             port=8082
             setsid taskset -c 0 "$AXUM" --listen "127.0.0.1:$port" --workers 1 >"$TMP/axum.log" 2>&1 &
@@ -205,14 +227,14 @@ scenario_args() {
 
 # Which scenarios make sense for a target: the floor has no idle cost of its own worth comparing (it keeps no
 # per-connection state but the socket), batching 8 frames needs a busy channel, spout2 is for capacity. Only spout
-# and nchan keep a history to resume from: Pushpin (no history in this setup), the axum baseline (a broadcast
-# channel) and the floor (no ids) are not run in resume1k, and the report says so.
+# and nchan keep a history to resume from: Pushpin (no history in this setup), the axum and uWebSockets baselines
+# (a broadcast channel, a pub/sub topic) and the floor (no ids) are not run in resume1k, and the report says so.
 applies() {
     local target=$1 scenario=$2
     case "$target:$scenario" in
         floor:idle19k|floor8:idle19k|floor8:many10k|floor8:slow1k) return 1 ;;
         spout2:*-paced|spout2:many10k|spout2:idle19k|spout2:slow1k|spout2:resume1k) return 1 ;;
-        pushpin:resume1k|axum:resume1k|floor:resume1k|floor8:resume1k) return 1 ;;
+        pushpin:resume1k|axum:resume1k|uws:resume1k|floor:resume1k|floor8:resume1k) return 1 ;;
     esac
     return 0
 }
