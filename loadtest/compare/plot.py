@@ -35,6 +35,7 @@ PERCENTILES = [("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99_9", "p99.9"
 STYLE = {
     "spout": ("#0072B2", "spout (SSE)"),
     "spout-ws": ("#56B4E9", "spout-ws (WebSocket)"),
+    "uws": ("#CC79A7", "uWebSockets (WebSocket)"),
     "spout2": ("#1F3B73", "spout2 (2 workers, unpinned)"),
     "nchan": ("#E69F00", "nchan (nginx)"),
     "pushpin": ("#009E73", "Pushpin"),
