@@ -70,6 +70,16 @@ def delivery_table(runs, scenario):
     return "\n".join(rows)
 
 
+def connected_cell(m):
+    """Subscribed (median, range), and the subscribers the connect phase ended without when any run had some:
+    a run that holds fewer without failing says why."""
+    cell = fmt(m["subscribed"], 1, 0)
+    nc = m["not_connected"]
+    if nc is not None and nc.high > 0:
+        cell += f"; not connected {fmt(nc, 1, 0)}"
+    return cell
+
+
 def idle_table(runs, scenario):
     rows = [
         "| target | runs | connected of 19,000 | RSS B/conn | PSS B/conn | ×spout (PSS) | subscribe CPU µs each | ×spout |",
@@ -80,11 +90,11 @@ def idle_table(runs, scenario):
     for t, rs in by_target(runs, scenario):
         m = idle_metrics(rs)
         bases[t] = (m["pss"], m["sub"])
-        out.append((t, m["n"], m["subscribed"], m["rss"], m["pss"], m["sub"]))
+        out.append((t, m["n"], connected_cell(m), m["rss"], m["pss"], m["sub"]))
     for t, n, conn, rss, pss, sub in out:
         base = bases.get(spout_base(t))
         rows.append(
-            f"| {t} | {n} | {fmt(conn, 1, 0)} | {fmt(rss, 1, 0)} | {fmt(pss, 1, 0)} | "
+            f"| {t} | {n} | {conn} | {fmt(rss, 1, 0)} | {fmt(pss, 1, 0)} | "
             f"{ratio(pss, base[0] if base else None)} | {fmt(sub, 1, 1)} | {ratio(sub, base[1] if base else None)} |"
         )
     return "\n".join(rows) if out else ""

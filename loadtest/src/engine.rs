@@ -131,6 +131,28 @@ impl ConnectFailures {
     }
 }
 
+/// Subscribers that neither subscribed nor failed because the connect phase ended (its deadline passed) first.
+/// Without them a slow connect phase (SYNs dropped and retransmitted, a server that accepts slowly) would look like
+/// a smaller run with no failures: subscribed + failed + not connected is always the number asked for.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NotConnected {
+    /// Never started: the ramp or the cap on connects in flight held them back until the deadline.
+    pub never_started: u64,
+    /// Started but without a response head at the deadline; their sockets are closed then.
+    pub still_connecting: u64,
+}
+
+impl NotConnected {
+    pub fn total(&self) -> u64 {
+        self.never_started + self.still_connecting
+    }
+
+    pub fn add(&mut self, o: &NotConnected) {
+        self.never_started += o.never_started;
+        self.still_connecting += o.still_connecting;
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Failure {
     ConnectError,
@@ -243,6 +265,8 @@ pub struct Counters {
     /// First subscribes that got their response head (reconnects are in `resume`).
     pub subscribed: u64,
     pub failures: ConnectFailures,
+    /// First subscribes cut off by the end of their connect phase.
+    pub not_connected: NotConnected,
     /// `Measure` subscribers that were streaming and then lost their connection.
     pub disconnects: u64,
     /// Events with a sequence number received by subscribers (duplicates included).
@@ -553,8 +577,9 @@ impl Engine {
     }
 
     /// Opens one subscriber per entry of `plan` (its channel) playing `role`, at `ramp` per second with at most
-    /// `connect_concurrency` pending, until all are subscribed or have failed or `deadline` passes. `progress`
-    /// is called about every 200 ms.
+    /// `connect_concurrency` pending, until all are subscribed or have failed or `deadline` passes. What the
+    /// deadline cuts off is counted in `not_connected` (and the pending connections are closed), so that every
+    /// entry of `plan` ends subscribed, failed or not connected. `progress` is called about every 200 ms.
     pub fn connect_subscribers(
         &mut self,
         plan: &[u32],
@@ -623,8 +648,30 @@ impl Engine {
             }
         }
         self.expire_connects();
+        self.abandon_pending();
+        self.counters.not_connected.never_started += (plan.len() - next) as u64;
         self.resuming |= matches!(role, Role::Resume { .. });
         progress(&self.counters, next);
+    }
+
+    /// Closes the first subscribes still in progress at the end of a connect phase and counts them as not
+    /// connected (a resuming client's reconnect is not one: it goes on).
+    fn abandon_pending(&mut self) {
+        let pending: Vec<usize> = self
+            .conns
+            .iter()
+            .filter_map(|(key, conn)| match conn {
+                Conn::Sub(s) if !s.phase.subscribed() => match &s.book {
+                    SubBook::Resume(r) if r.streamed => None,
+                    _ => Some(key),
+                },
+                _ => None,
+            })
+            .collect();
+        for key in pending {
+            self.counters.not_connected.still_connecting += 1;
+            self.remove(key);
+        }
     }
 
     /// Subscribers per channel that are subscribed now (`Measure` and `Resume`: the ones that receive).
@@ -1263,6 +1310,66 @@ pub fn source_addresses(n: u8) -> Vec<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connect phase cut off by its deadline accounts for every planned subscriber: 2 subscribe (the server
+    /// answers its first 2 connections), 3 are still waiting for a head (the cap of 3 in flight), 5 never start.
+    #[test]
+    fn deadline_counts_the_subscribers_it_cuts_off() {
+        use std::io::Write as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for i in 0..5 {
+                let (mut conn, _) = listener.accept().unwrap();
+                if i < 2 {
+                    conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n")
+                        .unwrap();
+                }
+                held.push(conn);
+            }
+            let _ = stopped.recv_timeout(Duration::from_secs(30));
+        });
+        let cfg = EngineConfig {
+            sub_url: UrlTemplate::parse(&format!("http://127.0.0.1:{port}/sub/{{channel}}"))
+                .unwrap(),
+            pub_url: None,
+            template: BodyTemplate::parse(BodyTemplate::DEFAULT, 100, None, None).unwrap(),
+            transport: Transport::Sse,
+            sub_headers: Vec::new(),
+            source_addrs: source_addresses(1),
+            ramp: 1e6,
+            connect_concurrency: 3,
+            connect_timeout: Duration::from_secs(30),
+        };
+        let mut engine = Engine::new(cfg, 1).unwrap();
+        let plan = [0u32; 10];
+        engine.connect_subscribers(
+            &plan,
+            Role::Measure,
+            Instant::now() + Duration::from_secs(2),
+            |_, _| {},
+        );
+        let c = &engine.counters;
+        assert_eq!(c.subscribed, 2);
+        assert_eq!(c.failures.total(), 0);
+        assert_eq!(
+            c.not_connected,
+            NotConnected {
+                never_started: 5,
+                still_connecting: 3
+            }
+        );
+        assert_eq!(
+            c.subscribed + c.failures.total() + c.not_connected.total(),
+            plan.len() as u64
+        );
+        // The cut-off connections are closed: only the two subscribers remain.
+        assert_eq!(engine.conns.len(), 2);
+        stop.send(()).unwrap();
+        server.join().unwrap();
+    }
 
     #[test]
     fn source_addresses_start_at_two() {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::engine::{
-    new_histogram, ClientResult, ConnectFailures, ResumeCounts, SlowCounts, SubResult,
+    new_histogram, ClientResult, ConnectFailures, NotConnected, ResumeCounts, SlowCounts, SubResult,
 };
 
 pub fn encode_histogram(h: &Histogram<u64>) -> String {
@@ -38,6 +38,7 @@ pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
 pub struct SideResult {
     pub subscribed: u64,
     pub failures: ConnectFailures,
+    pub not_connected: NotConnected,
     pub disconnects: u64,
     pub delivered: u64,
     pub distinct: u64,
@@ -61,6 +62,7 @@ pub struct SideResult {
 pub struct Merged {
     pub subscribed: u64,
     pub failures: ConnectFailures,
+    pub not_connected: NotConnected,
     pub disconnects: u64,
     pub delivered: u64,
     pub foreign_events: u64,
@@ -81,6 +83,7 @@ pub fn merge(sides: &[SideResult]) -> Result<Merged, String> {
     let mut m = Merged {
         subscribed: 0,
         failures: ConnectFailures::default(),
+        not_connected: NotConnected::default(),
         disconnects: 0,
         delivered: 0,
         foreign_events: 0,
@@ -98,6 +101,7 @@ pub fn merge(sides: &[SideResult]) -> Result<Merged, String> {
     for s in sides {
         m.subscribed += s.subscribed;
         m.failures.add(&s.failures);
+        m.not_connected.add(&s.not_connected);
         m.disconnects += s.disconnects;
         m.delivered += s.delivered;
         m.foreign_events += s.foreign_events;
@@ -196,6 +200,10 @@ mod tests {
             subs,
             cpu_seconds: 0.5,
             wall_seconds: 1.0,
+            not_connected: NotConnected {
+                never_started: 4,
+                still_connecting: 1,
+            },
             ..SideResult::default()
         };
         let sub = |channel, unique, duplicates| SubResult {
@@ -221,6 +229,13 @@ mod tests {
             m.latency.highest_equivalent(1_000_000)
         );
         assert!((m.max_tool_cpu_share - 0.5).abs() < 1e-9);
+        assert_eq!(
+            m.not_connected,
+            NotConnected {
+                never_started: 8,
+                still_connecting: 2
+            }
+        );
         assert_eq!(
             loss(&m.subs, &[10, 9]),
             Loss {

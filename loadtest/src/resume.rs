@@ -176,6 +176,8 @@ pub fn run(c: &Common, scenario: &Scenario) -> Result<(), String> {
         "subscribers": subscribers,
         "subscribed": merged.subscribed,
         "connect_failures": merged.failures,
+        "not_connected": merged.not_connected.total(),
+        "not_connected_detail": merged.not_connected,
         "connect_time_us": report::percentiles_us(&merged.connect_time),
         "publish": publish_json,
         "published_per_channel": run.engine.published_per_channel,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use crate::engine::{DropPlan, Engine, EngineConfig, Role};
+use crate::engine::{DropPlan, Engine, EngineConfig, NotConnected, Role};
 use crate::publish::{PublishOutcome, PublishPlan};
 use crate::report::{self, Loss, Merged, SideResult};
 use crate::side::{ChildSpec, Connected, Side, Stop};
@@ -328,18 +328,40 @@ pub fn latency_line(h: &Histogram<u64>) -> String {
     )
 }
 
-/// The subscribe line of the summary.
+/// The subscribe line of the summary, and a warning line below it when the connect phase ended before every
+/// subscriber subscribed or failed.
 pub fn subscribe_line(merged: &Merged, subscribers: usize, connect_elapsed: Duration) -> String {
-    format!(
-        "  connected {} / {subscribers}, failed {} {:?}, in {:.1}s; subscribe time p50 {} p99 {} max {} (µs)",
+    let mut line = format!(
+        "  connected {} / {subscribers}, failed {} {:?}, not connected {}, in {:.1}s; \
+         subscribe time p50 {} p99 {} max {} (µs)",
         merged.subscribed,
         merged.failures.total(),
         merged.failures,
+        merged.not_connected.total(),
         connect_elapsed.as_secs_f64(),
         fmt_us(&merged.connect_time, 0.5),
         fmt_us(&merged.connect_time, 0.99),
         fmt_us(&merged.connect_time, 1.0),
-    )
+    );
+    if let Some(warning) = not_connected_warning(&merged.not_connected) {
+        line.push_str("\n  WARNING: ");
+        line.push_str(&warning);
+    }
+    line
+}
+
+/// Why the run holds fewer subscribers than asked for without failures, when it does.
+pub fn not_connected_warning(n: &NotConnected) -> Option<String> {
+    (n.total() > 0).then(|| {
+        format!(
+            "{} subscribers not connected when the connect phase ended ({} never started, {} still connecting): \
+             connects were slower than --ramp (the cap of --connect-concurrency in flight, each taking long: \
+             SYNs dropped and retransmitted, or a server that accepts slowly)",
+            n.total(),
+            n.never_started,
+            n.still_connecting
+        )
+    })
 }
 
 /// Missing and duplicate events of the measured subscribers, disconnects and foreign events.
@@ -498,6 +520,8 @@ pub fn classic(c: &Common, scenario: &Scenario) -> Result<(), String> {
         "subscribers": subscribers,
         "subscribed": merged.subscribed,
         "connect_failures": merged.failures,
+        "not_connected": merged.not_connected.total(),
+        "not_connected_detail": merged.not_connected,
         "connect_seconds": connect_elapsed.as_secs_f64(),
         "connect_time_us": report::percentiles_us(&merged.connect_time),
         "disconnects": merged.disconnects,

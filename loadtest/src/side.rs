@@ -181,6 +181,7 @@ pub fn side_result(engine: &Engine, acked: &[SeqSet], measured: (f64, Instant)) 
     SideResult {
         subscribed: c.subscribed,
         failures: c.failures.clone(),
+        not_connected: c.not_connected,
         disconnects: c.disconnects,
         delivered: c.delivered,
         distinct: c.distinct,

@@ -151,6 +151,8 @@ pub fn run(c: &Common, scenario: &Scenario) -> Result<(), String> {
         "subscribed_fast": fast.subscribed,
         "subscribed_slow": slow.subscribed,
         "connect_failures": merged.failures,
+        "not_connected": merged.not_connected.total(),
+        "not_connected_detail": merged.not_connected,
         "connect_time_us": report::percentiles_us(&merged.connect_time),
         "baseline": {
             "publish": baseline.publish,
