@@ -355,8 +355,8 @@ pub fn not_connected_warning(n: &NotConnected) -> Option<String> {
     (n.total() > 0).then(|| {
         format!(
             "{} subscribers not connected when the connect phase ended ({} never started, {} still connecting): \
-             connects were slower than --ramp (the cap of --connect-concurrency in flight, each taking long: \
-             SYNs dropped and retransmitted, or a server that accepts slowly)",
+             connects were slower than --ramp allows (at most --connect-concurrency in flight, each taking long: \
+             a server slow to accept or answer, SYNs dropped and retransmitted, or the tool short of CPU)",
             n.total(),
             n.never_started,
             n.still_connecting
