@@ -2,6 +2,12 @@
 //! over the workers; and the options set on accepted sockets.
 //!
 //! With port 0 the first bind picks the port and every other worker binds that same port.
+//!
+//! `SO_REUSEPORT` would also let a second spout (or anything else of the same user that sets it) bind a port
+//! this one serves, and the kernel would then split new connections between the two processes without a word:
+//! subscribers on one, publishers on the other, events lost. So before binding a named port, a probe socket
+//! without `SO_REUSEPORT` claims it for a moment; if anything already listens there, the probe fails and spout
+//! refuses to start.
 
 use std::io;
 use std::net::SocketAddr;
@@ -20,17 +26,40 @@ pub struct BoundListener {
     pub api: Api,
 }
 
-fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+fn new_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // SO_REUSEADDR: a restarted spout binds over its predecessor's TIME_WAIT connections.
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    socket.set_reuse_port(reuse_port)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
+    Ok(socket)
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = new_socket(addr, true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Fails with `AddrInUse` when something already listens on `addr`, even with `SO_REUSEPORT` (see the module
+/// doc). The probe is closed before the workers bind.
+fn ensure_unclaimed(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    new_socket(addr, false)?
+        .bind(&addr.into())
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::AddrInUse => io::Error::new(
+                e.kind(),
+                "address already in use (is another spout running on it?)",
+            ),
+            _ => e,
+        })
 }
 
 /// Binds every `--listen` address once per worker. Returns the listeners per worker and the addresses actually
@@ -42,10 +71,8 @@ pub fn bind_all(
     let mut per_worker: Vec<Vec<BoundListener>> = (0..workers).map(|_| Vec::new()).collect();
     let mut bound = Vec::with_capacity(listen.len());
     for spec in listen {
-        let bind = |addr: SocketAddr| {
-            bind_one(addr)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
-        };
+        let bind = |addr: SocketAddr| bind_one(addr).map_err(|e| cannot_listen(addr, e));
+        ensure_unclaimed(spec.addr).map_err(|e| cannot_listen(spec.addr, e))?;
         let first = bind(spec.addr)?;
         let addr = first.local_addr()?;
         bound.push(Listen {
@@ -65,6 +92,10 @@ pub fn bind_all(
         }
     }
     Ok((per_worker, bound))
+}
+
+fn cannot_listen(addr: SocketAddr, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
 }
 
 /// Options on every accepted socket: events are small and latency matters, so no Nagle delay.

@@ -1578,6 +1578,31 @@ fn configuration_errors_name_the_key_and_exit_2() {
     );
 }
 
+#[test]
+fn a_port_already_served_is_refused_not_shared() {
+    // SO_REUSEPORT would let a second spout join the first one's port and take half of its new connections.
+    let server = start_server(&["--workers", "1"]);
+    let port = server.addr.port().to_string();
+    for host in ["127.0.0.1", "0.0.0.0"] {
+        let listen = format!("{host}:{port}");
+        let (code, stderr) = start_failure(&["--listen", &listen], &[]);
+        assert_eq!(code, Some(1), "{listen}: {stderr}");
+        assert!(
+            stderr.contains(&listen) && stderr.contains("already in use"),
+            "{listen}: {stderr}"
+        );
+    }
+    // Every new connection still reaches the first server.
+    let mut streams: Vec<Sse> = (0..8)
+        .map(|_| sse_subscribe(server.addr, "/sub/solo", ""))
+        .collect();
+    let answer = publish(server.addr, "solo", "one");
+    assert_eq!(answer.json()["subscribers"], 8, "{}", answer.text());
+    for stream in &mut streams {
+        assert_eq!(stream.next_event().expect("event").data, "one");
+    }
+}
+
 // ---- the publish answer ----------------------------------------------------------------------------------------
 
 #[test]

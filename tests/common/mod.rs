@@ -91,17 +91,33 @@ pub fn start_server(args: &[&str]) -> Server {
     }
 }
 
-/// Runs spout with `args` expecting it to refuse to start; returns (exit code, stderr).
+/// Runs spout with `args` expecting it to refuse to start; returns (exit code, stderr). A spout that is still
+/// running after `WAIT` (it started after all) is killed and reported with no exit code.
 pub fn start_failure(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_spout"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spout"))
         .args(args)
         .envs(env.iter().copied())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run spout");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let deadline = Instant::now() + WAIT;
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status.code();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    (code, stderr)
 }
 
 pub fn connect(addr: SocketAddr) -> TcpStream {
