@@ -989,3 +989,94 @@ fn one_listener_serves_both_of_the_originals_ports() {
     let client = Client::connect(addr, "/");
     assert_eq!(client.uuid.len(), 36);
 }
+
+/// Sends the upgrade request and `frames` in one write, as a client that does not wait for the 101 may; returns
+/// the client once its CLIENT_ACK "Connected" is read.
+fn connect_pipelined(addr: SocketAddr, frames: &[Vec<u8>]) -> Client {
+    let mut stream = connect(addr);
+    let mut raw = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    for frame in frames {
+        raw.extend_from_slice(frame);
+    }
+    stream.write_all(&raw).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let mut ws = Ws { stream };
+    let hello = ws.next_json();
+    let uuid = hello["data"]["uuid"].as_str().expect("uuid").to_string();
+    assert_eq!(hello, client_ack("Connected", &uuid, &[]));
+    Client { ws, uuid }
+}
+
+fn action_frame(action: &str, channel: &str) -> Vec<u8> {
+    let msg =
+        json!({"messageType": "CLIENT_ACTION", "action": action, "data": {"channel": channel}});
+    ws_client_frame(0x81, msg.to_string().as_bytes())
+}
+
+#[test]
+fn a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes() {
+    // One worker, so the next connection takes the closed one's slab key: a hub entry left behind would reach it.
+    let server = start(&["--workers", "1"]);
+    let addr = server.addrs[0];
+    let news = create(addr, "news");
+    create(addr, "other");
+    let mut watcher = Client::connect(addr, "/");
+    watcher.subscribe("news");
+    let mut eager = connect_pipelined(
+        addr,
+        &[
+            action_frame("SUBSCRIBE", "news"),
+            action_frame("UNSUBSCRIBE", "news"),
+        ],
+    );
+    let uuid = eager.uuid.clone();
+    assert_eq!(eager.next(), client_ack("Subscribed", &uuid, &["news"]));
+    assert_eq!(eager.next(), client_ack("Unsubscribed", &uuid, &[]));
+    assert_eq!(push(addr, "news", &news, json!([]), "first").status, 200);
+    let watcher_uuid = watcher.uuid.clone();
+    assert_eq!(
+        watcher.next(),
+        client_push(&watcher_uuid, &["news"], "news", "first")
+    );
+    eager.quiet(Duration::from_millis(300));
+    drop(eager);
+    wait_for("the eager client to be forgotten", || {
+        post(addr, "/sysadmin", "").json()["data"]["clientsAmount"] == 1
+    });
+    let mut next = Client::connect(addr, "/");
+    let next_uuid = next.uuid.clone();
+    assert_eq!(
+        next.subscribe("other"),
+        client_ack("Subscribed", &next_uuid, &["other"])
+    );
+    assert_eq!(push(addr, "news", &news, json!([]), "second").status, 200);
+    assert_eq!(
+        watcher.next(),
+        client_push(&watcher_uuid, &["news"], "news", "second")
+    );
+    next.quiet(Duration::from_millis(300));
+}
+
+#[test]
+fn a_channel_joined_in_the_frames_sent_with_the_upgrade_gets_pushes() {
+    let server = start(&[]);
+    let addr = server.addrs[0];
+    let news = create(addr, "news");
+    let mut eager = connect_pipelined(addr, &[action_frame("SUBSCRIBE", "news")]);
+    let uuid = eager.uuid.clone();
+    assert_eq!(eager.next(), client_ack("Subscribed", &uuid, &["news"]));
+    assert_eq!(push(addr, "news", &news, json!([]), "hi").status, 200);
+    assert_eq!(eager.next(), client_push(&uuid, &["news"], "news", "hi"));
+    eager.quiet(Duration::from_millis(200));
+}

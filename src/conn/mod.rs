@@ -485,7 +485,9 @@ impl Conn {
                             at += head_len;
                             let next = self.dispatch(&head, head_bytes, &[], ctx);
                             if next == Next::Subscribed {
-                                // A WebSocket client may send frames right behind its upgrade request.
+                                // A WebSocket client may send frames right behind its upgrade request. Their
+                                // channel changes are already in the stream's list, which `Worker::join_hub`
+                                // reads whole, so a `Next::Resubscribed` here has nothing more to say.
                                 let frames = buf.get(at..).unwrap_or_default();
                                 if let Next::Close(reason) = self.on_stream_input(frames, ctx) {
                                     // Over the output cap at once (pongs for a flood of pings): it still joins
