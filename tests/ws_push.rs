@@ -1080,3 +1080,78 @@ fn a_channel_joined_in_the_frames_sent_with_the_upgrade_gets_pushes() {
     assert_eq!(eager.next(), client_push(&uuid, &["news"], "news", "hi"));
     eager.quiet(Duration::from_millis(200));
 }
+
+#[test]
+fn a_subscribe_sent_in_fragments_with_a_ping_between_them_is_reassembled() {
+    let server = start(&[]);
+    let addr = server.addrs[0];
+    let name = "caf\u{e9}";
+    let token = create(addr, name);
+    let mut client = Client::connect(addr, "/");
+    let uuid = client.uuid.clone();
+    let msg = json!({"messageType": "CLIENT_ACTION", "uuid": uuid, "action": "SUBSCRIBE", "data": {"channel": name}})
+        .to_string();
+    // RFC 6455 §5.4: text, continuation, final continuation; a control frame may come between fragments, and
+    // the two bytes of "é" are split between the second and the third (§5.6: UTF-8 is checked across them).
+    let bytes = msg.as_bytes();
+    let split = msg.find('\u{e9}').expect("the é") + 1;
+    let mut frames = ws_client_frame(0x01, &bytes[..10]);
+    frames.extend(ws_client_frame(0x89, b"mid"));
+    frames.extend(ws_client_frame(0x00, &bytes[10..split]));
+    frames.extend(ws_client_frame(0x80, &bytes[split..]));
+    client.ws.send_raw(&frames);
+    let pong = client.ws.read_frame();
+    assert_eq!((pong.b0, pong.payload.as_slice()), (0x8A, &b"mid"[..]));
+    assert_eq!(client.next(), client_ack("Subscribed", &uuid, &[name]));
+    assert_eq!(push(addr, name, &token, json!([]), "whole").status, 200);
+    assert_eq!(client.next(), client_push(&uuid, &[name], name, "whole"));
+}
+
+#[test]
+fn a_push_looks_the_channel_up_then_checks_the_token_and_an_error_sends_nothing() {
+    let server = start(&[]);
+    let addr = server.addrs[0];
+    let token = create(addr, "p");
+    let mut client = Client::connect(addr, "/");
+    let uuid = client.uuid.clone();
+    client.subscribe("p");
+    // The channel is looked up (404) before the token is checked (403).
+    assert_answer(
+        &push(addr, "nope", &token, json!([]), "lost"),
+        404,
+        &error(
+            404,
+            "Not found",
+            "Could not find a WebSocketChannel called \"nope\"",
+        ),
+    );
+    assert_answer(
+        &push(addr, "nope", "wrong", json!([]), "lost"),
+        404,
+        &error(
+            404,
+            "Not found",
+            "Could not find a WebSocketChannel called \"nope\"",
+        ),
+    );
+    assert_answer(
+        &push(addr, "p", "wrong", json!([uuid]), "refused"),
+        403,
+        &error(403, "Forbidden", "Channel token is invalid"),
+    );
+    let mut prefix = token.clone();
+    prefix.pop();
+    assert_answer(
+        &push(addr, "p", &prefix, json!([]), "refused"),
+        403,
+        &error(403, "Forbidden", "Channel token is invalid"),
+    );
+    // Rule 2: a push answered with an error publishes nothing.
+    client.quiet(Duration::from_millis(300));
+    assert_answer(
+        &push(addr, "p", &token, json!([]), "accepted"),
+        200,
+        &ack("Sent", "p"),
+    );
+    assert_eq!(client.next(), client_push(&uuid, &["p"], "p", "accepted"));
+}
