@@ -1155,3 +1155,51 @@ fn a_push_looks_the_channel_up_then_checks_the_token_and_an_error_sends_nothing(
     );
     assert_eq!(client.next(), client_push(&uuid, &["p"], "p", "accepted"));
 }
+
+#[test]
+fn a_client_closed_over_the_cap_in_the_read_that_subscribed_it_takes_no_one_elses_subscription() {
+    // One worker, so that every client shares one hub; a cap that pongs to one read's pings exceed.
+    let server = start(&[
+        "--workers",
+        "1",
+        "--max-body",
+        "1KiB",
+        "--max-queued-bytes",
+        "4KiB",
+    ]);
+    let addr = server.addrs[0];
+    let news = create(addr, "news");
+    create(addr, "other");
+    let mut watcher = Client::connect(addr, "/");
+    let watcher_uuid = watcher.uuid.clone();
+    watcher.subscribe("news");
+    for reuse_a_slot in [true, false] {
+        let mut flooder = Client::connect(addr, "/");
+        if reuse_a_slot {
+            // A slot freed by an unsubscribe is the one the next subscribe takes.
+            flooder.subscribe("other");
+            flooder.unsubscribe("other");
+        }
+        // A subscribe, then more pings than the cap has room for pongs, in one write the client never reads after.
+        let mut flood = action_frame("SUBSCRIBE", "news");
+        for _ in 0..40 {
+            flood.extend(ws_client_frame(0x89, &[b'p'; 125]));
+        }
+        flooder.ws.send_raw(&flood);
+        let frames = flooder.ws.read_to_end();
+        assert!(
+            frames.iter().all(|f| f.opcode() != 0xA),
+            "closed before its pongs went out: {frames:?}"
+        );
+        wait_for("the flooder to be closed", || {
+            post(addr, "/sysadmin", "").json()["data"]["clientsAmount"] == 1
+        });
+        let message = format!("after the flood, reusing a slot: {reuse_a_slot}");
+        assert_eq!(push(addr, "news", &news, json!([]), &message).status, 200);
+        assert_eq!(
+            watcher.next(),
+            client_push(&watcher_uuid, &["news"], "news", &message)
+        );
+    }
+    assert!(metric(server.addrs[1], "spout_dropped_slow_subscribers_total") >= 2);
+}
