@@ -293,12 +293,18 @@ impl Worker {
         }
     }
 
-    /// Adds a new stream's channels to the hub and records its positions.
+    /// Adds a new stream's channels to the hub and records its positions. Frames a WebSocket client sent behind its
+    /// upgrade request were handled before this (`Conn::process`), so a channel may already have been joined over
+    /// the socket (it is in the list: added here) or left (its slot has incarnation 0: skipped, since `reap` and
+    /// `leave_hub` only ever take live slots out of the hub).
     fn join_hub(&mut self, key: usize) {
         let Some(sse) = self.conns.get_mut(key).and_then(|c| c.stream_mut()) else {
             return;
         };
         for (slot, channel) in sse.channels.iter().enumerate() {
+            if channel.incarnation == 0 {
+                continue;
+            }
             let pos = self.hub.add(
                 &channel.name,
                 Member {

@@ -671,3 +671,46 @@ fn the_readmes_browser_code_works_with_the_npm_ws_client() {
     assert_eq!(client.next(), json!({"state": "close", "code": 1000}));
     wait_for("the session to end", || sessions(addr) == json!({}));
 }
+
+#[test]
+fn a_hello_sent_with_the_upgrade_or_in_fragments_authenticates() {
+    let server = start(&[]);
+    let addr = server.addrs[0];
+    // In the same write as the upgrade request, as a client that does not wait for the 101 may send it.
+    let mut stream = connect(addr);
+    let mut raw = format!(
+        "GET /v1/subscribe HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    raw.extend(ws_client_frame(0x81, b"HELLO eager"));
+    stream.write_all(&raw).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        std::io::Read::read_exact(&mut stream, &mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert_eq!(String::from_utf8(head).unwrap(), upgrade_answer());
+    let mut eager = Ws { stream };
+    expect_ping(&mut eager);
+    // In two fragments (RFC 6455 §5.4), a ping of the client's between them.
+    let mut split = connect_session(addr);
+    let mut frames = ws_client_frame(0x01, b"HEL");
+    frames.extend(ws_client_frame(0x89, b"x"));
+    frames.extend(ws_client_frame(0x80, b"LO split"));
+    split.send_raw(&frames);
+    let pong = split.read_frame();
+    assert_eq!((pong.b0, pong.payload.as_slice()), (0x8A, &b"x"[..]));
+    expect_ping(&mut split);
+    assert_eq!(sessions(addr), json!({"eager": 1, "split": 1}));
+    assert_eq!(publish_to(addr, "PUT", Some("eager"), b"e").status, 200);
+    assert_eq!(publish_to(addr, "PUT", Some("split"), b"s").status, 200);
+    assert_eq!(text(&mut eager), "e");
+    assert_eq!(text(&mut split), "s");
+    quiet(&mut eager, Duration::from_millis(200));
+    drop(eager);
+    wait_for("the eager session to go", || {
+        sessions(addr) == json!({"split": 1})
+    });
+}

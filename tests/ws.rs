@@ -302,6 +302,11 @@ fn ping_is_answered_with_pong_and_close_with_close() {
         (pong.b0, pong.payload.as_slice()),
         (0x8A, &b"are you there"[..])
     );
+    // RFC 6455 §5.5: 125 bytes is the most a control frame may carry (126 closes with 1002, see below).
+    let longest = [b'p'; 125];
+    ws.send(0x89, &longest);
+    let pong = ws.read_frame();
+    assert_eq!((pong.b0, pong.payload.as_slice()), (0x8A, &longest[..]));
     // Unsolicited pongs and client messages are ignored.
     ws.send(0x8A, b"");
     ws.send(0x81, b"hello server");
@@ -339,8 +344,13 @@ fn protocol_errors_close_with_their_codes() {
     expect_close(&server, &ws_client_frame(0x83, b"x"), 1002);
     expect_close(&server, &ws_client_frame(0x89, &[0; 126]), 1002);
     expect_close(&server, &ws_client_frame(0x09, b""), 1002);
-    // A continuation with nothing to continue; a bad close code.
+    // A continuation with nothing to continue; a close with half a code (§5.5.1); a bad close code.
     expect_close(&server, &ws_client_frame(0x80, b"x"), 1002);
+    expect_close(&server, &ws_client_frame(0x88, &[0x03]), 1002);
+    // A new message while a fragmented one is unfinished (§5.4).
+    let mut interleaved = ws_client_frame(0x01, b"first");
+    interleaved.extend(ws_client_frame(0x81, b"second"));
+    expect_close(&server, &interleaved, 1002);
     expect_close(
         &server,
         &ws_client_frame(0x88, &1005u16.to_be_bytes()),
@@ -358,7 +368,7 @@ fn protocol_errors_close_with_their_codes() {
     expect_close(&server, &split, 1007);
     expect_close(&server, &ws_client_frame(0x88, b"\x03\xE8\xFF"), 1007);
     wait_for("the protocol errors counted", || {
-        metric(server.addr, "spout_ws_protocol_errors_total") == 12
+        metric(server.addr, "spout_ws_protocol_errors_total") == 14
     });
 }
 

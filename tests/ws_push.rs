@@ -989,3 +989,217 @@ fn one_listener_serves_both_of_the_originals_ports() {
     let client = Client::connect(addr, "/");
     assert_eq!(client.uuid.len(), 36);
 }
+
+/// Sends the upgrade request and `frames` in one write, as a client that does not wait for the 101 may; returns
+/// the client once its CLIENT_ACK "Connected" is read.
+fn connect_pipelined(addr: SocketAddr, frames: &[Vec<u8>]) -> Client {
+    let mut stream = connect(addr);
+    let mut raw = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    for frame in frames {
+        raw.extend_from_slice(frame);
+    }
+    stream.write_all(&raw).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let mut ws = Ws { stream };
+    let hello = ws.next_json();
+    let uuid = hello["data"]["uuid"].as_str().expect("uuid").to_string();
+    assert_eq!(hello, client_ack("Connected", &uuid, &[]));
+    Client { ws, uuid }
+}
+
+fn action_frame(action: &str, channel: &str) -> Vec<u8> {
+    let msg =
+        json!({"messageType": "CLIENT_ACTION", "action": action, "data": {"channel": channel}});
+    ws_client_frame(0x81, msg.to_string().as_bytes())
+}
+
+#[test]
+fn a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes() {
+    // One worker, so the next connection takes the closed one's slab key: a hub entry left behind would reach it.
+    let server = start(&["--workers", "1"]);
+    let addr = server.addrs[0];
+    let news = create(addr, "news");
+    create(addr, "other");
+    let mut watcher = Client::connect(addr, "/");
+    watcher.subscribe("news");
+    let mut eager = connect_pipelined(
+        addr,
+        &[
+            action_frame("SUBSCRIBE", "news"),
+            action_frame("UNSUBSCRIBE", "news"),
+        ],
+    );
+    let uuid = eager.uuid.clone();
+    assert_eq!(eager.next(), client_ack("Subscribed", &uuid, &["news"]));
+    assert_eq!(eager.next(), client_ack("Unsubscribed", &uuid, &[]));
+    assert_eq!(push(addr, "news", &news, json!([]), "first").status, 200);
+    let watcher_uuid = watcher.uuid.clone();
+    assert_eq!(
+        watcher.next(),
+        client_push(&watcher_uuid, &["news"], "news", "first")
+    );
+    eager.quiet(Duration::from_millis(300));
+    drop(eager);
+    wait_for("the eager client to be forgotten", || {
+        post(addr, "/sysadmin", "").json()["data"]["clientsAmount"] == 1
+    });
+    let mut next = Client::connect(addr, "/");
+    let next_uuid = next.uuid.clone();
+    assert_eq!(
+        next.subscribe("other"),
+        client_ack("Subscribed", &next_uuid, &["other"])
+    );
+    assert_eq!(push(addr, "news", &news, json!([]), "second").status, 200);
+    assert_eq!(
+        watcher.next(),
+        client_push(&watcher_uuid, &["news"], "news", "second")
+    );
+    next.quiet(Duration::from_millis(300));
+}
+
+#[test]
+fn a_channel_joined_in_the_frames_sent_with_the_upgrade_gets_pushes() {
+    let server = start(&[]);
+    let addr = server.addrs[0];
+    let news = create(addr, "news");
+    let mut eager = connect_pipelined(addr, &[action_frame("SUBSCRIBE", "news")]);
+    let uuid = eager.uuid.clone();
+    assert_eq!(eager.next(), client_ack("Subscribed", &uuid, &["news"]));
+    assert_eq!(push(addr, "news", &news, json!([]), "hi").status, 200);
+    assert_eq!(eager.next(), client_push(&uuid, &["news"], "news", "hi"));
+    eager.quiet(Duration::from_millis(200));
+}
+
+#[test]
+fn a_subscribe_sent_in_fragments_with_a_ping_between_them_is_reassembled() {
+    let server = start(&[]);
+    let addr = server.addrs[0];
+    let name = "caf\u{e9}";
+    let token = create(addr, name);
+    let mut client = Client::connect(addr, "/");
+    let uuid = client.uuid.clone();
+    let msg = json!({"messageType": "CLIENT_ACTION", "uuid": uuid, "action": "SUBSCRIBE", "data": {"channel": name}})
+        .to_string();
+    // RFC 6455 §5.4: text, continuation, final continuation; a control frame may come between fragments, and
+    // the two bytes of "é" are split between the second and the third (§5.6: UTF-8 is checked across them).
+    let bytes = msg.as_bytes();
+    let split = msg.find('\u{e9}').expect("the é") + 1;
+    let mut frames = ws_client_frame(0x01, &bytes[..10]);
+    frames.extend(ws_client_frame(0x89, b"mid"));
+    frames.extend(ws_client_frame(0x00, &bytes[10..split]));
+    frames.extend(ws_client_frame(0x80, &bytes[split..]));
+    client.ws.send_raw(&frames);
+    let pong = client.ws.read_frame();
+    assert_eq!((pong.b0, pong.payload.as_slice()), (0x8A, &b"mid"[..]));
+    assert_eq!(client.next(), client_ack("Subscribed", &uuid, &[name]));
+    assert_eq!(push(addr, name, &token, json!([]), "whole").status, 200);
+    assert_eq!(client.next(), client_push(&uuid, &[name], name, "whole"));
+}
+
+#[test]
+fn a_push_looks_the_channel_up_then_checks_the_token_and_an_error_sends_nothing() {
+    let server = start(&[]);
+    let addr = server.addrs[0];
+    let token = create(addr, "p");
+    let mut client = Client::connect(addr, "/");
+    let uuid = client.uuid.clone();
+    client.subscribe("p");
+    // The channel is looked up (404) before the token is checked (403).
+    assert_answer(
+        &push(addr, "nope", &token, json!([]), "lost"),
+        404,
+        &error(
+            404,
+            "Not found",
+            "Could not find a WebSocketChannel called \"nope\"",
+        ),
+    );
+    assert_answer(
+        &push(addr, "nope", "wrong", json!([]), "lost"),
+        404,
+        &error(
+            404,
+            "Not found",
+            "Could not find a WebSocketChannel called \"nope\"",
+        ),
+    );
+    assert_answer(
+        &push(addr, "p", "wrong", json!([uuid]), "refused"),
+        403,
+        &error(403, "Forbidden", "Channel token is invalid"),
+    );
+    let mut prefix = token.clone();
+    prefix.pop();
+    assert_answer(
+        &push(addr, "p", &prefix, json!([]), "refused"),
+        403,
+        &error(403, "Forbidden", "Channel token is invalid"),
+    );
+    // Rule 2: a push answered with an error publishes nothing.
+    client.quiet(Duration::from_millis(300));
+    assert_answer(
+        &push(addr, "p", &token, json!([]), "accepted"),
+        200,
+        &ack("Sent", "p"),
+    );
+    assert_eq!(client.next(), client_push(&uuid, &["p"], "p", "accepted"));
+}
+
+#[test]
+fn a_client_closed_over_the_cap_in_the_read_that_subscribed_it_takes_no_one_elses_subscription() {
+    // One worker, so that every client shares one hub; a cap that pongs to one read's pings exceed.
+    let server = start(&[
+        "--workers",
+        "1",
+        "--max-body",
+        "1KiB",
+        "--max-queued-bytes",
+        "4KiB",
+    ]);
+    let addr = server.addrs[0];
+    let news = create(addr, "news");
+    create(addr, "other");
+    let mut watcher = Client::connect(addr, "/");
+    let watcher_uuid = watcher.uuid.clone();
+    watcher.subscribe("news");
+    for reuse_a_slot in [true, false] {
+        let mut flooder = Client::connect(addr, "/");
+        if reuse_a_slot {
+            // A slot freed by an unsubscribe is the one the next subscribe takes.
+            flooder.subscribe("other");
+            flooder.unsubscribe("other");
+        }
+        // A subscribe, then more pings than the cap has room for pongs, in one write the client never reads after.
+        let mut flood = action_frame("SUBSCRIBE", "news");
+        for _ in 0..40 {
+            flood.extend(ws_client_frame(0x89, &[b'p'; 125]));
+        }
+        flooder.ws.send_raw(&flood);
+        let frames = flooder.ws.read_to_end();
+        assert!(
+            frames.iter().all(|f| f.opcode() != 0xA),
+            "closed before its pongs went out: {frames:?}"
+        );
+        wait_for("the flooder to be closed", || {
+            post(addr, "/sysadmin", "").json()["data"]["clientsAmount"] == 1
+        });
+        let message = format!("after the flood, reusing a slot: {reuse_a_slot}");
+        assert_eq!(push(addr, "news", &news, json!([]), &message).status, 200);
+        assert_eq!(
+            watcher.next(),
+            client_push(&watcher_uuid, &["news"], "news", &message)
+        );
+    }
+    assert!(metric(server.addrs[1], "spout_dropped_slow_subscribers_total") >= 2);
+}

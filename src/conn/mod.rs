@@ -485,12 +485,17 @@ impl Conn {
                             at += head_len;
                             let next = self.dispatch(&head, head_bytes, &[], ctx);
                             if next == Next::Subscribed {
-                                // A WebSocket client may send frames right behind its upgrade request.
+                                // A WebSocket client may send frames right behind its upgrade request. Their
+                                // channel changes are already in the stream's list, which `Worker::join_hub`
+                                // reads whole, so a `Next::Resubscribed` here has nothing more to say.
                                 let frames = buf.get(at..).unwrap_or_default();
                                 if let Next::Close(reason) = self.on_stream_input(frames, ctx) {
                                     // Over the output cap at once (pongs for a flood of pings): it still joins
                                     // the hub, so that reaping unsubscribes it, and the next tick closes it.
                                     log::debug!("stream closed at once: {reason:?}");
+                                    if reason == CloseReason::Slow {
+                                        ctx.counters.dropped_slow += 1;
+                                    }
                                     self.closing = true;
                                     self.out.clear();
                                     self.deadline = Some(ctx.now);
@@ -710,7 +715,16 @@ impl Conn {
         // Pongs and answers are queued for a client that may not read: they count against the same cap as events.
         if self.out.bytes() > ctx.config.max_queued_bytes {
             self.out.clear();
-            return Next::Close(CloseReason::Slow);
+            if hub.is_empty() {
+                return Next::Close(CloseReason::Slow);
+            }
+            // This read changed the stream's channels: the hub must take those changes before the stream is
+            // reaped, since reaping removes each live slot at its recorded position (one the hub never had would
+            // name another subscriber's). So it closes at the next tick, counted here.
+            ctx.counters.dropped_slow += 1;
+            log::debug!("stream over --max-queued-bytes while its channels changed: closing");
+            self.closing = true;
+            self.deadline = Some(ctx.now);
         }
         if hub.is_empty() {
             Next::Continue
