@@ -482,6 +482,7 @@ impl Worker {
                         }
                         _ => {
                             self.counters.delivered += 1;
+                            conn.push_back_heartbeat(now, &self.shared.config);
                             mark_dirty(&mut self.dirty, member.key, conn);
                         }
                     }
