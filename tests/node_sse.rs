@@ -519,7 +519,7 @@ fn a_refused_batch_publishes_and_stores_nothing() {
         let valid = event(&guard, "leak", json!("must not arrive"));
         let reserved = "Event type \"registered\" is reserved, can't fire!";
         let missing = "Bad Request: 'channelName', 'type', and 'payload' are three required json fields in an event.";
-        let cases: [(Value, &str); 9] = [
+        let cases: [(Value, &str); 10] = [
             (
                 json!([valid, event(&guard, "registered", json!("x"))]),
                 reserved,
@@ -527,6 +527,10 @@ fn a_refused_batch_publishes_and_stores_nothing() {
             (
                 json!([valid, event(&guard, "online-presence", json!("x"))]),
                 "Event type \"online-presence\" is reserved, can't fire!",
+            ),
+            (
+                json!([valid, event(&guard, "lastEvent", json!("x"))]),
+                "Event type \"lastEvent\" is reserved, can't fire!",
             ),
             (json!([valid, event(&guard, "t", json!(0))]), missing),
             (json!([valid, event(&guard, "t", json!(""))]), missing),
