@@ -101,7 +101,8 @@ pub struct Worker {
     spare_fd: Option<File>,
     drain: Option<Drain>,
     next_tick: Instant,
-    /// Per API (indexed by `Api as usize`), when its quiet SSE streams next get a heartbeat.
+    /// Per API (indexed by `Api as usize`), when its quiet SSE streams next get a heartbeat (unused for an API
+    /// whose heartbeat comes after a silence: each of its streams times its own).
     next_heartbeat: [Instant; Api::ALL.len()],
     next_expire: Instant,
 }
@@ -157,7 +158,7 @@ impl Worker {
             )?;
         }
         let now = Instant::now();
-        let next_heartbeat = Api::ALL.map(|api| now + api::heartbeat(api, &shared.config).1);
+        let next_heartbeat = Api::ALL.map(|api| now + api::heartbeat(api, &shared.config).every);
         Ok(Worker {
             id,
             poll,
@@ -207,7 +208,7 @@ impl Worker {
             self.retry_pending(started);
             if !self.inbox.is_empty() {
                 // Filled by this worker's own publishes (no wake) or left over from a budget-limited drain.
-                self.drain_inbox();
+                self.drain_inbox(started);
             }
             self.flush_dirty();
             if started >= self.next_tick {
@@ -232,7 +233,7 @@ impl Worker {
 
     fn dispatch(&mut self, event: &mio::event::Event, now: Instant) {
         match event.token() {
-            WAKER => self.drain_inbox(),
+            WAKER => self.drain_inbox(now),
             token if token.0 > MAX_KEY => self.accept_all(LISTENER_BASE - token.0, now),
             token => {
                 let key = key_of(token);
@@ -426,7 +427,7 @@ impl Worker {
         }
     }
 
-    fn drain_inbox(&mut self) {
+    fn drain_inbox(&mut self, now: Instant) {
         let delivered_before = self.counters.delivered;
         for _ in 0..INBOX_BATCH {
             if self.counters.delivered - delivered_before >= FANOUT_BUDGET {
@@ -437,19 +438,19 @@ impl Worker {
             };
             self.counters.inbox_events += 1;
             match msg {
-                WorkerMsg::Publish(message) => self.fan_out(&message),
+                WorkerMsg::Publish(message) => self.fan_out(&message, now),
                 WorkerMsg::ChannelDeleted {
                     channel,
                     incarnation,
                 } => self.close_channel(&channel, incarnation),
-                WorkerMsg::Drain => self.start_drain(Instant::now()),
+                WorkerMsg::Drain => self.start_drain(now),
             }
         }
     }
 
     /// Queues one shared frame on every local subscriber of the event's channel: no copy, no format. Each wire
     /// format's frame is built once, by the first subscriber of that format (`Message::sse_frame`, `ws_frame`).
-    fn fan_out(&mut self, message: &Message) {
+    fn fan_out(&mut self, message: &Message, now: Instant) {
         let members = self.hub.members(&message.channel);
         if members.is_empty() {
             return;
@@ -463,6 +464,7 @@ impl Worker {
                 Delivery::Skipped => {}
                 Delivery::Queued => {
                     self.counters.delivered += 1;
+                    conn.push_back_heartbeat(now, &self.shared.config);
                     mark_dirty(&mut self.dirty, member.key, conn);
                 }
                 Delivery::Overflow => {
@@ -486,6 +488,7 @@ impl Worker {
                         }
                         _ => {
                             self.counters.delivered += 1;
+                            conn.push_back_heartbeat(now, &self.shared.config);
                             mark_dirty(&mut self.dirty, member.key, conn);
                         }
                     }
@@ -576,13 +579,17 @@ impl Worker {
         self.date.update(SystemTime::now());
         self.check_deadlines(now);
         for api in Api::ALL {
-            let (frame, interval) = api::heartbeat(api, &self.shared.config);
+            let beat = api::heartbeat(api, &self.shared.config);
+            // Heartbeats after a silence are timed per stream, by `check_deadlines`.
+            if beat.after_silence {
+                continue;
+            }
             let Some(due) = self.next_heartbeat.get_mut(api as usize) else {
                 continue;
             };
             if now >= *due {
-                *due = now + interval;
-                self.heartbeat(api, frame);
+                *due = now + beat.every;
+                self.heartbeat(api, beat.frame);
             }
         }
         if self.drain.is_some() {

@@ -563,25 +563,41 @@ fn fifty_messages_are_kept_and_stream_reset_marks_the_ones_lost() {
     assert_eq!(read_room(root, "cap")["messages"][0]["id"], 5);
 }
 
+/// Pushpin sends `keep-alive` after `timeout=20` of silence on that stream: never sooner after its opening, a
+/// message or the last keep-alive, and not at all while messages come more often.
 #[test]
-fn keep_alive_frames_on_quiet_streams() {
-    let server = start(&["--flychat-keepalive", "300ms"]);
+fn keep_alive_frames_after_a_silence_on_each_stream() {
+    const EVERY: Duration = Duration::from_millis(1000);
+    // The server arms a stream's timer a moment before the test has read what caused it.
+    const SLACK: Duration = Duration::from_millis(50);
+    let server = start(&["--flychat-keepalive", "1s"]);
     let [root, prefixed] = mounts(&server);
     for (at, room) in [(root, "quiet"), (prefixed, "still")] {
         let mut stream = Stream::open(at, room, "");
+        let mut last = Instant::now();
         assert_eq!(stream.frame(), OPEN);
-        let started = Instant::now();
+        let silent_for = |last: Instant| {
+            let silence = last.elapsed();
+            assert!(
+                silence + SLACK >= EVERY,
+                "keep-alive after only {silence:?}"
+            );
+            assert!(silence < EVERY + Duration::from_secs(2), "{silence:?}");
+        };
         assert_eq!(stream.frame(), KEEP_ALIVE);
+        silent_for(last);
+        last = Instant::now();
         assert_eq!(stream.frame(), KEEP_ALIVE);
-        // Two keep-alives are at least one interval apart.
-        assert!(
-            started.elapsed() >= Duration::from_millis(250),
-            "{:?}",
-            started.elapsed()
-        );
-        let json = post(at, room, "a", "between keep-alives");
-        assert_eq!(stream.event(), frame_of(&json));
+        silent_for(last);
+        // Messages 400 ms apart: the stream is never silent for a second, so nothing but the messages arrives.
+        for i in 0..6 {
+            thread::sleep(Duration::from_millis(400));
+            let json = post(at, room, "a", &format!("message {i}"));
+            last = Instant::now();
+            assert_eq!(stream.frame(), frame_of(&json), "message {i}");
+        }
         assert_eq!(stream.frame(), KEEP_ALIVE);
+        silent_for(last);
     }
 }
 

@@ -519,7 +519,7 @@ fn a_refused_batch_publishes_and_stores_nothing() {
         let valid = event(&guard, "leak", json!("must not arrive"));
         let reserved = "Event type \"registered\" is reserved, can't fire!";
         let missing = "Bad Request: 'channelName', 'type', and 'payload' are three required json fields in an event.";
-        let cases: [(Value, &str); 9] = [
+        let cases: [(Value, &str); 10] = [
             (
                 json!([valid, event(&guard, "registered", json!("x"))]),
                 reserved,
@@ -527,6 +527,10 @@ fn a_refused_batch_publishes_and_stores_nothing() {
             (
                 json!([valid, event(&guard, "online-presence", json!("x"))]),
                 "Event type \"online-presence\" is reserved, can't fire!",
+            ),
+            (
+                json!([valid, event(&guard, "lastEvent", json!("x"))]),
+                "Event type \"lastEvent\" is reserved, can't fire!",
             ),
             (json!([valid, event(&guard, "t", json!(0))]), missing),
             (json!([valid, event(&guard, "t", json!(""))]), missing),
@@ -538,7 +542,7 @@ fn a_refused_batch_publishes_and_stores_nothing() {
                 missing,
             ),
             (
-                json!([valid, event(&format!("{guard}\r"), "t", json!("p"))]),
+                json!([valid, event(&guard, "carriage\rreturn", json!("p"))]),
                 missing,
             ),
         ];
@@ -585,6 +589,37 @@ fn a_refused_batch_publishes_and_stores_nothing() {
         assert_eq!(
             last_event(way, &guard),
             json!({"response": "{\"type\":\"marker\",\"payload\":\"first to arrive\"}"})
+        );
+    }
+}
+
+/// Only `type` is written outside the JSON (the `event:` line), so only its line breaks are refused; a channel
+/// name with line breaks is subscribed, published to and stored as by the original, escaped inside the `data:` JSON.
+#[test]
+fn a_channel_name_with_line_breaks_stays_inside_the_json() {
+    for i in 0..2 {
+        let (_server, way) = fresh_way(i);
+        let channel = format!("line\nbreak\r{i}");
+        let mut sub = subscribe(way, &format!("channels=line%0Abreak%0D{i}&clientId=nl"));
+        let (_, data) = sub.event();
+        assert_eq!(data["type"], "registered");
+        assert_eq!(
+            sub.frame(),
+            format!(
+                "event: lastEvent\ndata: {{\"channelName\":\"line\\nbreak\\r{i}\",\"type\":\"lastEvent\",\"payload\":\"{{}}\"}}\n\n"
+            )
+        );
+        sub.presence();
+        publish_ok(way, json!([event(&channel, "t", json!("p"))]));
+        assert_eq!(
+            sub.frame(),
+            format!(
+                "event: t\ndata: {{\"channelName\":\"line\\nbreak\\r{i}\",\"type\":\"t\",\"payload\":\"p\"}}\n\n"
+            )
+        );
+        assert_eq!(
+            last_event(way, &format!("line%0Abreak%0D{i}")),
+            json!({"response": "{\"type\":\"t\",\"payload\":\"p\"}"})
         );
     }
 }

@@ -384,7 +384,7 @@ fn publish_decodes_like_gos_encoding_json() {
         let mut member = join(way, &format!("channelId={CHANNEL}&clientId=reader"));
         member.event();
         member.event();
-        let errors: [(&str, &str); 8] = [
+        let errors: [(&str, &str); 10] = [
             ("", "EOF"),
             ("   ", "EOF"),
             ("{\"channel_id\":\"abc", "unexpected EOF"),
@@ -393,6 +393,15 @@ fn publish_decodes_like_gos_encoding_json() {
             ("{\"type\":[\"x\"]}", "json: cannot unmarshal array into Go struct field Event.type of type string"),
             ("[]", "json: cannot unmarshal array into Go value of type server.Event"),
             ("{\"a\":tru}", "invalid character '}' in literal true (expecting 'e')"),
+            // Past float64's range the payload cannot be decoded: refused, not sent on to break subscribers' parsers.
+            (
+                r#"{"channel_id":"abcdefghijkl","type":"t","origin_id":"abc","payload":{"n":[1e400]}}"#,
+                "json: cannot unmarshal number 1e400 into Go struct field Event.payload of type float64",
+            ),
+            (
+                r#"{"channel_id":"abcdefghijkl","type":"t","origin_id":"abc","payload":-1E309}"#,
+                "json: cannot unmarshal number -1E309 into Go struct field Event.payload of type float64",
+            ),
         ];
         for (body, text) in errors {
             assert_go_error(&publish(way, "", body), 400, text, false);

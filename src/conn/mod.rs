@@ -45,7 +45,7 @@ use mio::net::TcpStream;
 
 use crate::api::{self, Action, ChannelChange, Ctx, Refusal, Request, WsPeer, WsSession};
 use crate::channels::{ChannelTable, ReplayCursor, SubscribedChannel};
-use crate::config::Api;
+use crate::config::{Api, Config};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{parse_head, BodyFraming, Head, Limits};
 use crate::http::response::DateCache;
@@ -279,7 +279,9 @@ pub struct Conn {
     stream: TcpStream,
     pub phase: Phase,
     pub out: OutQueue,
-    /// When the current wait ends: request timeout, keep-alive timeout, or the linger of a closing connection.
+    /// When the current wait ends: request timeout, keep-alive timeout, the linger of a closing connection, a
+    /// WebSocket stream's next liveness check, or when an SSE stream whose heartbeat comes after a silence
+    /// (flychat's keep-alive, `api::Heartbeat`) is due one.
     pub deadline: Option<Instant>,
     /// The listener's API; for a stream, the API that opened it.
     pub api: Api,
@@ -619,7 +621,9 @@ impl Conn {
                     self.deadline = Some(ws.next_check(&api::ws_rules(&ws.session, ctx.config)));
                     Format::WebSocket(Box::new(ws))
                 } else {
-                    self.deadline = None;
+                    // A heartbeat after a silence is this stream's deadline; others come on the worker's schedule.
+                    let beat = api::heartbeat(api, ctx.config);
+                    self.deadline = beat.after_silence.then(|| ctx.now + beat.every);
                     Format::Sse
                 };
                 // Under a prefix of a native listener, the stream belongs to the compatible API that opened it.
@@ -793,7 +797,29 @@ impl Conn {
                 self.deadline = Some(ws.next_check(&rules));
                 Next::Continue
             }
-            Phase::Stream(_) => Next::Continue,
+            Phase::Stream(_) => {
+                // An SSE stream with a deadline gets its heartbeat after a silence (`api::Heartbeat`): due now,
+                // unless output is still queued (then the stream is not silent, only slow).
+                let beat = api::heartbeat(self.api, ctx.config);
+                if self.out.is_empty() {
+                    self.out.push(Chunk::Static(beat.frame));
+                }
+                self.deadline = Some(now + beat.every);
+                Next::Continue
+            }
+        }
+    }
+
+    /// An event was queued: an SSE stream whose heartbeat comes after a silence has it due one interval from now.
+    /// Only such SSE streams have a deadline (until they close), so for the others this is one test.
+    pub fn push_back_heartbeat(&mut self, now: Instant, config: &Config) {
+        if self.deadline.is_none() || self.closing {
+            return;
+        }
+        if let Phase::Stream(stream) = &self.phase {
+            if stream.is_sse() {
+                self.deadline = Some(now + api::heartbeat(self.api, config).every);
+            }
         }
     }
 

@@ -32,8 +32,6 @@
 //! - the provisional copy of a message (`event: message` without `id:`) is not sent: the final copy carries the
 //!   same `provisionalId`, and a client sees each message once;
 //! - a body that is not form data (JSON, text, none) gets 400 `Bad Request⏎` instead of an unhandled error;
-//! - the keep-alive event comes every `--flychat-keepalive` (default 20 s) to a stream with nothing to send
-//!   (`api::heartbeat`), not only after 20 s of silence;
 //! - the stream is close-delimited rather than chunked, and has no `Grip-*` headers (only Pushpin saw them);
 //! - the pages and scripts are spout's own.
 

@@ -15,6 +15,9 @@
 //!   empty event.
 //! - Strings as Go decodes them: escapes, UTF-16 surrogate pairs, and U+FFFD for a lone surrogate or for each byte
 //!   that is not valid UTF-8.
+//! - A number in the payload that does not fit a float64 (`1e400`: `strconv.ParseFloat` gives `ErrRange`) is a
+//!   type error, `json: cannot unmarshal number 1e400 into Go struct field Event.payload of type float64`, so the
+//!   event is refused, not passed on as a number most JSON parsers refuse.
 //!
 //! The payload is not decoded into values and encoded again as Go does (which sorts object keys, rounds numbers
 //! through float64 and escapes `<>&`): it is kept as compact JSON text, with its strings re-encoded as valid
@@ -40,8 +43,9 @@ pub struct Event {
     pub payload: Option<String>,
 }
 
-/// Why Go's decoder refuses a body; `Display` gives Go's error text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why Go's decoder refuses a body; `Display` gives Go's error text. Not `Copy`: an out-of-range number's text is
+/// part of the error.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DecodeError {
     /// Nothing but white space: `EOF`.
     Eof,
@@ -56,6 +60,8 @@ pub enum DecodeError {
     },
     /// The top-level value is not an object (nor `null`).
     ValueType { kind: &'static str },
+    /// A number in the payload overflows a float64; its text as sent.
+    PayloadNumber(Box<str>),
 }
 
 impl fmt::Display for DecodeError {
@@ -73,6 +79,10 @@ impl fmt::Display for DecodeError {
             DecodeError::ValueType { kind } => write!(
                 f,
                 "json: cannot unmarshal {kind} into Go value of type server.Event"
+            ),
+            DecodeError::PayloadNumber(number) => write!(
+                f,
+                "json: cannot unmarshal number {number} into Go struct field Event.payload of type float64"
             ),
         }
     }
@@ -200,6 +210,9 @@ fn decode_object(object: &[u8]) -> Result<Event, DecodeError> {
             .or_else(|| FIELDS.into_iter().find(|name| equal_fold(&key, name)));
         match field {
             Some("payload") => {
+                if let Some(number) = out_of_range_number(value) {
+                    first_error.get_or_insert(DecodeError::PayloadNumber(number));
+                }
                 event.payload = (value.first() != Some(&b'n')).then(|| compact(value));
             }
             Some(name) => match value.first() {
@@ -290,6 +303,32 @@ fn hex4(digits: Option<&[u8]>) -> u32 {
         d.iter()
             .fold(0, |n, c| n << 4 | char::from(*c).to_digit(16).unwrap_or(0))
     })
+}
+
+/// The first number in a scanned value (outside its strings) that a float64 cannot hold: `ParseFloat`'s
+/// `ErrRange`, which is only overflow (a number too small becomes 0, as in Rust).
+fn out_of_range_number(value: &[u8]) -> Option<Box<str>> {
+    let mut reader = Reader {
+        bytes: value,
+        at: 0,
+    };
+    while let Some(c) = reader.peek() {
+        match c {
+            b'"' => {
+                reader.value();
+            }
+            b'-' | b'0'..=b'9' => {
+                let (start, end) = reader.value();
+                // The scanner checked the syntax: the number is ASCII.
+                let text = std::str::from_utf8(value.get(start..end)?).ok()?;
+                if text.parse::<f64>().is_ok_and(f64::is_infinite) {
+                    return Some(text.into());
+                }
+            }
+            _ => reader.at += 1,
+        }
+    }
+    None
 }
 
 /// A scanned value as compact JSON: white space between tokens dropped, strings re-encoded (valid UTF-8, JSON
@@ -406,7 +445,7 @@ mod tests {
 
     #[test]
     fn type_errors_name_the_field_and_come_after_the_whole_value() {
-        let cases: [(&str, &str); 9] = [
+        let cases: [(&str, &str); 13] = [
             ("{\"channel_id\":1}", "json: cannot unmarshal number into Go struct field Event.channel_id of type string"),
             ("{\"TYPE\":true}", "json: cannot unmarshal bool into Go struct field Event.type of type string"),
             ("{\"origin_id\":{}}", "json: cannot unmarshal object into Go struct field Event.origin_id of type string"),
@@ -417,6 +456,11 @@ mod tests {
             ("true", "json: cannot unmarshal bool into Go value of type server.Event"),
             // A syntax error anywhere in the value comes first.
             ("{\"channel_id\":1,x}", "invalid character 'x' looking for beginning of object key string"),
+            // A payload number past float64's range, wherever it is in the payload, named as sent; the first error wins.
+            ("{\"payload\":1e400}", "json: cannot unmarshal number 1e400 into Go struct field Event.payload of type float64"),
+            ("{\"Payload\":{\"a\":[\"1e400\",-2E+308]}}", "json: cannot unmarshal number -2E+308 into Go struct field Event.payload of type float64"),
+            ("{\"payload\":[1e400],\"type\":1}", "json: cannot unmarshal number 1e400 into Go struct field Event.payload of type float64"),
+            ("{\"type\":1,\"payload\":1e400}", "json: cannot unmarshal number into Go struct field Event.type of type string"),
         ];
         for (body, want) in cases {
             assert_eq!(error_text(body), want, "{body:?}");
