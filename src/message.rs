@@ -167,7 +167,7 @@ impl Message {
     /// room for one wire encoding. A message that reaches both SSE and WebSocket subscribers holds a second
     /// encoding, which is not counted: the count is fixed at append time, before anyone knows which formats will
     /// be built, and counting two always would shrink every single-transport deployment's history by a third.
-    /// The README states the resulting bound (about 1.5× with both transports on the same channels).
+    /// The README states the resulting bound.
     pub fn retained_bytes(&self) -> usize {
         let to: usize = self
             .to
