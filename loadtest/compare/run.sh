@@ -88,6 +88,12 @@ if [ "$INSTALL" = 1 ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx libnginx-mod-nchan pushpin
     fi
+    if ! command -v python3 >/dev/null; then
+        # The Pushpin origin, the count of runs already done (done_runs), report.py and plot.py.
+        log "installing python3"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3
+    fi
     # The packages' own services are not used (they would take ports 80, 7999 and 5561).
     for svc in nginx pushpin; do
         service "$svc" stop >/dev/null 2>&1 || true
@@ -265,13 +271,17 @@ EOF
 }
 
 mkdir -p "$(dirname "$RESULTS")"
+# Runs go round by round (run 1 of every target, then run 2, ...), so that the machine's slow drifts, which on a
+# shared VM move every figure by 10-30% over minutes, fall on all targets alike instead of on one target's block.
 for scenario in $SCENARIOS; do
     args=$(scenario_args "$scenario") || { log "unknown scenario $scenario"; exit 2; }
-    for target in $TARGETS; do
-        applies "$target" "$scenario" || continue
-        have=$(done_runs "$target" "$scenario")
-        while [ "$have" -lt "$RUNS" ]; do
-            log "$target / $scenario: run $((have + 1)) of $RUNS"
+    failed=" "
+    for round in $(seq "$RUNS"); do
+        for target in $TARGETS; do
+            applies "$target" "$scenario" || continue
+            case "$failed" in *" $target "*) continue ;; esac
+            [ "$(done_runs "$target" "$scenario")" -lt "$round" ] || continue
+            log "$target / $scenario: run $round of $RUNS"
             start_target "$target"
             pin_args=()
             [ -n "$PIN" ] && pin_args=(--server-cpu "$PIN")
@@ -281,12 +291,10 @@ for scenario in $SCENARIOS; do
             if ! timeout 120 "${tool[@]}" "$LOAD" -q --target-name "$target" --tag "$scenario" \
                 --sub-url "$SUB_URL" --pub-url "$PUB_URL" --body "$BODY" --size "$SIZE" --transport "$TRANSPORT" \
                 --server-pid "$PIDS" "${pin_args[@]}" "${CONNECT[@]}" --json "$RESULTS" $args; then
-                log "$target / $scenario: run failed (see above); going on"
-                stop_servers
-                break
+                log "$target / $scenario: run failed (see above); its other runs of this scenario are skipped"
+                failed="$failed$target "
             fi
             stop_servers
-            have=$((have + 1))
         done
     done
 done
