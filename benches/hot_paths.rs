@@ -282,24 +282,32 @@ fn bench_fanout(c: &mut Criterion) {
 fn bench_write_vectored(c: &mut Criterion) {
     let frame: Frame = message(&payload(100)).sse_frame().clone();
     let mut group = c.benchmark_group("outq");
-    group.throughput(Throughput::Elements(QUEUED_FRAMES as u64));
-    group.bench_function("write_to/64_frames_sink", |b| {
-        b.iter_batched_ref(
-            || {
-                let mut q = OutQueue::default();
-                for _ in 0..QUEUED_FRAMES {
-                    q.push(Chunk::Shared(Arc::clone(&frame)));
-                }
-                q
-            },
-            |q| {
-                let written = q.write_to(&mut io::sink()).expect("sink never fails");
-                assert_eq!(written.chunks, QUEUED_FRAMES);
-                black_box(written)
-            },
-            BatchSize::SmallInput,
-        )
-    });
+    // One frame: a paced subscriber's usual write; QUEUED_FRAMES: a subscriber that fell behind.
+    for frames in [1, QUEUED_FRAMES] {
+        group.throughput(Throughput::Elements(frames as u64));
+        let name = if frames == 1 {
+            "write_to/1_frame_sink".to_string()
+        } else {
+            format!("write_to/{frames}_frames_sink")
+        };
+        group.bench_function(name, |b| {
+            b.iter_batched_ref(
+                || {
+                    let mut q = OutQueue::default();
+                    for _ in 0..frames {
+                        q.push(Chunk::Shared(Arc::clone(&frame)));
+                    }
+                    q
+                },
+                |q| {
+                    let written = q.write_to(&mut io::sink()).expect("sink never fails");
+                    assert_eq!(written.chunks, frames);
+                    black_box(written)
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
     group.finish();
 }
 

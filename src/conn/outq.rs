@@ -110,28 +110,34 @@ impl OutQueue {
 
     /// One vectored write of up to `MAX_IOV` chunks. Errors are returned as they are (`conn/io.rs` classifies them).
     pub fn write_to<W: Write>(&mut self, sink: &mut W) -> io::Result<Written> {
-        let mut slices = [IoSlice::new(&[]); MAX_IOV];
-        let mut count = 0;
-        for (i, chunk) in self.chunks.iter().take(MAX_IOV).enumerate() {
-            let bytes = chunk.bytes();
-            let start = if i == 0 {
-                self.offset.min(bytes.len())
-            } else {
-                0
-            };
-            slices[i] = IoSlice::new(bytes.get(start..).unwrap_or_default());
-            count = i + 1;
-        }
-        if count == 0 {
-            return Ok(Written::default());
-        }
-        // One chunk (the common case for a paced subscriber) goes out with a plain `write`: the kernel's
-        // `writev` path costs more per call for a single buffer.
-        let written = match &slices[..count] {
-            [single] => sink.write(single)?,
-            many => sink.write_vectored(many)?,
+        let written = match self.chunks.len() {
+            0 => return Ok(Written::default()),
+            // One chunk (the common case for a paced subscriber) goes out with a plain `write`, and without filling
+            // the slice array: the kernel's `writev` path costs more per call for a single buffer.
+            1 => sink.write(self.unwritten_front())?,
+            _ => {
+                let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                let mut count = 0;
+                for (i, (slot, chunk)) in slices.iter_mut().zip(&self.chunks).enumerate() {
+                    *slot = IoSlice::new(if i == 0 {
+                        self.unwritten_front()
+                    } else {
+                        chunk.bytes()
+                    });
+                    count = i + 1;
+                }
+                sink.write_vectored(&slices[..count])?
+            }
         };
         Ok(self.advance(written))
+    }
+
+    /// What is left to write of the front chunk (empty when there is none).
+    fn unwritten_front(&self) -> &[u8] {
+        let bytes = self.chunks.front().map_or(&[][..], Chunk::bytes);
+        bytes
+            .get(self.offset.min(bytes.len())..)
+            .unwrap_or_default()
     }
 
     fn advance(&mut self, mut written: usize) -> Written {
