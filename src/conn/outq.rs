@@ -118,14 +118,11 @@ impl OutQueue {
             _ => {
                 let mut slices = [IoSlice::new(&[]); MAX_IOV];
                 let mut count = 0;
-                for (i, (slot, chunk)) in slices.iter_mut().zip(&self.chunks).enumerate() {
-                    *slot = IoSlice::new(if i == 0 {
-                        self.unwritten_front()
-                    } else {
-                        chunk.bytes()
-                    });
-                    count = i + 1;
+                for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
+                    *slot = IoSlice::new(chunk.bytes());
+                    count += 1;
                 }
+                slices[0] = IoSlice::new(self.unwritten_front());
                 sink.write_vectored(&slices[..count])?
             }
         };
