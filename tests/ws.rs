@@ -45,16 +45,25 @@ fn a_good_upgrade_is_answered_with_these_exact_bytes() {
 #[test]
 fn tokens_are_case_insensitive_and_connection_may_list_several() {
     let server = start_server(&[]);
-    let raw = format!(
-        "GET /sub/a HTTP/1.1\r\nHost: t\r\nupgrade: WebSocket\r\nconnection: keep-alive, UPGRADE\r\n\
-         sec-websocket-key: {WS_KEY}\r\nsec-websocket-version: 13\r\n\r\n"
-    );
-    let mut stream = connect(server.addr);
-    std::io::Write::write_all(&mut stream, raw.as_bytes()).unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut status = String::new();
-    reader.read_line(&mut status).unwrap();
-    assert_eq!(status, "HTTP/1.1 101 Switching Protocols\r\n");
+    // One line listing both tokens, or one line each (RFC 9110 §5.3: several lines of a field form one list).
+    for connection in [
+        "connection: keep-alive, UPGRADE\r\n",
+        "Connection: keep-alive\r\nConnection: Upgrade\r\n",
+    ] {
+        let raw = format!(
+            "GET /sub/a HTTP/1.1\r\nHost: t\r\nupgrade: WebSocket\r\n{connection}\
+             sec-websocket-key: {WS_KEY}\r\nsec-websocket-version: 13\r\n\r\n"
+        );
+        let mut stream = connect(server.addr);
+        std::io::Write::write_all(&mut stream, raw.as_bytes()).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        assert_eq!(
+            status, "HTTP/1.1 101 Switching Protocols\r\n",
+            "{connection:?}"
+        );
+    }
 }
 
 #[test]

@@ -34,7 +34,7 @@ use crate::config::{Api, Config};
 use crate::http::request::Method;
 use crate::http::response::{write_response, DateCache, Response};
 use crate::message::{ws_text_frame, EventId, Frame, Wire};
-use crate::ws::handshake::{self, Upgrade};
+use crate::ws::handshake;
 
 /// Most messages the cache holds for tokens without a session, over all tokens.
 pub const CACHE_MAX_MESSAGES: usize = 10_000;
@@ -242,15 +242,8 @@ fn request_uri(req: &Request) -> String {
 /// `GET /v1/subscribe`: gorilla/websocket's upgrade, any Origin, no subprotocol. A request that is not a valid
 /// upgrade gets gorilla's 400. The session says nothing until the client's `HELLO`.
 fn subscribe(req: &Request, ctx: &mut Ctx) -> Action {
-    let upgrade = Upgrade {
-        get: true,
-        http11: req.head.minor_version >= 1,
-        connection: req.header("connection"),
-        version: req.header("sec-websocket-version"),
-        key: req.header("sec-websocket-key"),
-    };
     let valid = handshake::is_websocket_upgrade(req.header("upgrade"))
-        .then(|| handshake::validate(&upgrade).ok())
+        .then(|| handshake::validate(&req.websocket_upgrade()).ok())
         .flatten();
     let Some(accept) = valid else {
         return respond(

@@ -37,6 +37,7 @@ use crate::http::HttpError;
 use crate::message::Frame;
 use crate::metrics::{Counters, Registry};
 use crate::ws::frame as ws_frame;
+use crate::ws::handshake::Upgrade;
 
 /// What an API handler may use: the worker's view of the server for one request.
 pub struct Ctx<'a> {
@@ -80,6 +81,17 @@ impl Request<'_> {
 
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.head.header(self.buf, name)
+    }
+
+    /// The parts of this request a WebSocket handshake checks (`ws::handshake::validate`).
+    pub fn websocket_upgrade(&self) -> Upgrade<'_> {
+        Upgrade {
+            get: self.head.method == Method::Get,
+            http11: self.head.minor_version >= 1,
+            connection: self.head.header_lines(self.buf, "connection").collect(),
+            version: self.header("sec-websocket-version"),
+            key: self.header("sec-websocket-key"),
+        }
     }
 
     pub fn is_head(&self) -> bool {

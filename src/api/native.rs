@@ -27,7 +27,7 @@ use crate::http::response::{
 use crate::message::ws_text_frame;
 use crate::message::EventId;
 use crate::sse;
-use crate::ws::handshake::{self, HandshakeError, Upgrade};
+use crate::ws::handshake::{self, HandshakeError};
 
 const MAX_CHANNEL_NAME: usize = 128;
 const MAX_CLIENT_ID: usize = 64;
@@ -214,14 +214,7 @@ fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
         ));
     }
     let accept = if handshake::is_websocket_upgrade(req.header("upgrade")) {
-        let upgrade = Upgrade {
-            get: req.head.method == Method::Get,
-            http11: req.head.minor_version >= 1,
-            connection: req.header("connection"),
-            version: req.header("sec-websocket-version"),
-            key: req.header("sec-websocket-key"),
-        };
-        match handshake::validate(&upgrade) {
+        match handshake::validate(&req.websocket_upgrade()) {
             Ok(accept) => Some(accept),
             Err(e) => return Ok(bad_upgrade(req, ctx, e)),
         }

@@ -36,7 +36,7 @@ use crate::config::{Api, Config};
 use crate::http::response::{reason, DateCache};
 use crate::message::{ws_text_frame, EventId, Frame, Wire};
 use crate::ws::frame as ws_frame;
-use crate::ws::handshake::{self, Upgrade};
+use crate::ws::handshake;
 
 /// The core channel of a WS-PushServer channel is this prefix and its name.
 const CORE_PREFIX: &str = "ws-push/";
@@ -668,14 +668,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// A WebSocket upgrade on any path, answered as Java-WebSocket does, then the CLIENT_ACK "Connected" with the
 /// client's new uuid.
 fn upgrade(req: &Request, ctx: &mut Ctx) -> Action {
-    let upgrade = Upgrade {
-        get: req.head.method == crate::http::request::Method::Get,
-        http11: req.head.minor_version >= 1,
-        connection: req.header("connection"),
-        version: req.header("sec-websocket-version"),
-        key: req.header("sec-websocket-key"),
-    };
-    let accept = match handshake::validate(&upgrade) {
+    let accept = match handshake::validate(&req.websocket_upgrade()) {
         Ok(accept) => accept,
         Err(e) => {
             log::debug!("ws-push: bad upgrade: {e}");

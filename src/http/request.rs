@@ -104,10 +104,20 @@ pub struct Head {
 impl Head {
     /// Value of the first header named `name` (ASCII case-insensitive).
     pub fn header<'a>(&self, buf: &'a [u8], name: &str) -> Option<&'a [u8]> {
+        self.header_lines(buf, name).next()
+    }
+
+    /// Values of every header line named `name`, in order: a list-valued field may come as several lines, which
+    /// read as one comma-separated list (RFC 9110 §5.3).
+    pub fn header_lines<'h, 'b: 'h>(
+        &'h self,
+        buf: &'b [u8],
+        name: &'h str,
+    ) -> impl Iterator<Item = &'b [u8]> + 'h {
         self.headers
             .iter()
-            .find(|(n, _)| n.get(buf).eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v.get(buf))
+            .filter(move |(n, _)| n.get(buf).eq_ignore_ascii_case(name.as_bytes()))
+            .map(move |(_, v)| v.get(buf))
     }
 
     /// The percent-encoded path (no query).

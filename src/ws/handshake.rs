@@ -18,13 +18,14 @@ pub const VERSION: &str = "13";
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// The header values of an upgrade attempt, as the request carried them.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Upgrade<'a> {
     /// The request method is GET (§4.1, item 2).
     pub get: bool,
     /// HTTP/1.1 or later (§4.1, item 2).
     pub http11: bool,
-    pub connection: Option<&'a [u8]>,
+    /// Every `Connection` line's value (several lines form one list, RFC 9110 §5.3).
+    pub connection: Vec<&'a [u8]>,
     pub version: Option<&'a [u8]>,
     pub key: Option<&'a [u8]>,
 }
@@ -80,7 +81,7 @@ pub fn validate(req: &Upgrade) -> Result<String, HandshakeError> {
     if !req.http11 {
         return Err(HandshakeError::NotHttp11);
     }
-    if !req.connection.is_some_and(|c| has_token(c, "upgrade")) {
+    if !req.connection.iter().any(|c| has_token(c, "upgrade")) {
         return Err(HandshakeError::NoConnectionUpgrade);
     }
     if req.version.map(<[u8]>::trim_ascii) != Some(VERSION.as_bytes()) {
@@ -128,7 +129,7 @@ mod tests {
         Upgrade {
             get: true,
             http11: true,
-            connection: Some(b"keep-alive, Upgrade"),
+            connection: vec![b"keep-alive, Upgrade"],
             version: Some(b"13"),
             key: Some(KEY),
         }
@@ -157,6 +158,15 @@ mod tests {
     }
 
     #[test]
+    fn connection_upgrade_may_come_on_a_line_of_its_own() {
+        let split = Upgrade {
+            connection: vec![b"keep-alive", b"Upgrade"],
+            ..good()
+        };
+        assert_eq!(validate(&split), validate(&good()));
+    }
+
+    #[test]
     fn every_rule_has_its_error() {
         let cases: [(&str, Upgrade, HandshakeError); 9] = [
             (
@@ -178,7 +188,7 @@ mod tests {
             (
                 "no connection",
                 Upgrade {
-                    connection: None,
+                    connection: vec![],
                     ..good()
                 },
                 HandshakeError::NoConnectionUpgrade,
@@ -186,7 +196,7 @@ mod tests {
             (
                 "connection close",
                 Upgrade {
-                    connection: Some(b"close"),
+                    connection: vec![b"close"],
                     ..good()
                 },
                 HandshakeError::NoConnectionUpgrade,
