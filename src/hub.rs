@@ -38,14 +38,22 @@ impl Hub {
             .expect("fewer than 2^32 subscribers per channel and worker")
     }
 
-    /// Removes the member at `pos` of `channel`. Returns the member that took its place, if any.
-    pub fn remove(&mut self, channel: &str, pos: u32) -> Option<Moved> {
+    /// Removes `member` from `channel`, found at `pos` (its recorded position). Returns the member that took its
+    /// place, if any. A position that does not hold `member` is a bookkeeping bug elsewhere: removing what is
+    /// there would silently unsubscribe another connection, so the member is looked for instead (and the bug
+    /// asserted in debug builds).
+    pub fn remove(&mut self, channel: &str, member: Member, pos: u32) -> Option<Moved> {
         let members = self.channels.get_mut(channel)?;
-        let pos_usize = pos as usize;
-        if pos_usize >= members.len() {
-            debug_assert!(false, "hub position out of range");
-            return None;
-        }
+        let pos_usize = if members.get(pos as usize) == Some(&member) {
+            pos as usize
+        } else {
+            debug_assert!(
+                false,
+                "hub position {pos} of {channel} does not hold {member:?}"
+            );
+            members.iter().position(|m| *m == member)?
+        };
+        let pos = u32::try_from(pos_usize).expect("positions come from add");
         members.swap_remove(pos_usize);
         self.subscriptions -= 1;
         let moved = members.get(pos_usize).map(|member| Moved {
@@ -84,7 +92,7 @@ mod tests {
             .map(|key| hub.add(&ch, Member { key, slot: 0 }))
             .collect();
         assert_eq!(positions, [0, 1, 2]);
-        let moved = hub.remove("c", 0);
+        let moved = hub.remove("c", Member { key: 0, slot: 0 }, 0);
         assert_eq!(
             moved,
             Some(Moved {
@@ -96,8 +104,8 @@ mod tests {
             hub.members("c"),
             [Member { key: 2, slot: 0 }, Member { key: 1, slot: 0 }]
         );
-        assert_eq!(hub.remove("c", 1), None);
-        assert_eq!(hub.remove("c", 0), None);
+        assert_eq!(hub.remove("c", Member { key: 1, slot: 0 }, 1), None);
+        assert_eq!(hub.remove("c", Member { key: 2, slot: 0 }, 0), None);
         assert_eq!((hub.channel_count(), hub.subscriptions()), (0, 0));
         assert!(hub.members("c").is_empty());
     }

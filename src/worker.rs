@@ -327,7 +327,9 @@ impl Worker {
     fn rejoin_hub(&mut self, key: usize, changes: Vec<HubChange>) {
         for change in changes {
             match change {
-                HubChange::Leave { channel, pos } => self.leave_hub(&channel, pos),
+                HubChange::Leave { channel, slot, pos } => {
+                    self.leave_hub(&channel, Member { key, slot }, pos)
+                }
                 HubChange::Join { slot } => {
                     let Some(stream) = self.conns.get_mut(key).and_then(|c| c.stream_mut()) else {
                         return;
@@ -345,8 +347,8 @@ impl Worker {
     }
 
     /// Removes one subscription of `key` from the hub, fixing the position of the member moved into its place.
-    fn leave_hub(&mut self, channel: &str, pos: u32) {
-        if let Some(moved) = self.hub.remove(channel, pos) {
+    fn leave_hub(&mut self, channel: &str, member: Member, pos: u32) {
+        if let Some(moved) = self.hub.remove(channel, member, pos) {
             let member = moved.member;
             if let Some(p) = self
                 .conns
@@ -531,7 +533,7 @@ impl Worker {
             let pos = sse.positions.get(slot).copied().unwrap_or(u32::MAX);
             sse.lose_channel(slot);
             if api != Api::Native {
-                self.leave_hub(channel, pos);
+                self.leave_hub(channel, member, pos);
                 continue;
             }
             let left = sse.channels.iter().any(|c| c.incarnation != 0);
@@ -543,7 +545,7 @@ impl Worker {
                 conn.closing = true;
             }
             mark_dirty(&mut self.dirty, member.key, conn);
-            self.leave_hub(channel, pos);
+            self.leave_hub(channel, member, pos);
         }
     }
 
@@ -731,9 +733,10 @@ impl Worker {
                     .unsubscribe(self.id, &sse.channels, &sse.client_id);
                 let mut ctx = ctx!(self, Instant::now());
                 api::stream_closed(conn.api, &sse.client_id, &sse.channels, &mut ctx);
-                for (channel, pos) in sse.channels.iter().zip(sse.positions.iter()) {
+                for (slot, (channel, pos)) in sse.channels.iter().zip(&sse.positions).enumerate() {
                     if channel.incarnation != 0 {
-                        self.leave_hub(&channel.name, *pos);
+                        let slot = u32::try_from(slot).expect("slots are u32 in the hub");
+                        self.leave_hub(&channel.name, Member { key, slot }, *pos);
                     }
                 }
                 self.streams -= 1;

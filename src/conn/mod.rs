@@ -215,7 +215,11 @@ impl StreamChannels<'_> {
                     // Joined and left within one read: it never reached the hub.
                     hub.remove(at);
                 } else if let Some(&pos) = self.positions.get(slot) {
-                    hub.push(HubChange::Leave { channel: name, pos });
+                    hub.push(HubChange::Leave {
+                        channel: name,
+                        slot: slot as u32,
+                        pos,
+                    });
                 }
             }
         }
@@ -245,8 +249,13 @@ pub enum Next {
 pub enum HubChange {
     /// Add the stream's channel in this slot to the hub and record its position.
     Join { slot: u32 },
-    /// Remove the member at `pos` of `channel` (its slot is already marked gone, and may hold a new channel).
-    Leave { channel: Arc<str>, pos: u32 },
+    /// Remove this stream's member of `channel` in `slot`, recorded at `pos` (the slot is already marked gone, and
+    /// may hold a new channel).
+    Leave {
+        channel: Arc<str>,
+        slot: u32,
+        pos: u32,
+    },
 }
 
 /// Why a connection ends (for logs and counters).
@@ -970,6 +979,7 @@ mod tests {
                 HubChange::Join { slot: 1 },
                 HubChange::Leave {
                     channel: "a".into(),
+                    slot: 0,
                     pos: 7
                 },
                 HubChange::Join { slot: 0 },
