@@ -169,7 +169,8 @@ fn publish_all(addr: std::net::SocketAddr, page_id: &str) -> Expected {
         state("ws-solo", "hello"),
         json!({"stream": "ws-solo", "message": {"event": "reset", "reason": "evicted", "channels": ["solo"]}}),
     ]);
-    // While they are away (their reconnect waits --retry, 1s): three events, of which --history 2 keeps two.
+    // While they are away (their reconnect waits --retry, 3s): three events, of which --history 2 keeps two. The
+    // wait must outlast these publishes on a loaded machine: a stream back between them would replay "lost".
     publisher.publish_id("solo", "lost");
     for data in ["while away 1", "while away 2"] {
         let id = publisher.publish_id("solo", data);
@@ -189,7 +190,7 @@ fn chromium_receives_every_event_on_native_eventsource_and_websocket_across_orig
     {
         return;
     }
-    let server = start_server(&["--workers", "2", "--retry", "1s", "--history", "2"]);
+    let server = start_server(&["--workers", "2", "--retry", "3s", "--history", "2"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     let screenshot: PathBuf = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .parent()

@@ -9,7 +9,7 @@
 //   "ws"        WebSocket on /sub/news,sport;
 //   "sse-solo"  EventSource on /sub/solo, listening to `message`, `deleted` and `reset` (it reconnects by itself,
 //               with Last-Event-ID, when spout ends the stream);
-//   "ws-solo"   WebSocket on /sub/solo that reopens once, 1 s after a close, with ?last_event_id=;
+//   "ws-solo"   WebSocket on /sub/solo that reopens once, 3 s after a close, with ?last_event_id=;
 // then publishes one event itself with `fetch` (a JSON batch, so the browser sends a CORS preflight first).
 //
 // Prints JSON lines on stdout:
@@ -67,7 +67,7 @@ function eventSource(stream, path, names) {
 }
 
 // A native WebSocket: every message (spout's open message as the state "hello"), its open and close states. With
-// reconnect, it reopens once 1 s after a close (like an EventSource told retry: 1000), resuming with
+// reconnect, it reopens once 3 s after a close (like an EventSource told retry: 3000), resuming with
 // ?last_event_id= as the README shows.
 function webSocket(stream, path, reconnect, lastId) {
   const url = wsBase + path + (lastId ? '?last_event_id=' + encodeURIComponent(lastId) : '');
@@ -89,7 +89,7 @@ function webSocket(stream, path, reconnect, lastId) {
   ws.addEventListener('error', () => window.errors.push(stream + ': WebSocket error'));
   ws.addEventListener('close', (e) => {
     record({ stream, state: 'close', code: e.code });
-    if (reconnect) setTimeout(() => webSocket(stream, path, false, lastId), 1000);
+    if (reconnect) setTimeout(() => webSocket(stream, path, false, lastId), 3000);
   });
 }
 
