@@ -504,12 +504,7 @@ impl Conn {
                                     // Over the output cap at once (pongs for a flood of pings): it still joins
                                     // the hub, so that reaping unsubscribes it, and the next tick closes it.
                                     log::debug!("stream closed at once: {reason:?}");
-                                    if reason == CloseReason::Slow {
-                                        ctx.counters.dropped_slow += 1;
-                                    }
-                                    self.closing = true;
-                                    self.out.clear();
-                                    self.deadline = Some(ctx.now);
+                                    self.close_at_next_tick(reason, ctx);
                                 }
                             }
                             if next != Next::Continue {
@@ -733,11 +728,9 @@ impl Conn {
             }
             // This read changed the stream's channels: the hub must take those changes before the stream is
             // reaped, since reaping removes each live slot at its recorded position (one the hub never had would
-            // name another subscriber's). So it closes at the next tick, counted here.
-            ctx.counters.dropped_slow += 1;
+            // name another subscriber's).
             log::debug!("stream over --max-queued-bytes while its channels changed: closing");
-            self.closing = true;
-            self.deadline = Some(ctx.now);
+            self.close_at_next_tick(CloseReason::Slow, ctx);
         }
         if hub.is_empty() {
             Next::Continue
@@ -817,6 +810,17 @@ impl Conn {
                 Next::Continue
             }
         }
+    }
+
+    /// Ends a stream that must first reach (or update) the hub: nothing more is written, and the next tick closes
+    /// it. A slow close is counted here, as `reap` counts the immediate ones.
+    fn close_at_next_tick(&mut self, reason: CloseReason, ctx: &mut Ctx) {
+        if reason == CloseReason::Slow {
+            ctx.counters.dropped_slow += 1;
+        }
+        self.closing = true;
+        self.out.clear();
+        self.deadline = Some(ctx.now);
     }
 
     /// An event was queued: an SSE stream whose heartbeat comes after a silence has it due one interval from now.

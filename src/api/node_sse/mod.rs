@@ -22,8 +22,8 @@
 //! gives its 400, a falsy `channelName`, `type` or `payload`, or a `type` whose text holds a CR or LF (it names
 //! the event on its own `event:` line, so it would inject SSE lines) gives the missing-field 400, and either way
 //! nothing is published or stored (the original answered 400 and went on publishing). A `channelName` may hold
-//! line breaks, as in the original: it only appears inside the JSON of the `data:` line, escaped. A channel listed twice (`?channels=d,d`) is subscribed
-//! once, so each event arrives once, and leaving cannot crash anything (the original's second close handler
+//! line breaks, as in the original: it only appears inside the JSON of the `data:` line, escaped. A channel
+//! listed twice (`?channels=d,d`) is subscribed once, so each event arrives once, and leaving cannot crash anything (the original's second close handler
 //! dereferenced a deleted entry and killed the process); it still gets the original's two `lastEvent` frames. A
 //! repeated query key (`?channels=a&channels=b`) reads as `a,b` (the original answered 500). Numbers that fit 64
 //! bits stay exact in `payload + ""` and in stored last values.

@@ -209,12 +209,12 @@ fn decode_object(object: &[u8]) -> Result<Event, DecodeError> {
             .find(|name| key == *name)
             .or_else(|| FIELDS.into_iter().find(|name| equal_fold(&key, name)));
         match field {
-            Some("payload") => {
-                if let Some(number) = out_of_range_number(value) {
+            Some("payload") => match compact(value) {
+                Ok(text) => event.payload = (value.first() != Some(&b'n')).then_some(text),
+                Err(number) => {
                     first_error.get_or_insert(DecodeError::PayloadNumber(number));
                 }
-                event.payload = (value.first() != Some(&b'n')).then(|| compact(value));
-            }
+            },
             Some(name) => match value.first() {
                 Some(b'"') => {
                     let text = unquote(value);
@@ -305,35 +305,10 @@ fn hex4(digits: Option<&[u8]>) -> u32 {
     })
 }
 
-/// The first number in a scanned value (outside its strings) that a float64 cannot hold: `ParseFloat`'s
-/// `ErrRange`, which is only overflow (a number too small becomes 0, as in Rust).
-fn out_of_range_number(value: &[u8]) -> Option<Box<str>> {
-    let mut reader = Reader {
-        bytes: value,
-        at: 0,
-    };
-    while let Some(c) = reader.peek() {
-        match c {
-            b'"' => {
-                reader.value();
-            }
-            b'-' | b'0'..=b'9' => {
-                let (start, end) = reader.value();
-                // The scanner checked the syntax: the number is ASCII.
-                let text = std::str::from_utf8(value.get(start..end)?).ok()?;
-                if text.parse::<f64>().is_ok_and(f64::is_infinite) {
-                    return Some(text.into());
-                }
-            }
-            _ => reader.at += 1,
-        }
-    }
-    None
-}
-
 /// A scanned value as compact JSON: white space between tokens dropped, strings re-encoded (valid UTF-8, JSON
-/// escapes), numbers and literals as sent.
-fn compact(value: &[u8]) -> String {
+/// escapes), numbers and literals as sent. `Err` holds the first number (outside strings) that a float64 cannot
+/// hold: `ParseFloat`'s `ErrRange`, which is only overflow (a number too small becomes 0, as in Rust).
+fn compact(value: &[u8]) -> Result<String, Box<str>> {
     let mut out = Vec::with_capacity(value.len());
     let mut reader = Reader {
         bytes: value,
@@ -347,6 +322,16 @@ fn compact(value: &[u8]) -> String {
                 // Writing a `str` into a `Vec` cannot fail.
                 let _ = serde_json::to_writer(&mut out, &text);
             }
+            b'-' | b'0'..=b'9' => {
+                let (start, end) = reader.value();
+                let number = value.get(start..end).unwrap_or_default();
+                // The scanner checked the syntax: the number is ASCII.
+                let text = std::str::from_utf8(number).unwrap_or_default();
+                if text.parse::<f64>().is_ok_and(f64::is_infinite) {
+                    return Err(text.into());
+                }
+                out.extend_from_slice(number);
+            }
             _ if is_space(c) => reader.at += 1,
             _ => {
                 out.push(c);
@@ -355,7 +340,7 @@ fn compact(value: &[u8]) -> String {
         }
     }
     // Only ASCII was copied byte by byte, and serde_json wrote the strings: valid UTF-8.
-    String::from_utf8(out).unwrap_or_default()
+    Ok(String::from_utf8(out).unwrap_or_default())
 }
 
 #[cfg(test)]
