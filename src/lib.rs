@@ -28,6 +28,7 @@ pub mod config;
 pub mod conn;
 pub mod http;
 pub mod hub;
+pub mod ids;
 pub mod logger;
 pub mod message;
 pub mod metrics;

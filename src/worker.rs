@@ -5,12 +5,17 @@
 //! 2. dispatch events: listeners → `accept_all`, the waker → `drain_inbox` (which fans each event out to the
 //!    local subscribers as it is taken, so inbox order is delivery order), a slab key → that connection;
 //! 3. `flush_dirty`: write each connection with queued output once, with vectored writes;
-//! 4. `tick` when due: deadlines, heartbeats, drain progress, history expiry, metrics snapshot;
-//! 5. `reap`: deregister, unsubscribe and remove every connection closed during the turn.
+//! 4. `tick` when due: starts a sweep of the connections, heartbeats, drain progress, history expiry, metrics
+//!    snapshot; `sweep` then checks deadlines and sends heartbeats over a bounded slice of the slab per turn
+//!    (as redis's `clientsCron`), so that a million connections never make one long turn;
+//! 5. `reap`: apply the hub changes a closing stream carried, deregister, unsubscribe and remove every connection
+//!    closed during the turn.
 //!
 //! Connections are never removed mid-turn, so a slab key in this turn's event batch always means the same
-//! connection. Nothing here blocks: the only lock taken is the channel table's, briefly, on subscribe,
-//! unsubscribe, replay and publish.
+//! connection. The worker adds a connection to the hub when it sees it become a stream, and applies the changes
+//! a stream reports (`Next::Resubscribed`, or those carried by `Next::Close`) before it drains its inbox again or
+//! reaps; the hub keeps the positions itself. Nothing here blocks: the only lock taken is the channel table's,
+//! briefly, on subscribe, unsubscribe, replay and publish.
 
 use std::fs::File;
 use std::io;
@@ -22,19 +27,21 @@ use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::api::{self, Apps, Ctx, IdSource};
+use crate::api::{self, Apps, ChannelLoss, Ctx};
 use crate::broker::Broker;
 use crate::bus::{self, WorkerMsg};
 use crate::channels::ChannelTable;
 use crate::config::{Api, Config};
 use crate::conn::outq::Chunk;
-use crate::conn::{self, CloseReason, Conn, Delivery, HubChange, Next, Phase};
+use crate::conn::{self, CloseReason, Conn, Delivery, HubChange, Next};
 use crate::http::response::DateCache;
 use crate::hub::{Hub, Member};
+use crate::ids::IdSource;
 use crate::message::Message;
 use crate::metrics::{Counters, Registry};
 use crate::net::{self, BoundListener};
 use crate::sse;
+use crate::ws::frame as ws_frame;
 
 /// The waker's token: the top of the token range, above every slab key.
 pub const WAKER: Token = Token(usize::MAX);
@@ -43,8 +50,11 @@ const LISTENER_BASE: usize = usize::MAX - 1;
 /// The largest slab key; keys above it would collide with reserved tokens.
 const MAX_KEY: usize = usize::MAX - 1024;
 
-/// How often `tick` runs: deadlines are checked at this granularity.
+/// How often `tick` runs and starts a sweep: deadlines are checked at this granularity.
 const TICK: Duration = Duration::from_millis(250);
+/// Connections a sweep visits per loop turn: a turn spends at most about this many deadline checks (tens of
+/// microseconds), and a sweep of a million connections spreads over some 250 turns instead of one long one.
+const SWEEP_SLICE: usize = 4096;
 /// How often history expiry runs (on worker 0 only).
 const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 /// Inbox messages taken per turn before connections get a turn again.
@@ -105,6 +115,15 @@ pub struct Worker {
     /// whose heartbeat comes after a silence: each of its streams times its own).
     next_heartbeat: [Instant; Api::ALL.len()],
     next_expire: Instant,
+    /// The sweep under way, if any.
+    sweep: Option<Sweep>,
+}
+
+/// A pass over the slab, a slice per turn: deadlines due at `now`, and the heartbeats of the APIs in `beat`.
+struct Sweep {
+    now: Instant,
+    next_key: usize,
+    beat: [Option<&'static [u8]>; Api::ALL.len()],
 }
 
 /// Builds a `Ctx` from the worker's fields (a macro so the borrows stay per field).
@@ -180,6 +199,7 @@ impl Worker {
             next_tick: now + TICK,
             next_heartbeat,
             next_expire: now + EXPIRE_EVERY,
+            sweep: None,
         })
     }
 
@@ -214,6 +234,7 @@ impl Worker {
             if started >= self.next_tick {
                 self.tick(started);
             }
+            self.sweep();
             self.reap();
             self.counters.busy_ns += started.elapsed().as_nanos() as u64;
             if self.drain_finished(started) {
@@ -226,9 +247,12 @@ impl Worker {
     }
 
     /// Work that must not wait for a poll: a non-empty inbox (which this worker's own publishes fill without a
-    /// wake), dirty connections, and reads cut short by their budget.
+    /// wake), dirty connections, reads cut short by their budget, and a sweep under way.
     fn has_pending_work(&self) -> bool {
-        !self.inbox.is_empty() || !self.dirty.is_empty() || !self.pending_reads.is_empty()
+        !self.inbox.is_empty()
+            || !self.dirty.is_empty()
+            || !self.pending_reads.is_empty()
+            || self.sweep.is_some()
     }
 
     fn dispatch(&mut self, event: &mio::event::Event, now: Instant) {
@@ -272,16 +296,14 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        let was_stream = conn.stream().is_some();
         let mut ctx = ctx!(self, now);
         let next = conn.on_readable(&mut ctx, &mut self.read_buf);
-        match next {
-            Next::Continue => {}
-            Next::Subscribed => self.join_hub(key),
-            Next::Resubscribed(changes) => self.rejoin_hub(key, changes),
-            Next::Close(reason) => {
-                self.to_reap.push((key, reason));
-                return;
-            }
+        if !was_stream && conn.stream().is_some() {
+            self.join_hub(key);
+        }
+        if self.apply(key, next) {
+            return;
         }
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -294,28 +316,31 @@ impl Worker {
         }
     }
 
-    /// Adds a new stream's channels to the hub and records its positions. Frames a WebSocket client sent behind its
-    /// upgrade request were handled before this (`Conn::process`), so a channel may already have been joined over
-    /// the socket (it is in the list: added here) or left (its slot has incarnation 0: skipped, since `reap` and
-    /// `leave_hub` only ever take live slots out of the hub).
+    /// Carries out what a connection's handler returned; true when the connection is to be reaped.
+    fn apply(&mut self, key: usize, next: Next) -> bool {
+        match next {
+            Next::Continue => false,
+            Next::Resubscribed(changes) => {
+                self.rejoin_hub(key, changes);
+                false
+            }
+            Next::Close(reason, changes) => {
+                self.rejoin_hub(key, changes);
+                self.to_reap.push((key, reason));
+                true
+            }
+        }
+    }
+
+    /// Adds a new stream's live channels to the hub. Frames a WebSocket client sent behind its upgrade request
+    /// were handled before this (`Conn::on_readable`), so a channel may already have been joined over the socket
+    /// (it is in the list: added here) or left (its slot is gone: skipped).
     fn join_hub(&mut self, key: usize) {
-        let Some(sse) = self.conns.get_mut(key).and_then(|c| c.stream_mut()) else {
+        let Some(stream) = self.conns.get(key).and_then(Conn::stream) else {
             return;
         };
-        for (slot, channel) in sse.channels.iter().enumerate() {
-            if channel.incarnation == 0 {
-                continue;
-            }
-            let pos = self.hub.add(
-                &channel.name,
-                Member {
-                    key,
-                    slot: slot as u32,
-                },
-            );
-            if let Some(p) = sse.positions.get_mut(slot) {
-                *p = pos;
-            }
+        for (slot, channel) in stream.live_slots() {
+            self.hub.join(&channel.name, Member { key, slot });
         }
         self.streams += 1;
         self.shared.open_streams.fetch_add(1, Ordering::Relaxed);
@@ -327,36 +352,17 @@ impl Worker {
     fn rejoin_hub(&mut self, key: usize, changes: Vec<HubChange>) {
         for change in changes {
             match change {
-                HubChange::Leave { channel, slot, pos } => {
-                    self.leave_hub(&channel, Member { key, slot }, pos)
+                HubChange::Leave { channel, slot } => {
+                    self.hub.leave(&channel, Member { key, slot })
                 }
                 HubChange::Join { slot } => {
-                    let Some(stream) = self.conns.get_mut(key).and_then(|c| c.stream_mut()) else {
+                    let Some(stream) = self.conns.get(key).and_then(Conn::stream) else {
                         return;
                     };
-                    let Some(channel) = stream.channels.get(slot as usize) else {
-                        continue;
-                    };
-                    let pos = self.hub.add(&channel.name, Member { key, slot });
-                    if let Some(p) = stream.positions.get_mut(slot as usize) {
-                        *p = pos;
+                    if let Some(channel) = stream.channels.get(slot as usize) {
+                        self.hub.join(&channel.name, Member { key, slot });
                     }
                 }
-            }
-        }
-    }
-
-    /// Removes one subscription of `key` from the hub, fixing the position of the member moved into its place.
-    fn leave_hub(&mut self, channel: &str, member: Member, pos: u32) {
-        if let Some(moved) = self.hub.remove(channel, member, pos) {
-            let member = moved.member;
-            if let Some(p) = self
-                .conns
-                .get_mut(member.key)
-                .and_then(|c| c.stream_mut())
-                .and_then(|s| s.positions.get_mut(member.slot as usize))
-            {
-                *p = moved.pos;
             }
         }
     }
@@ -401,9 +407,8 @@ impl Worker {
                         e.kind(),
                         io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
                     ) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc_emfile) if libc_emfile == 24 || libc_emfile == 23) =>
-                {
-                    self.refuse_without_descriptors(index);
+                Err(e) if conn::io::is_out_of_descriptors(&e) => {
+                    self.refuse_without_descriptors(index)
                 }
                 Err(e) => {
                     log::warn!("worker {}: accept failed: {e}", self.id);
@@ -444,7 +449,7 @@ impl Worker {
                 WorkerMsg::ChannelDeleted {
                     channel,
                     incarnation,
-                } => self.close_channel(&channel, incarnation),
+                } => self.close_channel(&channel, incarnation, now),
                 WorkerMsg::Drain => self.start_drain(now),
             }
         }
@@ -482,7 +487,7 @@ impl Worker {
                         }
                     }
                     match next {
-                        Next::Close(reason) => self.to_reap.push((member.key, reason)),
+                        Next::Close(reason, _) => self.to_reap.push((member.key, reason)),
                         _ if conn.out.bytes() > max_queued => {
                             conn.out.clear();
                             conn.closing = true;
@@ -499,53 +504,26 @@ impl Worker {
         }
     }
 
-    /// A channel was deleted: its local subscribers get a final `deleted` event and lose that subscription; a
-    /// stream left with no channel closes after it. The final event is built once per format. Streams of the
-    /// compatible APIs lose the subscription silently and stay open, as their originals do.
-    fn close_channel(&mut self, channel: &str, incarnation: u64) {
-        let mut sse_final = Vec::with_capacity(64 + channel.len());
-        sse::encode_event(
-            &mut sse_final,
-            None,
-            Some("deleted"),
-            &serde_json::json!({ "channel": channel }).to_string(),
-        );
-        let sse_final: crate::message::Frame = sse_final.into();
-        let ws_final: crate::message::Frame = crate::api::native::ws_deleted_frame(channel).into();
+    /// A channel was deleted: each local subscriber of that incarnation loses the subscription and gets what its
+    /// API sends then (`api::channel_deleted`: a final event, or nothing), built once per API.
+    fn close_channel(&mut self, channel: &str, incarnation: u64, now: Instant) {
+        let mut losses: [Option<ChannelLoss>; Api::ALL.len()] = Default::default();
         let members: Vec<Member> = self.hub.members(channel).to_vec();
+        let ctx = ctx!(self, now);
         for member in members {
             let Some(conn) = self.conns.get_mut(member.key) else {
                 continue;
             };
-            let api = conn.api;
-            let Some(sse) = conn.stream_mut() else {
+            let Some(loss) = losses.get_mut(conn.api as usize) else {
                 continue;
             };
-            let websocket = !sse.is_sse();
-            let final_event = if websocket { &ws_final } else { &sse_final };
-            let slot = member.slot as usize;
-            let Some(sub) = sse.channels.get_mut(slot) else {
-                continue;
-            };
-            if sub.incarnation != incarnation {
-                continue;
-            }
-            let pos = sse.positions.get(slot).copied().unwrap_or(u32::MAX);
-            sse.lose_channel(slot);
-            if api != Api::Native {
-                self.leave_hub(channel, member, pos);
-                continue;
-            }
-            let left = sse.channels.iter().any(|c| c.incarnation != 0);
-            conn.queue(Chunk::Shared(Arc::clone(final_event)));
-            if !left {
-                if websocket {
-                    conn.queue(Chunk::Static(crate::ws::frame::CLOSE_NORMAL));
+            let loss = loss.get_or_insert_with(|| api::channel_deleted(conn.api, channel));
+            if conn.lose_channel(member.slot, incarnation, loss, &ctx) {
+                self.hub.leave(channel, member);
+                if conn.wants_flush() {
+                    mark_dirty(&mut self.dirty, member.key, conn);
                 }
-                conn.closing = true;
             }
-            mark_dirty(&mut self.dirty, member.key, conn);
-            self.leave_hub(channel, member, pos);
         }
     }
 
@@ -558,7 +536,7 @@ impl Worker {
             conn.dirty = false;
             let held = conn.holding();
             match conn.flush(&self.shared.table, &mut self.counters) {
-                Next::Close(reason) => self.to_reap.push((key, reason)),
+                Next::Close(reason, _) => self.to_reap.push((key, reason)),
                 _ => {
                     if conn.writable && conn.wants_flush() {
                         // Budget used up: go on next turn (the poll will not wait).
@@ -579,21 +557,7 @@ impl Worker {
     fn tick(&mut self, now: Instant) {
         self.next_tick = now + TICK;
         self.date.update(SystemTime::now());
-        self.check_deadlines(now);
-        for api in Api::ALL {
-            let beat = api::heartbeat(api, &self.shared.config);
-            // Heartbeats after a silence are timed per stream, by `check_deadlines`.
-            if beat.after_silence {
-                continue;
-            }
-            let Some(due) = self.next_heartbeat.get_mut(api as usize) else {
-                continue;
-            };
-            if now >= *due {
-                *due = now + beat.every;
-                self.heartbeat(api, beat.frame);
-            }
-        }
+        self.start_sweep(now);
         if self.drain.is_some() {
             self.drain_streams(now);
         }
@@ -607,32 +571,75 @@ impl Worker {
         self.shared.registry.publish(self.id, &self.counters);
     }
 
-    fn check_deadlines(&mut self, now: Instant) {
-        let mut ctx = ctx!(self, now);
-        for (key, conn) in self.conns.iter_mut() {
-            if conn.deadline.is_none_or(|d| now < d) {
+    /// Starts a pass over the connections: deadlines due by `now`, and the heartbeats of the APIs whose schedule is
+    /// due (heartbeats after a silence are timed per stream, by its deadline). A sweep still under way (more than
+    /// a tick's worth of slices) goes on, and takes up the heartbeats that fall due meanwhile.
+    fn start_sweep(&mut self, now: Instant) {
+        let mut sweep = self.sweep.take().unwrap_or(Sweep {
+            now,
+            next_key: 0,
+            beat: [None; Api::ALL.len()],
+        });
+        sweep.now = now;
+        for api in Api::ALL {
+            let beat = api::heartbeat(api, &self.shared.config);
+            if beat.after_silence {
                 continue;
             }
-            match conn.on_tick(now, &mut ctx) {
-                Next::Close(reason) => self.to_reap.push((key, reason)),
-                _ => {
-                    if conn.wants_flush() {
-                        mark_dirty(&mut self.dirty, key, conn);
-                    }
-                }
+            let (Some(due), Some(frame)) = (
+                self.next_heartbeat.get_mut(api as usize),
+                sweep.beat.get_mut(api as usize),
+            ) else {
+                continue;
+            };
+            if now >= *due {
+                *due = now + beat.every;
+                *frame = Some(beat.frame);
             }
         }
+        self.sweep = Some(sweep);
     }
 
-    /// Queues `frame` on every SSE stream of `api` with nothing queued. WebSocket streams are pinged instead
-    /// (`Conn::on_tick`).
-    fn heartbeat(&mut self, api: Api, frame: &'static [u8]) {
-        for (key, conn) in self.conns.iter_mut() {
-            let quiet = conn.out.is_empty() && !conn.closing;
-            if quiet && conn.api == api && conn.stream().is_some_and(|s| s.is_sse()) {
-                conn.queue(Chunk::Static(frame));
+    /// Visits the next `SWEEP_SLICE` slab keys of the sweep under way: a connection whose deadline has passed is
+    /// handled (`Conn::on_deadline`); an SSE stream of an API whose heartbeat is due gets it when nothing is
+    /// queued on it (a stream with output queued is not silent).
+    fn sweep(&mut self) {
+        let Some(sweep) = self.sweep.take() else {
+            return;
+        };
+        let now = sweep.now;
+        let end = sweep
+            .next_key
+            .saturating_add(SWEEP_SLICE)
+            .min(self.conns.capacity());
+        let mut ctx = ctx!(self, now);
+        for key in sweep.next_key..end {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.deadline.is_due(now) {
+                let next = conn.on_deadline(now, &mut ctx);
+                if let Next::Close(reason, _) = next {
+                    self.to_reap.push((key, reason));
+                    continue;
+                }
+            }
+            let beat = sweep.beat.get(conn.api as usize).copied().flatten();
+            if let Some(frame) = beat {
+                let quiet = conn.out.is_empty() && !conn.closing;
+                if quiet && conn.stream().is_some_and(|s| s.is_sse()) {
+                    conn.queue(Chunk::Static(frame));
+                }
+            }
+            if conn.wants_flush() {
                 mark_dirty(&mut self.dirty, key, conn);
             }
+        }
+        if end < self.conns.capacity() {
+            self.sweep = Some(Sweep {
+                next_key: end,
+                ..sweep
+            });
         }
     }
 
@@ -677,10 +684,9 @@ impl Worker {
                 sse::encode_retry(&mut hint, base_retry + jitter);
                 conn.queue(Chunk::Owned(hint.into()));
             } else {
-                conn.queue(Chunk::Static(crate::ws::frame::CLOSE_GOING_AWAY));
+                conn.queue(Chunk::Static(ws_frame::CLOSE_GOING_AWAY));
             }
-            conn.closing = true;
-            conn.deadline = Some(now + DRAIN_GRACE);
+            conn.start_closing(now, DRAIN_GRACE);
             mark_dirty(&mut self.dirty, key, conn);
         }
     }
@@ -692,9 +698,7 @@ impl Worker {
         let Some(drain) = &self.drain else {
             return false;
         };
-        let only_idle_left = self.conns.iter().all(|(_, c)| {
-            matches!(c.phase, Phase::ReadingHead { idle: true, .. }) && c.out.is_empty()
-        });
+        let only_idle_left = self.conns.iter().all(|(_, c)| c.is_idle());
         now >= drain.started + drain.window + DRAIN_GRACE
             || self.conns.is_empty()
             || (only_idle_left && self.shared.open_streams.load(Ordering::Relaxed) == 0)
@@ -727,17 +731,14 @@ impl Worker {
                 }
                 _ => log::trace!("worker {} conn {key}: closed ({reason:?})", self.id),
             }
-            if let Phase::Stream(sse) = &conn.phase {
+            if let Some(stream) = conn.stream() {
                 self.shared
                     .table
-                    .unsubscribe(self.id, &sse.channels, &sse.client_id);
+                    .unsubscribe(self.id, &stream.channels, &stream.client_id);
                 let mut ctx = ctx!(self, Instant::now());
-                api::stream_closed(conn.api, &sse.client_id, &sse.channels, &mut ctx);
-                for (slot, (channel, pos)) in sse.channels.iter().zip(&sse.positions).enumerate() {
-                    if channel.incarnation != 0 {
-                        let slot = u32::try_from(slot).expect("slots are u32 in the hub");
-                        self.leave_hub(&channel.name, Member { key, slot }, *pos);
-                    }
+                api::stream_closed(conn.api, &stream.client_id, &stream.channels, &mut ctx);
+                for (slot, channel) in stream.live_slots() {
+                    self.hub.leave(&channel.name, Member { key, slot });
                 }
                 self.streams -= 1;
                 self.shared.open_streams.fetch_sub(1, Ordering::Relaxed);

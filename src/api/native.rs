@@ -9,16 +9,15 @@
 //!
 //! A subscribe request that asks for a WebSocket upgrade (`Upgrade: websocket`) gets the same subscription as
 //! SSE, answered `101 Switching Protocols`; its events are text frames of one JSON object each, built by
-//! `Message::ws_frame`, and its own messages (`open`, `reset`, `deleted`) by the `ws_*_frame` functions here. A
+//! `Message::ws_frame`, and its own messages (`open`, `reset`, `deleted`) by `ws_open_frame`, `reset_frame` and
+//! `channel_deleted` here. A
 //! message with an `id` is an event; one without is the server's (see README, "WebSocket").
-
-use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{closes, keep_alive_field, Action, Ctx, Refusal, Request, Stream};
-use crate::channels::{NewEvent, Resume, TableError};
+use super::{closes, keep_alive_field, Action, ChannelLoss, Ctx, Refusal, Request, Stream};
+use crate::channels::{NewEvent, ResetNotice, Resume, TableError};
 use crate::config::{Api, CorsOrigin};
 use crate::http::request::Method;
 use crate::http::response::{
@@ -757,12 +756,6 @@ fn percent_decode(raw: &[u8]) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Data of the `reset` event: which channels may have lost events after the client's id, and why.
-pub fn reset_data(reason: &str, channels: &[Arc<str>]) -> String {
-    json!({"reason": reason, "channels": channels.iter().map(|c| &**c).collect::<Vec<&str>>()})
-        .to_string()
-}
-
 /// The first message of a WebSocket stream: `{"event":"open","client_id":".."}` (a browser cannot read the
 /// `Spout-Client-Id` header of the 101 answer).
 pub fn ws_open_frame(client_id: &str) -> Vec<u8> {
@@ -773,21 +766,33 @@ pub fn ws_open_frame(client_id: &str) -> Vec<u8> {
     )
 }
 
-/// `reset` on a WebSocket stream: `{"event":"reset","reason":..,"channels":[..]}`, the fields of the SSE event's
-/// data.
-pub fn ws_reset_frame(reason: &str, channels: &[Arc<str>]) -> Vec<u8> {
-    let channels: Vec<&str> = channels.iter().map(|c| &**c).collect();
-    let json = json!({"event": "reset", "reason": reason, "channels": channels});
-    ws_text_frame(json.to_string().as_bytes())
+/// The `reset` event a resuming stream gets when events after its cursor may be lost: on SSE an `event: reset`
+/// whose data says why and which channels (`{"reason":..,"channels":[..]}`), on WebSocket the same fields in
+/// `{"event":"reset",..}`.
+pub fn reset_frame(websocket: bool, notice: &ResetNotice) -> Vec<u8> {
+    let reason = notice.reason.as_str();
+    let channels: Vec<&str> = notice.channels.iter().map(|c| &**c).collect();
+    if websocket {
+        let json = json!({"event": "reset", "reason": reason, "channels": channels});
+        return ws_text_frame(json.to_string().as_bytes());
+    }
+    let data = json!({"reason": reason, "channels": channels}).to_string();
+    let mut frame = Vec::with_capacity(32 + data.len());
+    sse::encode_event(&mut frame, None, Some("reset"), &data);
+    frame
 }
 
-/// The final message for a deleted channel on a WebSocket stream: `{"event":"deleted","channel":".."}`.
-pub fn ws_deleted_frame(channel: &str) -> Vec<u8> {
-    ws_text_frame(
-        json!({"event": "deleted", "channel": channel})
-            .to_string()
-            .as_bytes(),
-    )
+/// A native stream's last word on a deleted channel: `event: deleted` with `{"channel":".."}` on SSE,
+/// `{"event":"deleted","channel":".."}` on WebSocket; the stream ends after it when no channel is left.
+pub fn channel_deleted(channel: &str) -> ChannelLoss {
+    let mut sse_frame = Vec::with_capacity(64 + channel.len());
+    let data = json!({ "channel": channel }).to_string();
+    sse::encode_event(&mut sse_frame, None, Some("deleted"), &data);
+    let ws = json!({"event": "deleted", "channel": channel}).to_string();
+    ChannelLoss::Final {
+        sse: sse_frame.into(),
+        ws: ws_text_frame(ws.as_bytes()).into(),
+    }
 }
 
 #[cfg(test)]

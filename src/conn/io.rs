@@ -1,4 +1,5 @@
-//! Socket reads and writes, and the one place where `io::ErrorKind` is classified (STYLE.md, "Errors and panics").
+//! Socket reads and writes, and the one place where socket errors are classified: `io::ErrorKind` for reads and
+//! writes, the descriptor-exhaustion errnos for `accept`.
 
 use std::io::{self, Read};
 
@@ -31,6 +32,12 @@ pub fn classify(result: io::Result<usize>) -> IoOutcome {
             _ => IoOutcome::Error(e),
         },
     }
+}
+
+/// Whether an `accept` failed because the process (`EMFILE`) or the system (`ENFILE`) is out of file descriptors:
+/// the listener stays readable and the client waits in the backlog until one is freed (`Worker::accept_all`).
+pub fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 /// Runs `op` again while it is interrupted by a signal, then classifies its result.

@@ -44,13 +44,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use super::{closes, keep_alive_field, respond, Action, Ctx, IdSource, Refusal, Request, Stream};
+use super::{closes, keep_alive_field, respond, Action, Ctx, Refusal, Request, Stream};
 use crate::channels::{NewEvent, Resume, TableError};
 use crate::config::Api;
 use crate::http::request::Method;
 use crate::http::response::{
     civil_from_days, reason, write_response, write_stream_head, DateCache, Response,
 };
+use crate::ids::IdSource;
 use crate::message::{Frame, Wire};
 use form::Form;
 

@@ -1,0 +1,113 @@
+//! The per-API hooks of the layers below the APIs: what the connection and the worker ask of "the stream's API"
+//! without naming one. Each is a `match` over `Api` that hands the question to that API's module, so the event
+//! loop and `conn` stay free of any API's special cases.
+//!
+//! - `refusal`: the answer to a request refused before any API saw it (bad head, timeout, busy);
+//! - `heartbeat`: what a quiet SSE stream is sent, and when;
+//! - `replay_reset`: the `reset` event of a resuming stream;
+//! - `channel_deleted`: what a stream gets when one of its channels is deleted;
+//! - `stream_closed`: a stream ended; the API updates its own bookkeeping.
+
+use std::time::Duration;
+
+use super::{flychat, keker, native, node_sse, pipely, ws_push, Ctx};
+use crate::channels::{ResetNotice, SubscribedChannel};
+use crate::config::{Api, Config};
+use crate::http::response::DateCache;
+use crate::http::HttpError;
+use crate::message::Frame;
+
+/// Why the connection layer refuses a request before any API sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Http(HttpError),
+    /// No complete head, or a stalled body, within `--request-timeout`.
+    Timeout,
+    /// `--max-connections` reached or out of file descriptors.
+    Busy,
+}
+
+/// The answer to a refusal, in the style of the listener's API. Always closes the connection.
+pub fn refusal(api: Api, refusal: Refusal, date: &DateCache) -> Vec<u8> {
+    match api {
+        Api::Native => native::refusal(refusal, date),
+        Api::Pipely => pipely::refusal(refusal, date),
+        Api::NodeSse => node_sse::refusal(refusal, date),
+        Api::Flychat => flychat::refusal(refusal, date),
+        Api::Keker => keker::refusal(refusal, date),
+        Api::WsPush => ws_push::refusal(refusal, date),
+    }
+}
+
+/// What a quiet SSE stream of an API is sent, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub frame: &'static [u8],
+    pub every: Duration,
+    /// Sent once the stream has had `every` of silence, timed per stream (the connection's deadline, pushed back
+    /// by every event queued on it); else on the worker's fixed schedule, to every stream with nothing queued.
+    pub after_silence: bool,
+}
+
+/// What a quiet SSE stream of `api` is sent, and when.
+pub fn heartbeat(api: Api, config: &Config) -> Heartbeat {
+    match api {
+        // PROTOCOLS.md, rule 3: comment lines are a harmless extension on the compatible streams.
+        Api::Native | Api::Pipely | Api::NodeSse | Api::WsPush | Api::Keker => Heartbeat {
+            frame: SSE_COMMENT_HEARTBEAT,
+            every: config.heartbeat,
+            after_silence: false,
+        },
+        // What Pushpin sends on flychat's streams after `Grip-Keep-Alive: ...; timeout=20` of silence (PROTOCOLS.md
+        // §3: "after 20 s of silence"), so never sooner after an event or the opening.
+        Api::Flychat => Heartbeat {
+            frame: b"event: keep-alive\ndata:\n\n",
+            every: config.flychat_keepalive,
+            after_silence: true,
+        },
+    }
+}
+
+/// An SSE comment line: keeps proxies from timing the stream out and finds dead peers.
+pub const SSE_COMMENT_HEARTBEAT: &[u8] = b":\n\n";
+
+/// The `reset` event of a stream of `api` that resumes past events history no longer covers. Only native streams
+/// replay from the core history (the compatible APIs' events are ephemeral, and their streams start fresh), so
+/// every API answers with the native event.
+pub fn replay_reset(api: Api, websocket: bool, notice: &ResetNotice) -> Vec<u8> {
+    match api {
+        Api::Native | Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => {
+            native::reset_frame(websocket, notice)
+        }
+    }
+}
+
+/// What a stream gets when one of its channels is deleted.
+pub enum ChannelLoss {
+    /// Nothing: the stream loses the subscription and stays open, as the compatible APIs' originals do.
+    Silent,
+    /// A final event (the frame for its format); a stream left with no channel ends after it.
+    Final { sse: Frame, ws: Frame },
+}
+
+/// What the streams of `api` get when `channel` is deleted; built once per deletion and API, shared by its
+/// streams.
+pub fn channel_deleted(api: Api, channel: &str) -> ChannelLoss {
+    match api {
+        Api::Native => native::channel_deleted(channel),
+        Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => ChannelLoss::Silent,
+    }
+}
+
+/// A stream of `api` has ended (its connection closed) and the worker has taken it out of the channel table; the
+/// API updates its own bookkeeping (presence, members, sessions).
+pub fn stream_closed(api: Api, client_id: &str, channels: &[SubscribedChannel], ctx: &mut Ctx) {
+    match api {
+        Api::Pipely => pipely::stream_closed(client_id, channels, ctx),
+        Api::NodeSse => node_sse::stream_closed(client_id, ctx),
+        Api::Keker => keker::stream_closed(channels, ctx),
+        Api::WsPush => ws_push::stream_closed(client_id, ctx),
+        // Native presence is the channel table's; flychat keeps nothing per stream.
+        Api::Native | Api::Flychat => {}
+    }
+}

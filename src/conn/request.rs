@@ -1,0 +1,214 @@
+//! The request phases of a connection: reading heads and bodies, holding pipelined requests, handing each complete
+//! request to its API and carrying out the answer (`api::Action`).
+//!
+//! Parsing is `http::request`'s and `http::chunked`'s (sans-io); this file keeps the bytes of an incomplete head and
+//! the body of a request still coming, and nothing once a request is complete. A request that is refused (bad
+//! head, body too large, timeout) is answered in the listener API's style and the connection closes after it.
+
+use super::outq::Chunk;
+use super::{Conn, Deadline, Next, Phase, PIPELINE_HOLD};
+use crate::api::{self, Action, Ctx, Refusal, Request};
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::request::{parse_head, BodyFraming, Head, Limits};
+use crate::http::{HttpError, Parsed};
+
+const CONTINUE_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// A request whose body is incomplete: its head (copied, with spans into the copy) and the body so far.
+pub struct BodyState {
+    head_bytes: Vec<u8>,
+    head: Head,
+    body: Vec<u8>,
+    decoder: BodyDecoder,
+}
+
+enum BodyDecoder {
+    /// `Content-Length`: bytes still to come.
+    Length(usize),
+    Chunked(ChunkedDecoder),
+}
+
+impl BodyState {
+    /// Takes body bytes from `input`; returns how many were used and whether the body is complete.
+    fn feed(&mut self, input: &[u8]) -> Result<(usize, bool), HttpError> {
+        match &mut self.decoder {
+            BodyDecoder::Length(remaining) => {
+                let take = input.len().min(*remaining);
+                self.body
+                    .extend_from_slice(input.get(..take).unwrap_or_default());
+                *remaining -= take;
+                Ok((take, *remaining == 0))
+            }
+            BodyDecoder::Chunked(decoder) => {
+                let progress = decoder.feed(input, &mut self.body)?;
+                Ok((progress.consumed, progress.done))
+            }
+        }
+    }
+}
+
+impl Conn {
+    /// Handles `data` after any bytes held from before; keeps what is left of an incomplete request.
+    pub(super) fn ingest(&mut self, data: &[u8], ctx: &mut Ctx) -> Next {
+        let mut pending = match &mut self.phase {
+            Phase::ReadingHead { partial } => std::mem::take(partial),
+            _ => Vec::new(),
+        };
+        let input: &[u8] = if pending.is_empty() {
+            data
+        } else {
+            pending.extend_from_slice(data);
+            &pending
+        };
+        let (used, next) = self.process(input, ctx);
+        if let Phase::ReadingHead { partial } = &mut self.phase {
+            if next == Next::Continue && !self.closing {
+                if let Some(rest) = input.get(used..).filter(|r| !r.is_empty()) {
+                    *partial = rest.to_vec();
+                }
+            }
+        }
+        next
+    }
+
+    /// Handles the requests in `buf`; returns how many bytes were used.
+    fn process(&mut self, buf: &[u8], ctx: &mut Ctx) -> (usize, Next) {
+        let limits = Limits {
+            max_head: ctx.config.max_head,
+            max_headers: ctx.config.max_headers,
+            max_body: ctx.config.max_body,
+        };
+        let mut at = 0;
+        loop {
+            if self.closing {
+                return (buf.len(), Next::Continue);
+            }
+            let rest = buf.get(at..).unwrap_or_default();
+            match &mut self.phase {
+                Phase::Stream(_) => {
+                    // A WebSocket client may send frames right behind its upgrade request. Their channel changes
+                    // are already in the stream's list, which the worker reads whole when the stream joins its
+                    // hub, so only a close has something to say.
+                    return match self.on_stream_input(rest, ctx) {
+                        Next::Close(reason, _) => (buf.len(), Next::close(reason)),
+                        _ => (buf.len(), Next::Continue),
+                    };
+                }
+                Phase::ReadingHead { .. } => {
+                    if rest.is_empty() {
+                        return (at, Next::Continue);
+                    }
+                    if self.out.bytes() >= PIPELINE_HOLD {
+                        // Keep the rest (`ingest` stores it) until the client takes its answers; it is input
+                        // still to handle, so the connection stays readable.
+                        self.readable = true;
+                        return (at, Next::Continue);
+                    }
+                    if let Deadline::KeepAlive(_) = self.deadline {
+                        self.deadline = Deadline::Request(ctx.now + ctx.config.request_timeout);
+                    }
+                    let (head, head_len) = match parse_head(rest, &limits) {
+                        Ok(Parsed::Partial) => return (at, Next::Continue),
+                        Ok(Parsed::Complete(head, len)) => (head, len),
+                        Err(e) => {
+                            self.refuse(Refusal::Http(e), ctx);
+                            return (buf.len(), Next::Continue);
+                        }
+                    };
+                    let head_bytes = rest.get(..head_len).unwrap_or_default();
+                    let after = rest.get(head_len..).unwrap_or_default();
+                    let decoder = match head.framing {
+                        BodyFraming::None => {
+                            at += head_len;
+                            self.dispatch(&head, head_bytes, &[], ctx);
+                            continue;
+                        }
+                        BodyFraming::Length(len) if len > limits.max_body => {
+                            self.refuse(Refusal::Http(HttpError::BodyTooLarge), ctx);
+                            return (buf.len(), Next::Continue);
+                        }
+                        BodyFraming::Length(len) if after.len() >= len => {
+                            at += head_len + len;
+                            let body = after.get(..len).unwrap_or_default();
+                            self.dispatch(&head, head_bytes, body, ctx);
+                            continue;
+                        }
+                        BodyFraming::Length(len) => BodyDecoder::Length(len),
+                        BodyFraming::Chunked => {
+                            BodyDecoder::Chunked(ChunkedDecoder::new(limits.max_body))
+                        }
+                    };
+                    if head.expect_continue && after.is_empty() {
+                        self.out.push(Chunk::Static(CONTINUE_100));
+                    }
+                    let capacity = match decoder {
+                        BodyDecoder::Length(len) => len.min(64 * 1024),
+                        BodyDecoder::Chunked(_) => 0,
+                    };
+                    let state = BodyState {
+                        head_bytes: head_bytes.to_vec(),
+                        head,
+                        body: Vec::with_capacity(capacity),
+                        decoder,
+                    };
+                    self.phase = Phase::ReadingBody(Box::new(state));
+                    self.deadline = Deadline::Request(ctx.now + ctx.config.request_timeout);
+                    at += head_len;
+                }
+                Phase::ReadingBody(state) => {
+                    if rest.is_empty() {
+                        return (at, Next::Continue);
+                    }
+                    match state.feed(rest) {
+                        Err(e) => {
+                            self.refuse(Refusal::Http(e), ctx);
+                            return (buf.len(), Next::Continue);
+                        }
+                        Ok((used, false)) => {
+                            // Progress restarts the stall timer: a slow but moving upload is not cut off.
+                            self.deadline = Deadline::Request(ctx.now + ctx.config.request_timeout);
+                            return (at + used, Next::Continue);
+                        }
+                        Ok((used, true)) => {
+                            at += used;
+                            let Phase::ReadingBody(state) = std::mem::replace(
+                                &mut self.phase,
+                                Phase::ReadingHead {
+                                    partial: Vec::new(),
+                                },
+                            ) else {
+                                unreachable!("matched ReadingBody above");
+                            };
+                            self.dispatch(&state.head, &state.head_bytes, &state.body, ctx);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands a complete request to its API and carries out the answer: queue a response (then wait for the next
+    /// request, or close), or become a stream.
+    fn dispatch(&mut self, head: &Head, head_bytes: &[u8], body: &[u8], ctx: &mut Ctx) {
+        let mut req = Request {
+            head,
+            buf: head_bytes,
+            body,
+            mount: "",
+        };
+        match api::handle(self.api, &mut req, ctx) {
+            Action::Respond { bytes, close } => {
+                self.out.push(Chunk::Owned(bytes.into()));
+                if close || ctx.draining {
+                    self.start_closing(ctx.now, ctx.config.request_timeout);
+                } else {
+                    self.phase = Phase::ReadingHead {
+                        partial: Vec::new(),
+                    };
+                    self.deadline = Deadline::KeepAlive(ctx.now + ctx.config.keepalive_timeout);
+                }
+            }
+            Action::Stream(stream) => self.open_stream(*stream, ctx),
+        }
+    }
+}

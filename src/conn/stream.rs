@@ -1,0 +1,464 @@
+//! The stream phase of a connection: its subscription, delivery of live events, replay from history, the
+//! heartbeats and liveness checks of a quiet stream, and a WebSocket client's input.
+//!
+//! Delivery rules: a stream with a `replay` cursor ignores live events (they are in history and reach it through
+//! the replay); live events at or below `skip_upto` were replayed or precede the subscription, and so were those at
+//! or below the `since` of their channel's slot (a channel joined later over a WebSocket has its own). The slots of
+//! live channels never move while the stream is open (a joined channel takes a free slot), so the hub's members
+//! (connection key, slot) stay valid. A WebSocket stream that sent a close frame is `closing`: it reads and
+//! discards, and ends once the close frame is written (RFC 6455 §7.1.1: the server closes the TCP connection
+//! first).
+//!
+//! What differs between APIs (the reset and deleted events, heartbeats, WebSocket rules and messages) comes from
+//! `api`'s per-API hooks; this file names no API.
+
+use std::time::Instant;
+
+use super::outq::{Chunk, OutQueue};
+use super::ws::{self, WsInput, WsState};
+use super::{CloseReason, Conn, Deadline, HubChange, Next, Phase};
+use crate::api::{self, ChannelChange, ChannelLoss, Ctx, WsPeer, WsSession};
+use crate::channels::{ChannelTable, ReplayCursor, SubscribedChannel};
+use crate::config::Config;
+use crate::message::{EventId, Frame, Message};
+use crate::metrics::Counters;
+use crate::ws::frame as ws_frame;
+
+/// Data bytes taken from history per replay step: replay is paced as the socket drains, never queued whole.
+const REPLAY_BATCH: usize = 64 * 1024;
+
+/// An event stream's subscription and wire format.
+pub struct StreamState {
+    pub client_id: Box<str>,
+    /// Per slot, a subscribed channel; a slot whose channel was left or deleted has incarnation 0 (and is reused
+    /// by the next channel joined).
+    pub channels: Box<[SubscribedChannel]>,
+    pub skip_upto: EventId,
+    pub replay: Option<Box<ReplayCursor>>,
+    pub format: Format,
+}
+
+/// How a stream's events go on the wire.
+pub enum Format {
+    Sse,
+    WebSocket(Box<WsState>),
+}
+
+/// What `deliver` did with a live event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Queued,
+    Skipped,
+    /// Queued, and the output is now over the cap: the worker closes the connection.
+    Overflow,
+}
+
+impl StreamState {
+    pub fn is_sse(&self) -> bool {
+        matches!(self.format, Format::Sse)
+    }
+
+    /// The live slots: (slot, channel) for every channel still subscribed.
+    pub fn live_slots(&self) -> impl Iterator<Item = (u32, &SubscribedChannel)> {
+        self.channels
+            .iter()
+            .enumerate()
+            .filter(|(_, channel)| channel.incarnation != 0)
+            .map(|(slot, channel)| {
+                let slot = u32::try_from(slot).expect("a stream has fewer than 2^32 slots");
+                (slot, channel)
+            })
+    }
+
+    /// Whether a live event of the channel in `slot` is for this stream.
+    fn wants(&self, message: &Message, slot: u32) -> bool {
+        let since = self.channels.get(slot as usize).map(|c| c.since);
+        self.replay.is_none()
+            && message.id > self.skip_upto
+            && since.is_some_and(|since| message.id > since)
+            && message.is_for(&self.client_id)
+    }
+
+    /// Queues this stream's encoding of a published event: the frame built once per message and format, shared;
+    /// for a stream whose frames name their recipient, a few-byte header, its own prefix and the shared tail.
+    fn queue_event(&self, message: &Message, out: &mut OutQueue) {
+        match &self.format {
+            Format::Sse => out.push(Chunk::Shared(Frame::clone(message.sse_frame()))),
+            Format::WebSocket(ws) => match ws.session.push_prefix() {
+                None => out.push(Chunk::Shared(Frame::clone(message.ws_frame()))),
+                Some(prefix) => ws::queue_with_prefix(out, prefix, message.ws_frame()),
+            },
+        }
+    }
+
+    /// Applies a subscription change the API made: a joined channel takes a free slot (one left or deleted
+    /// before, so that the slots of live channels never move and the hub's members stay valid) or a new one; a
+    /// left channel's slot is marked gone. Records what the hub must do in `hub`.
+    fn apply(
+        channels: &mut Box<[SubscribedChannel]>,
+        change: ChannelChange,
+        hub: &mut Vec<HubChange>,
+    ) {
+        match change {
+            ChannelChange::Join(channel) => {
+                let slot = match channels.iter().position(|c| c.incarnation == 0) {
+                    Some(slot) => {
+                        if let Some(old) = channels.get_mut(slot) {
+                            *old = channel;
+                        }
+                        slot
+                    }
+                    None => {
+                        let mut grown = std::mem::take(channels).into_vec();
+                        grown.push(channel);
+                        *channels = grown.into_boxed_slice();
+                        channels.len() - 1
+                    }
+                };
+                hub.push(HubChange::Join { slot: slot as u32 });
+            }
+            ChannelChange::Leave(name) => {
+                let Some(slot) = channels
+                    .iter()
+                    .position(|c| c.incarnation != 0 && c.name == name)
+                else {
+                    return;
+                };
+                if let Some(channel) = channels.get_mut(slot) {
+                    channel.incarnation = 0;
+                }
+                let joined_now = HubChange::Join { slot: slot as u32 };
+                if let Some(at) = hub.iter().position(|h| *h == joined_now) {
+                    // Joined and left within one read: it never reached the hub.
+                    hub.remove(at);
+                } else {
+                    hub.push(HubChange::Leave {
+                        channel: name,
+                        slot: slot as u32,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Conn {
+    /// Becomes the event stream the API subscribed: queues its opening and sets its first deadline.
+    pub(super) fn open_stream(&mut self, stream: api::Stream, ctx: &mut Ctx) {
+        let api::Stream {
+            api,
+            opening,
+            subscription,
+            client_id,
+            websocket,
+        } = stream;
+        self.out.push(Chunk::Owned(opening.into()));
+        let format = if websocket {
+            let ws = WsState::new(ctx.now, WsSession::new(api, &client_id));
+            self.deadline =
+                Deadline::Liveness(ws.next_check(&api::ws_rules(&ws.session, ctx.config)));
+            Format::WebSocket(Box::new(ws))
+        } else {
+            // A heartbeat after a silence is this stream's deadline; others come on the worker's schedule.
+            let beat = api::heartbeat(api, ctx.config);
+            self.deadline = if beat.after_silence {
+                Deadline::Heartbeat(ctx.now + beat.every)
+            } else {
+                Deadline::Never
+            };
+            Format::Sse
+        };
+        // Under a prefix of a native listener, the stream belongs to the compatible API that opened it.
+        self.api = api;
+        self.phase = Phase::Stream(StreamState {
+            client_id,
+            channels: subscription.channels.into(),
+            skip_upto: subscription.head,
+            replay: subscription.replay.map(Box::new),
+            format,
+        });
+    }
+
+    /// Queues a live event of the channel in the stream's `slot`, unless it is not for this stream.
+    pub fn deliver(&mut self, message: &Message, slot: u32, max_queued: usize) -> Delivery {
+        let Phase::Stream(stream) = &self.phase else {
+            return Delivery::Skipped;
+        };
+        if self.closing || !stream.wants(message, slot) {
+            return Delivery::Skipped;
+        }
+        let queued_before = self.out.bytes();
+        stream.queue_event(message, &mut self.out);
+        // A stream always has room for one event, however large its encoding (framing a multi-line body makes it
+        // bigger than the body, so `--max-body` alone cannot bound it); past that, more than `max_queued` bytes
+        // waiting means the subscriber is too slow.
+        if queued_before > 0 && self.out.bytes() > max_queued {
+            Delivery::Overflow
+        } else {
+            Delivery::Queued
+        }
+    }
+
+    /// An event was queued: an SSE stream whose heartbeat follows a silence has it due one interval from now.
+    /// Only such streams have a `Heartbeat` deadline, so for the others this is one test.
+    pub fn push_back_heartbeat(&mut self, now: Instant, config: &Config) {
+        if let Deadline::Heartbeat(_) = self.deadline {
+            self.deadline = Deadline::Heartbeat(now + api::heartbeat(self.api, config).every);
+        }
+    }
+
+    /// The channel in `slot` was deleted (its `incarnation`): the stream loses it and gets what its API sends
+    /// then; a stream left with no channel ends after a final event. Returns whether the slot held that
+    /// incarnation (and so must leave the hub).
+    pub fn lose_channel(
+        &mut self,
+        slot: u32,
+        incarnation: u64,
+        loss: &ChannelLoss,
+        ctx: &Ctx,
+    ) -> bool {
+        let Phase::Stream(stream) = &mut self.phase else {
+            return false;
+        };
+        let Some(channel) = stream.channels.get_mut(slot as usize) else {
+            return false;
+        };
+        if channel.incarnation != incarnation {
+            return false;
+        }
+        channel.incarnation = 0;
+        let websocket = match &mut stream.format {
+            Format::WebSocket(ws) => {
+                api::ws_channel_lost(&mut ws.session, &channel.name);
+                true
+            }
+            Format::Sse => false,
+        };
+        if let ChannelLoss::Final { sse, ws } = loss {
+            if self.closing {
+                return true;
+            }
+            let none_left = stream.live_slots().next().is_none();
+            self.out.push(Chunk::Shared(Frame::clone(if websocket {
+                ws
+            } else {
+                sse
+            })));
+            if none_left {
+                if websocket {
+                    self.out.push(Chunk::Static(ws_frame::CLOSE_NORMAL));
+                }
+                self.start_closing(ctx.now, ctx.config.request_timeout);
+            }
+        }
+        true
+    }
+
+    /// Queues the next replay step; false when there is no replay.
+    pub(super) fn refill_replay(&mut self, table: &ChannelTable, counters: &mut Counters) -> bool {
+        let Phase::Stream(stream) = &mut self.phase else {
+            return false;
+        };
+        let websocket = !stream.is_sse();
+        let Some(cursor) = stream.replay.as_mut() else {
+            return false;
+        };
+        let mut batch = Vec::new();
+        let step = table.replay(
+            &stream.channels,
+            &stream.client_id,
+            cursor,
+            REPLAY_BATCH,
+            &mut batch,
+        );
+        if let Some(reset) = step.reset {
+            let frame = api::replay_reset(self.api, websocket, &reset);
+            self.out.push(Chunk::Owned(frame.into()));
+            counters.resets += 1;
+        }
+        counters.replayed += batch.len() as u64;
+        counters.delivered += batch.len() as u64;
+        for message in &batch {
+            self.out.push(Chunk::Shared(Frame::clone(if websocket {
+                message.ws_frame()
+            } else {
+                message.sse_frame()
+            })));
+        }
+        if step.done {
+            stream.skip_upto = cursor.after;
+            stream.replay = None;
+        }
+        true
+    }
+
+    /// Bytes a stream's client sent: ignored for SSE, decoded and answered for WebSocket. Text messages go to
+    /// the stream's API, whose answers are queued and whose subscription changes are applied to the stream (and
+    /// returned for the worker's hub).
+    pub(super) fn on_stream_input(&mut self, data: &[u8], ctx: &mut Ctx) -> Next {
+        let Phase::Stream(StreamState {
+            client_id,
+            channels,
+            format: Format::WebSocket(ws),
+            ..
+        }) = &mut self.phase
+        else {
+            return Next::Continue;
+        };
+        if data.is_empty() {
+            return Next::Continue;
+        }
+        let limits = ws_frame::Limits {
+            max_message: ctx.config.ws_max_message,
+        };
+        let mut hub = Vec::new();
+        let mut restart = false;
+        let rules = api::ws_rules(&ws.session, ctx.config);
+        let input = ws.on_input(
+            data,
+            ctx.now,
+            &limits,
+            &rules,
+            &mut self.out,
+            |session, text, out| {
+                let peer = WsPeer {
+                    client_id,
+                    channels,
+                    session,
+                };
+                let answer = api::ws_message(text, peer, ctx);
+                out.push(Chunk::Owned(answer.reply.into()));
+                for change in answer.changes {
+                    StreamState::apply(channels, change, &mut hub);
+                }
+                restart |= answer.restart_liveness;
+                if answer.close {
+                    WsInput::Closing
+                } else {
+                    WsInput::Open
+                }
+            },
+        );
+        if restart {
+            ws.restart_schedule(ctx.now);
+            self.deadline =
+                Deadline::Liveness(ws.next_check(&api::ws_rules(&ws.session, ctx.config)));
+        }
+        match input {
+            WsInput::Open => {}
+            WsInput::Closing => self.start_closing(ctx.now, ctx.config.request_timeout),
+            WsInput::Failed => {
+                ctx.counters.ws_protocol_errors += 1;
+                self.start_closing(ctx.now, ctx.config.request_timeout);
+            }
+        }
+        // Pongs and answers are queued for a client that may not read: they count against the same cap as events.
+        if self.out.bytes() > ctx.config.max_queued_bytes {
+            self.out.clear();
+            return Next::Close(CloseReason::Slow, hub);
+        }
+        if hub.is_empty() {
+            Next::Continue
+        } else {
+            Next::Resubscribed(hub)
+        }
+    }
+
+    /// A WebSocket stream's liveness check is due. The API's rules (`api::ws_rules`): drop a peer not heard for
+    /// `drop_after` with a bare TCP close; ping when due, while the peer was heard within `ping_while_heard_within`.
+    pub(super) fn check_liveness(&mut self, now: Instant, ctx: &mut Ctx) -> Next {
+        let Phase::Stream(StreamState {
+            format: Format::WebSocket(ws),
+            ..
+        }) = &mut self.phase
+        else {
+            return Next::Continue;
+        };
+        let rules = api::ws_rules(&ws.session, ctx.config);
+        let unheard = now.saturating_duration_since(ws.last_heard);
+        if unheard >= rules.drop_after {
+            ctx.counters.ws_timeouts += 1;
+            return Next::close(CloseReason::Timeout);
+        }
+        if let Some(ping) = rules.ping {
+            if now >= ws.ping_due(&rules, ping.every) && unheard < rules.ping_while_heard_within {
+                self.out.push(Chunk::Static(ping.frame));
+                ws.last_ping = now;
+            }
+        }
+        self.deadline = Deadline::Liveness(ws.next_check(&rules));
+        Next::Continue
+    }
+
+    /// An SSE stream whose heartbeat follows a silence (`api::Heartbeat`) is due one: sent unless output is still
+    /// queued (then the stream is not silent, only slow).
+    pub(super) fn beat_after_silence(&mut self, now: Instant, ctx: &Ctx) {
+        let beat = api::heartbeat(self.api, ctx.config);
+        if self.out.is_empty() {
+            self.out.push(Chunk::Static(beat.frame));
+        }
+        self.deadline = Deadline::Heartbeat(now + beat.every);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(name: &str, incarnation: u64) -> SubscribedChannel {
+        SubscribedChannel {
+            name: name.into(),
+            incarnation,
+            since: EventId::ZERO,
+        }
+    }
+
+    #[test]
+    fn subscription_changes_reuse_free_slots_and_tell_the_hub_in_order() {
+        let mut channels: Box<[SubscribedChannel]> = vec![channel("a", 1)].into();
+        let mut hub = Vec::new();
+        StreamState::apply(
+            &mut channels,
+            ChannelChange::Join(channel("b", 2)),
+            &mut hub,
+        );
+        StreamState::apply(&mut channels, ChannelChange::Leave("a".into()), &mut hub);
+        StreamState::apply(
+            &mut channels,
+            ChannelChange::Leave("nowhere".into()),
+            &mut hub,
+        );
+        StreamState::apply(
+            &mut channels,
+            ChannelChange::Join(channel("c", 3)),
+            &mut hub,
+        );
+        assert_eq!(
+            hub,
+            [
+                HubChange::Join { slot: 1 },
+                HubChange::Leave {
+                    channel: "a".into(),
+                    slot: 0,
+                },
+                HubChange::Join { slot: 0 },
+            ]
+        );
+        // Joined and left before the hub saw it: nothing for the hub, and the slot is free again.
+        let mut hub = Vec::new();
+        StreamState::apply(
+            &mut channels,
+            ChannelChange::Join(channel("d", 4)),
+            &mut hub,
+        );
+        StreamState::apply(&mut channels, ChannelChange::Leave("d".into()), &mut hub);
+        assert!(hub.is_empty());
+        let live: Vec<&str> = channels
+            .iter()
+            .filter(|c| c.incarnation != 0)
+            .map(|c| &*c.name)
+            .collect();
+        assert_eq!(live, ["c", "b"]);
+        assert_eq!(channels.len(), 3);
+    }
+}
