@@ -26,6 +26,7 @@ pub mod bus;
 pub mod channels;
 pub mod config;
 pub mod conn;
+pub mod date;
 pub mod http;
 pub mod hub;
 pub mod ids;
@@ -34,6 +35,7 @@ pub mod message;
 pub mod metrics;
 pub mod net;
 pub mod sse;
+pub mod sync;
 #[cfg(test)]
 mod testing;
 pub mod worker;

@@ -147,10 +147,7 @@ struct ChannelEntry {
 
 impl WsPush {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic under the lock aborts the process in release builds (panic = "abort"); in tests, carry on.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.state)
     }
 }
 

@@ -22,6 +22,8 @@
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::date::civil_from_days;
+
 /// Reason phrase for `status`; empty for codes not in the table (the status
 /// line then ends `"599 \r\n"`, which RFC 9112 §4 allows).
 pub fn reason(status: u16) -> &'static str {
@@ -309,21 +311,6 @@ fn format_imf_fixdate(secs: u64) -> [u8; DATE_LEN] {
     );
     let _ = w.flush();
     text
-}
-
-/// Howard Hinnant's civil_from_days for days since 1970-01-01 (non-negative
-/// here): returns (year, month 1..=12, day 1..=31).
-pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097; // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

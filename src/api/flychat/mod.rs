@@ -40,7 +40,6 @@ mod pages;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
@@ -48,9 +47,7 @@ use super::{closes, keep_alive_field, respond, Action, Ctx, Refusal, Request, St
 use crate::channels::{NewEvent, Resume, TableError};
 use crate::config::Api;
 use crate::http::request::Method;
-use crate::http::response::{
-    civil_from_days, reason, write_response, write_stream_head, DateCache, Response,
-};
+use crate::http::response::{reason, write_response, write_stream_head, DateCache, Response};
 use crate::ids::IdSource;
 use crate::message::{Frame, Wire};
 use form::Form;
@@ -140,10 +137,7 @@ impl Saved {
 
 impl Rooms {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic under the lock aborts the process (panic = "abort"); in tests, go on with the data as it is.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// The id of the last message of `room` and a copy of its kept messages (`Arc` clones), oldest first.
@@ -299,7 +293,7 @@ fn post(req: &Request, ctx: &mut Ctx, room: &str) -> Action {
         return plain(req, ctx, 400, BAD_REQUEST);
     };
     let provisional_id = uuid_v4(ctx.ids);
-    let date = iso_date(ctx.wall);
+    let date = crate::date::iso_timestamp(ctx.wall);
 
     let mut st = ctx.apps.flychat.lock();
     let State { rooms, bytes } = &mut *st;
@@ -478,21 +472,6 @@ fn uuid_v4(ids: &mut IdSource) -> String {
     out
 }
 
-/// `new Date().toISOString()`: UTC with milliseconds, `2026-11-22T12:12:19.016Z`.
-fn iso_date(now: SystemTime) -> String {
-    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (year, month, day) = civil_from_days(secs / 86_400);
-    let of_day = secs % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60,
-        since.subsec_millis()
-    )
-}
-
 // ---- responses ---------------------------------------------------------------------------------------------------
 
 /// A plain-text answer, as the original's errors (`Bad Request⏎`, `Not Found⏎`).
@@ -566,14 +545,6 @@ mod tests {
                 "{id}"
             );
         }
-    }
-
-    #[test]
-    fn dates_are_iso_8601_utc_with_milliseconds() {
-        let at = |ms: u64| UNIX_EPOCH + std::time::Duration::from_millis(ms);
-        assert_eq!(iso_date(at(0)), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso_date(at(1_795_349_539_016)), "2026-11-22T12:12:19.016Z");
-        assert_eq!(iso_date(at(951_782_400_999)), "2000-02-29T00:00:00.999Z");
     }
 
     #[test]

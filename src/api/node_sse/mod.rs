@@ -84,10 +84,7 @@ struct State {
 
 impl NodeSse {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // As the channel table: a panic under the lock aborts the process in release builds.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.state)
     }
 }
 

@@ -82,10 +82,7 @@ struct Channel {
 
 impl Pipely {
     fn lock(&self) -> MutexGuard<'_, HashMap<Box<[u8]>, Channel>> {
-        // As the channel table: a panic under the lock aborts the process in release builds.
-        self.channels
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.channels)
     }
 }
 

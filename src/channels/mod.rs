@@ -1,0 +1,612 @@
+//! The channel table: the only cross-thread mutable state of the core (each compatible API keeps its own
+//! bookkeeping behind its own lock, taken before this one; see `api`).
+//!
+//! It does three jobs behind one mutex: the publish **sequencer** (`last_id`), the **registry** of channels (per
+//! channel, how many subscribers each worker holds and which client ids are present), and **retention**
+//! (`history`: the rings of recent events, their eviction and the records that make gaps visible). They share the
+//! lock so that **assigning an id, appending to history and handing the event to the workers happen as one step in
+//! one global order**: every worker sees events in id order, and a subscriber that resumes from id N can never miss
+//! an event below N that was still in flight.
+//!
+//! It is touched on subscribe, unsubscribe, replay and publish, never inside fan-out. The lock is held only to
+//! read or update this table and to `try_send` into inboxes: never across a socket write or a wake-up.
+//!
+//! Bounds: at most `max_channels` entries exist; history has its own (`history`'s module doc). An entry with no
+//! subscribers and no history is removed at once: on the last unsubscribe, or when retention reports that a trim
+//! left its ring empty.
+//!
+//! Channel *incarnations*: deleting a channel and re-creating it gives a new incarnation number, so that a
+//! worker that has not yet processed the deletion does not confuse old and new subscribers.
+
+mod history;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::bus::{Bus, WorkerMsg};
+use crate::message::{EventId, Message, Wire};
+use crate::sync::lock;
+use history::History;
+pub use history::{ReplayCursor, Retention};
+
+/// Limits of the table, from `Config`.
+#[derive(Clone, Debug)]
+pub struct TableLimits {
+    pub history: usize,
+    pub history_ttl: Duration,
+    pub history_max_bytes: usize,
+    pub max_channels: usize,
+    pub workers: usize,
+}
+
+/// Why a stream starts (or continues) with a `reset` event: some events it asked for may be lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetReason {
+    /// Pushed out of history by `--history` or `--history-max-bytes`.
+    Evicted,
+    /// Older than `--history-ttl`.
+    Expired,
+    /// The channel was deleted (`DELETE /channels/{channel}`).
+    Deleted,
+    /// The id is from before this server started.
+    Restart,
+    /// The id is above every id this server has assigned.
+    Future,
+    /// The id does not parse.
+    Invalid,
+}
+
+impl ResetReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ResetReason::Evicted => "evicted",
+            ResetReason::Expired => "expired",
+            ResetReason::Deleted => "deleted",
+            ResetReason::Restart => "restart",
+            ResetReason::Future => "future",
+            ResetReason::Invalid => "invalid",
+        }
+    }
+}
+
+/// Where a new subscriber starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// Live events only.
+    Fresh,
+    /// Everything after this id, then live events.
+    After(EventId),
+    /// The client sent a `Last-Event-ID` that does not parse.
+    Unparseable,
+}
+
+/// Errors the table answers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableError {
+    /// Creating the channel(s) would exceed `--max-channels`.
+    TooManyChannels,
+    /// A worker's inbox is full (it is too far behind); nothing was published.
+    Overloaded,
+}
+
+impl TableError {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TableError::TooManyChannels => "too_many_channels",
+            TableError::Overloaded => "overloaded",
+        }
+    }
+}
+
+/// One subscribed channel of a stream, as the worker keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscribedChannel {
+    pub name: Arc<str>,
+    /// The incarnation subscribed to; 0 marks a subscription that is gone (deleted or left).
+    pub incarnation: u64,
+    /// The last id assigned when this channel was subscribed: live events at or below it are not for this
+    /// subscription (they were published before it, and may still sit in the worker's inbox). Channels a stream
+    /// joins later (over its WebSocket) each have their own.
+    pub since: EventId,
+}
+
+/// The result of `subscribe`.
+#[derive(Debug)]
+pub struct Subscription {
+    pub channels: Vec<SubscribedChannel>,
+    /// The last id assigned when the subscription was made: live events at or below it are not for this subscriber
+    /// (they are history, replayed if asked for).
+    pub head: EventId,
+    /// `Some` when the subscriber resumes: replay from history first.
+    pub replay: Option<ReplayCursor>,
+}
+
+/// Channels whose events after the cursor may be lost.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ResetNotice {
+    pub reason: ResetReason,
+    pub channels: Vec<Arc<str>>,
+}
+
+/// One step of a replay.
+#[derive(Debug)]
+pub struct ReplayStep {
+    pub reset: Option<ResetNotice>,
+    /// Nothing is left to replay: the subscriber is live from `cursor.after` on.
+    pub done: bool,
+}
+
+/// An event to publish, validated by the API layer.
+#[derive(Debug, Default)]
+pub struct NewEvent {
+    pub channel: Box<str>,
+    pub event: Option<Box<str>>,
+    pub data: Box<str>,
+    pub to: Option<Box<[Box<str>]>>,
+    /// The encoding, made by a compatible API whose channels have a single wire format; `None` for native events,
+    /// which are encoded on first need.
+    pub wire: Option<Wire>,
+    /// Delivered live but not kept in history: for compatible APIs that have no replay (or keep their own).
+    pub ephemeral: bool,
+}
+
+/// What a publish did with one event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub id: EventId,
+    /// Subscribers the event was queued for (addressees present, for a targeted event).
+    pub subscribers: usize,
+}
+
+/// A channel as listed by `GET /channels`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelSummary {
+    pub name: Arc<str>,
+    pub subscribers: usize,
+    pub retained: usize,
+}
+
+/// A channel as shown by `GET /channels/{channel}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    pub name: Arc<str>,
+    pub subscribers: usize,
+    pub client_ids: Vec<Box<str>>,
+    pub last_id: Option<EventId>,
+    pub retained: usize,
+    pub retained_bytes: usize,
+}
+
+/// Whole-table figures for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableStats {
+    pub channels: usize,
+    pub retained_events: usize,
+    pub retained_bytes: usize,
+    pub published: u64,
+    pub evicted: u64,
+    pub expired: u64,
+    pub overloaded: u64,
+}
+
+/// A channel in the registry.
+struct Channel {
+    per_worker: Box<[u32]>,
+    subscribers: usize,
+    clients: HashMap<Box<str>, u32>,
+    last_id: Option<EventId>,
+    /// `last_id` of the table when this entry was made.
+    born_after: EventId,
+    incarnation: u64,
+}
+
+struct State {
+    last_id: EventId,
+    start_id: EventId,
+    channels: HashMap<Arc<str>, Channel>,
+    history: History,
+    next_incarnation: u64,
+    published: u64,
+    overloaded: u64,
+}
+
+/// The table; see the module doc.
+pub struct ChannelTable {
+    state: Mutex<State>,
+    limits: TableLimits,
+}
+
+impl ChannelTable {
+    pub fn new(limits: TableLimits, now: SystemTime) -> ChannelTable {
+        let start_id = EventId::seed_at(now);
+        let state = State {
+            last_id: start_id,
+            start_id,
+            channels: HashMap::new(),
+            history: History::default(),
+            next_incarnation: 1,
+            published: 0,
+            overloaded: 0,
+        };
+        ChannelTable {
+            state: Mutex::new(state),
+            limits,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Registers a subscriber of `worker` on `names` and decides where it starts.
+    pub fn subscribe(
+        &self,
+        worker: usize,
+        names: &[&str],
+        client_id: &str,
+        resume: Resume,
+    ) -> Result<Subscription, TableError> {
+        let mut st = self.lock();
+        let missing = names
+            .iter()
+            .filter(|n| !st.channels.contains_key(**n))
+            .count();
+        if st.channels.len() + missing > self.limits.max_channels {
+            return Err(TableError::TooManyChannels);
+        }
+        let head = st.last_id;
+        // Without history nothing is replayed: a resume after which any of the channels may have had an event
+        // (its last event is later, or it did not exist then) has lost it, and must be told so.
+        let unkept = |id: EventId| {
+            self.limits.history == 0
+                && names.iter().any(|name| {
+                    st.channels.get(*name).is_none_or(|ch| {
+                        ch.born_after > id || ch.last_id.is_some_and(|last| last > id)
+                    })
+                })
+        };
+        let lost_unkept = match resume {
+            Resume::After(id) => unkept(id),
+            _ => false,
+        };
+        let mut channels: Vec<SubscribedChannel> = Vec::with_capacity(names.len());
+        for name in names {
+            if channels.iter().any(|c| &*c.name == *name) {
+                // Each channel once per stream: the hub keeps one position per subscription.
+                continue;
+            }
+            let (key, channel) = st.entry(name, self.limits.workers);
+            if let Some(count) = channel.per_worker.get_mut(worker) {
+                *count += 1;
+            }
+            channel.subscribers += 1;
+            *channel.clients.entry(client_id.into()).or_insert(0) += 1;
+            channels.push(SubscribedChannel {
+                name: key,
+                incarnation: channel.incarnation,
+                since: head,
+            });
+        }
+        let replay = match resume {
+            Resume::Fresh => None,
+            Resume::Unparseable => Some((EventId::ZERO, Some(ResetReason::Invalid))),
+            Resume::After(id) if id > head => Some((EventId::ZERO, Some(ResetReason::Future))),
+            Resume::After(id) if id < st.start_id => Some((id, Some(ResetReason::Restart))),
+            Resume::After(id) if lost_unkept => Some((id, Some(ResetReason::Evicted))),
+            Resume::After(id) => Some((id, None)),
+        }
+        .map(|(after, pending_reason)| ReplayCursor::new(after, pending_reason));
+        Ok(Subscription {
+            channels,
+            head,
+            replay,
+        })
+    }
+
+    /// Undoes `subscribe` for the channels that still have the incarnation the subscriber joined.
+    pub fn unsubscribe(&self, worker: usize, channels: &[SubscribedChannel], client_id: &str) {
+        let mut st = self.lock();
+        for sub in channels {
+            let Some(channel) = st.channels.get_mut(&sub.name) else {
+                continue;
+            };
+            if channel.incarnation != sub.incarnation {
+                continue;
+            }
+            if let Some(count) = channel.per_worker.get_mut(worker) {
+                *count = count.saturating_sub(1);
+            }
+            channel.subscribers = channel.subscribers.saturating_sub(1);
+            if let Some(count) = channel.clients.get_mut(client_id) {
+                *count -= 1;
+                if *count == 0 {
+                    channel.clients.remove(client_id);
+                }
+            }
+            if channel.subscribers == 0 && st.history.is_empty(&sub.name) {
+                st.remove_channel(&sub.name);
+            }
+        }
+    }
+
+    /// Copies the next events after `cursor` on `channels` (in id order, at most about `budget` bytes of data,
+    /// only those addressed to `client_id`) into `out`, and advances the cursor. With `done`, the cursor stands at
+    /// the head: every later event reaches the subscriber live.
+    pub fn replay(
+        &self,
+        channels: &[SubscribedChannel],
+        client_id: &str,
+        cursor: &mut ReplayCursor,
+        budget: usize,
+        out: &mut Vec<Arc<Message>>,
+    ) -> ReplayStep {
+        let st = self.lock();
+        let reset = st.history.gaps(channels, cursor, |sub| {
+            st.channels.get(&sub.name).map(|ch| ch.born_after)
+        });
+        let live: Vec<&str> = channels
+            .iter()
+            .filter(|sub| {
+                st.channels
+                    .get(&sub.name)
+                    .is_some_and(|ch| ch.incarnation == sub.incarnation)
+            })
+            .map(|sub| &*sub.name)
+            .collect();
+        let done = st
+            .history
+            .replay_step(&live, client_id, cursor, budget, out);
+        if done {
+            cursor.after = st.last_id;
+        }
+        ReplayStep { reset, done }
+    }
+
+    /// Assigns ids, appends to history and hands every event to the workers holding subscribers of its channel,
+    /// all under the lock, all or nothing. Wakes the workers after releasing the lock.
+    pub fn publish(
+        &self,
+        events: Vec<NewEvent>,
+        bus: &Bus,
+        now: SystemTime,
+        at: Instant,
+    ) -> Result<Vec<Receipt>, TableError> {
+        let mut wake = vec![false; bus.workers()];
+        let receipts = {
+            let mut st = self.lock();
+            if let Err(e) = self.check_publish(&st, &events, bus) {
+                if e == TableError::Overloaded {
+                    st.overloaded += 1;
+                }
+                return Err(e);
+            }
+            let mut receipts = Vec::with_capacity(events.len());
+            for event in events {
+                receipts.push(st.append(event, &self.limits, bus, &mut wake, now, at));
+            }
+            let emptied = st.history.enforce_byte_limit(self.limits.history_max_bytes);
+            st.remove_if_unused(emptied);
+            receipts
+        };
+        for (worker, _) in wake.iter().enumerate().filter(|(_, w)| **w) {
+            bus.wake(worker);
+        }
+        Ok(receipts)
+    }
+
+    fn check_publish(&self, st: &State, events: &[NewEvent], bus: &Bus) -> Result<(), TableError> {
+        let mut per_worker = vec![0usize; bus.workers()];
+        let mut new_channels: Vec<&str> = Vec::new();
+        for event in events {
+            match st.channels.get(&*event.channel) {
+                Some(channel) => {
+                    for (worker, count) in channel.per_worker.iter().enumerate() {
+                        if *count > 0 {
+                            if let Some(n) = per_worker.get_mut(worker) {
+                                *n += 1;
+                            }
+                        }
+                    }
+                }
+                // Only a retained event creates a channel nobody subscribes to (`State::append`).
+                None if self.limits.history > 0
+                    && !event.ephemeral
+                    && !new_channels.contains(&&*event.channel) =>
+                {
+                    new_channels.push(&event.channel);
+                }
+                None => {}
+            }
+        }
+        if st.channels.len() + new_channels.len() > self.limits.max_channels {
+            return Err(TableError::TooManyChannels);
+        }
+        let full = per_worker
+            .iter()
+            .enumerate()
+            .any(|(worker, n)| *n > 0 && !bus.has_room(worker, *n));
+        if full {
+            return Err(TableError::Overloaded);
+        }
+        Ok(())
+    }
+
+    /// Deletes a channel: drops its history, forgets its subscribers and tells the workers holding them.
+    /// Returns false when the channel does not exist.
+    pub fn delete(&self, name: &str, bus: &Bus) -> bool {
+        let mut wake = Vec::new();
+        {
+            let mut st = self.lock();
+            let Some((key, channel)) = st.channels.remove_entry(name) else {
+                return false;
+            };
+            let upto = st.last_id;
+            st.history.delete(name, upto);
+            for (worker, count) in channel.per_worker.iter().enumerate() {
+                if *count > 0 {
+                    let msg = WorkerMsg::ChannelDeleted {
+                        channel: Arc::clone(&key),
+                        incarnation: channel.incarnation,
+                    };
+                    if bus.send(worker, msg).is_err() {
+                        log::warn!("inbox of worker {worker} is full; its subscribers of deleted channel {key} stay open");
+                    }
+                    wake.push(worker);
+                }
+            }
+        }
+        for worker in wake {
+            bus.wake(worker);
+        }
+        true
+    }
+
+    /// Drops events older than `history_ttl`. Called periodically by one worker.
+    pub fn expire(&self, now: Instant) {
+        let mut st = self.lock();
+        let Some(cutoff) = now.checked_sub(self.limits.history_ttl) else {
+            return;
+        };
+        let emptied = st.history.expire(cutoff);
+        st.remove_if_unused(emptied);
+    }
+
+    pub fn list(&self) -> Vec<ChannelSummary> {
+        let st = self.lock();
+        let mut list: Vec<ChannelSummary> = st
+            .channels
+            .iter()
+            .map(|(name, ch)| ChannelSummary {
+                name: Arc::clone(name),
+                subscribers: ch.subscribers,
+                retained: st.history.retention(name).events,
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    pub fn info(&self, name: &str) -> Option<ChannelInfo> {
+        let st = self.lock();
+        let (key, ch) = st.channels.get_key_value(name)?;
+        let mut client_ids: Vec<Box<str>> = ch.clients.keys().cloned().collect();
+        client_ids.sort();
+        let retention = st.history.retention(name);
+        Some(ChannelInfo {
+            name: Arc::clone(key),
+            subscribers: ch.subscribers,
+            client_ids,
+            last_id: ch.last_id,
+            retained: retention.events,
+            retained_bytes: retention.bytes,
+        })
+    }
+
+    pub fn stats(&self) -> TableStats {
+        let st = self.lock();
+        TableStats {
+            channels: st.channels.len(),
+            retained_events: st.history.retained_events(),
+            retained_bytes: st.history.retained_bytes(),
+            published: st.published,
+            evicted: st.history.evicted,
+            expired: st.history.expired,
+            overloaded: st.overloaded,
+        }
+    }
+}
+
+impl State {
+    /// The entry for `name`, created (with a new incarnation) if missing. Returns the interned name too.
+    fn entry(&mut self, name: &str, workers: usize) -> (Arc<str>, &mut Channel) {
+        if !self.channels.contains_key(name) {
+            let incarnation = self.next_incarnation;
+            self.next_incarnation += 1;
+            let channel = Channel {
+                per_worker: vec![0; workers].into(),
+                subscribers: 0,
+                clients: HashMap::new(),
+                last_id: None,
+                born_after: self.last_id,
+                incarnation,
+            };
+            self.channels.insert(Arc::from(name), channel);
+        }
+        let key = self
+            .channels
+            .get_key_value(name)
+            .map(|(k, _)| Arc::clone(k))
+            .expect("entry was just ensured");
+        let channel = self.channels.get_mut(name).expect("entry was just ensured");
+        (key, channel)
+    }
+
+    fn append(
+        &mut self,
+        event: NewEvent,
+        limits: &TableLimits,
+        bus: &Bus,
+        wake: &mut [bool],
+        now: SystemTime,
+        at: Instant,
+    ) -> Receipt {
+        let id = self.last_id.next_at(now);
+        self.last_id = id;
+        self.published += 1;
+        let exists = self.channels.contains_key(&*event.channel);
+        let retain = limits.history > 0 && !event.ephemeral;
+        if !exists && !retain {
+            // Nobody listens and nothing is kept: the event is sequenced and gone.
+            return Receipt { id, subscribers: 0 };
+        }
+        let (name, channel) = self.entry(&event.channel, limits.workers);
+        let message = Arc::new(
+            Message::new(id, Arc::clone(&name), event.event, event.data, event.to)
+                .with_wire(event.wire),
+        );
+        let subscribers = match &message.to {
+            None => channel.subscribers,
+            Some(to) => to
+                .iter()
+                .map(|c| channel.clients.get(c).copied().unwrap_or(0) as usize)
+                .sum(),
+        };
+        channel.last_id = Some(id);
+        for (worker, count) in channel.per_worker.iter().enumerate() {
+            if *count > 0 {
+                // `check_publish` made sure there is room; a failure here means a worker has exited (shutdown).
+                let _ = bus.send(worker, WorkerMsg::Publish(Arc::clone(&message)));
+                if let Some(w) = wake.get_mut(worker) {
+                    *w = true;
+                }
+            }
+        }
+        if retain {
+            self.history.append(&name, message, at, limits.history);
+        }
+        Receipt { id, subscribers }
+    }
+
+    /// Removes the channels among `names` (rings a trim left empty) that have no subscriber either.
+    fn remove_if_unused(&mut self, names: Vec<Arc<str>>) {
+        for name in names {
+            if self
+                .channels
+                .get(&name)
+                .is_some_and(|ch| ch.subscribers == 0)
+            {
+                self.remove_channel(&name);
+            }
+        }
+    }
+
+    /// Removes a channel from the registry and its ring from history.
+    fn remove_channel(&mut self, name: &str) {
+        self.channels.remove(name);
+        self.history.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests;

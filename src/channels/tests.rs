@@ -1,0 +1,354 @@
+//! The channel table's behaviour, through its public operations: sequencing, subscribe and replay, retention
+//! and its resets, limits.
+
+use super::*;
+use std::time::UNIX_EPOCH;
+
+fn table(
+    history: usize,
+    max_bytes: usize,
+) -> (
+    ChannelTable,
+    Bus,
+    Vec<crossbeam_channel::Receiver<WorkerMsg>>,
+) {
+    let limits = TableLimits {
+        history,
+        history_ttl: Duration::from_secs(3600),
+        history_max_bytes: max_bytes,
+        max_channels: 100,
+        workers: 2,
+    };
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let (bus, inboxes) = Bus::for_tests(2, 16);
+    (ChannelTable::new(limits, t0), bus, inboxes)
+}
+
+fn event(channel: &str, data: &str) -> NewEvent {
+    NewEvent {
+        channel: channel.into(),
+        event: None,
+        data: data.into(),
+        to: None,
+        ..Default::default()
+    }
+}
+
+fn publish(t: &ChannelTable, bus: &Bus, channel: &str, data: &str) -> EventId {
+    t.publish(
+        vec![event(channel, data)],
+        bus,
+        SystemTime::now(),
+        Instant::now(),
+    )
+    .expect("publish")[0]
+        .id
+}
+
+fn replay_all(
+    t: &ChannelTable,
+    sub: &mut Subscription,
+    client: &str,
+    budget: usize,
+) -> (Vec<String>, Vec<ResetNotice>) {
+    let mut cursor = sub.replay.take().expect("resuming");
+    let (mut data, mut resets) = (Vec::new(), Vec::new());
+    loop {
+        let mut out = Vec::new();
+        let step = t.replay(&sub.channels, client, &mut cursor, budget, &mut out);
+        data.extend(out.iter().map(|m| m.data.to_string()));
+        resets.extend(step.reset);
+        if step.done {
+            return (data, resets);
+        }
+    }
+}
+
+#[test]
+fn publish_reaches_only_workers_with_subscribers_in_id_order() {
+    let (t, bus, inboxes) = table(10, 1 << 20);
+    t.subscribe(1, &["a"], "c1", Resume::Fresh)
+        .expect("subscribe");
+    let first = publish(&t, &bus, "a", "1");
+    let second = publish(&t, &bus, "a", "2");
+    assert!(first < second);
+    assert!(inboxes[0].is_empty());
+    let ids: Vec<EventId> = inboxes[1]
+        .try_iter()
+        .map(|m| match m {
+            WorkerMsg::Publish(m) => m.id,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(ids, vec![first, second]);
+}
+
+#[test]
+fn resume_replays_exactly_the_missed_events_across_channels_in_order() {
+    let (t, bus, _inboxes) = table(10, 1 << 20);
+    let first = publish(&t, &bus, "a", "a1");
+    publish(&t, &bus, "b", "b1");
+    publish(&t, &bus, "a", "a2");
+    publish(&t, &bus, "c", "c1");
+    publish(&t, &bus, "b", "b2");
+    let mut sub = t
+        .subscribe(0, &["a", "b"], "c1", Resume::After(first))
+        .expect("subscribe");
+    for budget in [0, 1, 1000] {
+        let mut again = Subscription {
+            channels: sub.channels.clone(),
+            head: sub.head,
+            replay: sub.replay.clone(),
+        };
+        let (data, resets) = replay_all(&t, &mut again, "c1", budget);
+        assert_eq!(data, ["b1", "a2", "b2"], "budget {budget}");
+        assert!(resets.is_empty());
+    }
+    let (_, _) = replay_all(&t, &mut sub, "c1", 10);
+}
+
+#[test]
+fn without_history_a_resume_past_a_missed_event_is_reset_not_silent() {
+    let (t, bus, _inboxes) = table(0, 1 << 20);
+    let watcher = t
+        .subscribe(0, &["a"], "w", Resume::Fresh)
+        .expect("subscribe");
+    let seen = publish(&t, &bus, "a", "seen");
+    let mut quiet = t
+        .subscribe(0, &["a"], "c", Resume::After(seen))
+        .expect("subscribe");
+    let (data, resets) = replay_all(&t, &mut quiet, "c", 10);
+    assert!(
+        data.is_empty() && resets.is_empty(),
+        "nothing was missed: {resets:?}"
+    );
+    publish(&t, &bus, "a", "missed");
+    let mut behind = t
+        .subscribe(0, &["a"], "c", Resume::After(seen))
+        .expect("subscribe");
+    let (data, resets) = replay_all(&t, &mut behind, "c", 10);
+    assert!(data.is_empty());
+    assert_eq!(resets.len(), 1);
+    assert_eq!(resets[0].reason, ResetReason::Evicted);
+    assert_eq!(&*resets[0].channels[0], "a");
+    drop(watcher);
+}
+
+#[test]
+fn a_channel_named_twice_is_subscribed_once() {
+    let (t, _bus, _inboxes) = table(10, 1 << 20);
+    let sub = t
+        .subscribe(0, &["a", "b", "a"], "c", Resume::Fresh)
+        .expect("subscribe");
+    let names: Vec<&str> = sub.channels.iter().map(|c| &*c.name).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(t.info("a").map(|i| i.subscribers), Some(1));
+}
+
+#[test]
+fn targeted_events_replay_only_to_their_addressees() {
+    let (t, bus, _inboxes) = table(10, 1 << 20);
+    let before = publish(&t, &bus, "a", "open");
+    let to = Some(vec![Box::from("alice")].into_boxed_slice());
+    t.publish(
+        vec![NewEvent {
+            channel: "a".into(),
+            event: None,
+            data: "secret".into(),
+            to,
+            ..Default::default()
+        }],
+        &bus,
+        SystemTime::now(),
+        Instant::now(),
+    )
+    .expect("publish");
+    for (client, expected) in [("alice", vec!["secret"]), ("bob", vec![])] {
+        let mut sub = t
+            .subscribe(0, &["a"], client, Resume::After(before))
+            .expect("subscribe");
+        assert_eq!(replay_all(&t, &mut sub, client, 100).0, expected);
+    }
+}
+
+#[test]
+fn eviction_by_count_is_reported_once_then_the_rest_replays() {
+    let (t, bus, _inboxes) = table(2, 1 << 20);
+    let first = publish(&t, &bus, "a", "1");
+    for d in ["2", "3", "4"] {
+        publish(&t, &bus, "a", d);
+    }
+    let mut sub = t
+        .subscribe(0, &["a", "b"], "c", Resume::After(first))
+        .expect("subscribe");
+    let (data, resets) = replay_all(&t, &mut sub, "c", 0);
+    assert_eq!(data, ["3", "4"]);
+    assert_eq!(
+        resets,
+        vec![ResetNotice {
+            reason: ResetReason::Evicted,
+            channels: vec!["a".into()]
+        }]
+    );
+}
+
+#[test]
+fn byte_limit_evicts_oldest_across_channels() {
+    let (t, bus, _inboxes) = table(100, 1);
+    let first = publish(&t, &bus, "a", "1");
+    publish(&t, &bus, "b", "2");
+    assert_eq!(t.stats().retained_events, 0);
+    let mut sub = t
+        .subscribe(0, &["b"], "c", Resume::After(first))
+        .expect("subscribe");
+    let (data, resets) = replay_all(&t, &mut sub, "c", 100);
+    assert!(data.is_empty());
+    assert_eq!(resets[0].reason, ResetReason::Evicted);
+}
+
+#[test]
+fn expiry_and_deletion_and_bad_ids_reset() {
+    let (t, bus, _inboxes) = table(100, 1 << 20);
+    let first = publish(&t, &bus, "a", "1");
+    publish(&t, &bus, "a", "2");
+    t.expire(Instant::now() + Duration::from_secs(7200));
+    let mut sub = t
+        .subscribe(0, &["a"], "c", Resume::After(first))
+        .expect("subscribe");
+    assert_eq!(
+        replay_all(&t, &mut sub, "c", 100).1[0].reason,
+        ResetReason::Expired
+    );
+
+    let before_delete = publish(&t, &bus, "d", "x");
+    publish(&t, &bus, "d", "y");
+    assert!(t.delete("d", &bus));
+    assert!(!t.delete("d", &bus));
+    let mut sub = t
+        .subscribe(0, &["d"], "c", Resume::After(before_delete))
+        .expect("subscribe");
+    assert_eq!(
+        replay_all(&t, &mut sub, "c", 100).1[0].reason,
+        ResetReason::Deleted
+    );
+
+    let head = publish(&t, &bus, "e", "z");
+    for (resume, reason) in [
+        (Resume::Unparseable, ResetReason::Invalid),
+        (
+            Resume::After(EventId::parse("18446744073709551615").unwrap_or(head)),
+            ResetReason::Future,
+        ),
+        (
+            Resume::After(EventId::parse("5").expect("id")),
+            ResetReason::Restart,
+        ),
+    ] {
+        let mut sub = t.subscribe(0, &["e"], "c", resume).expect("subscribe");
+        let (data, resets) = replay_all(&t, &mut sub, "c", 100);
+        assert_eq!(resets[0].reason, reason);
+        assert_eq!(data, ["z"], "{reason:?} replays what is left");
+    }
+}
+
+#[test]
+fn no_reset_when_nothing_was_lost() {
+    let (t, bus, _inboxes) = table(100, 1 << 20);
+    let first = publish(&t, &bus, "a", "1");
+    let mut sub = t
+        .subscribe(0, &["a", "new"], "c", Resume::After(first))
+        .expect("subscribe");
+    let (data, resets) = replay_all(&t, &mut sub, "c", 100);
+    assert!(data.is_empty() && resets.is_empty());
+}
+
+#[test]
+fn unsubscribing_the_last_subscriber_of_an_empty_channel_removes_it() {
+    let (t, _bus, _inboxes) = table(100, 1 << 20);
+    let sub = t
+        .subscribe(1, &["a", "b"], "c", Resume::Fresh)
+        .expect("subscribe");
+    assert_eq!(t.stats().channels, 2);
+    assert_eq!(
+        t.info("a").map(|i| i.client_ids),
+        Some(vec![Box::from("c")])
+    );
+    t.unsubscribe(1, &sub.channels, "c");
+    assert_eq!(t.stats().channels, 0);
+}
+
+#[test]
+fn channel_limit_is_enforced_for_subscribe_and_publish() {
+    let (t, bus, _inboxes) = table(100, 1 << 20);
+    let names: Vec<String> = (0..100).map(|i| format!("c{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    t.subscribe(0, &refs, "c", Resume::Fresh)
+        .expect("subscribe");
+    assert_eq!(
+        t.subscribe(0, &["one-more"], "c", Resume::Fresh).err(),
+        Some(TableError::TooManyChannels)
+    );
+    let err = t
+        .publish(
+            vec![event("one-more", "x")],
+            &bus,
+            SystemTime::now(),
+            Instant::now(),
+        )
+        .err();
+    assert_eq!(err, Some(TableError::TooManyChannels));
+    let ephemeral = NewEvent {
+        ephemeral: true,
+        ..event("one-more", "x")
+    };
+    t.publish(vec![ephemeral], &bus, SystemTime::now(), Instant::now())
+        .expect(
+            "an unretained event to a missing channel creates nothing, so the limit does not apply",
+        );
+    assert_eq!(t.stats().channels, 100);
+}
+
+#[test]
+fn an_unretained_event_to_a_missing_channel_needs_no_room_in_a_full_table() {
+    let (t, bus, _inboxes) = table(100, 1 << 20);
+    let names: Vec<String> = (0..100).map(|i| format!("c{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    t.subscribe(0, &refs, "c", Resume::Fresh)
+        .expect("subscribe");
+    let ephemeral = NewEvent {
+        ephemeral: true,
+        ..event("nobody-listens", "x")
+    };
+    t.publish(vec![ephemeral], &bus, SystemTime::now(), Instant::now())
+        .expect("nothing is created, so nothing is refused");
+    assert_eq!(t.stats().channels, 100);
+}
+
+#[test]
+fn a_full_inbox_refuses_the_whole_batch() {
+    let (t, bus, _inboxes) = table(100, 1 << 20);
+    t.subscribe(0, &["a"], "c", Resume::Fresh)
+        .expect("subscribe");
+    let batch = (0..17).map(|_| event("a", "x")).collect();
+    assert_eq!(
+        t.publish(batch, &bus, SystemTime::now(), Instant::now())
+            .err(),
+        Some(TableError::Overloaded)
+    );
+    assert_eq!(t.stats().published, 0);
+    assert_eq!(t.stats().overloaded, 1);
+}
+
+#[test]
+fn order_queue_stays_bounded_under_per_channel_trimming() {
+    let (t, bus, _inboxes) = table(1, usize::MAX);
+    for i in 0..10_000 {
+        publish(&t, &bus, "a", &i.to_string());
+    }
+    let st = t.lock();
+    assert!(
+        st.history.order_len() <= 1 + 1024 + 1,
+        "order grew to {}",
+        st.history.order_len()
+    );
+}
