@@ -1,7 +1,7 @@
 //! The bus: one bounded inbox (`crossbeam_channel`) and one `mio::Waker` per worker.
 //!
 //! Only the channel table sends events through it, while holding its publish lock, so every worker receives
-//! events in the one global id order (STYLE.md, "Ordering"). Waking is separate from sending so the sender can
+//! events in the one global id order (see `channels`). Waking is separate from sending so the sender can
 //! wake after it has released that lock: a wake is a syscall, and no syscall should run under the lock.
 //!
 //! Inboxes are bounded. `has_room` is checked for a whole publish before anything is sent, so a batch is either

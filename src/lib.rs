@@ -10,14 +10,17 @@
 //!
 //! Module map:
 //! - `config`: flags and environment → validated `Config`; `logger`: the log sink.
-//! - `net`: listeners; `worker`: the event loop; `conn`: one connection's phases, I/O and output queue.
+//! - `net`: listeners; `worker`: the event loop; `conn`: one connection by phase (`request`, `stream`), its I/O,
+//!   deadline and output queue.
 //! - `http`: request heads, chunked bodies, responses (sans-io); `sse`: event encoding; `ws`: the WebSocket
 //!   handshake and framing (sans-io).
 //! - `api`: the router and the public APIs (`api::native`, and the drop-ins `api::pipely`, `api::node_sse`,
 //!   `api::flychat`, `api::keker` and `api::ws_push`), above `http`.
-//! - `channels`: the channel table (history, subscribers per worker, presence, the sequencer);
-//!   `broker`: the publish seam; `bus`: the worker inboxes; `hub`: a worker's channel → subscribers index.
+//! - `channels`: the channel table (the sequencer, the registry of subscribers per worker and presence, and
+//!   `channels::history`: retention); `broker`: the publish seam; `bus`: the worker inboxes; `hub`: a worker's
+//!   channel → subscribers index, with the members' positions.
 //! - `message`: event ids and shared messages; `metrics`: counters and the Prometheus exposition.
+//! - Leaves every layer may use: `date` (calendar dates), `ids` (random client ids), `sync` (the lock helper).
 #![forbid(unsafe_code)]
 
 pub mod api;

@@ -2,7 +2,7 @@
 //!
 //! A `Message` is created once per publish and shared (`Arc`) by the history ring, every worker inbox and every
 //! subscriber queue. Its wire encodings are made on first need, one per wire format, and shared too: nothing is
-//! formatted or copied per subscriber (see STYLE.md, "Buffers, fan-out, backpressure").
+//! formatted or copied per subscriber.
 //!
 //! `EventId` is opaque outside this module: it is parsed and formatted here only, so that cluster mode can later
 //! draw ids from Redis without touching the rest of the server.

@@ -1,6 +1,6 @@
 //! A worker: one thread, one `mio::Poll`, its own listeners, connections, hub and inbox.
 //!
-//! Every loop turn runs the same steps in the same order (STYLE.md, "The event loop"):
+//! Every loop turn runs the same steps in the same order:
 //! 1. `poll`, with a timeout until the next tick (zero while work is pending);
 //! 2. dispatch events: listeners → `accept_all`, the waker → `drain_inbox` (which fans each event out to the
 //!    local subscribers as it is taken, so inbox order is delivery order), a slab key → that connection;
