@@ -17,6 +17,23 @@ pub mod response;
 
 use std::fmt;
 
+/// Percent-encodes `raw` (RFC 3986 §2.1, upper-case hex): a byte for which `keep` says so stays as it is, every
+/// other byte becomes `%XX`. Which bytes stay is each caller's rule (an original's URL parser or escaper).
+pub fn percent_encode(raw: &[u8], keep: impl Fn(u8) -> bool) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(raw.len());
+    for &b in raw {
+        if keep(b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xF)]));
+        }
+    }
+    out
+}
+
 /// A byte range into a buffer the caller owns (offsets, not borrows, so a parsed head can be kept across reads).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Span {

@@ -8,6 +8,8 @@
 
 use std::borrow::Cow;
 
+use crate::http::percent_encode;
+
 /// The value of the first `name` pair of an `application/x-www-form-urlencoded` string (`URLSearchParams.get`):
 /// `+` is a space, `%XX` a byte, and the bytes are UTF-8 (invalid sequences become U+FFFD).
 pub fn urlencoded_get(raw: &[u8], name: &str) -> Option<String> {
@@ -241,18 +243,9 @@ pub fn parse_int(text: &str) -> Option<i64> {
 /// percent-encodes in a path (`"`, `<`, `>`, `` ` ``, `{`, `}`, and every byte past `~`) written as `%XX`. So a
 /// raw `é` and `%C3%A9` name one room, as they did there, and a room name is always ASCII.
 pub fn canonical_room(raw: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(raw.len());
-    for &b in raw {
-        if b.is_ascii_graphic() && !matches!(b, b'"' | b'<' | b'>' | b'`' | b'{' | b'}') {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
-    }
-    out
+    percent_encode(raw, |b| {
+        b.is_ascii_graphic() && !matches!(b, b'"' | b'<' | b'>' | b'`' | b'{' | b'}')
+    })
 }
 
 #[cfg(test)]

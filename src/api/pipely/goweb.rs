@@ -5,6 +5,8 @@
 //!
 //! Sans-io and allocation only into the values returned; nothing here panics on client input.
 
+use crate::http::percent_encode;
+
 /// `net/url` path unescaping: `%XX` becomes that byte (any byte: Go strings hold bytes); a `%` without two hex
 /// digits makes the whole request target invalid (`None`; Go's server answers `400 Bad Request`). `+` is literal.
 pub fn decode_path(raw: &[u8]) -> Option<Vec<u8>> {
@@ -49,10 +51,8 @@ pub fn clean_path(path: &[u8]) -> Vec<u8> {
 /// `net/url`'s escaping of a path (`escape(s, encodePath)`), as in the `Location` of mux's redirect: letters,
 /// digits and `-_.~$&+,/:;=@` stay, every other byte becomes `%XX` with upper-case hex.
 pub fn escape_path(path: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(path.len());
-    for &b in path {
-        let keep = b.is_ascii_alphanumeric()
+    percent_encode(path, |b| {
+        b.is_ascii_alphanumeric()
             || matches!(
                 b,
                 b'-' | b'_'
@@ -67,16 +67,8 @@ pub fn escape_path(path: &[u8]) -> String {
                     | b';'
                     | b'='
                     | b'@'
-            );
-        if keep {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xF)]));
-        }
-    }
-    out
+            )
+    })
 }
 
 /// A query string as Go's `net/url.ParseQuery` reads it (Go 1.17 and later): pairs split on `&`; a pair that
