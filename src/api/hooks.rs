@@ -39,31 +39,28 @@ pub fn refusal(api: Api, refusal: Refusal, date: &DateCache) -> Vec<u8> {
     }
 }
 
-/// What a quiet SSE stream of an API is sent, and when.
+/// What a quiet SSE stream of an API is sent, and when: `frame`, once the stream has had `every` of silence. Each
+/// stream times its own (its connection's deadline, pushed back by every event queued on it), so a stream that just
+/// got data gets no heartbeat, and streams that went quiet at different moments beat at different moments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Heartbeat {
     pub frame: &'static [u8],
     pub every: Duration,
-    /// Sent once the stream has had `every` of silence, timed per stream (the connection's deadline, pushed back
-    /// by every event queued on it); else on the worker's fixed schedule, to every stream with nothing queued.
-    pub after_silence: bool,
 }
 
 /// What a quiet SSE stream of `api` is sent, and when.
 pub fn heartbeat(api: Api, config: &Config) -> Heartbeat {
     match api {
-        // PROTOCOLS.md, rule 3: comment lines are a harmless extension on the compatible streams.
+        // Comment lines are a harmless extension on the compatible streams: every EventSource ignores them.
         Api::Native | Api::Pipely | Api::NodeSse | Api::WsPush | Api::Keker => Heartbeat {
             frame: SSE_COMMENT_HEARTBEAT,
             every: config.heartbeat,
-            after_silence: false,
         },
-        // What Pushpin sends on flychat's streams after `Grip-Keep-Alive: ...; timeout=20` of silence (PROTOCOLS.md
-        // §3: "after 20 s of silence"), so never sooner after an event or the opening.
+        // What Pushpin sends on flychat's streams after `Grip-Keep-Alive: ...; timeout=20` of silence, so never
+        // sooner after an event or the opening.
         Api::Flychat => Heartbeat {
             frame: b"event: keep-alive\ndata:\n\n",
             every: config.flychat_keepalive,
-            after_silence: true,
         },
     }
 }

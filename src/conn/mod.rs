@@ -74,8 +74,6 @@ pub enum Phase {
 /// What a connection waits for, and until when: one meaning per variant, each set by the phase it belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Deadline {
-    /// Nothing: a stream whose heartbeats come on the worker's schedule.
-    Never,
     /// A request begun (head or body) must be complete by then (`--request-timeout`); 408 after.
     Request(Instant),
     /// Idle between requests (`--keepalive-timeout`): closed silently after.
@@ -84,24 +82,23 @@ pub enum Deadline {
     Linger(Instant),
     /// A WebSocket stream's next liveness check (its API's `WsRules`: ping or drop).
     Liveness(Instant),
-    /// An SSE stream whose heartbeat follows a silence (`api::Heartbeat::after_silence`) is due one.
+    /// An SSE stream has been silent long enough for a heartbeat (`api::Heartbeat`).
     Heartbeat(Instant),
 }
 
 impl Deadline {
-    pub fn at(self) -> Option<Instant> {
+    pub fn at(self) -> Instant {
         match self {
-            Deadline::Never => None,
             Deadline::Request(at)
             | Deadline::KeepAlive(at)
             | Deadline::Linger(at)
             | Deadline::Liveness(at)
-            | Deadline::Heartbeat(at) => Some(at),
+            | Deadline::Heartbeat(at) => at,
         }
     }
 
     pub fn is_due(self, now: Instant) -> bool {
-        self.at().is_some_and(|at| now >= at)
+        now >= self.at()
     }
 }
 
@@ -324,7 +321,6 @@ impl Conn {
     /// liveness check or heartbeat.
     pub fn on_deadline(&mut self, now: Instant, ctx: &mut Ctx) -> Next {
         match self.deadline {
-            Deadline::Never => Next::Continue,
             Deadline::KeepAlive(_) | Deadline::Linger(_) => Next::close(CloseReason::Timeout),
             Deadline::Request(_) => {
                 self.refuse(Refusal::Timeout, ctx);

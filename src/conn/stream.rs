@@ -159,13 +159,8 @@ impl Conn {
                 Deadline::Liveness(ws.next_check(&api::ws_rules(&ws.session, ctx.config)));
             Format::WebSocket(Box::new(ws))
         } else {
-            // A heartbeat after a silence is this stream's deadline; others come on the worker's schedule.
             let beat = api::heartbeat(api, ctx.config);
-            self.deadline = if beat.after_silence {
-                Deadline::Heartbeat(ctx.now + beat.every)
-            } else {
-                Deadline::Never
-            };
+            self.deadline = Deadline::Heartbeat(ctx.now + beat.every + spread(beat.every, ctx));
             Format::Sse
         };
         // Under a prefix of a native listener, the stream belongs to the compatible API that opened it.
@@ -199,8 +194,8 @@ impl Conn {
         }
     }
 
-    /// An event was queued: an SSE stream whose heartbeat follows a silence has it due one interval from now.
-    /// Only such streams have a `Heartbeat` deadline, so for the others this is one test.
+    /// An event was queued: an SSE stream's heartbeat is due one interval from now. Only SSE streams have a
+    /// `Heartbeat` deadline, so for the others this is one test.
     pub fn push_back_heartbeat(&mut self, now: Instant, config: &Config) {
         if let Deadline::Heartbeat(_) = self.deadline {
             self.deadline = Deadline::Heartbeat(now + api::heartbeat(self.api, config).every);
@@ -390,15 +385,24 @@ impl Conn {
         Next::Continue
     }
 
-    /// An SSE stream whose heartbeat follows a silence (`api::Heartbeat`) is due one: sent unless output is still
-    /// queued (then the stream is not silent, only slow).
-    pub(super) fn beat_after_silence(&mut self, now: Instant, ctx: &Ctx) {
+    /// An SSE stream has been silent for its API's interval (`api::Heartbeat`): it gets a heartbeat, unless output
+    /// is still queued (then the stream is not silent, only slow).
+    pub(super) fn beat_after_silence(&mut self, now: Instant, ctx: &mut Ctx) {
         let beat = api::heartbeat(self.api, ctx.config);
         if self.out.is_empty() {
             self.out.push(Chunk::Static(beat.frame));
         }
-        self.deadline = Deadline::Heartbeat(now + beat.every);
+        self.deadline = Deadline::Heartbeat(now + beat.every + spread(beat.every, ctx));
     }
+}
+
+/// A random delay of up to an eighth of `every`, added to a heartbeat's deadline when a stream opens and after
+/// each heartbeat (never when an event pushes it back, which is exact): streams that went quiet together (a
+/// broadcast, a burst of subscribes) drift apart, so their heartbeats come as a spread over the interval, not as
+/// one wave of writes in one turn. Only ever later than the silence asks for, never sooner.
+fn spread(every: std::time::Duration, ctx: &mut Ctx) -> std::time::Duration {
+    let eighth = (every.as_micros() / 8).max(1) as u64;
+    std::time::Duration::from_micros(ctx.ids.next_u64() % eighth)
 }
 
 #[cfg(test)]

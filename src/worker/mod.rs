@@ -2,19 +2,22 @@
 //!
 //! Every loop turn runs the same steps in the same order:
 //! 1. `poll`, with a timeout until the next tick (zero while work is pending);
-//! 2. dispatch events: listeners → `accept_all`, the waker → `drain_inbox` (which fans each event out to the
-//!    local subscribers as it is taken, so inbox order is delivery order), a slab key → that connection;
-//! 3. `flush_dirty`: write each connection with queued output once, with vectored writes;
-//! 4. `tick` when due: starts a sweep of the connections, heartbeats, drain progress, history expiry, metrics
-//!    snapshot; `sweep` then checks deadlines and sends heartbeats over a bounded slice of the slab per turn
-//!    (as redis's `clientsCron`), so that a million connections never make one long turn;
-//! 5. `reap`: apply the hub changes a closing stream carried, deregister, unsubscribe and remove every connection
-//!    closed during the turn.
+//! 2. dispatch events: listeners → `accept_all`, a slab key → that connection (reads, and the requests they
+//!    complete: a publish is sequenced and handed to the inboxes at once);
+//! 3. `flush_answers`: write the answers this turn queued (publishers first, not after a fan-out);
+//! 4. `fan_out_slice`: queue the inbox's events on local subscribers, a bounded slice per turn, in inbox order;
+//! 5. `flush_streams`: write dirty subscribers, each once with a vectored write, for a bounded slice of time;
+//! 6. `tick` when due (starts a sweep, drain progress, history expiry, metrics snapshot), and `sweep`: deadlines
+//!    over a bounded slice of the slab;
+//! 7. `reap`: deregister, unsubscribe and remove every connection closed during the turn.
+//!
+//! Steps 4 and 5 work in slices so that new input is read between them (`delivery`): under load, events that
+//! arrive during a long fan-out join the queues of subscribers not yet written, and one write carries several.
 //!
 //! Connections are never removed mid-turn, so a slab key in this turn's event batch always means the same
 //! connection. The worker adds a connection to the hub when it sees it become a stream, and applies the changes
-//! a stream reports (`Next::Resubscribed`, or those carried by `Next::Close`) before it drains its inbox again or
-//! reaps; the hub keeps the positions itself. Nothing here blocks: the only lock taken is the channel table's,
+//! a stream reports (`Next::Resubscribed`, or those carried by `Next::Close`) before it takes from its inbox again
+//! or reaps; the hub keeps the positions itself. Nothing here blocks: the only lock taken is the channel table's,
 //! briefly, on subscribe, unsubscribe, replay and publish.
 
 use std::fs::File;
@@ -27,17 +30,16 @@ use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::api::{self, Apps, ChannelLoss, Ctx};
+use crate::api::{self, Apps};
 use crate::broker::Broker;
 use crate::bus::{self, WorkerMsg};
 use crate::channels::ChannelTable;
-use crate::config::{Api, Config};
+use crate::config::Config;
 use crate::conn::outq::Chunk;
-use crate::conn::{self, CloseReason, Conn, Delivery, HubChange, Next};
+use crate::conn::{self, CloseReason, Conn, HubChange, Next};
 use crate::http::response::DateCache;
 use crate::hub::{Hub, Member};
 use crate::ids::IdSource;
-use crate::message::Message;
 use crate::metrics::{Counters, Registry};
 use crate::net::{self, BoundListener};
 use crate::sse;
@@ -52,20 +54,8 @@ const MAX_KEY: usize = usize::MAX - 1024;
 
 /// How often `tick` runs and starts a sweep: deadlines are checked at this granularity.
 const TICK: Duration = Duration::from_millis(250);
-/// Connections a sweep visits per loop turn: a turn spends at most about this many deadline checks (tens of
-/// microseconds), and a sweep of a million connections spreads over some 250 turns instead of one long one.
-const SWEEP_SLICE: usize = 4096;
 /// How often history expiry runs (on worker 0 only).
 const EXPIRE_EVERY: Duration = Duration::from_secs(1);
-/// Inbox messages taken per turn before connections get a turn again.
-const INBOX_BATCH: usize = 4096;
-/// Frames queued to subscribers per turn before the turn moves on to writing them: bounds how long one turn runs
-/// when events with many local subscribers arrive in a burst, so publishers' answers and other connections are
-/// not held behind it. It is also how many events one subscriber's `writev` can carry when the server is behind:
-/// a `writev` costs about 3.5 µs plus 0.12 µs per frame on loopback, so at 10,000 subscribers 64k frames (6 per
-/// write) cost 0.7 µs per delivery and 256k frames (25 per write) about 0.26 µs (docs/BENCHMARKS.md). Queueing
-/// 256k frames takes about 4 ms of a turn.
-const FANOUT_BUDGET: u64 = 256 * 1024;
 /// Shared read buffer of a worker: large enough for a full request head and a good share of a body.
 const READ_BUF: usize = 64 * 1024;
 /// A drain past its window closes what is left after this grace.
@@ -100,7 +90,9 @@ pub struct Worker {
     inbox: Receiver<WorkerMsg>,
     shared: Arc<Shared>,
     read_buf: Box<[u8]>,
-    dirty: Vec<usize>,
+    dirty: Dirty,
+    /// An event whose fan-out the last turn's slice cut short.
+    partial: Option<PartialFanout>,
     pending_reads: Vec<usize>,
     to_reap: Vec<(usize, CloseReason)>,
     counters: Counters,
@@ -111,27 +103,17 @@ pub struct Worker {
     spare_fd: Option<File>,
     drain: Option<Drain>,
     next_tick: Instant,
-    /// Per API (indexed by `Api as usize`), when its quiet SSE streams next get a heartbeat (unused for an API
-    /// whose heartbeat comes after a silence: each of its streams times its own).
-    next_heartbeat: [Instant; Api::ALL.len()],
     next_expire: Instant,
     /// The sweep under way, if any.
     sweep: Option<Sweep>,
 }
 
-/// A pass over the slab, a slice per turn: deadlines due at `now`, and the heartbeats of the APIs in `beat`.
-struct Sweep {
-    now: Instant,
-    next_key: usize,
-    beat: [Option<&'static [u8]>; Api::ALL.len()],
-}
-
 /// Builds a `Ctx` from the worker's fields (a macro so the borrows stay per field).
 macro_rules! ctx {
     ($w:ident, $now:expr) => {
-        Ctx {
+        $crate::api::Ctx {
             now: $now,
-            wall: SystemTime::now(),
+            wall: std::time::SystemTime::now(),
             worker: $w.id,
             config: &$w.shared.config,
             table: &$w.shared.table,
@@ -145,6 +127,12 @@ macro_rules! ctx {
         }
     };
 }
+
+mod delivery;
+mod timers;
+
+use delivery::{Dirty, PartialFanout};
+use timers::Sweep;
 
 fn open_spare() -> Option<File> {
     File::open("/dev/null")
@@ -177,7 +165,6 @@ impl Worker {
             )?;
         }
         let now = Instant::now();
-        let next_heartbeat = Api::ALL.map(|api| now + api::heartbeat(api, &shared.config).every);
         Ok(Worker {
             id,
             poll,
@@ -187,7 +174,8 @@ impl Worker {
             inbox,
             shared,
             read_buf: vec![0; READ_BUF].into(),
-            dirty: Vec::new(),
+            dirty: Dirty::default(),
+            partial: None,
             pending_reads: Vec::new(),
             to_reap: Vec::new(),
             counters: Counters::default(),
@@ -197,7 +185,6 @@ impl Worker {
             spare_fd: open_spare(),
             drain: None,
             next_tick: now + TICK,
-            next_heartbeat,
             next_expire: now + EXPIRE_EVERY,
             sweep: None,
         })
@@ -226,11 +213,9 @@ impl Worker {
                 self.dispatch(event, started);
             }
             self.retry_pending(started);
-            if !self.inbox.is_empty() {
-                // Filled by this worker's own publishes (no wake) or left over from a budget-limited drain.
-                self.drain_inbox(started);
-            }
-            self.flush_dirty();
+            self.flush_answers();
+            self.fan_out_slice(started);
+            self.flush_streams();
             if started >= self.next_tick {
                 self.tick(started);
             }
@@ -247,9 +232,10 @@ impl Worker {
     }
 
     /// Work that must not wait for a poll: a non-empty inbox (which this worker's own publishes fill without a
-    /// wake), dirty connections, reads cut short by their budget, and a sweep under way.
+    /// wake) or a fan-out cut short, dirty connections, reads cut short by their budget, and a sweep under way.
     fn has_pending_work(&self) -> bool {
         !self.inbox.is_empty()
+            || self.partial.is_some()
             || !self.dirty.is_empty()
             || !self.pending_reads.is_empty()
             || self.sweep.is_some()
@@ -257,7 +243,8 @@ impl Worker {
 
     fn dispatch(&mut self, event: &mio::event::Event, now: Instant) {
         match event.token() {
-            WAKER => self.drain_inbox(now),
+            // The inbox is taken in the turn's fan-out step; the wake only ended the poll.
+            WAKER => {}
             token if token.0 > MAX_KEY => self.accept_all(LISTENER_BASE - token.0, now),
             token => {
                 let key = key_of(token);
@@ -273,7 +260,7 @@ impl Worker {
                 if event.is_writable() || event.is_error() {
                     conn.writable = true;
                     if conn.wants_flush() {
-                        mark_dirty(&mut self.dirty, key, conn);
+                        self.dirty.mark(key, conn);
                     }
                 }
                 if conn.wants_read() {
@@ -309,7 +296,7 @@ impl Worker {
             return;
         };
         if conn.wants_flush() {
-            mark_dirty(&mut self.dirty, key, conn);
+            self.dirty.mark(key, conn);
         }
         if conn.wants_read() {
             self.pending_reads.push(key);
@@ -434,215 +421,6 @@ impl Worker {
         }
     }
 
-    fn drain_inbox(&mut self, now: Instant) {
-        let delivered_before = self.counters.delivered;
-        for _ in 0..INBOX_BATCH {
-            if self.counters.delivered - delivered_before >= FANOUT_BUDGET {
-                break;
-            }
-            let Ok(msg) = self.inbox.try_recv() else {
-                return;
-            };
-            self.counters.inbox_events += 1;
-            match msg {
-                WorkerMsg::Publish(message) => self.fan_out(&message, now),
-                WorkerMsg::ChannelDeleted {
-                    channel,
-                    incarnation,
-                } => self.close_channel(&channel, incarnation, now),
-                WorkerMsg::Drain => self.start_drain(now),
-            }
-        }
-    }
-
-    /// Queues one shared frame on every local subscriber of the event's channel: no copy, no format. Each wire
-    /// format's frame is built once, by the first subscriber of that format (`Message::sse_frame`, `ws_frame`).
-    fn fan_out(&mut self, message: &Message, now: Instant) {
-        let members = self.hub.members(&message.channel);
-        if members.is_empty() {
-            return;
-        }
-        let max_queued = self.shared.config.max_queued_bytes;
-        for member in members {
-            let Some(conn) = self.conns.get_mut(member.key) else {
-                continue;
-            };
-            match conn.deliver(message, member.slot, max_queued) {
-                Delivery::Skipped => {}
-                Delivery::Queued => {
-                    self.counters.delivered += 1;
-                    conn.push_back_heartbeat(now, &self.shared.config);
-                    mark_dirty(&mut self.dirty, member.key, conn);
-                }
-                Delivery::Overflow => {
-                    // Over the cap before this turn's flush. Several events taken from the inbox in one turn can
-                    // pass it for a subscriber that reads everything, so write what its socket takes now, and
-                    // close it only if it really is behind: its socket refuses and the queue stays over the cap.
-                    let mut next = Next::Continue;
-                    while conn.writable && conn.out.bytes() > max_queued {
-                        let before = conn.out.bytes();
-                        next = conn.flush(&self.shared.table, &mut self.counters);
-                        if next != Next::Continue || conn.out.bytes() == before {
-                            break;
-                        }
-                    }
-                    match next {
-                        Next::Close(reason, _) => self.to_reap.push((member.key, reason)),
-                        _ if conn.out.bytes() > max_queued => {
-                            conn.out.clear();
-                            conn.closing = true;
-                            self.to_reap.push((member.key, CloseReason::Slow));
-                        }
-                        _ => {
-                            self.counters.delivered += 1;
-                            conn.push_back_heartbeat(now, &self.shared.config);
-                            mark_dirty(&mut self.dirty, member.key, conn);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// A channel was deleted: each local subscriber of that incarnation loses the subscription and gets what its
-    /// API sends then (`api::channel_deleted`: a final event, or nothing), built once per API.
-    fn close_channel(&mut self, channel: &str, incarnation: u64, now: Instant) {
-        let mut losses: [Option<ChannelLoss>; Api::ALL.len()] = Default::default();
-        let members: Vec<Member> = self.hub.members(channel).to_vec();
-        let ctx = ctx!(self, now);
-        for member in members {
-            let Some(conn) = self.conns.get_mut(member.key) else {
-                continue;
-            };
-            let Some(loss) = losses.get_mut(conn.api as usize) else {
-                continue;
-            };
-            let loss = loss.get_or_insert_with(|| api::channel_deleted(conn.api, channel));
-            if conn.lose_channel(member.slot, incarnation, loss, &ctx) {
-                self.hub.leave(channel, member);
-                if conn.wants_flush() {
-                    mark_dirty(&mut self.dirty, member.key, conn);
-                }
-            }
-        }
-    }
-
-    fn flush_dirty(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for key in dirty.drain(..) {
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            conn.dirty = false;
-            let held = conn.holding();
-            match conn.flush(&self.shared.table, &mut self.counters) {
-                Next::Close(reason, _) => self.to_reap.push((key, reason)),
-                _ => {
-                    if conn.writable && conn.wants_flush() {
-                        // Budget used up: go on next turn (the poll will not wait).
-                        mark_dirty(&mut self.dirty, key, conn);
-                    }
-                    if held && conn.wants_read() {
-                        // Its answers drained: take its held-back requests next turn.
-                        self.pending_reads.push(key);
-                    }
-                }
-            }
-        }
-        if self.dirty.is_empty() {
-            self.dirty = dirty;
-        }
-    }
-
-    fn tick(&mut self, now: Instant) {
-        self.next_tick = now + TICK;
-        self.date.update(SystemTime::now());
-        self.start_sweep(now);
-        if self.drain.is_some() {
-            self.drain_streams(now);
-        }
-        if self.id == 0 && now >= self.next_expire {
-            self.next_expire = now + EXPIRE_EVERY;
-            self.shared.table.expire(now);
-        }
-        self.counters.connections = self.conns.len() as u64;
-        self.counters.subscribers = self.streams;
-        self.counters.subscriptions = self.hub.subscriptions() as u64;
-        self.shared.registry.publish(self.id, &self.counters);
-    }
-
-    /// Starts a pass over the connections: deadlines due by `now`, and the heartbeats of the APIs whose schedule is
-    /// due (heartbeats after a silence are timed per stream, by its deadline). A sweep still under way (more than
-    /// a tick's worth of slices) goes on, and takes up the heartbeats that fall due meanwhile.
-    fn start_sweep(&mut self, now: Instant) {
-        let mut sweep = self.sweep.take().unwrap_or(Sweep {
-            now,
-            next_key: 0,
-            beat: [None; Api::ALL.len()],
-        });
-        sweep.now = now;
-        for api in Api::ALL {
-            let beat = api::heartbeat(api, &self.shared.config);
-            if beat.after_silence {
-                continue;
-            }
-            let (Some(due), Some(frame)) = (
-                self.next_heartbeat.get_mut(api as usize),
-                sweep.beat.get_mut(api as usize),
-            ) else {
-                continue;
-            };
-            if now >= *due {
-                *due = now + beat.every;
-                *frame = Some(beat.frame);
-            }
-        }
-        self.sweep = Some(sweep);
-    }
-
-    /// Visits the next `SWEEP_SLICE` slab keys of the sweep under way: a connection whose deadline has passed is
-    /// handled (`Conn::on_deadline`); an SSE stream of an API whose heartbeat is due gets it when nothing is
-    /// queued on it (a stream with output queued is not silent).
-    fn sweep(&mut self) {
-        let Some(sweep) = self.sweep.take() else {
-            return;
-        };
-        let now = sweep.now;
-        let end = sweep
-            .next_key
-            .saturating_add(SWEEP_SLICE)
-            .min(self.conns.capacity());
-        let mut ctx = ctx!(self, now);
-        for key in sweep.next_key..end {
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            if conn.deadline.is_due(now) {
-                let next = conn.on_deadline(now, &mut ctx);
-                if let Next::Close(reason, _) = next {
-                    self.to_reap.push((key, reason));
-                    continue;
-                }
-            }
-            let beat = sweep.beat.get(conn.api as usize).copied().flatten();
-            if let Some(frame) = beat {
-                let quiet = conn.out.is_empty() && !conn.closing;
-                if quiet && conn.stream().is_some_and(|s| s.is_sse()) {
-                    conn.queue(Chunk::Static(frame));
-                }
-            }
-            if conn.wants_flush() {
-                mark_dirty(&mut self.dirty, key, conn);
-            }
-        }
-        if end < self.conns.capacity() {
-            self.sweep = Some(Sweep {
-                next_key: end,
-                ..sweep
-            });
-        }
-    }
-
     /// Graceful shutdown begins: stop accepting and spread the end of the streams over the drain window
     /// (`drain_streams`). Keep-alive connections stay, so a load balancer's health check on one sees the 503;
     /// each closes after its next answer, and whatever is idle goes when the streams are gone.
@@ -687,7 +465,7 @@ impl Worker {
                 conn.queue(Chunk::Static(ws_frame::CLOSE_GOING_AWAY));
             }
             conn.start_closing(now, DRAIN_GRACE);
-            mark_dirty(&mut self.dirty, key, conn);
+            self.dirty.mark(key, conn);
         }
     }
 
@@ -744,12 +522,5 @@ impl Worker {
                 self.shared.open_streams.fetch_sub(1, Ordering::Relaxed);
             }
         }
-    }
-}
-
-fn mark_dirty(dirty: &mut Vec<usize>, key: usize, conn: &mut Conn) {
-    if !conn.dirty {
-        conn.dirty = true;
-        dirty.push(key);
     }
 }

@@ -1,0 +1,72 @@
+//! The timed half of a worker's turn: the 250 ms tick, and the sweep that checks deadlines.
+//!
+//! There is no timer per connection: each connection holds one deadline (`conn::Deadline`: a request's, an idle
+//! keep-alive's, a close's linger, a WebSocket's liveness check, an SSE stream's next heartbeat), and each tick
+//! starts a sweep of the slab that handles the deadlines that have passed. The sweep visits `SWEEP_SLICE` slab keys
+//! per turn (as redis's `clientsCron` spreads its client checks), so a million connections never make one long
+//! turn; a tick that comes while a sweep is under way lets it go on.
+
+use std::time::{Instant, SystemTime};
+
+use super::{Worker, EXPIRE_EVERY, TICK};
+use crate::conn::Next;
+
+/// Connections a sweep visits per loop turn: a turn spends at most about this many deadline checks (tens of
+/// microseconds), and a sweep of a million connections spreads over some 250 turns instead of one long one.
+const SWEEP_SLICE: usize = 4096;
+
+/// A pass over the slab, a slice per turn: deadlines due at `now`.
+pub(super) struct Sweep {
+    now: Instant,
+    next_key: usize,
+}
+
+impl Worker {
+    pub(super) fn tick(&mut self, now: Instant) {
+        self.next_tick = now + TICK;
+        self.date.update(SystemTime::now());
+        let next_key = self.sweep.take().map_or(0, |sweep| sweep.next_key);
+        self.sweep = Some(Sweep { now, next_key });
+        if self.drain.is_some() {
+            self.drain_streams(now);
+        }
+        if self.id == 0 && now >= self.next_expire {
+            self.next_expire = now + EXPIRE_EVERY;
+            self.shared.table.expire(now);
+        }
+        self.counters.connections = self.conns.len() as u64;
+        self.counters.subscribers = self.streams;
+        self.counters.subscriptions = self.hub.subscriptions() as u64;
+        self.shared.registry.publish(self.id, &self.counters);
+    }
+
+    /// Visits the next `SWEEP_SLICE` slab keys of the sweep under way: a connection whose deadline has passed is
+    /// handled (`Conn::on_deadline`).
+    pub(super) fn sweep(&mut self) {
+        let Some(sweep) = self.sweep.take() else {
+            return;
+        };
+        let now = sweep.now;
+        let end = sweep
+            .next_key
+            .saturating_add(SWEEP_SLICE)
+            .min(self.conns.capacity());
+        let mut ctx = ctx!(self, now);
+        for key in sweep.next_key..end {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if !conn.deadline.is_due(now) {
+                continue;
+            }
+            match conn.on_deadline(now, &mut ctx) {
+                Next::Close(reason, _) => self.to_reap.push((key, reason)),
+                _ if conn.wants_flush() => self.dirty.mark(key, conn),
+                _ => {}
+            }
+        }
+        if end < self.conns.capacity() {
+            self.sweep = Some(Sweep { now, next_key: end });
+        }
+    }
+}
