@@ -2,7 +2,7 @@
 //!
 //! What this file owns: one bench binary (`cargo bench --bench hot_paths`) covering request-head parsing,
 //! chunked body decoding, SSE encoding, the encode-once `Message::sse_frame` and `Message::ws_frame`, fan-out (queueing one shared frame
-//! on 10,000 `OutQueue`s, and a per-recipient prefixed WebSocket frame on as many), the vectored write of a 64-frame queue, and the history lookup behind `Last-Event-ID`.
+//! on 10,000 `OutQueue`s, and a per-recipient prefixed WebSocket frame on as many), the vectored write of a 64-frame queue, the history lookup behind `Last-Event-ID`, the channel table's side of a publish and a hub's joins and leaves.
 //!
 //! What it must not do: touch sockets or threads, or benchmark anything that depends on the machine's network
 //! stack; those costs belong to `loadtest/`. Inputs are built outside the timed closures, so each figure is the
@@ -24,6 +24,7 @@ use spout::conn::outq::{Chunk, OutQueue};
 use spout::http::chunked::ChunkedDecoder;
 use spout::http::request::{parse_head, Limits};
 use spout::http::Parsed;
+use spout::hub::{Hub, Member};
 use spout::message::{EventId, Frame, Message};
 use spout::sse::encode_event;
 
@@ -391,8 +392,80 @@ fn bench_replay(c: &mut Criterion) {
     group.finish();
 }
 
+/// The table's side of a publish (lock, name lookup, id, the shared `Message`, the hand-off into an inbox,
+/// history) for one event to one of 10,000 channels that each have a subscriber: the publish path's share that
+/// is not parsing or answering. The inbox is emptied after each publish, as its worker would.
+fn bench_publish(c: &mut Criterion) {
+    let poll = Poll::new().expect("mio poll");
+    let waker = Arc::new(Waker::new(poll.registry(), Token(0)).expect("mio waker"));
+    let (bus, inboxes) = Bus::new(vec![waker], 1 << 16);
+    let limits = TableLimits {
+        history: 100,
+        history_ttl: Duration::from_secs(3600),
+        history_max_bytes: 1 << 30,
+        max_channels: 100_000,
+        workers: 1,
+    };
+    let table = ChannelTable::new(limits, SystemTime::now());
+    let names: Vec<String> = (0..FANOUT_SUBSCRIBERS).map(|i| format!("user.{i}")).collect();
+    for name in &names {
+        table
+            .subscribe(0, &[name.as_str()], "bench", Resume::Fresh)
+            .expect("subscribe");
+    }
+    let data = payload(100);
+    let mut group = c.benchmark_group("table");
+    group.throughput(Throughput::Elements(1));
+    let mut next = 0;
+    group.bench_function("publish/1_event_of_10k_channels", |b| {
+        b.iter(|| {
+            next = (next + 1) % names.len();
+            let event = NewEvent {
+                channel: names[next].as_str().into(),
+                data: data.as_str().into(),
+                ..Default::default()
+            };
+            let receipts = table
+                .publish(vec![event], &bus, SystemTime::now(), Instant::now())
+                .expect("publish");
+            while inboxes[0].try_recv().is_ok() {}
+            black_box(receipts)
+        })
+    });
+    group.finish();
+}
+
+/// A worker's hub under churn: 10,000 streams join 100 channels, then leave oldest first (so nearly every leave
+/// moves the channel's last member into the hole and fixes its position).
+fn bench_hub(c: &mut Criterion) {
+    let channels: Vec<Arc<str>> = (0..100).map(|i| Arc::from(format!("room.{i}"))).collect();
+    let names: Vec<&Arc<str>> = (0..FANOUT_SUBSCRIBERS)
+        .map(|i| &channels[i % channels.len()])
+        .collect();
+    let mut group = c.benchmark_group("hub");
+    group.throughput(Throughput::Elements(FANOUT_SUBSCRIBERS as u64));
+    group.bench_function("join_then_leave/10k_streams", |b| {
+        b.iter_batched_ref(
+            Hub::default,
+            |hub| {
+                for (key, name) in names.iter().enumerate() {
+                    hub.join(name, Member { key, slot: 0 });
+                }
+                for (key, name) in names.iter().enumerate() {
+                    hub.leave(name, Member { key, slot: 0 });
+                }
+                black_box(hub.subscriptions())
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    bench_publish,
+    bench_hub,
     bench_parse_head,
     bench_chunked,
     bench_sse_encode,

@@ -21,7 +21,8 @@ pub struct Member {
 
 #[derive(Default)]
 pub struct Hub {
-    channels: HashMap<Arc<str>, Vec<Member>>,
+    /// Keyed by client-chosen names: foldhash with a random seed (see Cargo.toml).
+    channels: HashMap<Arc<str>, Vec<Member>, foldhash::fast::RandomState>,
     positions: HashMap<Member, u32, BuildHasherDefault<MemberHasher>>,
 }
 

@@ -76,7 +76,7 @@ pub struct Retention {
 
 #[derive(Default)]
 pub struct History {
-    rings: HashMap<Arc<str>, Ring>,
+    rings: HashMap<Arc<str>, Ring, foldhash::fast::RandomState>,
     order: VecDeque<OrderEntry>,
     /// Entries of `order` whose event a per-channel trim already removed.
     stale_order: usize,

@@ -194,7 +194,7 @@ pub struct TableStats {
 struct Channel {
     per_worker: Box<[u32]>,
     subscribers: usize,
-    clients: HashMap<Box<str>, u32>,
+    clients: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
     last_id: Option<EventId>,
     /// `last_id` of the table when this entry was made.
     born_after: EventId,
@@ -204,7 +204,8 @@ struct Channel {
 struct State {
     last_id: EventId,
     start_id: EventId,
-    channels: HashMap<Arc<str>, Channel>,
+    /// Keyed by client-chosen names: foldhash with a random seed (see Cargo.toml), as `clients`.
+    channels: HashMap<Arc<str>, Channel, foldhash::fast::RandomState>,
     history: History,
     next_incarnation: u64,
     published: u64,
@@ -223,7 +224,7 @@ impl ChannelTable {
         let state = State {
             last_id: start_id,
             start_id,
-            channels: HashMap::new(),
+            channels: HashMap::default(),
             history: History::default(),
             next_incarnation: 1,
             published: 0,
@@ -526,7 +527,7 @@ impl State {
             let channel = Channel {
                 per_worker: vec![0; workers].into(),
                 subscribers: 0,
-                clients: HashMap::new(),
+                clients: HashMap::default(),
                 last_id: None,
                 born_after: self.last_id,
                 incarnation,
