@@ -407,7 +407,9 @@ fn bench_publish(c: &mut Criterion) {
         workers: 1,
     };
     let table = ChannelTable::new(limits, SystemTime::now());
-    let names: Vec<String> = (0..FANOUT_SUBSCRIBERS).map(|i| format!("user.{i}")).collect();
+    let names: Vec<String> = (0..FANOUT_SUBSCRIBERS)
+        .map(|i| format!("user.{i}"))
+        .collect();
     for name in &names {
         table
             .subscribe(0, &[name.as_str()], "bench", Resume::Fresh)

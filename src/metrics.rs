@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::channels::TableStats;
+use crate::channels::{TableStats, LOCK_HOLD_BOUNDS_NS};
 
 macro_rules! counters {
     ($($field:ident: $name:literal, $kind:literal, $help:literal;)*) => {
@@ -140,6 +140,26 @@ impl Registry {
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
+        }
+        let name = "spout_table_lock_hold_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} How long publishes and subscribes held the channel table's lock.\n# TYPE {name} histogram"
+        );
+        for (op, hold) in [
+            ("publish", &table.publish_hold),
+            ("subscribe", &table.subscribe_hold),
+        ] {
+            let mut cumulative = 0;
+            for (bound, count) in LOCK_HOLD_BOUNDS_NS.iter().zip(&hold.counts) {
+                cumulative += count;
+                let le = *bound as f64 / 1e9;
+                let _ = writeln!(out, "{name}_bucket{{op=\"{op}\",le=\"{le}\"}} {cumulative}");
+            }
+            let (sum, count) = (hold.sum_ns as f64 / 1e9, hold.count());
+            let _ = writeln!(out, "{name}_bucket{{op=\"{op}\",le=\"+Inf\"}} {count}");
+            let _ = writeln!(out, "{name}_sum{{op=\"{op}\"}} {sum}");
+            let _ = writeln!(out, "{name}_count{{op=\"{op}\"}} {count}");
         }
         for (index, (name, kind, help)) in WORKER_METRICS.iter().enumerate() {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

@@ -1705,9 +1705,6 @@ fn check_sample(line: &str) {
     let (series, value) = line
         .rsplit_once(' ')
         .unwrap_or_else(|| panic!("no value: {line:?}"));
-    value
-        .parse::<u64>()
-        .unwrap_or_else(|_| panic!("not an integer: {line:?}"));
     let (name, labels) = match series.split_once('{') {
         Some((name, rest)) => (
             name,
@@ -1718,6 +1715,16 @@ fn check_sample(line: &str) {
         ),
         None => (series, None),
     };
+    // A histogram's sum is in seconds; every other sample counts something.
+    if name.ends_with("_sum") {
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("not a number: {line:?}"));
+    } else {
+        value
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("not an integer: {line:?}"));
+    }
     let mut chars = name.chars();
     assert!(
         chars
@@ -1756,12 +1763,19 @@ fn metrics_parse_and_counters_move() {
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').expect("type line");
-            assert!(kind == "counter" || kind == "gauge", "{line}");
+            assert!(
+                kind == "counter" || kind == "gauge" || kind == "histogram",
+                "{line}"
+            );
             typed.insert(name.to_string());
         } else if !line.starts_with("# HELP ") {
             check_sample(line);
             let name = line.split(['{', ' ']).next().expect("name");
-            assert!(typed.contains(name), "sample before its TYPE: {line}");
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix).filter(|f| typed.contains(*f)))
+                .unwrap_or(name);
+            assert!(typed.contains(family), "sample before its TYPE: {line}");
             samples += 1;
         }
     }
@@ -1772,9 +1786,17 @@ fn metrics_parse_and_counters_move() {
         "spout_request_timeouts_total",
         "spout_connections_refused_total",
         "spout_events_published_total",
+        "spout_table_lock_hold_seconds",
     ] {
         assert!(typed.contains(name), "{name} missing");
     }
+    let lock_holds = |op: &str| {
+        metric(
+            addr,
+            &format!("spout_table_lock_hold_seconds_count{{op=\"{op}\"}}"),
+        )
+    };
+    let publish_holds = lock_holds("publish");
 
     let requests = metric(addr, "spout_requests_total");
     let bad = metric(addr, "spout_bad_requests_total");
@@ -1790,6 +1812,8 @@ fn metrics_parse_and_counters_move() {
     assert_error(&slow.read(), 408, "request_timeout");
 
     assert_eq!(published(addr), events + 3);
+    // Each publish held the table's lock once, and the histogram counts it at once (it is the table's own).
+    assert_eq!(lock_holds("publish"), publish_holds + 3);
     wait_for("requests counted", || {
         metric(addr, "spout_requests_total") >= requests + 4
     });

@@ -19,6 +19,7 @@
 //! worker that has not yet processed the deletion does not confuse old and new subscribers.
 
 mod history;
+mod hold;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,6 +30,7 @@ use crate::message::{EventId, Message, Wire};
 use crate::sync::lock;
 use history::History;
 pub use history::{ReplayCursor, Retention};
+pub use hold::{LockHold, BOUNDS_NS as LOCK_HOLD_BOUNDS_NS};
 
 /// Limits of the table, from `Config`.
 #[derive(Clone, Debug)]
@@ -188,6 +190,9 @@ pub struct TableStats {
     pub evicted: u64,
     pub expired: u64,
     pub overloaded: u64,
+    /// How long successful publishes and subscribes held the table's lock.
+    pub publish_hold: LockHold,
+    pub subscribe_hold: LockHold,
 }
 
 /// A channel in the registry.
@@ -210,6 +215,8 @@ struct State {
     next_incarnation: u64,
     published: u64,
     overloaded: u64,
+    publish_hold: LockHold,
+    subscribe_hold: LockHold,
 }
 
 /// The table; see the module doc.
@@ -229,6 +236,8 @@ impl ChannelTable {
             next_incarnation: 1,
             published: 0,
             overloaded: 0,
+            publish_hold: LockHold::default(),
+            subscribe_hold: LockHold::default(),
         };
         ChannelTable {
             state: Mutex::new(state),
@@ -249,6 +258,7 @@ impl ChannelTable {
         resume: Resume,
     ) -> Result<Subscription, TableError> {
         let mut st = self.lock();
+        let locked = Instant::now();
         let missing = names
             .iter()
             .filter(|n| !st.channels.contains_key(**n))
@@ -298,6 +308,7 @@ impl ChannelTable {
             Resume::After(id) => Some((id, None)),
         }
         .map(|(after, pending_reason)| ReplayCursor::new(after, pending_reason));
+        st.subscribe_hold.record(locked.elapsed());
         Ok(Subscription {
             channels,
             head,
@@ -376,6 +387,7 @@ impl ChannelTable {
         let mut wake = vec![false; bus.workers()];
         let receipts = {
             let mut st = self.lock();
+            let locked = Instant::now();
             if let Err(e) = self.check_publish(&st, &events, bus) {
                 if e == TableError::Overloaded {
                     st.overloaded += 1;
@@ -388,6 +400,7 @@ impl ChannelTable {
             }
             let emptied = st.history.enforce_byte_limit(self.limits.history_max_bytes);
             st.remove_if_unused(emptied);
+            st.publish_hold.record(locked.elapsed());
             receipts
         };
         for (worker, _) in wake.iter().enumerate().filter(|(_, w)| **w) {
@@ -514,6 +527,8 @@ impl ChannelTable {
             evicted: st.history.evicted,
             expired: st.history.expired,
             overloaded: st.overloaded,
+            publish_hold: st.publish_hold,
+            subscribe_hold: st.subscribe_hold,
         }
     }
 }
