@@ -1,9 +1,11 @@
 //! The command line as a user meets it, against the real binary: `spout --help` and the README's table of
-//! options say the same thing, and values that start with `-` get the message that names their key.
+//! options say the same thing, values that start with `-` get the message that names their key, and a start that
+//! fails says why once.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -182,4 +184,82 @@ fn a_negative_value_gets_the_message_of_its_key_with_or_without_equals() {
         assert!(apart_err.contains(&format!("'{value}'")), "{apart_err}");
         assert!(!apart_err.contains("unexpected argument"), "{apart_err}");
     }
+}
+
+/// A spout on a free port, killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spout"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--log-level",
+            "warn",
+        ])
+        .env_clear()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start spout");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("listening line");
+    let addr = line
+        .strip_prefix("listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("not a listening line: {line:?}"))
+        .to_owned();
+    Server { child, addr }
+}
+
+/// Starts a second spout on `addr`; returns its exit code and stderr.
+fn second_on(addr: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let mut args = vec!["--listen", addr, "--workers", "1"];
+    args.extend_from_slice(extra);
+    let out = spout(&args);
+    let mut stderr = String::new();
+    out.stderr
+        .as_slice()
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    (out.status.code(), stderr)
+}
+
+#[test]
+fn a_busy_port_is_reported_once() {
+    let first = start();
+    let lines_naming = |stderr: &str| stderr.lines().filter(|l| l.contains(&first.addr)).count();
+
+    let (code, stderr) = second_on(&first.addr, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        lines_naming(&stderr),
+        1,
+        "one line names the address: {stderr}"
+    );
+    assert!(
+        stderr.contains("ERROR"),
+        "a log line at the default level: {stderr}"
+    );
+    assert!(stderr.contains("already in use"), "{stderr}");
+
+    // With the logger silenced the reason still comes, once, as a plain line.
+    let (code, stderr) = second_on(&first.addr, &["--log-level", "off"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let expected = format!("spout: cannot listen on {}: ", first.addr);
+    assert_eq!(lines_naming(&stderr), 1, "{stderr}");
+    assert!(stderr.starts_with(&expected), "{stderr}");
 }
