@@ -12,6 +12,7 @@
 //! `Message::ws_frame`, and its own messages (`open`, `reset`, `deleted`) by the `ws_*_frame` functions here. A
 //! message with an `id` is an event; one without is the server's (see README, "WebSocket").
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -24,6 +25,7 @@ use crate::http::request::Method;
 use crate::http::response::{
     json_error_body, write_response, write_stream_head, DateCache, Response,
 };
+use crate::http::HttpError;
 use crate::message::ws_text_frame;
 use crate::message::EventId;
 use crate::sse;
@@ -170,21 +172,31 @@ pub fn handle(req: &Request, ctx: &mut Ctx) -> Action {
 
 /// The answer to a refusal of the connection layer (always followed by a close).
 pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
-    let (status, code, message) = match refusal {
-        Refusal::Http(e) => (e.status(), e.as_str(), e.message()),
+    let (status, code, message): (u16, &str, Cow<'static, str>) = match refusal {
+        // The limit and the option that sets it, so that a publisher knows what to send or what to change.
+        Refusal::Http(e @ HttpError::BodyTooLarge { limit }) => (
+            e.status(),
+            e.as_str(),
+            format!(
+                "The request body is larger than this server accepts: at most {limit} bytes, \
+                 set by --max-body (SPOUT_MAX_BODY)."
+            )
+            .into(),
+        ),
+        Refusal::Http(e) => (e.status(), e.as_str(), e.message().into()),
         Refusal::Timeout => (
             408,
             "request_timeout",
-            "the request did not arrive within --request-timeout",
+            "the request did not arrive within --request-timeout".into(),
         ),
         Refusal::Busy => (
             503,
             "busy",
-            "the server is at its connection limit; retry shortly",
+            "the server is at its connection limit; retry shortly".into(),
         ),
     };
     let mut body = Vec::with_capacity(96);
-    json_error_body(&mut body, code, message);
+    json_error_body(&mut body, code, &message);
     let mut out = Vec::with_capacity(body.len() + 160);
     let retry: &[(&str, &str)] = if status == 503 {
         &[("Retry-After", "1")]
