@@ -101,3 +101,109 @@ fn body_too_large_names_the_limit_and_the_option() {
     let (status, body) = exchange(&server.addr, head.as_bytes());
     assert_names_the_body_limit(status, &body, 1 << 20);
 }
+
+/// Sends one request on its own connection and returns the status and JSON body.
+fn request(
+    addr: &str,
+    method: &str,
+    target: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let raw = format!(
+        "{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
+        body.len()
+    );
+    exchange(addr, raw.as_bytes())
+}
+
+fn assert_invalid_query(answer: (u16, serde_json::Value), needles: &[&str]) {
+    let (status, body) = answer;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_query", "{body}");
+    let message = body["message"].as_str().expect("message");
+    for needle in needles {
+        assert!(message.contains(needle), "{needle:?} not in {message:?}");
+    }
+}
+
+#[test]
+fn an_unknown_query_key_is_refused_with_the_keys_the_route_takes() {
+    let server = start(&[]);
+    let addr = server.addr.as_str();
+
+    // A typo in a publish: refused, and nothing is published (the channel does not come to exist).
+    assert_invalid_query(
+        request(addr, "POST", "/pub/news?evnt=greet", "", "hello"),
+        &["'evnt'", "POST /pub/{channel}", "event, to"],
+    );
+    let (status, body) = request(addr, "GET", "/channels/news", "", "");
+    assert_eq!(status, 404, "nothing was published: {body}");
+
+    // A typo in a subscribe, over SSE and as a WebSocket upgrade.
+    assert_invalid_query(
+        request(addr, "GET", "/sub/news?clientid=x", "", ""),
+        &[
+            "'clientid'",
+            "GET /sub/{channels}",
+            "client_id, last_event_id",
+        ],
+    );
+    let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    assert_invalid_query(
+        request(addr, "GET", "/sub/news?clientid=x", upgrade, ""),
+        &["'clientid'", "client_id"],
+    );
+
+    // Routes that read no query say so; `GET /channels` takes `api`.
+    assert_invalid_query(
+        request(
+            addr,
+            "POST",
+            "/pub?event=x",
+            "",
+            r#"{"events":[{"channel":"a","data":"b"}]}"#,
+        ),
+        &["'event'", "POST /pub takes no query keys"],
+    );
+    assert_invalid_query(
+        request(addr, "GET", "/channels?chanel=news", "", ""),
+        &["'chanel'", "GET /channels takes api"],
+    );
+    assert_invalid_query(
+        request(addr, "DELETE", "/channels/news?force=1", "", ""),
+        &["'force'", "DELETE /channels/{channel} takes no query keys"],
+    );
+    assert_invalid_query(
+        request(addr, "GET", "/channels/news?verbose", "", ""),
+        &["'verbose'", "GET /channels/{channel}"],
+    );
+    let (_, body) = request(addr, "GET", "/channels?api=native", "", "");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        !message.contains("unknown query key"),
+        "api is a key of GET /channels: {body}"
+    );
+
+    // Health checks and scrapers may add what they like.
+    let (status, body) = request(addr, "GET", "/healthz?probe=1", "", "");
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn a_repeated_query_key_is_refused_instead_of_taking_the_first() {
+    let server = start(&[]);
+    let addr = server.addr.as_str();
+    assert_invalid_query(
+        request(addr, "POST", "/pub/news?event=a&event=b", "", "hello"),
+        &["'event'", "more than once", "event, to"],
+    );
+    // Percent-encoding does not hide a repeat: keys are compared decoded.
+    assert_invalid_query(
+        request(addr, "GET", "/sub/news?client_id=a&client%5Fid=b", "", ""),
+        &["'client_id'", "more than once"],
+    );
+    let (status, body) = request(addr, "GET", "/channels/news", "", "");
+    assert_eq!(status, 404, "nothing was published: {body}");
+}

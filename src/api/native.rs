@@ -114,6 +114,28 @@ impl Route<'_> {
         Some(route)
     }
 
+    /// What this route reads from the query when asked with `method`: its name for messages and the keys it
+    /// knows. `None` where the query goes unchecked: `/healthz` and `/metrics`, which probes and scrapers call
+    /// with whatever their tooling adds, and a method the route does not take (that answer is 405).
+    fn query_rule(&self, method: Method) -> Option<QueryRule> {
+        let (route, keys): (&'static str, &'static [&'static str]) = match (self, method) {
+            // `lastEventId` is where EventSource polyfills put the last id on reconnect (event-source-polyfill's
+            // `lastEventIdQueryParameterName`); refusing it would end their streams at the first reconnect.
+            (Route::Subscribe(_), Method::Get | Method::Head) => (
+                "GET /sub/{channels}",
+                &["client_id", "last_event_id", "lastEventId"],
+            ),
+            (Route::PublishOne(_), Method::Post) => ("POST /pub/{channel}", &["event", "to"]),
+            (Route::PublishBatch, Method::Post) => ("POST /pub", &[]),
+            // `api` picks the channels of one API (native or a compatible one) to list.
+            (Route::Channels, Method::Get | Method::Head) => ("GET /channels", &["api"]),
+            (Route::Channel(_), Method::Get | Method::Head) => ("GET /channels/{channel}", &[]),
+            (Route::Channel(_), Method::Delete) => ("DELETE /channels/{channel}", &[]),
+            _ => return None,
+        };
+        Some(QueryRule { route, keys })
+    }
+
     fn allow(&self) -> &'static str {
         match self {
             Route::Subscribe(_) | Route::Channels | Route::Health | Route::Metrics => {
@@ -137,6 +159,11 @@ pub fn handle(req: &Request, ctx: &mut Ctx) -> Action {
     };
     if req.head.method == Method::Options {
         return preflight(req, ctx, route.allow());
+    }
+    if let Some(rule) = route.query_rule(req.head.method) {
+        if let Err(e) = rule.check(req.query()) {
+            return error(req, ctx, e, close);
+        }
     }
     let result = match (&route, req.head.method) {
         (Route::Subscribe(list), Method::Get | Method::Head) => subscribe(req, ctx, list),
@@ -255,6 +282,7 @@ fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
     let resume = match req
         .header("last-event-id")
         .or(query.get("last_event_id").map(str::as_bytes))
+        .or(query.get("lastEventId").map(str::as_bytes))
     {
         None | Some(b"") => Resume::Fresh,
         Some(raw) => std::str::from_utf8(raw)
@@ -719,7 +747,53 @@ fn recipients<'a>(list: impl Iterator<Item = &'a str>) -> Result<Box<[Box<str>]>
     Ok(out.into())
 }
 
-/// A decoded query string (`application/x-www-form-urlencoded`); the first of repeated keys wins.
+/// The query keys one route reads; a key it does not read, or one given twice, is refused rather than ignored,
+/// so that a typo (`?evnt=greet`, `?clientid=x`) does not pass as a request without that key.
+struct QueryRule {
+    /// The route as a client writes it, e.g. `POST /pub/{channel}`.
+    route: &'static str,
+    keys: &'static [&'static str],
+}
+
+impl QueryRule {
+    fn check(&self, raw: &[u8]) -> Result<(), ApiError> {
+        let query = Query::parse(raw)?;
+        for (i, (key, _)) in query.pairs.iter().enumerate() {
+            if !self.keys.contains(&key.as_str()) {
+                return Err(ApiError::bad(
+                    "invalid_query",
+                    format!("unknown query key '{key}': {}", self.known()),
+                ));
+            }
+            if query
+                .pairs
+                .iter()
+                .take(i)
+                .any(|(earlier, _)| earlier == key)
+            {
+                return Err(ApiError::bad(
+                    "invalid_query",
+                    format!(
+                        "query key '{key}' is given more than once; give it once ({})",
+                        self.known()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn known(&self) -> String {
+        if self.keys.is_empty() {
+            format!("{} takes no query keys", self.route)
+        } else {
+            format!("{} takes {}", self.route, self.keys.join(", "))
+        }
+    }
+}
+
+/// A decoded query string (`application/x-www-form-urlencoded`). `handle` has already refused unknown and
+/// repeated keys (`QueryRule`).
 struct Query {
     pairs: Vec<(String, String)>,
 }
@@ -835,6 +909,53 @@ mod tests {
         for bad in [&b"a=%"[..], b"a=%4", b"a=%zz", b"a=%ff"] {
             assert!(Query::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn query_rules_refuse_unknown_and_repeated_keys() {
+        let rule = QueryRule {
+            route: "POST /pub/{channel}",
+            keys: &["event", "to"],
+        };
+        for good in [
+            &b""[..],
+            b"event=a",
+            b"event=a&to=x",
+            b"to=x&event=",
+            b"&&event=a&",
+        ] {
+            assert!(rule.check(good).is_ok(), "{good:?}");
+        }
+        let cases: [(&[u8], &str); 5] = [
+            (
+                b"evnt=a",
+                "unknown query key 'evnt': POST /pub/{channel} takes event, to",
+            ),
+            (b"event=a&Event=b", "unknown query key 'Event'"),
+            (
+                b"event=a&event=b",
+                "query key 'event' is given more than once",
+            ),
+            (
+                b"ev%65nt=a&event=b",
+                "query key 'event' is given more than once",
+            ),
+            (b"=a", "unknown query key ''"),
+        ];
+        for (raw, want) in cases {
+            let err = rule.check(raw).expect_err(want);
+            assert_eq!(err.code, "invalid_query");
+            assert!(err.message.starts_with(want), "{}", err.message);
+        }
+        let none = QueryRule {
+            route: "POST /pub",
+            keys: &[],
+        };
+        let err = none.check(b"x=1").expect_err("no keys");
+        assert_eq!(
+            err.message,
+            "unknown query key 'x': POST /pub takes no query keys"
+        );
     }
 
     #[test]
