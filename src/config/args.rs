@@ -73,8 +73,9 @@ pub struct Args {
     )]
     pub history_max_bytes: Option<String>,
 
-    /// Interval of heartbeat comments on a quiet SSE stream, at least 100ms
-    /// [default: 15s]
+    /// Interval of each worker's heartbeat timer, which sends a comment to
+    /// each of its SSE streams with nothing queued at that moment; at least
+    /// 100ms [default: 15s]
     #[arg(
         long,
         env = "SPOUT_HEARTBEAT",

@@ -65,8 +65,10 @@ pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(3600);
 /// (256 MiB); the oldest events go first when it is exceeded.
 pub const DEFAULT_HISTORY_MAX_BYTES: usize = 256 * MIB;
 
-/// Interval between SSE heartbeat comments on an otherwise quiet stream
-/// (15 s), short enough that proxies with a 30–60 s idle timeout keep it open.
+/// Interval of each worker's heartbeat timer (15 s), which queues a comment
+/// on every SSE stream of that worker with nothing queued at that moment;
+/// short enough that proxies with a 30–60 s idle timeout keep a quiet stream
+/// open.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 /// Lower bound of `--heartbeat` (100 ms): below it heartbeats cost more than
 /// the events they guard.
