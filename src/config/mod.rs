@@ -204,15 +204,16 @@ pub use parse::{parse_duration, parse_size};
 pub enum Api {
     /// spout's own API.
     Native,
-    /// Pipely server (PROTOCOLS.md §1).
+    /// Pipely server (docs/PROTOCOLS.md §1).
     Pipely,
-    /// node-sse-server (§2).
+    /// node-sse-server (docs/PROTOCOLS.md §2).
     NodeSse,
-    /// flychat's chat API and pages (§3).
+    /// flychat's chat API and pages (docs/PROTOCOLS.md §3).
     Flychat,
-    /// WS-PushServer, its WebSocket and HTTP ports on one listener (§4).
+    /// WS-PushServer, its WebSocket and HTTP ports on one listener
+    /// (docs/PROTOCOLS.md §4).
     WsPush,
-    /// keker (§5).
+    /// keker (docs/PROTOCOLS.md §5).
     Keker,
 }
 
