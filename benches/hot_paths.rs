@@ -28,7 +28,7 @@ use spout::hub::{Hub, Member};
 use spout::message::{EventId, Frame, Message};
 use spout::sse::encode_event;
 
-/// Subscribers in the fan-out benchmark (the "10,000 in-memory subscribers").
+/// Subscribers in the fan-out benchmark: 10,000 in-memory subscribers, the size of the largest fan-out load test.
 const FANOUT_SUBSCRIBERS: usize = 10_000;
 /// Frames queued for the vectored-write benchmark: exactly `outq::MAX_IOV`, so one call writes them all.
 const QUEUED_FRAMES: usize = 64;

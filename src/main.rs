@@ -178,8 +178,12 @@ fn main() -> ExitCode {
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e}");
-            eprintln!("spout: {e}");
+            // Once: as a log line where the logger writes errors (to stderr, in the chosen format), else plain.
+            if log::log_enabled!(log::Level::Error) {
+                log::error!("{e}");
+            } else {
+                eprintln!("spout: {e}");
+            }
             ExitCode::FAILURE
         }
     }

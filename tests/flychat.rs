@@ -1,4 +1,4 @@
-//! flychat (PROTOCOLS.md §3) end to end, over real sockets against the binary: what a client of the original saw
+//! flychat (docs/PROTOCOLS.md §3) end to end, over real sockets against the binary: what a client of the original saw
 //! through Pushpin. Every server runs a native listener (flychat under `/flychat`) and a flychat listener (flychat
 //! at its root); the tests speak to both. Framing and text bodies are compared byte for byte, JSON as values.
 

@@ -1,4 +1,4 @@
-//! keker (PROTOCOLS.md §5) over real sockets: the README's example and the observed transcript, every route with
+//! keker (docs/PROTOCOLS.md §5) over real sockets: the README's example and the observed transcript, every route with
 //! its exact answer, `HELLO` and its variants, the timeout before `HELLO` (bare TCP close), the ping schedule after
 //! it, the close handshake, several sessions per token, broadcasts, the cache for absent tokens (with the
 //! original's TTL bug fixed), publish/`HELLO` atomicity under concurrency, the prefix on a native listener, and the
@@ -133,7 +133,7 @@ fn the_observed_transcript() {
     );
     assert_eq!(text(&mut ws), "to all");
 
-    // The original answered POST with 404; spout publishes (PROTOCOLS.md rule 3).
+    // The original answered POST with 404; spout publishes (docs/PROTOCOLS.md rule 3).
     let resp = publish_to(addr, "POST", Some("user42"), b"x");
     assert_json(
         &resp,

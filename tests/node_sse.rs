@@ -1,4 +1,4 @@
-//! node-sse-server's API (PROTOCOLS.md §2) against the real binary, reached both ways: at the root of a
+//! node-sse-server's API (docs/PROTOCOLS.md §2) against the real binary, reached both ways: at the root of a
 //! `=node-sse` listener and under `/node-sse` on a native one. The transcript byte for byte (minus `Date`), the
 //! opening frames, presence in JavaScript's key order and when it is re-sent, last values (the channel created by
 //! a publish included), batch validation that publishes nothing on any error, JavaScript's `payload + ""`, the

@@ -1,4 +1,4 @@
-//! Pipely's API (PROTOCOLS.md §1) against the real binary, reached both ways: at the root of a `=pipely` listener
+//! Pipely's API (docs/PROTOCOLS.md §1) against the real binary, reached both ways: at the root of a `=pipely` listener
 //! and under `/pipely` on a native one. The transcript byte for byte (minus `Date`), every rule and error text of
 //! `/subscribe` and `/publish` in their order, mux's routing answers, the channel lifecycle with several members,
 //! the original's deadlock scenario (joins and leaves racing with publishes), spout's refusals in Go's style, and

@@ -1,4 +1,4 @@
-//! WS-PushServer (PROTOCOLS.md §4) over real sockets: the observed transcript, the HTTP routes (prefix contexts,
+//! WS-PushServer (docs/PROTOCOLS.md §4) over real sockets: the observed transcript, the HTTP routes (prefix contexts,
 //! any method, `Content-length` in bytes, no Content-Type, the JDK's 404), every validation outcome in its order,
 //! tokens, the WebSocket handshake and messages with every ERROR case, recipients, several clients, channel
 //! deletion, the liveness schedule, the original's bugs shown fixed, the limits, the prefix on a native listener,

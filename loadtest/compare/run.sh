@@ -4,6 +4,7 @@
 # spout-ws) beside its SSE ones. One command on a fresh Debian machine:
 #
 #   loadtest/compare/run.sh                      # everything, 3 runs each, results in loadtest/results/compare.jsonl
+#                                                # (the stored result sets are the dated files beside it)
 #   loadtest/compare/run.sh --runs 1 --targets "spout nchan" --scenarios "fanout1k-paced idle19k"
 #
 # Options: --results FILE, --runs N (per target and scenario), --targets "...", --scenarios "...", --no-install,
@@ -40,7 +41,7 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0; shift ;;
         --plots) PLOTS=$2; shift 2 ;;
         --no-plots) PLOTS=""; shift ;;
-        -h|--help) sed -n 2,21p "$0"; exit 0 ;;
+        -h|--help) sed -n 2,22p "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -218,8 +219,9 @@ start_target() {
 }
 
 # Scenario presets: the same arguments for every target. Paced rates are about what nchan sustains on one core
-# (the issue's 65 events/s to 1,000 and 5.7 events/s to 10,000); capacity runs are closed loop with 8 publisher
-# connections and a window of 32 events in flight. slow1k: 200 of 1,000 subscribers stop reading; the figure is
+# (65 events/s to 1,000 subscribers and 5.7 events/s to 10,000); capacity runs are closed loop with 8 publisher
+# connections and a window of 32 events in flight (with 1, every event is fanned out and written on its own, and
+# the figure measures that path rather than capacity; docs/BENCHMARKS.md gives both). slow1k: 200 of 1,000 subscribers stop reading; the figure is
 # the other 800's latency with them against without them (at 100-byte events, 6 s do not fill any server's queue
 # cap: it measures the slow subscribers' presence, not their eviction). resume1k: 1,000 clients on 4 channels drop
 # 3 times each and come back 200 ms later with Last-Event-ID (about 10 events of their channel missed each time).

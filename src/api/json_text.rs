@@ -2,9 +2,9 @@
 //! spout builds by hand: Go's `encoding/json` (keker) and Gson with HTML escaping (WS-PushServer).
 //!
 //! Both escape the HTML-significant characters as `\u00XX` (so a value can be dropped into a page), and U+2028
-//! and U+2029 (which end lines in older JavaScript). Clients compare JSON values, not bytes (PROTOCOLS.md, rule 1),
-//! but matching the originals' bytes costs nothing and keeps transcripts comparable. Also here: Go's conversion of
-//! arbitrary bytes to valid UTF-8, one U+FFFD per invalid byte, as its JSON encoder does.
+//! and U+2029 (which end lines in older JavaScript). Clients compare JSON values, not bytes (docs/PROTOCOLS.md,
+//! rule 1), but matching the originals' bytes costs nothing and keeps transcripts comparable. Also here: Go's
+//! conversion of arbitrary bytes to valid UTF-8, one U+FFFD per invalid byte, as its JSON encoder does.
 
 use std::borrow::Cow;
 

@@ -1,4 +1,4 @@
-//! keker (zarplata/keker), PROTOCOLS.md §5: WebSocket sessions that authenticate with `HELLO <token>`, and HTTP
+//! keker (zarplata/keker), docs/PROTOCOLS.md §5: WebSocket sessions that authenticate with `HELLO <token>`, and HTTP
 //! publishing to a token (`PUT /v1/publish` with a `Token` header) or to everyone (`PUT /v1/broadcast`).
 //!
 //! Mapping onto the core: a session that says `HELLO tok` subscribes, over its open socket, to the channels

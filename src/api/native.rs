@@ -13,6 +13,8 @@
 //! `channel_deleted` here. A
 //! message with an `id` is an event; one without is the server's (see README, "WebSocket").
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -23,6 +25,7 @@ use crate::http::request::Method;
 use crate::http::response::{
     json_error_body, write_response, write_stream_head, DateCache, Response,
 };
+use crate::http::HttpError;
 use crate::message::ws_text_frame;
 use crate::message::EventId;
 use crate::sse;
@@ -111,6 +114,28 @@ impl Route<'_> {
         Some(route)
     }
 
+    /// What this route reads from the query when asked with `method`: its name for messages and the keys it
+    /// knows. `None` where the query goes unchecked: `/healthz` and `/metrics`, which probes and scrapers call
+    /// with whatever their tooling adds, and a method the route does not take (that answer is 405).
+    fn query_rule(&self, method: Method) -> Option<QueryRule> {
+        let (route, keys): (&'static str, &'static [&'static str]) = match (self, method) {
+            // `lastEventId` is where EventSource polyfills put the last id on reconnect (event-source-polyfill's
+            // `lastEventIdQueryParameterName`); refusing it would end their streams at the first reconnect.
+            (Route::Subscribe(_), Method::Get | Method::Head) => (
+                "GET /sub/{channels}",
+                &["client_id", "last_event_id", "lastEventId"],
+            ),
+            (Route::PublishOne(_), Method::Post) => ("POST /pub/{channel}", &["event", "to"]),
+            (Route::PublishBatch, Method::Post) => ("POST /pub", &[]),
+            // `api` picks the channels of one API (native or a compatible one) to list.
+            (Route::Channels, Method::Get | Method::Head) => ("GET /channels", &["api"]),
+            (Route::Channel(_), Method::Get | Method::Head) => ("GET /channels/{channel}", &[]),
+            (Route::Channel(_), Method::Delete) => ("DELETE /channels/{channel}", &[]),
+            _ => return None,
+        };
+        Some(QueryRule { route, keys })
+    }
+
     fn allow(&self) -> &'static str {
         match self {
             Route::Subscribe(_) | Route::Channels | Route::Health | Route::Metrics => {
@@ -134,6 +159,11 @@ pub fn handle(req: &Request, ctx: &mut Ctx) -> Action {
     };
     if req.head.method == Method::Options {
         return preflight(req, ctx, route.allow());
+    }
+    if let Some(rule) = route.query_rule(req.head.method) {
+        if let Err(e) = rule.check(req.query()) {
+            return error(req, ctx, e, close);
+        }
     }
     let result = match (&route, req.head.method) {
         (Route::Subscribe(list), Method::Get | Method::Head) => subscribe(req, ctx, list),
@@ -169,21 +199,31 @@ pub fn handle(req: &Request, ctx: &mut Ctx) -> Action {
 
 /// The answer to a refusal of the connection layer (always followed by a close).
 pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
-    let (status, code, message) = match refusal {
-        Refusal::Http(e) => (e.status(), e.as_str(), e.message()),
+    let (status, code, message): (u16, &str, Cow<'static, str>) = match refusal {
+        // The limit and the option that sets it, so that a publisher knows what to send or what to change.
+        Refusal::Http(e @ HttpError::BodyTooLarge { limit }) => (
+            e.status(),
+            e.as_str(),
+            format!(
+                "The request body is larger than this server accepts: at most {limit} bytes, \
+                 set by --max-body (SPOUT_MAX_BODY)."
+            )
+            .into(),
+        ),
+        Refusal::Http(e) => (e.status(), e.as_str(), e.message().into()),
         Refusal::Timeout => (
             408,
             "request_timeout",
-            "the request did not arrive within --request-timeout",
+            "the request did not arrive within --request-timeout".into(),
         ),
         Refusal::Busy => (
             503,
             "busy",
-            "the server is at its connection limit; retry shortly",
+            "the server is at its connection limit; retry shortly".into(),
         ),
     };
     let mut body = Vec::with_capacity(96);
-    json_error_body(&mut body, code, message);
+    json_error_body(&mut body, code, &message);
     let mut out = Vec::with_capacity(body.len() + 160);
     let retry: &[(&str, &str)] = if status == 503 {
         &[("Retry-After", "1")]
@@ -242,6 +282,7 @@ fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
     let resume = match req
         .header("last-event-id")
         .or(query.get("last_event_id").map(str::as_bytes))
+        .or(query.get("lastEventId").map(str::as_bytes))
     {
         None | Some(b"") => Resume::Fresh,
         Some(raw) => std::str::from_utf8(raw)
@@ -706,7 +747,53 @@ fn recipients<'a>(list: impl Iterator<Item = &'a str>) -> Result<Box<[Box<str>]>
     Ok(out.into())
 }
 
-/// A decoded query string (`application/x-www-form-urlencoded`); the first of repeated keys wins.
+/// The query keys one route reads; a key it does not read, or one given twice, is refused rather than ignored,
+/// so that a typo (`?evnt=greet`, `?clientid=x`) does not pass as a request without that key.
+struct QueryRule {
+    /// The route as a client writes it, e.g. `POST /pub/{channel}`.
+    route: &'static str,
+    keys: &'static [&'static str],
+}
+
+impl QueryRule {
+    fn check(&self, raw: &[u8]) -> Result<(), ApiError> {
+        let query = Query::parse(raw)?;
+        for (i, (key, _)) in query.pairs.iter().enumerate() {
+            if !self.keys.contains(&key.as_str()) {
+                return Err(ApiError::bad(
+                    "invalid_query",
+                    format!("unknown query key '{key}': {}", self.known()),
+                ));
+            }
+            if query
+                .pairs
+                .iter()
+                .take(i)
+                .any(|(earlier, _)| earlier == key)
+            {
+                return Err(ApiError::bad(
+                    "invalid_query",
+                    format!(
+                        "query key '{key}' is given more than once; give it once ({})",
+                        self.known()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn known(&self) -> String {
+        if self.keys.is_empty() {
+            format!("{} takes no query keys", self.route)
+        } else {
+            format!("{} takes {}", self.route, self.keys.join(", "))
+        }
+    }
+}
+
+/// A decoded query string (`application/x-www-form-urlencoded`). `handle` has already refused unknown and
+/// repeated keys (`QueryRule`).
 struct Query {
     pairs: Vec<(String, String)>,
 }
@@ -828,6 +915,53 @@ mod tests {
         for bad in [&b"a=%"[..], b"a=%4", b"a=%zz", b"a=%ff"] {
             assert!(Query::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn query_rules_refuse_unknown_and_repeated_keys() {
+        let rule = QueryRule {
+            route: "POST /pub/{channel}",
+            keys: &["event", "to"],
+        };
+        for good in [
+            &b""[..],
+            b"event=a",
+            b"event=a&to=x",
+            b"to=x&event=",
+            b"&&event=a&",
+        ] {
+            assert!(rule.check(good).is_ok(), "{good:?}");
+        }
+        let cases: [(&[u8], &str); 5] = [
+            (
+                b"evnt=a",
+                "unknown query key 'evnt': POST /pub/{channel} takes event, to",
+            ),
+            (b"event=a&Event=b", "unknown query key 'Event'"),
+            (
+                b"event=a&event=b",
+                "query key 'event' is given more than once",
+            ),
+            (
+                b"ev%65nt=a&event=b",
+                "query key 'event' is given more than once",
+            ),
+            (b"=a", "unknown query key ''"),
+        ];
+        for (raw, want) in cases {
+            let err = rule.check(raw).expect_err(want);
+            assert_eq!(err.code, "invalid_query");
+            assert!(err.message.starts_with(want), "{}", err.message);
+        }
+        let none = QueryRule {
+            route: "POST /pub",
+            keys: &[],
+        };
+        let err = none.check(b"x=1").expect_err("no keys");
+        assert_eq!(
+            err.message,
+            "unknown query key 'x': POST /pub takes no query keys"
+        );
     }
 
     #[test]

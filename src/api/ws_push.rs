@@ -1,4 +1,4 @@
-//! WS-PushServer (JensOstertag/WS-PushServer), PROTOCOLS.md §4: channels created over HTTP with a secret token,
+//! WS-PushServer (JensOstertag/WS-PushServer), docs/PROTOCOLS.md §4: channels created over HTTP with a secret token,
 //! WebSocket clients that subscribe and unsubscribe over their socket, and pushes to all subscribers of a channel
 //! or to listed client uuids. One listener serves both of the original's ports: a request that asks for a
 //! WebSocket upgrade is one on any path; every other request goes to the HTTP routes.

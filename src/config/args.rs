@@ -1,5 +1,8 @@
 //! The command line as clap parses it: raw strings for every value that needs more than clap's parsers, so that
 //! `Config::from_args` can name both spellings of a key when a value is bad.
+//!
+//! Counts, sizes and durations take `allow_hyphen_values`, so that `--history -1` reaches that check (and gets
+//! the message `--history=-1` gets) instead of clap reading `-1` as an unknown flag.
 
 use clap::{ArgAction, Parser};
 
@@ -17,9 +20,11 @@ use clap::{ArgAction, Parser};
                   or kB, MB, GB (1000-based), e.g. 1MiB."
 )]
 pub struct Args {
-    /// Address to listen on, and the API it speaks: IP:PORT[=API]; repeatable,
-    /// comma-separated in the environment. Only API 'native' is available
-    /// [default: 127.0.0.1:8080=native]
+    /// Address to listen on, and the API it speaks: IP:PORT[=API], where API
+    /// is native (spout's own, which also serves every compatible API under
+    /// its prefix: /pipely, /node-sse, /flychat, /ws-push, /keker), pipely,
+    /// node-sse, flychat, ws-push or keker; repeatable, comma-separated in
+    /// the environment [default: 127.0.0.1:8080=native]
     #[arg(
         long,
         env = "SPOUT_LISTEN",
@@ -31,122 +36,247 @@ pub struct Args {
 
     /// Worker threads, each with its own event loop, 1 to 1024
     /// [default: number of CPUs]
-    #[arg(long, env = "SPOUT_WORKERS", value_name = "N")]
+    #[arg(
+        long,
+        env = "SPOUT_WORKERS",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
     pub workers: Option<String>,
 
     /// Events retained per channel for Last-Event-ID replay; 0 keeps no
     /// history [default: 1000]
-    #[arg(long, env = "SPOUT_HISTORY", value_name = "N")]
+    #[arg(
+        long,
+        env = "SPOUT_HISTORY",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
     pub history: Option<String>,
 
     /// How long a retained event stays replayable [default: 1h]
-    #[arg(long, env = "SPOUT_HISTORY_TTL", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "SPOUT_HISTORY_TTL",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     pub history_ttl: Option<String>,
 
     /// Payload bytes retained in history, all channels together; the oldest
     /// events go first [default: 256MiB]
-    #[arg(long, env = "SPOUT_HISTORY_MAX_BYTES", value_name = "SIZE")]
+    #[arg(
+        long,
+        env = "SPOUT_HISTORY_MAX_BYTES",
+        value_name = "SIZE",
+        allow_hyphen_values = true
+    )]
     pub history_max_bytes: Option<String>,
 
-    /// Interval of heartbeat comments on a quiet SSE stream, at least 100ms
-    /// [default: 15s]
-    #[arg(long, env = "SPOUT_HEARTBEAT", value_name = "DURATION")]
+    /// Silence after which an SSE stream gets a `:` heartbeat comment, timed
+    /// per stream from its last event; at least 100ms [default: 15s]
+    #[arg(
+        long,
+        env = "SPOUT_HEARTBEAT",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     pub heartbeat: Option<String>,
 
     /// Reconnection delay hinted to SSE clients (retry:) when a stream opens
     /// [default: 3s]
-    #[arg(long, env = "SPOUT_RETRY", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "SPOUT_RETRY",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     pub retry: Option<String>,
 
     /// Interval of server pings on a WebSocket whose peer has been silent
     /// that long, at least 100ms [default: 30s]
-    #[arg(long, env = "SPOUT_WS_PING", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "SPOUT_WS_PING",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     pub ws_ping: Option<String>,
 
     /// Time a WebSocket peer may send nothing (no pong, no frame) before it
     /// is dropped; longer than --ws-ping [default: 60s]
-    #[arg(long, env = "SPOUT_WS_TIMEOUT", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "SPOUT_WS_TIMEOUT",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     pub ws_timeout: Option<String>,
 
     /// Largest WebSocket message a client may send, fragments together,
     /// 125 bytes to 16MiB; larger close with 1009 [default: 64KiB]
-    #[arg(long, env = "SPOUT_WS_MAX_MESSAGE", value_name = "SIZE")]
+    #[arg(
+        long,
+        env = "SPOUT_WS_MAX_MESSAGE",
+        value_name = "SIZE",
+        allow_hyphen_values = true
+    )]
     pub ws_max_message: Option<String>,
 
     /// Silence on a flychat stream before it gets a keep-alive event, at
     /// least 100ms [default: 20s]
-    #[arg(long, env = "SPOUT_FLYCHAT_KEEPALIVE", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "SPOUT_FLYCHAT_KEEPALIVE",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     pub flychat_keepalive: Option<String>,
 
     /// Interval of WS-PushServer pings, at least 100ms [default: 60s]
-    #[arg(long, env = "SPOUT_WS_PUSH_PING", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "SPOUT_WS_PUSH_PING",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     pub ws_push_ping: Option<String>,
 
     /// Age of a WS-PushServer client's last pong at which it is dropped;
     /// longer than --ws-push-ping [default: 90s]
-    #[arg(long, env = "SPOUT_WS_PUSH_TIMEOUT", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "SPOUT_WS_PUSH_TIMEOUT",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     pub ws_push_timeout: Option<String>,
 
     /// keker's -t: the deadline for HELLO, and twice the ping interval after
     /// it, at least 100ms [default: 60s]
-    #[arg(long, env = "SPOUT_KEKER_TIMEOUT", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "SPOUT_KEKER_TIMEOUT",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     pub keker_timeout: Option<String>,
 
     /// keker's -c: how long a message to a token with no session is kept for
     /// its first session; 0 keeps nothing [default: 5s]
-    #[arg(long, env = "SPOUT_KEKER_CACHE_TTL", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "SPOUT_KEKER_CACHE_TTL",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     pub keker_cache_ttl: Option<String>,
 
     /// Largest request body accepted; larger publishes get 413 [default: 1MiB]
-    #[arg(long, env = "SPOUT_MAX_BODY", value_name = "SIZE")]
+    #[arg(
+        long,
+        env = "SPOUT_MAX_BODY",
+        value_name = "SIZE",
+        allow_hyphen_values = true
+    )]
     pub max_body: Option<String>,
 
     /// Largest request head (request line and headers) accepted, 1KiB to
     /// 1MiB; larger get 431 [default: 8KiB]
-    #[arg(long, env = "SPOUT_MAX_HEAD", value_name = "SIZE")]
+    #[arg(
+        long,
+        env = "SPOUT_MAX_HEAD",
+        value_name = "SIZE",
+        allow_hyphen_values = true
+    )]
     pub max_head: Option<String>,
 
     /// Most header fields in one request, 1 to 128 [default: 64]
-    #[arg(long, env = "SPOUT_MAX_HEADERS", value_name = "N")]
+    #[arg(
+        long,
+        env = "SPOUT_MAX_HEADERS",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
     pub max_headers: Option<String>,
 
     /// Output queued for one subscriber before it is closed as too slow; at
     /// least --max-body [default: 1MiB]
-    #[arg(long, env = "SPOUT_MAX_QUEUED_BYTES", value_name = "SIZE")]
+    #[arg(
+        long,
+        env = "SPOUT_MAX_QUEUED_BYTES",
+        value_name = "SIZE",
+        allow_hyphen_values = true
+    )]
     pub max_queued_bytes: Option<String>,
 
     /// Most open client connections; further ones are answered 503
-    /// [default: derived from the file-descriptor limit]
-    #[arg(long, env = "SPOUT_MAX_CONNECTIONS", value_name = "N")]
+    /// [default: from the file-descriptor limit]
+    #[arg(
+        long,
+        env = "SPOUT_MAX_CONNECTIONS",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
     pub max_connections: Option<String>,
 
     /// Most channels existing at once [default: 100000]
-    #[arg(long, env = "SPOUT_MAX_CHANNELS", value_name = "N")]
+    #[arg(
+        long,
+        env = "SPOUT_MAX_CHANNELS",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
     pub max_channels: Option<String>,
 
     /// Most channels one subscribe request (connection) may name
     /// [default: 64]
-    #[arg(long, env = "SPOUT_MAX_SUBSCRIPTIONS", value_name = "N")]
+    #[arg(
+        long,
+        env = "SPOUT_MAX_SUBSCRIPTIONS",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
     pub max_subscriptions: Option<String>,
 
     /// Time to receive a complete request head, or between reads of a body
     /// [default: 10s]
-    #[arg(long, env = "SPOUT_REQUEST_TIMEOUT", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "SPOUT_REQUEST_TIMEOUT",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     pub request_timeout: Option<String>,
 
     /// Time an idle keep-alive connection may wait for its next request
     /// [default: 75s]
-    #[arg(long, env = "SPOUT_KEEPALIVE_TIMEOUT", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "SPOUT_KEEPALIVE_TIMEOUT",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     pub keepalive_timeout: Option<String>,
 
     /// Time open connections get to finish on shutdown; 0s closes them at
     /// once [default: 10s]
-    #[arg(long, env = "SPOUT_DRAIN_TIMEOUT", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "SPOUT_DRAIN_TIMEOUT",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     pub drain_timeout: Option<String>,
 
     /// Events queued per worker before publishing answers 503
     /// [default: 65536]
-    #[arg(long, env = "SPOUT_INBOX_CAPACITY", value_name = "N")]
+    #[arg(
+        long,
+        env = "SPOUT_INBOX_CAPACITY",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
     pub inbox_capacity: Option<String>,
 
     /// Secret publishers must present; without it anyone who can reach a

@@ -65,8 +65,9 @@ pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(3600);
 /// (256 MiB); the oldest events go first when it is exceeded.
 pub const DEFAULT_HISTORY_MAX_BYTES: usize = 256 * MIB;
 
-/// Interval between SSE heartbeat comments on an otherwise quiet stream
-/// (15 s), short enough that proxies with a 30–60 s idle timeout keep it open.
+/// Silence after which an SSE stream gets a heartbeat comment (15 s), timed
+/// per stream from its last event or heartbeat; short enough that proxies
+/// with a 30–60 s idle timeout keep a quiet stream open.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 /// Lower bound of `--heartbeat` (100 ms): below it heartbeats cost more than
 /// the events they guard.
@@ -202,15 +203,16 @@ pub use parse::{parse_duration, parse_size};
 pub enum Api {
     /// spout's own API.
     Native,
-    /// Pipely server (PROTOCOLS.md §1).
+    /// Pipely server (docs/PROTOCOLS.md §1).
     Pipely,
-    /// node-sse-server (§2).
+    /// node-sse-server (docs/PROTOCOLS.md §2).
     NodeSse,
-    /// flychat's chat API and pages (§3).
+    /// flychat's chat API and pages (docs/PROTOCOLS.md §3).
     Flychat,
-    /// WS-PushServer, its WebSocket and HTTP ports on one listener (§4).
+    /// WS-PushServer, its WebSocket and HTTP ports on one listener
+    /// (docs/PROTOCOLS.md §4).
     WsPush,
-    /// keker (§5).
+    /// keker (docs/PROTOCOLS.md §5).
     Keker,
 }
 

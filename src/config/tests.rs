@@ -503,3 +503,39 @@ fn command_line_wins_over_environment_wins_over_default() {
     assert_eq!(both.listen[0].addr.port(), 3);
     assert_eq!(neither, Config::default());
 }
+
+/// A value that starts with `-` reaches the value check, which names the key: `--history -1` is refused as
+/// `--history=-1` is, not as an unknown flag `-1`.
+#[test]
+fn negative_values_get_the_same_message_either_way() {
+    let cases = [
+        ("--history", "-1"),
+        ("--workers", "-2"),
+        ("--max-body", "-1MiB"),
+        ("--heartbeat", "-1s"),
+        ("--max-connections", "-5"),
+    ];
+    for (flag, value) in cases {
+        let apart = config(&[flag, value]).expect_err(flag);
+        let joined = config(&[&format!("{flag}={value}")]).expect_err(flag);
+        assert_eq!(apart, joined, "{flag} {value}");
+        assert!(apart.key.starts_with(flag), "{apart}");
+        assert!(apart.reason.contains(value), "{apart}");
+    }
+}
+
+#[test]
+fn listen_help_names_every_api() {
+    let cmd = Args::command();
+    let listen = cmd
+        .get_arguments()
+        .find(|a| a.get_long() == Some("listen"))
+        .expect("--listen");
+    let help = listen.get_help().map(|h| h.to_string()).unwrap_or_default();
+    for api in Api::ALL {
+        assert!(
+            help.contains(api.as_str()),
+            "--listen help lacks {api}: {help}"
+        );
+    }
+}

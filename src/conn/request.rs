@@ -124,7 +124,12 @@ impl Conn {
                             continue;
                         }
                         BodyFraming::Length(len) if len > limits.max_body => {
-                            self.refuse(Refusal::Http(HttpError::BodyTooLarge), ctx);
+                            self.refuse(
+                                Refusal::Http(HttpError::BodyTooLarge {
+                                    limit: limits.max_body,
+                                }),
+                                ctx,
+                            );
                             return (buf.len(), Next::Continue);
                         }
                         BodyFraming::Length(len) if after.len() >= len => {

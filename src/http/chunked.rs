@@ -91,6 +91,8 @@ enum State {
 #[derive(Clone, Debug)]
 pub struct ChunkedDecoder {
     state: State,
+    /// The limit on decoded bytes, reported in `HttpError::BodyTooLarge`.
+    max_body: usize,
     /// Body bytes still allowed (`max_body` minus decoded so far).
     budget: u64,
     /// Trailer bytes seen so far.
@@ -105,6 +107,7 @@ impl ChunkedDecoder {
                 digits: 0,
                 value: 0,
             },
+            max_body,
             budget: u64::try_from(max_body).unwrap_or(u64::MAX),
             trailer_len: 0,
         }
@@ -154,6 +157,12 @@ impl ChunkedDecoder {
         })
     }
 
+    fn too_large(&self) -> HttpError {
+        HttpError::BodyTooLarge {
+            limit: self.max_body,
+        }
+    }
+
     /// Advances the line-oriented states by one byte.
     fn step(&mut self, byte: u8) -> Result<(), HttpError> {
         self.state = match self.state {
@@ -168,7 +177,7 @@ impl ChunkedDecoder {
                         .and_then(|v| v.checked_add(u64::from(nibble)))
                         .ok_or(HttpError::BadChunk)?;
                     if value > self.budget {
-                        return Err(HttpError::BodyTooLarge);
+                        return Err(self.too_large());
                     }
                     State::Size {
                         digits: digits + 1,
@@ -207,7 +216,7 @@ impl ChunkedDecoder {
                     self.budget = self
                         .budget
                         .checked_sub(value)
-                        .ok_or(HttpError::BodyTooLarge)?;
+                        .ok_or_else(|| self.too_large())?;
                     State::Data { remaining: value }
                 }
                 _ => return Err(HttpError::BadChunk),
@@ -325,7 +334,8 @@ mod tests {
     );
 
     fn cases() -> Vec<Case> {
-        use HttpError::{BadChunk, BodyTooLarge};
+        use HttpError::BadChunk;
+        const TOO_LARGE: HttpError = HttpError::BodyTooLarge { limit: TABLE_MAX };
         vec![
             ("empty body", b"0\r\n\r\n", Ok(b"")),
             ("one chunk", b"5\r\nhello\r\n0\r\n\r\n", Ok(b"hello")),
@@ -439,13 +449,13 @@ mod tests {
                 b"00000000000000005\r\nhello\r\n0\r\n\r\n",
                 Err(BadChunk),
             ),
-            ("over budget announced", b"11\r\n", Err(BodyTooLarge)),
+            ("over budget announced", b"11\r\n", Err(TOO_LARGE)),
             (
                 "over budget in sum",
                 b"8\r\n01234567\r\n9\r\n",
-                Err(BodyTooLarge),
+                Err(TOO_LARGE),
             ),
-            ("huge size", b"FFFFFFFFFFFFFFFF\r\n", Err(BodyTooLarge)),
+            ("huge size", b"FFFFFFFFFFFFFFFF\r\n", Err(TOO_LARGE)),
             ("incomplete data", b"5\r\nhel", Err(INCOMPLETE)),
             ("incomplete trailers", b"0\r\nA: b\r\n", Err(INCOMPLETE)),
         ]
@@ -572,7 +582,10 @@ mod tests {
     fn budget_is_checked_before_appending() {
         let mut d = ChunkedDecoder::new(4);
         let mut out = Vec::new();
-        assert_eq!(d.feed(b"5\r\nhel", &mut out), Err(HttpError::BodyTooLarge));
+        assert_eq!(
+            d.feed(b"5\r\nhel", &mut out),
+            Err(HttpError::BodyTooLarge { limit: 4 })
+        );
         assert!(out.is_empty());
     }
 

@@ -80,8 +80,8 @@ pub enum HttpError {
     HeadTooLarge,
     /// More header fields than `Limits::max_headers`.
     TooManyHeaders,
-    /// The body exceeds `Limits::max_body`.
-    BodyTooLarge,
+    /// The body exceeds `Limits::max_body`, which is `limit` bytes (named in the native API's answer).
+    BodyTooLarge { limit: usize },
     /// Both `Content-Length` and `Transfer-Encoding` were sent.
     ConflictingFraming,
     /// `Content-Length` repeated, listed or not a plain decimal number.
@@ -101,7 +101,7 @@ impl HttpError {
             HttpError::Malformed => "malformed_request",
             HttpError::HeadTooLarge => "head_too_large",
             HttpError::TooManyHeaders => "too_many_headers",
-            HttpError::BodyTooLarge => "body_too_large",
+            HttpError::BodyTooLarge { .. } => "body_too_large",
             HttpError::ConflictingFraming => "conflicting_framing",
             HttpError::BadContentLength => "bad_content_length",
             HttpError::BadTransferEncoding => "bad_transfer_encoding",
@@ -116,7 +116,7 @@ impl HttpError {
             HttpError::Malformed => 400,
             HttpError::HeadTooLarge => 431,
             HttpError::TooManyHeaders => 431,
-            HttpError::BodyTooLarge => 413,
+            HttpError::BodyTooLarge { .. } => 413,
             HttpError::ConflictingFraming => 400,
             HttpError::BadContentLength => 400,
             HttpError::BadTransferEncoding => 400,
@@ -133,7 +133,7 @@ impl HttpError {
             HttpError::TooManyHeaders => {
                 "The request has more header fields than the server accepts."
             }
-            HttpError::BodyTooLarge => "The request body is larger than the server accepts.",
+            HttpError::BodyTooLarge { .. } => "The request body is larger than the server accepts.",
             HttpError::ConflictingFraming => {
                 "The request has both Content-Length and Transfer-Encoding."
             }
@@ -163,7 +163,7 @@ mod tests {
         HttpError::Malformed,
         HttpError::HeadTooLarge,
         HttpError::TooManyHeaders,
-        HttpError::BodyTooLarge,
+        HttpError::BodyTooLarge { limit: 1 },
         HttpError::ConflictingFraming,
         HttpError::BadContentLength,
         HttpError::BadTransferEncoding,

@@ -532,7 +532,7 @@ mod tests {
             assert_eq!(String::from_utf8(out).unwrap(), want);
         }
         // Every HttpError body is well-formed with its own code.
-        let err = super::super::HttpError::BodyTooLarge;
+        let err = super::super::HttpError::BodyTooLarge { limit: 1 };
         let mut out = Vec::new();
         json_error_body(&mut out, err.as_str(), err.message());
         assert!(out.starts_with(br#"{"error":"body_too_large","message":""#));

@@ -1,4 +1,4 @@
-//! flychat (PROTOCOLS.md §3): the chat API of fanout/flychat and its web pages, as a client saw them through
+//! flychat (docs/PROTOCOLS.md §3): the chat API of fanout/flychat and its web pages, as a client saw them through
 //! Pushpin in front of the original app.
 //!
 //! Routes (below the mount; paths are raw, not percent-decoded, and split on `/`):
@@ -28,7 +28,7 @@
 //! `--history-max-bytes` of kept messages over all rooms; a post past either is refused with 503
 //! `Service Unavailable⏎`, the message neither saved nor sent. A message is at most `--max-body` bytes of form.
 //!
-//! Differences a client can notice, all deliberate (PROTOCOLS.md rules 2 and 3):
+//! Differences a client can notice, all deliberate (docs/PROTOCOLS.md rules 2 and 3):
 //! - the provisional copy of a message (`event: message` without `id:`) is not sent: the final copy carries the
 //!   same `provisionalId`, and a client sees each message once;
 //! - a body that is not form data (JSON, text, none) gets 400 `Bad Request⏎` instead of an unhandled error;

@@ -51,7 +51,7 @@ impl Route {
 /// A query string as express's `qs` reads it, for the plain keys the routes use: pairs split on `&`, `+` is a
 /// space, `decodeURIComponent` applied to keys and values (a value it refuses, a bad escape or invalid UTF-8,
 /// stays as it was sent), and a repeated key's values joined with `,` (express gives an array, which the original
-/// then fails on; spout reads `channels=a&channels=b` as `a,b`, PROTOCOLS.md §2).
+/// then fails on; spout reads `channels=a&channels=b` as `a,b`, docs/PROTOCOLS.md §2).
 pub fn query_value(raw: &[u8], key: &str) -> Option<String> {
     let values: Vec<String> = raw
         .split(|b| *b == b'&')

@@ -4,7 +4,7 @@
 //! and that property order itself (the presence list is `Object.keys` of an object keyed by client id).
 //!
 //! Values come from serde_json. A number that fits a 64-bit integer is kept exact where JavaScript would round
-//! it through float64 (`12345678901234567890` stays so, PROTOCOLS.md rule 2); every other number is printed as
+//! it through float64 (`12345678901234567890` stays so, docs/PROTOCOLS.md rule 2); every other number is printed as
 //! JavaScript prints its float64 (`1.0` → `1`, `1e21` → `1e+21`, `1.5e-7`). Nesting is bounded by serde_json's
 //! recursion limit when the body is parsed, so the recursion here is bounded too.
 

@@ -1,4 +1,4 @@
-//! node-sse-server's API (TheSalarKhan/node-sse-server; PROTOCOLS.md §2): multi-channel SSE subscriptions with a
+//! node-sse-server's API (TheSalarKhan/node-sse-server; docs/PROTOCOLS.md §2): multi-channel SSE subscriptions with a
 //! `registered` frame, each channel's last event and an `online-presence` list of connected client ids, a batch
 //! `/publish`, and `/lastEvent`. Served at the root of `--listen ADDR=node-sse` and under `/node-sse` on native
 //! listeners. Express's side of things (routing, CORS, body-parser, error pages) is in `express`, JavaScript's
@@ -18,7 +18,7 @@
 //! out in the order of the changes they report. `online-presence` is sent to every stream on each connect, and on
 //! a disconnect when it was the last socket of that client id (`stream_closed`).
 //!
-//! Fixes (PROTOCOLS.md rule 2): a publish batch is validated whole before anything is applied: a reserved type
+//! Fixes (docs/PROTOCOLS.md rule 2): a publish batch is validated whole before anything is applied: a reserved type
 //! gives its 400, a falsy `channelName`, `type` or `payload`, or a `type` whose text holds a CR or LF (it names
 //! the event on its own `event:` line, so it would inject SSE lines) gives the missing-field 400, and either way
 //! nothing is published or stored (the original answered 400 and went on publishing). A `channelName` may hold

@@ -1,6 +1,6 @@
-//! Pipely's API (bene/pipely-server; PROTOCOLS.md §1): channels of twelve-byte ids that clients create by joining,
-//! with an optional password fixed by the first joiner, members listed by client id, and events that anyone holding
-//! the password publishes. Served at the root of `--listen ADDR=pipely` and under `/pipely` on native listeners.
+//! Pipely's API (bene/pipely-server; docs/PROTOCOLS.md §1): channels of twelve-byte ids that clients create by
+//! joining, with an optional password fixed by the first joiner, members listed by client id, and events that
+//! anyone holding the password publishes. Served at the root of `--listen ADDR=pipely` and under `/pipely` on native listeners.
 //!
 //! What the original's Go stack shows a client is reproduced here and in the two helpers: gorilla/mux v1.6.2
 //! routing (`301` to the cleaned path for `//publish` or `/a/../publish` with the query kept, `404 page not found`,
@@ -24,7 +24,7 @@
 //! Nothing blocks: the original's broker goroutine could deadlock on its own one-slot queue and then hang every
 //! request; here a publish only `try_send`s into worker inboxes (a full inbox answers 503).
 //!
-//! Deliberate differences (rules 2 and 3 of PROTOCOLS.md): payloads are passed on as compact JSON with their keys
+//! Deliberate differences (rules 2 and 3 of docs/PROTOCOLS.md): payloads are passed on as compact JSON with their keys
 //! in the sent order and numbers exactly as sent (Go sorts keys, rounds numbers through float64 and escapes
 //! `<>&`, which gives the same JSON values); `Access-Control-Allow-Origin: *` on every handler's answer to a request
 //! with an `Origin` (the original's middleware is unknown; its observed answers to requests without one carry
@@ -167,7 +167,7 @@ fn redirect(req: &Request, ctx: &Ctx, clean: &[u8]) -> Action {
     answer(req, ctx, 301, &[("Location", &location)], b"")
 }
 
-/// The CORS preflight answer spout adds (PROTOCOLS.md rule 3).
+/// The CORS preflight answer spout adds (docs/PROTOCOLS.md rule 3).
 fn preflight(req: &Request, ctx: &Ctx, route: Route) -> Action {
     let methods = match route.method() {
         Method::Post => "POST, OPTIONS",

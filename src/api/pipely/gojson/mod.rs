@@ -21,7 +21,7 @@
 //!
 //! The payload is not decoded into values and encoded again as Go does (which sorts object keys, rounds numbers
 //! through float64 and escapes `<>&`): it is kept as compact JSON text, with its strings re-encoded as valid
-//! UTF-8. That is the same JSON value (PROTOCOLS.md, rules 1 and 2: numbers stay exact); only where an object
+//! UTF-8. That is the same JSON value (docs/PROTOCOLS.md, rules 1 and 2: numbers stay exact); only where an object
 //! repeats a key does Go keep the last one and this text both (a JSON parser reading it keeps the last too).
 //!
 //! Sans-io, iterative (no recursion, so no stack depth a client can drive), and no panics on any input.
