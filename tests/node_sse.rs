@@ -409,11 +409,11 @@ fn last_values_including_the_channel_a_publish_creates() {
         let mut sub = subscribe(way, &format!("channels={},{}", ch("fresh"), ch("quiet")));
         let (name, data) = sub.event();
         assert_eq!(name, "registered", "{data}");
-        let (_, fresh) = sub.event();
-        assert!(same_json(
-            &fresh,
-            &event(&ch("fresh"), "lastEvent", json!({"a": 1, "2": [true]}))
-        ));
+        // The frame carries the stored value as `payload + ""`, like every other event.
+        assert_eq!(
+            sub.event().1,
+            event(&ch("fresh"), "lastEvent", json!("[object Object]"))
+        );
         assert_eq!(sub.event().1, event(&ch("quiet"), "lastEvent", json!("{}")));
         sub.presence();
         assert_eq!(last_event(way, &ch("quiet")), json!({"response": "{}"}));
@@ -456,6 +456,48 @@ fn last_values_including_the_channel_a_publish_creates() {
                 json!("{\"type\":\"b\",\"payload\":\"2\"}")
             )
         );
+    }
+}
+
+/// The original builds the `lastEvent` frames of a new stream with `payload + ""`, like every other event, so a
+/// channel a publish created shows its raw payload there as JavaScript's string of it, while `GET /lastEvent`
+/// answers the raw value.
+#[test]
+fn last_event_frames_carry_the_created_channels_payload_as_a_string() {
+    for i in 0..2 {
+        let (_server, way) = fresh_way(i);
+        let cases: [(Value, &str); 7] = [
+            (json!({"a": 1}), "[object Object]"),
+            (
+                json!([1, [2, [3]], null, {"x": 1}, "s", true]),
+                "1,2,3,,[object Object],s,true",
+            ),
+            (json!(2.5e3), "2500"),
+            (json!(1e21), "1e+21"),
+            (json!(true), "true"),
+            (json!("as is"), "as is"),
+            (json!([]), ""),
+        ];
+        let names: Vec<String> = (0..cases.len()).map(|n| format!("made{i}-{n}")).collect();
+        for (name, (payload, _)) in names.iter().zip(&cases) {
+            publish_ok(way, json!([event(name, "t", payload.clone())]));
+            assert!(same_json(
+                &last_event(way, name),
+                &json!({ "response": payload })
+            ));
+        }
+        let mut sub = subscribe(way, &format!("channels={}", names.join(",")));
+        assert_eq!(sub.event().0, "registered");
+        for (name, (_, want)) in names.iter().zip(&cases) {
+            assert_eq!(
+                sub.event(),
+                (
+                    "lastEvent".to_string(),
+                    event(name, "lastEvent", json!(want))
+                )
+            );
+        }
+        sub.presence();
     }
 }
 

@@ -234,10 +234,12 @@ fn subscribe(req: &Request, ctx: &mut Ctx) -> Action {
     let data = json!({"type": "registered", "payload": registered});
     push_frame(&mut opening, "registered", &data.to_string());
     for name in &names {
+        // `payload + ""` as for every event: a channel a publish created holds the raw payload, which goes out as
+        // JavaScript's string of it (`[object Object]`, an array joined), not as JSON.
         let last = state
             .last
             .get(*name)
-            .map_or(Value::Null, |(v, _)| v.clone());
+            .map_or_else(String::new, |(v, _)| js::to_string(v));
         let data = json!({"channelName": name, "type": "lastEvent", "payload": last});
         push_frame(&mut opening, "lastEvent", &data.to_string());
     }
