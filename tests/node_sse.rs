@@ -549,6 +549,116 @@ fn payloads_and_types_go_out_as_javascript_prints_them() {
     }
 }
 
+/// A number past float64's range is `Infinity` to the original's `JSON.parse`: `payload + ""` sends `"Infinity"`
+/// (`-Infinity`, joined into an array's text), and `JSON.stringify` writes `null` for it, in stored last values
+/// and in the `data` JSON. Nothing is refused for it; a malformed number still is.
+#[test]
+fn numbers_past_float64_are_infinity_as_json_parse_reads_them() {
+    for i in 0..2 {
+        let (_server, way) = fresh_way(i);
+        let channel = format!("inf{i}");
+        let publish_raw = |events: &str| {
+            request(
+                way.addr,
+                "POST",
+                &way.path("/publish"),
+                "Content-Type: application/json\r\n",
+                format!("{{\"events\":[{events}]}}").as_bytes(),
+            )
+        };
+        let mut sub = subscribe(way, &format!("channels={channel},Infinity"));
+        sub.opening(2);
+        let huge = format!("1{}", "0".repeat(400));
+        let cases: [(&str, &str, &str); 7] = [
+            ("1e400", "Infinity", "null"),
+            ("-1E+400", "-Infinity", "null"),
+            (&huge, "Infinity", "null"),
+            (
+                "[1e400, 2, [-1e400, null]]",
+                "Infinity,2,-Infinity,",
+                "[null,2,[null,null]]",
+            ),
+            (
+                r#"{"a":1e400,"b":[-1e400]}"#,
+                "[object Object]",
+                r#"{"a":null,"b":[null]}"#,
+            ),
+            (
+                r#""1e400 \" 1e400""#,
+                "1e400 \" 1e400",
+                r#""1e400 \" 1e400""#,
+            ),
+            ("1e-400", "", ""),
+        ];
+        for (payload, text, stored) in cases {
+            let resp = publish_raw(&format!(
+                r#"{{"channelName":"{channel}","type":"t","payload":{payload}}}"#
+            ));
+            if text.is_empty() {
+                // `1e-400` is 0, which is falsy: the missing-field 400, as in the original.
+                assert_eq!(resp.status, 400, "{payload}: {}", resp.text());
+                continue;
+            }
+            assert_eq!(resp.status, 200, "{payload}: {}", resp.text());
+            assert_eq!(
+                sub.event(),
+                ("t".to_string(), event(&channel, "t", json!(text))),
+                "{payload}"
+            );
+            assert_eq!(
+                last_event(way, &channel),
+                json!({ "response": format!(r#"{{"type":"t","payload":{stored}}}"#) }),
+                "{payload}"
+            );
+        }
+        // As a channel name and a type: the text `Infinity` names them, the data JSON holds null.
+        let resp = publish_raw(r#"{"channelName":1e400,"type":-1e400,"payload":"x"}"#);
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(
+            sub.event(),
+            (
+                "-Infinity".to_string(),
+                json!({"channelName": null, "type": null, "payload": "x"})
+            )
+        );
+
+        // A channel a publish creates keeps the raw value: JSON.stringify'd by `GET /lastEvent`, `+ ""` on connect.
+        let made = format!("made{i}");
+        let made_list = format!("made-list{i}");
+        assert_eq!(
+            publish_raw(&format!(
+                r#"{{"channelName":"{made}","type":"t","payload":-1e400}},
+                   {{"channelName":"{made_list}","type":"t","payload":[1e400,{{"a":1e400}},2]}}"#
+            ))
+            .status,
+            200
+        );
+        assert_eq!(last_event(way, &made), json!({ "response": null }));
+        assert_eq!(
+            last_event(way, &made_list),
+            json!({"response": [null, {"a": null}, 2]})
+        );
+        let mut later = subscribe(way, &format!("channels={made},{made_list}"));
+        assert_eq!(later.event().0, "registered");
+        assert_eq!(
+            later.event().1,
+            event(&made, "lastEvent", json!("-Infinity"))
+        );
+        assert_eq!(
+            later.event().1,
+            event(&made_list, "lastEvent", json!("Infinity,[object Object],2"))
+        );
+
+        // A malformed number is body-parser's 400, before CORS.
+        for bad in ["1e400x", "01e400", "1e400e1", "-", "1.e400"] {
+            let resp = publish_raw(&format!(
+                r#"{{"channelName":"{channel}","type":"t","payload":{bad}}}"#
+            ));
+            assert_page(&resp, 400, "Bad Request", false);
+        }
+    }
+}
+
 // ---- publish refusals ------------------------------------------------------------------------------------------
 
 #[test]
