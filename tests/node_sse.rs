@@ -409,11 +409,11 @@ fn last_values_including_the_channel_a_publish_creates() {
         let mut sub = subscribe(way, &format!("channels={},{}", ch("fresh"), ch("quiet")));
         let (name, data) = sub.event();
         assert_eq!(name, "registered", "{data}");
-        let (_, fresh) = sub.event();
-        assert!(same_json(
-            &fresh,
-            &event(&ch("fresh"), "lastEvent", json!({"a": 1, "2": [true]}))
-        ));
+        // The frame carries the stored value as `payload + ""`, like every other event.
+        assert_eq!(
+            sub.event().1,
+            event(&ch("fresh"), "lastEvent", json!("[object Object]"))
+        );
         assert_eq!(sub.event().1, event(&ch("quiet"), "lastEvent", json!("{}")));
         sub.presence();
         assert_eq!(last_event(way, &ch("quiet")), json!({"response": "{}"}));
@@ -456,6 +456,48 @@ fn last_values_including_the_channel_a_publish_creates() {
                 json!("{\"type\":\"b\",\"payload\":\"2\"}")
             )
         );
+    }
+}
+
+/// The original builds the `lastEvent` frames of a new stream with `payload + ""`, like every other event, so a
+/// channel a publish created shows its raw payload there as JavaScript's string of it, while `GET /lastEvent`
+/// answers the raw value.
+#[test]
+fn last_event_frames_carry_the_created_channels_payload_as_a_string() {
+    for i in 0..2 {
+        let (_server, way) = fresh_way(i);
+        let cases: [(Value, &str); 7] = [
+            (json!({"a": 1}), "[object Object]"),
+            (
+                json!([1, [2, [3]], null, {"x": 1}, "s", true]),
+                "1,2,3,,[object Object],s,true",
+            ),
+            (json!(2.5e3), "2500"),
+            (json!(1e21), "1e+21"),
+            (json!(true), "true"),
+            (json!("as is"), "as is"),
+            (json!([]), ""),
+        ];
+        let names: Vec<String> = (0..cases.len()).map(|n| format!("made{i}-{n}")).collect();
+        for (name, (payload, _)) in names.iter().zip(&cases) {
+            publish_ok(way, json!([event(name, "t", payload.clone())]));
+            assert!(same_json(
+                &last_event(way, name),
+                &json!({ "response": payload })
+            ));
+        }
+        let mut sub = subscribe(way, &format!("channels={}", names.join(",")));
+        assert_eq!(sub.event().0, "registered");
+        for (name, (_, want)) in names.iter().zip(&cases) {
+            assert_eq!(
+                sub.event(),
+                (
+                    "lastEvent".to_string(),
+                    event(name, "lastEvent", json!(want))
+                )
+            );
+        }
+        sub.presence();
     }
 }
 
@@ -504,6 +546,116 @@ fn payloads_and_types_go_out_as_javascript_prints_them() {
             data,
             json!({"channelName": 7, "type": ["a", 5], "payload": "x"})
         );
+    }
+}
+
+/// A number past float64's range is `Infinity` to the original's `JSON.parse`: `payload + ""` sends `"Infinity"`
+/// (`-Infinity`, joined into an array's text), and `JSON.stringify` writes `null` for it, in stored last values
+/// and in the `data` JSON. Nothing is refused for it; a malformed number still is.
+#[test]
+fn numbers_past_float64_are_infinity_as_json_parse_reads_them() {
+    for i in 0..2 {
+        let (_server, way) = fresh_way(i);
+        let channel = format!("inf{i}");
+        let publish_raw = |events: &str| {
+            request(
+                way.addr,
+                "POST",
+                &way.path("/publish"),
+                "Content-Type: application/json\r\n",
+                format!("{{\"events\":[{events}]}}").as_bytes(),
+            )
+        };
+        let mut sub = subscribe(way, &format!("channels={channel},Infinity"));
+        sub.opening(2);
+        let huge = format!("1{}", "0".repeat(400));
+        let cases: [(&str, &str, &str); 7] = [
+            ("1e400", "Infinity", "null"),
+            ("-1E+400", "-Infinity", "null"),
+            (&huge, "Infinity", "null"),
+            (
+                "[1e400, 2, [-1e400, null]]",
+                "Infinity,2,-Infinity,",
+                "[null,2,[null,null]]",
+            ),
+            (
+                r#"{"a":1e400,"b":[-1e400]}"#,
+                "[object Object]",
+                r#"{"a":null,"b":[null]}"#,
+            ),
+            (
+                r#""1e400 \" 1e400""#,
+                "1e400 \" 1e400",
+                r#""1e400 \" 1e400""#,
+            ),
+            ("1e-400", "", ""),
+        ];
+        for (payload, text, stored) in cases {
+            let resp = publish_raw(&format!(
+                r#"{{"channelName":"{channel}","type":"t","payload":{payload}}}"#
+            ));
+            if text.is_empty() {
+                // `1e-400` is 0, which is falsy: the missing-field 400, as in the original.
+                assert_eq!(resp.status, 400, "{payload}: {}", resp.text());
+                continue;
+            }
+            assert_eq!(resp.status, 200, "{payload}: {}", resp.text());
+            assert_eq!(
+                sub.event(),
+                ("t".to_string(), event(&channel, "t", json!(text))),
+                "{payload}"
+            );
+            assert_eq!(
+                last_event(way, &channel),
+                json!({ "response": format!(r#"{{"type":"t","payload":{stored}}}"#) }),
+                "{payload}"
+            );
+        }
+        // As a channel name and a type: the text `Infinity` names them, the data JSON holds null.
+        let resp = publish_raw(r#"{"channelName":1e400,"type":-1e400,"payload":"x"}"#);
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(
+            sub.event(),
+            (
+                "-Infinity".to_string(),
+                json!({"channelName": null, "type": null, "payload": "x"})
+            )
+        );
+
+        // A channel a publish creates keeps the raw value: JSON.stringify'd by `GET /lastEvent`, `+ ""` on connect.
+        let made = format!("made{i}");
+        let made_list = format!("made-list{i}");
+        assert_eq!(
+            publish_raw(&format!(
+                r#"{{"channelName":"{made}","type":"t","payload":-1e400}},
+                   {{"channelName":"{made_list}","type":"t","payload":[1e400,{{"a":1e400}},2]}}"#
+            ))
+            .status,
+            200
+        );
+        assert_eq!(last_event(way, &made), json!({ "response": null }));
+        assert_eq!(
+            last_event(way, &made_list),
+            json!({"response": [null, {"a": null}, 2]})
+        );
+        let mut later = subscribe(way, &format!("channels={made},{made_list}"));
+        assert_eq!(later.event().0, "registered");
+        assert_eq!(
+            later.event().1,
+            event(&made, "lastEvent", json!("-Infinity"))
+        );
+        assert_eq!(
+            later.event().1,
+            event(&made_list, "lastEvent", json!("Infinity,[object Object],2"))
+        );
+
+        // A malformed number is body-parser's 400, before CORS.
+        for bad in ["1e400x", "01e400", "1e400e1", "-", "1.e400"] {
+            let resp = publish_raw(&format!(
+                r#"{{"channelName":"{channel}","type":"t","payload":{bad}}}"#
+            ));
+            assert_page(&resp, 400, "Bad Request", false);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The native SSE API end to end: exact stream bytes, multi-line data, injection, multi-channel streams, resume,
-//! every `reset` reason, targeted and batch publishes, channel deletion, slow subscribers, heartbeats, graceful
-//! shutdown, and replay exactness under concurrent publishers and resuming subscribers.
+//! every `reset` reason, targeted and batch publishes, the channel listing (native only unless another API's is
+//! asked for), channel deletion, slow subscribers, heartbeats, graceful shutdown, and replay exactness under
+//! concurrent publishers and resuming subscribers.
 
 mod common;
 
@@ -624,6 +625,147 @@ fn batch_publish_sends_strings_as_is_and_other_json_compact() {
             "{body}"
         );
     }
+}
+
+// ---- channel listing -----------------------------------------------------------------------------------------
+
+/// A compatible API's stream reached under its prefix on the native listener: the request sent, the `200` head
+/// read (the subscription is in the channel table by then), the socket kept open.
+fn compat_stream(addr: SocketAddr, path: &str, headers: &str) -> TcpStream {
+    let mut stream = connect(addr);
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n{headers}\r\n").expect("write");
+    let mut reader = std::io::BufReader::new(stream);
+    let head = read_response(&mut reader, true);
+    assert_eq!(head.status, 200, "{path}: {}", head.head);
+    reader.into_inner()
+}
+
+/// `(channel, api)` of each entry of a listing; `api` is empty when an entry has none.
+fn listed(resp: &Response) -> Vec<(String, String)> {
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    resp.json()["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .map(|c| {
+            let field = |name: &str| c[name].as_str().unwrap_or_default().to_string();
+            (field("channel"), field("api"))
+        })
+        .collect()
+}
+
+/// `GET /channels` is the native operator view: native channels only. The compatible APIs' channels (keker's are
+/// named by its tokens, which are credentials) are listed only when asked for with `?api=NAME` or `?api=all`, each
+/// entry naming its API, and with the publish key as the plain listing needs it. `GET` and
+/// `DELETE /channels/{channel}` take native names only.
+#[test]
+fn the_channel_list_shows_other_apis_channels_only_when_asked_for() {
+    let server = start_server(&["--publish-key", "s3cret"]);
+    let addr = server.addr;
+    let key = "Authorization: Bearer s3cret\r\n";
+    let list = |query: &str| request(addr, "GET", &format!("/channels{query}"), key, b"");
+
+    // A channel or two of every API, each reached under its prefix on this native listener.
+    assert_eq!(request(addr, "POST", "/pub/news", key, b"x").status, 200);
+    let _pipely = compat_stream(
+        addr,
+        "/pipely/subscribe?channelId=abcdefghijkl&clientId=alice",
+        "",
+    );
+    let _node_sse = compat_stream(addr, "/node-sse/subscribe?channels=room", "");
+    let _flychat = compat_stream(
+        addr,
+        "/flychat/rooms/lobby/messages/",
+        "Accept: text/event-stream\r\n",
+    );
+    let (stream, head) = ws_upgrade(addr, "/keker/v1/subscribe", "");
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let mut keker = Ws { stream };
+    keker.send(0x81, b"HELLO secret-token");
+    assert_eq!(keker.read_frame().b0, 0x89, "keker's ping after HELLO");
+    let create = json!({"messageType": "SERVER_ACTION", "action": "CREATE_CHANNEL", "data": {"channel": "alerts"}});
+    let resp = request(
+        addr,
+        "POST",
+        "/ws-push/channel/create",
+        "",
+        create.to_string().as_bytes(),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let (stream, head) = ws_upgrade(addr, "/ws-push/", "");
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let mut ws_push = Ws { stream };
+    let uuid = ws_push.next_json()["data"]["uuid"].clone();
+    let subscribe = json!({"messageType": "CLIENT_ACTION", "uuid": uuid, "action": "SUBSCRIBE", "data": {"channel": "alerts"}});
+    ws_push.send(0x81, subscribe.to_string().as_bytes());
+    assert_eq!(ws_push.next_json()["message"], "Subscribed");
+
+    // The plain listing: native channels only, as before (no `api` field).
+    let plain = list("");
+    assert_eq!(
+        plain.json(),
+        json!({"channels": [{"channel": "news", "subscribers": 0, "retained": 1}]})
+    );
+
+    let all: Vec<(String, String)> = [
+        ("flychat/lobby", "flychat"),
+        ("keker/", "keker"),
+        ("keker/secret-token", "keker"),
+        ("news", "native"),
+        ("node-sse presence", "node-sse"),
+        ("node-sse/room", "node-sse"),
+        ("pipely/6162636465666768696a6b6c", "pipely"),
+        ("ws-push/alerts", "ws-push"),
+    ]
+    .iter()
+    .map(|(c, a)| (c.to_string(), a.to_string()))
+    .collect();
+    assert_eq!(listed(&list("?api=all")), all);
+    for api in [
+        "native", "pipely", "node-sse", "flychat", "ws-push", "keker",
+    ] {
+        let want: Vec<(String, String)> = all.iter().filter(|(_, a)| a == api).cloned().collect();
+        assert_eq!(listed(&list(&format!("?api={api}"))), want, "{api}");
+    }
+    let keker_entry = &list("?api=keker").json()["channels"][1];
+    assert_eq!(
+        *keker_entry,
+        json!({"channel": "keker/secret-token", "subscribers": 1, "retained": 0, "api": "keker"})
+    );
+
+    // Another API's listing needs the key, as the plain one does.
+    for query in ["", "?api=keker", "?api=all", "?api=bogus"] {
+        let resp = get(addr, &format!("/channels{query}"));
+        assert_eq!(resp.status, 401, "{query}: {}", resp.text());
+        assert_eq!(resp.json()["error"], "unauthorized");
+    }
+    // An unknown value names the known ones.
+    for query in ["?api=bogus", "?api=", "?api=Keker", "?api=native,keker"] {
+        let resp = list(query);
+        assert_eq!(resp.status, 400, "{query}: {}", resp.text());
+        let body = resp.json();
+        assert_eq!(body["error"], "invalid_query", "{query}");
+        let message = body["message"].as_str().expect("message");
+        assert!(
+            message.contains("native, pipely, node-sse, flychat, ws-push, keker, all"),
+            "{message}"
+        );
+    }
+
+    // One channel's view and deletion take native names only: a compatible API's name is not one.
+    for path in [
+        "/channels/keker/secret-token",
+        "/channels/keker%2Fsecret-token",
+        "/channels/ws-push/alerts",
+        "/channels/node-sse%20presence",
+    ] {
+        for method in ["GET", "DELETE"] {
+            let resp = request(addr, method, path, key, b"");
+            assert_eq!(resp.status, 400, "{method} {path}: {}", resp.text());
+            assert_eq!(resp.json()["error"], "invalid_channel", "{method} {path}");
+        }
+    }
+    assert_eq!(listed(&list("?api=all")), all, "nothing was deleted");
 }
 
 // ---- channel deletion ----------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@
 //! one of their streams ends the worker tells them (`stream_closed`).
 //!
 //! Channel namespaces: a compatible API names its core channels `{api}/{name}` (`pipely/abcdefghijkl`). Native
-//! channel names cannot contain `/`, so no API can reach another's channels.
+//! channel names cannot contain `/`, so no API can reach another's channels, and `channel_api` tells from a core
+//! name whose channel it is.
 //!
 //! Shared state of the compatible APIs (Pipely's passwords and members, flychat's rooms, keker's cache) lives in
 //! `Apps`, one lock per API, held only for that API's bookkeeping and the core calls that must be atomic with it.
@@ -184,4 +185,44 @@ fn mounted(req: &mut Request) -> Api {
         }
     }
     Api::Native
+}
+
+/// The API a core channel belongs to: a compatible API names its channels after itself (`pipely/abcdefghijkl`,
+/// keker's broadcast channel `keker/`, node-sse's presence channel `node-sse presence`); a native name holds
+/// neither `/` nor a space.
+pub fn channel_api(core: &str) -> Api {
+    Api::ALL
+        .into_iter()
+        .filter(|&api| api != Api::Native)
+        .find(|api| {
+            core.strip_prefix(api.as_str())
+                .is_some_and(|rest| rest.starts_with(['/', ' ']))
+        })
+        .unwrap_or(Api::Native)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_channel_names_tell_their_api() {
+        let cases: [(&str, Api); 12] = [
+            ("news", Api::Native),
+            ("pipely", Api::Native),
+            ("keker-x", Api::Native),
+            ("a:b@c", Api::Native),
+            ("pipely/6162636465666768696a6b6c", Api::Pipely),
+            ("node-sse/room", Api::NodeSse),
+            ("node-sse/", Api::NodeSse),
+            ("node-sse presence", Api::NodeSse),
+            ("flychat/lobby", Api::Flychat),
+            ("ws-push/alerts", Api::WsPush),
+            ("keker/token", Api::Keker),
+            ("keker/", Api::Keker),
+        ];
+        for (name, api) in cases {
+            assert_eq!(channel_api(name), api, "{name}");
+        }
+    }
 }

@@ -18,7 +18,9 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{closes, keep_alive_field, Action, ChannelLoss, Ctx, Refusal, Request, Stream};
+use super::{
+    channel_api, closes, keep_alive_field, Action, ChannelLoss, Ctx, Refusal, Request, Stream,
+};
 use crate::channels::{NewEvent, ResetNotice, Resume, TableError};
 use crate::config::{Api, CorsOrigin};
 use crate::http::request::Method;
@@ -174,7 +176,7 @@ pub fn handle(req: &Request, ctx: &mut Ctx) -> Action {
             authorized(req, ctx).and_then(|()| publish_batch(req, ctx))
         }
         (Route::Channels, Method::Get | Method::Head) => {
-            authorized(req, ctx).map(|()| list_channels(req, ctx))
+            authorized(req, ctx).and_then(|()| list_channels(req, ctx))
         }
         (Route::Channel(name), Method::Get | Method::Head) => {
             authorized(req, ctx).and_then(|()| channel_info(req, ctx, name))
@@ -482,14 +484,71 @@ fn count_table_error(ctx: &mut Ctx, e: TableError) -> ApiError {
 
 // ---- channel admin, health, metrics ----------------------------------------------------------------------------
 
-fn list_channels(req: &Request, ctx: &mut Ctx) -> Action {
+/// Which channels `GET /channels` lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Listing {
+    /// No `api` asked for: native channels, entries without an `api` field.
+    Plain,
+    /// `?api=NAME`: that API's channels.
+    Of(Api),
+    /// `?api=all`.
+    All,
+}
+
+impl Listing {
+    fn parse(query: &Query) -> Result<Listing, ApiError> {
+        let Some(name) = query.get("api") else {
+            return Ok(Listing::Plain);
+        };
+        if name == "all" {
+            return Ok(Listing::All);
+        }
+        Api::ALL
+            .into_iter()
+            .find(|api| api.as_str() == name)
+            .map(Listing::Of)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Api::ALL.iter().map(Api::as_str).collect();
+                ApiError::bad(
+                    "invalid_query",
+                    format!("api is one of {}, all", known.join(", ")),
+                )
+            })
+    }
+
+    fn keeps(self, api: Api) -> bool {
+        match self {
+            Listing::Plain => api == Api::Native,
+            Listing::Of(asked) => api == asked,
+            Listing::All => true,
+        }
+    }
+}
+
+/// `GET /channels`: native channels only unless `?api=` asks for another API's or all; the compatible APIs'
+/// channel names can be credentials (keker's tokens), so the operator view never shows them unasked. Both need
+/// the publish key when one is set (`authorized`, checked before).
+fn list_channels(req: &Request, ctx: &mut Ctx) -> Handled {
+    let listing = Listing::parse(&Query::parse(req.query())?)?;
     let channels: Vec<Value> = ctx
         .table
-        .list()
+        .list(|name| listing.keeps(channel_api(name)))
         .into_iter()
-        .map(|c| json!({"channel": &*c.name, "subscribers": c.subscribers, "retained": c.retained}))
+        .map(|c| {
+            let mut entry =
+                json!({"channel": &*c.name, "subscribers": c.subscribers, "retained": c.retained});
+            if listing != Listing::Plain {
+                entry["api"] = json!(channel_api(&c.name).as_str());
+            }
+            entry
+        })
         .collect();
-    json_response(req, ctx, 200, &json!({ "channels": channels }))
+    Ok(json_response(
+        req,
+        ctx,
+        200,
+        &json!({ "channels": channels }),
+    ))
 }
 
 fn channel_info(req: &Request, ctx: &mut Ctx, raw: &[u8]) -> Handled {

@@ -486,11 +486,14 @@ impl ChannelTable {
         st.remove_if_unused(emptied);
     }
 
-    pub fn list(&self) -> Vec<ChannelSummary> {
+    /// The channels whose name `keep` accepts, sorted by name. The caller decides by name which to show (the
+    /// native API hides the compatible APIs' channels unless asked), so the table needs no notion of APIs.
+    pub fn list(&self, keep: impl Fn(&str) -> bool) -> Vec<ChannelSummary> {
         let st = self.lock();
         let mut list: Vec<ChannelSummary> = st
             .channels
             .iter()
+            .filter(|(name, _)| keep(name))
             .map(|(name, ch)| ChannelSummary {
                 name: Arc::clone(name),
                 subscribers: ch.subscribers,

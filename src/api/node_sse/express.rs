@@ -10,9 +10,8 @@
 //!
 //! Sans-io: requests in, bytes and values out.
 
-use serde_json::Value;
-
 use super::super::{answer, Action, Ctx, Request};
+use super::js::{self, JsValue};
 use crate::http::request::Method;
 use crate::http::response::{write_answer, DateCache};
 
@@ -122,8 +121,8 @@ impl BodyError {
 }
 
 /// body-parser's `json()`: `None` when it leaves the body alone (no body, or not `application/json`), `{}` for an
-/// empty body, else the parsed object or array.
-pub fn json_body(req: &Request) -> Result<Option<Value>, BodyError> {
+/// empty body, else the object or array as `JSON.parse` reads it (a number past float64's range is `Infinity`).
+pub fn json_body(req: &Request) -> Result<Option<JsValue>, BodyError> {
     let has_body =
         req.header("transfer-encoding").is_some() || req.header("content-length").is_some();
     let content_type = req
@@ -157,13 +156,11 @@ pub fn json_body(req: &Request) -> Result<Option<Value>, BodyError> {
         .chars()
         .next()
     {
-        None if text.is_empty() => return Ok(Some(Value::Object(Default::default()))),
+        None if text.is_empty() => return Ok(Some(JsValue::Object(Vec::new()))),
         Some('{' | '[') => {}
         _ => return Err(BodyError::Malformed),
     }
-    serde_json::from_str(text)
-        .map(Some)
-        .map_err(|_| BodyError::Malformed)
+    js::parse(text).map(Some).map_err(|_| BodyError::Malformed)
 }
 
 /// Node's status messages (the `statuses` package) for the pages spout sends.

@@ -8,7 +8,9 @@
 //! `node-sse/C`; every stream also subscribes to `node-sse presence`, a name no native or node-sse channel can have
 //! (native names have no space, node-sse's start with `node-sse/`), which carries the `online-presence` frames to
 //! every node-sse stream. Events are encoded once, by the publisher, as the whole SSE frame (`Wire::Sse`), and
-//! published `ephemeral`: the original has no history, only each channel's last value, which lives here.
+//! published `ephemeral`: the original has no history, only each channel's last value, which lives here. Bodies
+//! are read as the original's `JSON.parse` reads them (`js::parse`), so a number past float64's range (`1e400`)
+//! is `Infinity`: `"Infinity"` through `payload + ""`, `null` through `JSON.stringify`.
 //!
 //! `NodeSse` holds, under one lock: the process-wide client counter (from 1; an automatic id is a JSON number in
 //! `registered`), the presence list (sockets per client id, in JavaScript's key order: array-index ids ascending,
@@ -47,7 +49,7 @@ mod js;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::{Action, Ctx, Refusal, Request, Stream};
 use crate::channels::{NewEvent, Resume, TableError};
@@ -56,6 +58,7 @@ use crate::http::request::Method;
 use crate::http::response::{write_stream_head, DateCache};
 use crate::message::{Frame, Wire};
 use express::{reply, Route};
+use js::JsValue;
 
 /// Core channel names of node-sse channels start with this.
 const CORE_PREFIX: &str = "node-sse/";
@@ -78,7 +81,7 @@ struct State {
     clients_numbered: u64,
     presence: js::Presence,
     /// Per channel, its last value and the bytes counted for it (name and serialized value).
-    last: HashMap<Box<str>, (Value, usize)>,
+    last: HashMap<Box<str>, (JsValue, usize)>,
     last_bytes: usize,
 }
 
@@ -96,7 +99,7 @@ impl State {
             && bytes <= ctx.config.history_max_bytes
     }
 
-    fn set_last(&mut self, name: &str, value: Value) {
+    fn set_last(&mut self, name: &str, value: JsValue) {
         let size = entry_size(name, &value);
         let old = self.last.insert(name.into(), (value, size));
         self.last_bytes = self.last_bytes + size - old.map_or(0, |(_, s)| s);
@@ -104,12 +107,12 @@ impl State {
 }
 
 /// Bytes a last value is counted for: its name and its JSON text.
-fn entry_size(name: &str, value: &Value) -> usize {
-    name.len() + value.to_string().len()
+fn entry_size(name: &str, value: &JsValue) -> usize {
+    name.len() + js::stringify(value).len()
 }
 
-fn initial_last_value() -> Value {
-    Value::String("{}".into())
+fn initial_last_value() -> JsValue {
+    JsValue::String("{}".into())
 }
 
 pub fn handle(req: &Request, ctx: &mut Ctx) -> Action {
@@ -231,10 +234,12 @@ fn subscribe(req: &Request, ctx: &mut Ctx) -> Action {
     let data = json!({"type": "registered", "payload": registered});
     push_frame(&mut opening, "registered", &data.to_string());
     for name in &names {
+        // `payload + ""` as for every event: a channel a publish created holds the raw payload, which goes out as
+        // JavaScript's string of it (`[object Object]`, an array joined), not as JSON.
         let last = state
             .last
             .get(*name)
-            .map_or(Value::Null, |(v, _)| v.clone());
+            .map_or_else(String::new, |(v, _)| js::to_string(v));
         let data = json!({"channelName": name, "type": "lastEvent", "payload": last});
         push_frame(&mut opening, "lastEvent", &data.to_string());
     }
@@ -280,7 +285,7 @@ pub fn stream_closed(client_id: &str, ctx: &mut Ctx) {
 /// Sends the presence list to every node-sse stream.
 fn publish_presence(state: &State, ctx: &Ctx) -> Result<(), TableError> {
     let data = json!({"type": "online-presence", "payload": state.presence.list_json()});
-    let event = new_event(PRESENCE_CHANNEL, "online-presence", &data);
+    let event = new_event(PRESENCE_CHANNEL, "online-presence", data.to_string());
     ctx.broker
         .publish(vec![event], ctx.wall, ctx.now)
         .map(|_| ())
@@ -291,12 +296,12 @@ fn publish_presence(state: &State, ctx: &Ctx) -> Result<(), TableError> {
 /// One event of a validated batch: the channel's key (its name as a property key) and the original's values.
 struct Checked<'a> {
     key: String,
-    channel: &'a Value,
-    kind: &'a Value,
-    payload: &'a Value,
+    channel: &'a JsValue,
+    kind: &'a JsValue,
+    payload: &'a JsValue,
 }
 
-fn publish(req: &Request, ctx: &mut Ctx, body: Option<Value>) -> Action {
+fn publish(req: &Request, ctx: &mut Ctx, body: Option<JsValue>) -> Action {
     let events = body.as_ref().and_then(|b| b.get("events"));
     let checked = match check_batch(events) {
         Ok(checked) => checked,
@@ -318,7 +323,7 @@ fn publish(req: &Request, ctx: &mut Ctx, body: Option<Value>) -> Action {
     let mut state = node_sse.lock();
     // What the batch does, in order: the first event to an unknown channel creates it with the raw payload and
     // reaches nobody; an event to a known channel is delivered and stored as `{type, payload}`.
-    let mut stored: Vec<(&str, Value)> = Vec::with_capacity(checked.len());
+    let mut stored: Vec<(&str, JsValue)> = Vec::with_capacity(checked.len());
     let mut events = Vec::new();
     for event in &checked {
         let known = state.last.contains_key(event.key.as_str())
@@ -327,13 +332,23 @@ fn publish(req: &Request, ctx: &mut Ctx, body: Option<Value>) -> Action {
             stored.push((&event.key, event.payload.clone()));
             continue;
         }
-        let last = js::stringify(&json!({"type": event.kind, "payload": event.payload}));
-        stored.push((&event.key, Value::String(last)));
-        let data = json!({"channelName": event.channel, "type": event.kind, "payload": js::to_string(event.payload)});
+        // `JSON.stringify({type, payload})` and `JSON.stringify({channelName, type, payload: payload + ""})`.
+        let last = format!(
+            "{{\"type\":{},\"payload\":{}}}",
+            js::stringify(event.kind),
+            js::stringify(event.payload)
+        );
+        stored.push((&event.key, JsValue::String(last)));
+        let data = format!(
+            "{{\"channelName\":{},\"type\":{},\"payload\":{}}}",
+            js::stringify(event.channel),
+            js::stringify(event.kind),
+            js::stringify(&JsValue::String(js::to_string(event.payload)))
+        );
         events.push(new_event(
             &core_name(&event.key),
             &js::to_string(event.kind),
-            &data,
+            data,
         ));
     }
     let mut sizes: HashMap<&str, isize> = HashMap::new();
@@ -378,13 +393,13 @@ enum Refused {
 }
 
 /// Validates a whole batch (`events` as the original reads it) before anything is applied.
-fn check_batch(events: Option<&Value>) -> Result<Vec<Checked<'_>>, Refused> {
-    let items: Vec<&Value> = match events {
+fn check_batch(events: Option<&JsValue>) -> Result<Vec<Checked<'_>>, Refused> {
+    let items: Vec<&JsValue> = match events {
         None => Vec::new(),
         Some(v) if !js::truthy(v) => Vec::new(),
-        Some(Value::Array(items)) => items.iter().collect(),
+        Some(JsValue::Array(items)) => items.iter().collect(),
         // `for...of` over a string walks its characters, none of which has the fields.
-        Some(Value::String(_)) => return Err(Refused::MissingField),
+        Some(JsValue::String(_)) => return Err(Refused::MissingField),
         Some(_) => return Err(Refused::Crash),
     };
     // First pass, as the original: destructuring `null` throws, a reserved type refuses the batch.
@@ -392,21 +407,18 @@ fn check_batch(events: Option<&Value>) -> Result<Vec<Checked<'_>>, Refused> {
         if item.is_null() {
             return Err(Refused::Crash);
         }
-        if let Some(kind) = item.get("type").and_then(Value::as_str) {
+        if let Some(kind) = item.get("type").and_then(JsValue::as_str) {
             if RESERVED.contains(&kind) {
                 return Err(Refused::Reserved(kind.to_string()));
             }
         }
     }
     // An absent field, which JavaScript reads as `undefined` (falsy, like `null`).
-    static MISSING: Value = Value::Null;
+    static MISSING: JsValue = JsValue::Null;
     items
         .into_iter()
         .map(|item| {
-            let field = |name: &str| match item {
-                Value::Object(map) => map.get(name).unwrap_or(&MISSING),
-                _ => &MISSING,
-            };
+            let field = |name: &str| item.get(name).unwrap_or(&MISSING);
             let (channel, kind, payload) = (field("channelName"), field("type"), field("payload"));
             let key = js::to_string(channel);
             // Only `type` is written outside the JSON, as the `event:` line.
@@ -436,17 +448,13 @@ fn last_event(req: &Request, ctx: &mut Ctx) -> Action {
     };
     let state = ctx.apps.node_sse.lock();
     let body = match state.last.get(channel.as_str()) {
-        Some((value, _)) => {
-            let mut map = Map::new();
-            map.insert("response".into(), value.clone());
-            Value::Object(map)
-        }
+        Some((value, _)) => format!("{{\"response\":{}}}", js::stringify(value)),
         // `res.json({response: undefined})`.
-        None => json!({}),
+        None => "{}".to_string(),
     };
     drop(state);
     let fields = [("Content-Type", "application/json; charset=utf-8")];
-    reply(req, ctx, 200, true, &fields, body.to_string().as_bytes())
+    reply(req, ctx, 200, true, &fields, body.as_bytes())
 }
 
 // ---- events ----------------------------------------------------------------------------------------------------
@@ -465,8 +473,7 @@ fn push_frame(out: &mut Vec<u8>, name: &str, json: &str) {
 }
 
 /// An event for the streams of a core channel, encoded once here; live only.
-fn new_event(core: &str, name: &str, data: &Value) -> NewEvent {
-    let json = data.to_string();
+fn new_event(core: &str, name: &str, json: String) -> NewEvent {
     let mut frame = Vec::with_capacity(json.len() + name.len() + 20);
     push_frame(&mut frame, name, &json);
     NewEvent {
@@ -493,7 +500,8 @@ mod tests {
     use super::*;
 
     fn batch(json: Value) -> Result<Vec<String>, String> {
-        check_batch(json.get("events"))
+        let body = js::parse(&json.to_string()).expect("JSON");
+        check_batch(body.get("events"))
             .map(|events| events.into_iter().map(|e| e.key).collect())
             .map_err(|e| match e {
                 Refused::Reserved(kind) => format!("reserved {kind}"),
