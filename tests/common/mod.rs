@@ -379,21 +379,39 @@ pub fn metric(addr: SocketAddr, name: &str) -> u64 {
         .sum()
 }
 
-/// Whether an external program is on PATH. Under `CI=true` a missing real client is a failure, never a skip.
+/// Whether an external program is on PATH. A missing one skips the test (`skipped`); under `CI=true` it fails it.
 pub fn require_program(name: &str) -> bool {
     let found = Command::new("sh")
         .arg("-c")
         .arg(format!("command -v {name}"))
         .output()
         .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "{name} is required under CI=true but is not installed"
-        );
-        eprintln!("SKIPPING: {name} is not installed (this would fail under CI=true)");
-    }
-    found
+    found || skipped(name, "")
+}
+
+/// Reports that the running test cannot drive its real client `client` (a program or an npm package, not
+/// installed) and returns false, for the test to return early: `SKIPPED: <test binary>::<test>: <client> missing`.
+/// Under `CI=true` a missing real client is a failure, never a skip.
+///
+/// The line is written to the `io::stderr()` handle, not with `eprintln!`: libtest captures what `print!` and
+/// `eprint!` write and shows it only for a failing test, so a skip reported that way would vanish behind an `ok`.
+/// Writes to the handle are not captured: the line shows in a default `cargo test` run, just above the binary's
+/// `test result:` summary (which counts the test as passed; libtest has no skipped outcome a test can choose at run
+/// time), and in CI logs, where there is no terminal to write to.
+fn skipped(client: &str, remedy: &str) -> bool {
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "{client} is required under CI=true but is not installed{remedy}"
+    );
+    // libtest runs each test on a thread named after it.
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {}::{test}: {client} missing{remedy} (under CI=true this fails)",
+        env!("CARGO_CRATE_NAME")
+    );
+    false
 }
 
 // ---- keep-alive clients, batch publish, signals, node packages (sse.rs, eventsource.rs, curl.rs) ----------------
@@ -467,20 +485,17 @@ pub fn signal(pid: u32, name: &str) {
 }
 
 /// Whether the npm package `name` is installed under `tests/js/node_modules` (`cd tests/js && npm ci`). Like
-/// `require_program`: under `CI=true` a missing package is a failure, never a skip.
+/// `require_program`: a missing package skips the test, visibly; under `CI=true` it fails it.
 pub fn require_node_package(name: &str) -> bool {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/js/node_modules")
         .join(name);
     let found = dir.join("package.json").is_file();
-    if !found {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "npm package {name} is required under CI=true but is not installed: run `cd tests/js && npm ci`"
-        );
-        eprintln!("SKIPPING: npm package {name} is not installed; run `cd tests/js && npm ci` (this would fail under CI=true)");
-    }
     found
+        || skipped(
+            &format!("npm package {name}"),
+            ": run `cd tests/js && npm ci`",
+        )
 }
 
 // ---- WebSocket (ws.rs) ------------------------------------------------------------------------------------------
