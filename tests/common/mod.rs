@@ -363,7 +363,13 @@ pub fn subscribers(addr: SocketAddr, channel: &str) -> u64 {
 
 /// Reads a metric's value summed over its series from `/metrics`.
 pub fn metric(addr: SocketAddr, name: &str) -> u64 {
-    let text = get(addr, "/metrics").text();
+    metric_samples(&get(addr, "/metrics").text(), name)
+        .iter()
+        .sum()
+}
+
+/// A metric's samples in a `/metrics` text, one per series in the order listed (per worker: worker 0 first).
+pub fn metric_samples(text: &str, name: &str) -> Vec<u64> {
     text.lines()
         .filter(|l| {
             l.starts_with(name)
@@ -376,7 +382,7 @@ pub fn metric(addr: SocketAddr, name: &str) -> u64 {
                 .parse::<u64>()
                 .expect("value")
         })
-        .sum()
+        .collect()
 }
 
 /// Whether an external program is on PATH. A missing one skips the test (`skipped`); under `CI=true` it fails it.
