@@ -22,11 +22,7 @@ impl Client {
     }
 
     fn next(&self, deadline: Instant) -> Value {
-        let left = deadline.saturating_duration_since(Instant::now());
-        self.0
-            .lines
-            .recv_timeout(left)
-            .expect("the EventSource client printed nothing in time")
+        self.0.next_by(deadline, "the next event")
     }
 
     /// Like `next`, with what was seen so far in the failure message.

@@ -1008,14 +1008,6 @@ impl Proxy {
     }
 }
 
-/// The next line a node client printed.
-fn next_line(client: &NodeScript) -> Value {
-    client
-        .lines
-        .recv_timeout(WAIT)
-        .expect("a line from the node client")
-}
-
 /// The node client printed nothing more (a duplicate would show within this time).
 fn assert_no_more(client: &NodeScript) {
     let extra = client.lines.recv_timeout(Duration::from_millis(300));
@@ -1043,7 +1035,7 @@ fn the_eventsource_client_resumes_across_a_reconnect() {
         "eventsource_client.mjs",
         &[&url, "message", "stream-open", "stream-reset", "keep-alive"],
     );
-    let next = || next_line(&client);
+    let next = || client.next();
     // `stream-open` has no data: an EventSource never dispatches it.
     assert_eq!(next(), json!({"state": "open"}));
     for json in &posted {
@@ -1090,7 +1082,7 @@ fn reconnecting_eventsource_reopens_a_stream_the_eventsource_gave_up_on() {
             &format!("http://{}/rooms/rec/messages/", proxy.addr),
         ],
     );
-    let next = || next_line(&client);
+    let next = || client.next();
     assert_eq!(next(), json!({"state": "open"}));
     for json in &posted {
         assert_eq!(next(), event(json));

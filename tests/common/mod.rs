@@ -698,11 +698,12 @@ impl Ws {
 }
 
 /// A node script from `tests/js/`, killed on drop. Its stdin stays open (closing it asks the script to finish);
-/// every stdout line is parsed as JSON and arrives on `lines`.
+/// every stdout line is parsed as JSON and arrives on `lines` (`next` reads one).
 pub struct NodeScript {
     pub child: std::process::Child,
     pub stdin: Option<std::process::ChildStdin>,
     pub lines: std::sync::mpsc::Receiver<serde_json::Value>,
+    script: String,
 }
 
 impl NodeScript {
@@ -719,12 +720,12 @@ impl NodeScript {
         let stdout = child.stdout.take().expect("stdout");
         let stdin = child.stdin.take();
         let (line_tx, lines) = std::sync::mpsc::channel();
-        let script = script.to_string();
+        let name = script.to_string();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 let value: serde_json::Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("{script} printed {line:?}: {e}"));
+                    .unwrap_or_else(|e| panic!("{name} printed {line:?}: {e}"));
                 if line_tx.send(value).is_err() {
                     break;
                 }
@@ -734,7 +735,38 @@ impl NodeScript {
             child,
             stdin,
             lines,
+            script: script.to_string(),
         }
+    }
+
+    /// The next line the script prints, within `WAIT`.
+    pub fn next(&self) -> serde_json::Value {
+        self.next_by(Instant::now() + WAIT, "its next line")
+    }
+
+    /// The next line the script prints, before `deadline`; `waiting_for` says in a failure what did not come.
+    pub fn next_by(&self, deadline: Instant, waiting_for: &str) -> serde_json::Value {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(left) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("{} printed nothing in time ({waiting_for})", self.script)
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("{} ended its output ({waiting_for})", self.script)
+            }
+        }
+    }
+
+    /// Writes one line to the script's stdin.
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").expect("write to node");
+    }
+
+    /// Closes the script's stdin, which asks it to finish.
+    pub fn close_stdin(&mut self) {
+        self.stdin.take();
     }
 }
 
