@@ -8,67 +8,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-
-/// The node script, killed on drop (Chromium, on the other end of its pipe, then exits too); its stdout lines
-/// arrive parsed on `lines`.
-struct Browser {
-    child: Child,
-    lines: Receiver<Value>,
-}
-
-impl Browser {
-    fn start(spout: &str, expected: usize, screenshot: &std::path::Path) -> Browser {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/browser.mjs");
-        let mut child = Command::new("node")
-            .arg(script)
-            .arg(spout)
-            .arg(expected.to_string())
-            .arg(screenshot)
-            // Chromium's profile goes there: a run killed half-way leaves it under target/, not in /tmp.
-            .env("TMPDIR", env!("CARGO_TARGET_TMPDIR"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn node");
-        let stdout = child.stdout.take().expect("stdout");
-        let (line_tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let value: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("browser.mjs printed {line:?}: {e}"));
-                if line_tx.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        Browser { child, lines }
-    }
-
-    fn next(&self, deadline: Instant, waiting_for: &str) -> Value {
-        let left = deadline.saturating_duration_since(Instant::now());
-        self.lines
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("browser.mjs printed nothing in time ({waiting_for})"))
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// What an `EventSource` of the page records for an event: data lines joined with LF (so CRLF and CR arrive as
 /// LF); an unnamed event is `message`.
@@ -184,24 +127,25 @@ fn publish_all(addr: std::net::SocketAddr, page_id: &str) -> Expected {
 
 #[test]
 fn chromium_receives_every_event_on_native_eventsource_and_websocket_across_origins() {
-    if !require_program("node")
-        || !require_program("chromium")
-        || !require_node_package("playwright-core")
-    {
+    if !require_browser() {
         return;
     }
     let server = start_server(&["--workers", "2", "--retry", "3s", "--history", "2"]);
     let deadline = Instant::now() + Duration::from_secs(30);
-    let screenshot: PathBuf = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
-        .join("browser-test.png");
-    let _ = std::fs::remove_file(&screenshot);
+    let files = BrowserFiles::new("browser-chromium-profile", "browser-test.png");
 
     // 33 entries over the four streams; publish_all checks it.
     let total = 33;
-    let mut browser = Browser::start(&server.url(""), total, &screenshot);
-    let ready = browser.next(deadline, "all streams open");
+    let mut browser = NodeScript::start(
+        "browser.mjs",
+        &[
+            &server.url(""),
+            &total.to_string(),
+            files.profile_arg(),
+            files.screenshot_arg(),
+        ],
+    );
+    let ready = browser.next_by(deadline, "all streams open");
     assert_eq!(ready["state"], "ready", "{ready}");
     let page_id = ready["published"][0]
         .as_str()
@@ -215,7 +159,7 @@ fn chromium_receives_every_event_on_native_eventsource_and_websocket_across_orig
 
     let mut got = Expected::default();
     let done = loop {
-        let line = browser.next(deadline, "the received events");
+        let line = browser.next_by(deadline, "the received events");
         match line["stream"].as_str() {
             Some("sse") => got.sse.push(line),
             Some("ws") => got.ws.push(line),
@@ -231,19 +175,6 @@ fn chromium_receives_every_event_on_native_eventsource_and_websocket_across_orig
     assert_eq!(got.ws_solo, expected.ws_solo, "WebSocket on solo");
     assert_eq!(done["errors"], json!([]), "errors in the page");
 
-    let exit = loop {
-        if let Some(status) = browser.child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "browser.mjs did not exit in time"
-        );
-        thread::sleep(Duration::from_millis(20));
-    };
-    assert!(exit.success(), "browser.mjs exited with {exit}");
-    let size = std::fs::metadata(&screenshot)
-        .unwrap_or_else(|e| panic!("screenshot {}: {e}", screenshot.display()))
-        .len();
-    assert!(size > 0, "empty screenshot {}", screenshot.display());
+    browser.assert_exits_ok(deadline);
+    files.assert_screenshot();
 }

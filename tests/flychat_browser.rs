@@ -10,7 +10,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -29,25 +28,13 @@ fn listed(saved: &Value) -> Value {
 
 #[test]
 fn two_pages_chat_through_the_forms_and_a_reload_shows_the_history() {
-    if !require_program("node")
-        || !require_program("chromium")
-        || !require_node_package("playwright-core")
-    {
+    if !require_browser() {
         return;
     }
     let server = start_server(&["--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0=flychat"]);
     let prefixed = format!("http://{}/flychat", server.addrs[0]);
     let root = format!("http://{}", server.addrs[1]);
-    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let screenshot = target
-        .parent()
-        .expect("target dir")
-        .join("flychat-browser.png");
-    let _ = std::fs::remove_file(&screenshot);
-    // A fresh profile under target/, so that a run killed half-way leaves nothing in /tmp.
-    let profile = target.join("flychat-chromium-profile");
-    let _ = std::fs::remove_dir_all(&profile);
-    std::fs::create_dir_all(&profile).expect("profile dir");
+    let files = BrowserFiles::new("flychat-chromium-profile", "flychat-browser.png");
 
     let mut browser = NodeScript::start(
         "flychat_browser.mjs",
@@ -55,18 +42,14 @@ fn two_pages_chat_through_the_forms_and_a_reload_shows_the_history() {
             &prefixed,
             &root,
             ROOM,
-            profile.to_str().expect("UTF-8 path"),
-            screenshot.to_str().expect("UTF-8 path"),
+            files.profile_arg(),
+            files.screenshot_arg(),
         ],
     );
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut steps: HashMap<String, Value> = HashMap::new();
     let done = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = browser
-            .lines
-            .recv_timeout(left)
-            .expect("flychat_browser.mjs printed nothing in time");
+        let line = browser.next_by(deadline, "the next step");
         match line["step"].as_str() {
             Some(step) => {
                 steps.insert(step.to_string(), line);
@@ -148,10 +131,6 @@ fn two_pages_chat_through_the_forms_and_a_reload_shows_the_history() {
     assert_eq!(polyfill["alice"], upto(4));
     assert_eq!(polyfill["carolStayed"], true);
 
-    let status = browser.child.wait().expect("wait for node");
-    assert!(status.success(), "flychat_browser.mjs exited with {status}");
-    let size = std::fs::metadata(&screenshot)
-        .unwrap_or_else(|e| panic!("screenshot {}: {e}", screenshot.display()))
-        .len();
-    assert!(size > 0, "empty screenshot {}", screenshot.display());
+    browser.assert_exits_ok(deadline);
+    files.assert_screenshot();
 }

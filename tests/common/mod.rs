@@ -707,11 +707,14 @@ pub struct NodeScript {
 }
 
 impl NodeScript {
+    /// Starts `node tests/js/<script> <args>`, with `TMPDIR` under `target/`: what the script leaves in its
+    /// temporary directory (Chromium's and playwright-core's files) stays there when a run is killed half-way.
     pub fn start(script: &str, args: &[&str]) -> NodeScript {
         let path = format!("{}/tests/js/{script}", env!("CARGO_MANIFEST_DIR"));
         let mut child = Command::new("node")
             .arg(path)
             .args(args)
+            .env("TMPDIR", env!("CARGO_TARGET_TMPDIR"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -768,12 +771,78 @@ impl NodeScript {
     pub fn close_stdin(&mut self) {
         self.stdin.take();
     }
+
+    /// Waits, until `deadline`, for the script to exit, and asserts that it succeeded.
+    pub fn assert_exits_ok(&mut self, deadline: Instant) {
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit in time",
+                self.script
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "{} exited with {status}", self.script);
+    }
 }
 
 impl Drop for NodeScript {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+// ---- headless Chromium (browser.rs, flychat_browser.rs) ---------------------------------------------------------
+
+/// Whether the browser tests can run: Node.js, Debian's Chromium and the npm `playwright-core` package that drives
+/// it (`tests/js/chromium.mjs`). Like `require_program`: anything missing skips the test, visibly; under `CI=true`
+/// it fails it.
+pub fn require_browser() -> bool {
+    require_program("node")
+        && require_program("chromium")
+        && require_node_package("playwright-core")
+}
+
+/// A browser test's files, both under `target/` so that a run killed half-way leaves nothing in `/tmp`: a fresh,
+/// empty Chromium profile (the script removes it when it ends) and the screenshot, removed first so that one from
+/// an earlier run never passes for this one's.
+pub struct BrowserFiles {
+    pub profile: std::path::PathBuf,
+    pub screenshot: std::path::PathBuf,
+}
+
+impl BrowserFiles {
+    /// `target/tmp/<profile>/` and `target/<screenshot>`.
+    pub fn new(profile: &str, screenshot: &str) -> BrowserFiles {
+        let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let files = BrowserFiles {
+            profile: tmp.join(profile),
+            screenshot: tmp.parent().expect("target dir").join(screenshot),
+        };
+        let _ = std::fs::remove_file(&files.screenshot);
+        let _ = std::fs::remove_dir_all(&files.profile);
+        std::fs::create_dir_all(&files.profile).expect("profile dir");
+        files
+    }
+
+    pub fn profile_arg(&self) -> &str {
+        self.profile.to_str().expect("UTF-8 path")
+    }
+
+    pub fn screenshot_arg(&self) -> &str {
+        self.screenshot.to_str().expect("UTF-8 path")
+    }
+
+    /// The script wrote a screenshot that is not empty.
+    pub fn assert_screenshot(&self) {
+        let size = std::fs::metadata(&self.screenshot)
+            .unwrap_or_else(|e| panic!("screenshot {}: {e}", self.screenshot.display()))
+            .len();
+        assert!(size > 0, "empty screenshot {}", self.screenshot.display());
     }
 }
 

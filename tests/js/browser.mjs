@@ -1,6 +1,7 @@
 // A real browser (headless Chromium, driven by the npm `playwright-core` package) for tests/browser.rs.
 //
-// Usage: node browser.mjs SPOUT_BASE_URL EXPECTED SCREENSHOT_PATH
+// Usage: node browser.mjs SPOUT_BASE_URL EXPECTED PROFILE_DIR SCREENSHOT_PATH
+//   PROFILE_DIR  an empty directory for Chromium's fresh profile (removed at the end)
 //
 // Serves a small HTML page from its own HTTP server on 127.0.0.1 (a different origin than spout, so every request
 // to spout is cross-origin and goes through the browser's CORS checks) and opens it in Chromium. The page opens four
@@ -24,14 +25,12 @@
 // launched by chromium.mjs.
 import http from 'node:http';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { launchChromium } from './chromium.mjs';
 
-const [spout, expectedArg, screenshot] = process.argv.slice(2);
+const [spout, expectedArg, userDataDir, screenshot] = process.argv.slice(2);
 const expected = Number(expectedArg);
-if (!spout || !Number.isInteger(expected) || !screenshot) {
-  process.stderr.write('usage: node browser.mjs SPOUT_BASE_URL EXPECTED SCREENSHOT_PATH\n');
+if (!spout || !Number.isInteger(expected) || !userDataDir || !screenshot) {
+  process.stderr.write('usage: node browser.mjs SPOUT_BASE_URL EXPECTED PROFILE_DIR SCREENSHOT_PATH\n');
   process.exit(2);
 }
 const print = (value) => process.stdout.write(JSON.stringify(value) + '\n');
@@ -134,7 +133,6 @@ const server = http.createServer((req, res) => {
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 const pageUrl = `http://127.0.0.1:${server.address().port}/page?spout=${encodeURIComponent(spout)}`;
 
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'spout-chromium-'));
 let context;
 let ok = false;
 const errors = [];
