@@ -4,7 +4,8 @@
 //! (and, for the JSON publish, its preflight) must pass. The page then receives exactly the published events, with
 //! their ids, names and multi-line data, on both kinds of stream; and after a channel deletion ends its streams,
 //! the `EventSource` reconnects by itself with `Last-Event-ID` and the `WebSocket` with `?last_event_id=`, both get
-//! `reset` and exactly the events they missed.
+//! `reset` and exactly the events they missed. Last, the page publishes an end marker to each stream: it must
+//! arrive, and nothing (no duplicate) may arrive before it but what was expected.
 
 mod common;
 
@@ -12,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
+
+/// What the page publishes last, to every stream (`publishMarkers` in `tests/js/browser.mjs`).
+const MARKER: &str = "end marker";
 
 /// What an `EventSource` of the page records for an event: data lines joined with LF (so CRLF and CR arrive as
 /// LF); an unnamed event is `message`.
@@ -57,6 +61,13 @@ impl Expected {
         self.sse_solo.push(sse_event("sse-solo", id, None, data));
         self.ws_solo
             .push(ws_event("ws-solo", id, "solo", None, data));
+    }
+
+    /// The end markers the page published to `news` and to `solo`, after everything else: each stream's last entry.
+    fn markers(&mut self, news: &str, solo: &str) {
+        self.sse.push(sse_event("sse", news, None, MARKER));
+        self.ws.push(ws_event("ws", news, "news", None, MARKER));
+        self.solo(solo, MARKER);
     }
 
     fn total(&self) -> usize {
@@ -134,7 +145,7 @@ fn chromium_receives_every_event_on_native_eventsource_and_websocket_across_orig
     let deadline = Instant::now() + Duration::from_secs(30);
     let files = BrowserFiles::new("browser-chromium-profile", "browser-test.png");
 
-    // 33 entries over the four streams; publish_all checks it.
+    // 33 entries over the four streams before the end markers; publish_all checks it.
     let total = 33;
     let mut browser = NodeScript::start(
         "browser.mjs",
@@ -154,10 +165,11 @@ fn chromium_receives_every_event_on_native_eventsource_and_websocket_across_orig
     for (channel, n) in [("news", 2), ("sport", 2), ("solo", 2)] {
         assert_eq!(subscribers(server.addr, channel), n, "{channel}");
     }
-    let expected = publish_all(server.addr, &page_id);
+    let mut expected = publish_all(server.addr, &page_id);
     assert_eq!(expected.total(), total);
 
     let mut got = Expected::default();
+    let mut markers = None;
     let done = loop {
         let line = browser.next_by(deadline, "the received events");
         match line["stream"].as_str() {
@@ -165,14 +177,28 @@ fn chromium_receives_every_event_on_native_eventsource_and_websocket_across_orig
             Some("ws") => got.ws.push(line),
             Some("sse-solo") => got.sse_solo.push(line),
             Some("ws-solo") => got.ws_solo.push(line),
+            _ if line["state"] == "marked" => markers = Some(line),
             _ => break line,
         }
     };
     assert_eq!(done["state"], "done", "{done}");
+    if let Some(marked) = &markers {
+        let id = |i: usize| {
+            marked["published"][i]
+                .as_str()
+                .unwrap_or_else(|| panic!("the page's end markers: {marked}"))
+                .to_string()
+        };
+        expected.markers(&id(0), &id(1));
+    }
     assert_eq!(got.sse, expected.sse, "EventSource on news,sport");
     assert_eq!(got.ws, expected.ws, "WebSocket on news,sport");
     assert_eq!(got.sse_solo, expected.sse_solo, "EventSource on solo");
     assert_eq!(got.ws_solo, expected.ws_solo, "WebSocket on solo");
+    assert!(
+        markers.is_some(),
+        "the page published no end markers: {done}"
+    );
     assert_eq!(done["errors"], json!([]), "errors in the page");
 
     browser.assert_exits_ok(deadline);

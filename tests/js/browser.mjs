@@ -13,16 +13,23 @@
 //   "ws-solo"   WebSocket on /sub/solo that reopens once, 3 s after a close, with ?last_event_id=;
 // then publishes one event itself with `fetch` (a JSON batch, so the browser sends a CORS preflight first).
 //
+// Once EXPECTED entries have arrived, the page publishes an end marker (data "end marker") to `news` and to `solo`,
+// and waits until each of the four streams has its marker. A duplicate arrives after the event it repeats, and need
+// not have arrived when the count is reached; but spout delivers a stream's events in id order, so whatever a stream
+// gets of the events published before its marker comes before the marker. With the markers in, nothing is still on
+// its way.
+//
 // Prints JSON lines on stdout:
 //   {"state":"ready","published":[ids]}  once all four streams are open (EventSource `open`; WebSocket spout's
 //                                        `{"event":"open"}` message) and the page's own publish was answered;
+//   {"state":"marked","published":[ids]} the end markers' ids (news, solo), once EXPECTED entries have arrived;
 //   {"stream":..., ...}                  per thing a stream saw, in arrival order: an event {"id","event","data"}
 //                                        (EventSource), a message {"message":{...}} (WebSocket), or a state
-//                                        {"state":"open"|"error"|"hello"|"close",...}; printed once EXPECTED of them
-//                                        have arrived (or 20 s passed), plus 300 ms to catch extra ones;
+//                                        {"state":"open"|"error"|"hello"|"close",...}; printed once every stream
+//                                        has its end marker (or a wait timed out), the markers included;
 //   {"state":"done","errors":[...]}      last, after the screenshot of the page (the rendered list) is written.
-// Exits 0 when EXPECTED entries arrived, 1 otherwise (the lines are printed either way). Chromium is
-// launched by chromium.mjs.
+// Exits 0 when EXPECTED entries and then every end marker arrived, 1 otherwise (the lines are printed either way).
+// Chromium is launched by chromium.mjs.
 import http from 'node:http';
 import fs from 'node:fs';
 import { launchChromium } from './chromium.mjs';
@@ -96,19 +103,27 @@ eventSource('sse', '/sub/news,sport', ['message', 'greet']);
 webSocket('ws', '/sub/news,sport', false);
 eventSource('sse-solo', '/sub/solo', ['message', 'deleted', 'reset']);
 webSocket('ws-solo', '/sub/solo', true);
-window.allOpen = () => ['sse', 'ws', 'sse-solo', 'ws-solo'].every((s) => window.opened[s]);
+const STREAMS = ['sse', 'ws', 'sse-solo', 'ws-solo'];
+window.allOpen = () => STREAMS.every((s) => window.opened[s]);
 
 // Publishing from the page: a JSON body is not a "simple" request, so Chromium sends an OPTIONS preflight first.
-window.publishFromPage = async () => {
+async function publish(events) {
   const res = await fetch(spout + '/pub', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ events: [{ channel: 'sport', event: 'greet', data: 'from the page' }] }),
+    body: JSON.stringify({ events }),
   });
   const body = await res.json();
   if (res.status !== 200) throw new Error('publish from the page: ' + res.status + ' ' + JSON.stringify(body));
   return body.ids;
-};
+}
+window.publishFromPage = () => publish([{ channel: 'sport', event: 'greet', data: 'from the page' }]);
+
+// The end markers: one event on news (for "sse" and "ws"), one on solo (for "sse-solo" and "ws-solo").
+const MARKER = 'end marker';
+window.publishMarkers = () => publish([{ channel: 'news', data: MARKER }, { channel: 'solo', data: MARKER }]);
+const isMarker = (entry) => entry.data === MARKER || (entry.message !== undefined && entry.message.data === MARKER);
+window.allMarked = () => STREAMS.every((s) => window.received.some((r) => r.stream === s && isMarker(r)));
 `;
 
 const PAGE = `<!doctype html>
@@ -148,13 +163,16 @@ try {
   const published = await page.evaluate(() => window.publishFromPage());
   print({ state: 'ready', published });
 
+  let awaited = `${expected} events`;
   try {
     await page.waitForFunction((n) => window.received.length >= n, expected, { timeout: 20000, polling: 20 });
+    awaited = 'the end markers on every stream';
+    print({ state: 'marked', published: await page.evaluate(() => window.publishMarkers()) });
+    await page.waitForFunction(() => window.allMarked(), null, { timeout: 20000, polling: 20 });
     ok = true;
   } catch (e) {
-    errors.push(`timed out waiting for ${expected} events`);
+    errors.push(`waiting for ${awaited}: ${e.message.split('\n')[0]}`);
   }
-  await page.waitForTimeout(300); // anything extra (a duplicate) shows up in the count
   const received = await page.evaluate(() => window.received);
   errors.push(...(await page.evaluate(() => window.errors)));
   for (const r of received) print(r);
