@@ -3,9 +3,10 @@
 //! page, one under `/flychat` on a native listener and one at the root of a flychat listener (two origins, one
 //! server); each message sent through a page's form shows, once, on the other page without a reload; a reload
 //! shows the history rendered by the server; a third page whose browser lacks `EventSource` and `URLSearchParams`
-//! chats through spout's `eventsource.min.js` and `url-polyfill.min.js`. What the pages show is compared with what the server saved. A screenshot of a page goes
-//! to `target/flychat-browser.png`. Under `CI=true` a missing Chromium, Node.js or `playwright-core` fails the
-//! test.
+//! chats through spout's `eventsource.min.js` and `url-polyfill.min.js`. What the pages show is compared with what
+//! the server saved; before each look, a marker message posted after must show on every page looked at, so that a
+//! copy still on its way would be seen. A screenshot of a page goes to `target/flychat-browser.png`. Under
+//! `CI=true` a missing Chromium, Node.js or `playwright-core` fails the test.
 
 mod common;
 
@@ -20,6 +21,8 @@ const FIRST: &str = "hello <b>bob</b> & \"co\"";
 const ANSWER: &str = "hi alice ✓ <script>alert(1)</script>";
 const THIRD: &str = "carol, are you there?";
 const FOURTH: &str = "yes, on the polyfill";
+/// Who the script's marker messages are from (`MARKER` in `tests/js/flychat_browser.mjs`).
+const MARKER: &str = "marker";
 
 /// A message as a page lists it, from what the server saved.
 fn listed(saved: &Value) -> Value {
@@ -60,9 +63,19 @@ fn two_pages_chat_through_the_forms_and_a_reload_shows_the_history() {
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(done["errors"], json!([]), "errors in the browser");
 
-    // What the server saved is what the pages sent.
+    // What the server saved is what the pages sent, and the script's markers, in the order posted.
     let saved = get(server.addrs[1], &format!("/rooms/{ROOM}/messages/")).json();
-    let messages = saved["messages"].as_array().expect("messages").clone();
+    let (markers, messages): (Vec<Value>, Vec<Value>) = saved["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .cloned()
+        .partition(|m| m["from"] == MARKER);
+    let marker_texts: Vec<&str> = markers.iter().filter_map(|m| m["text"].as_str()).collect();
+    let posted = done["markers"].as_u64().expect("markers posted");
+    assert!(posted > 0, "{done}");
+    let want: Vec<String> = (1..=posted).map(|n| format!("marker {n}")).collect();
+    assert_eq!(marker_texts, want);
     let sent: Vec<(&str, &str)> = messages
         .iter()
         .map(|m| {
