@@ -4,71 +4,18 @@
 //! (and, for the JSON publish, its preflight) must pass. The page then receives exactly the published events, with
 //! their ids, names and multi-line data, on both kinds of stream; and after a channel deletion ends its streams,
 //! the `EventSource` reconnects by itself with `Last-Event-ID` and the `WebSocket` with `?last_event_id=`, both get
-//! `reset` and exactly the events they missed.
+//! `reset` and exactly the events they missed. Last, the page publishes an end marker to each stream: it must
+//! arrive, and nothing (no duplicate) may arrive before it but what was expected.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
 
-/// The node script, killed on drop (Chromium, on the other end of its pipe, then exits too); its stdout lines
-/// arrive parsed on `lines`.
-struct Browser {
-    child: Child,
-    lines: Receiver<Value>,
-}
-
-impl Browser {
-    fn start(spout: &str, expected: usize, screenshot: &std::path::Path) -> Browser {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/browser.mjs");
-        let mut child = Command::new("node")
-            .arg(script)
-            .arg(spout)
-            .arg(expected.to_string())
-            .arg(screenshot)
-            // Chromium's profile goes there: a run killed half-way leaves it under target/, not in /tmp.
-            .env("TMPDIR", env!("CARGO_TARGET_TMPDIR"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn node");
-        let stdout = child.stdout.take().expect("stdout");
-        let (line_tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let value: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("browser.mjs printed {line:?}: {e}"));
-                if line_tx.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        Browser { child, lines }
-    }
-
-    fn next(&self, deadline: Instant, waiting_for: &str) -> Value {
-        let left = deadline.saturating_duration_since(Instant::now());
-        self.lines
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("browser.mjs printed nothing in time ({waiting_for})"))
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// What the page publishes last, to every stream (`publishMarkers` in `tests/js/browser.mjs`).
+const MARKER: &str = "end marker";
 
 /// What an `EventSource` of the page records for an event: data lines joined with LF (so CRLF and CR arrive as
 /// LF); an unnamed event is `message`.
@@ -114,6 +61,13 @@ impl Expected {
         self.sse_solo.push(sse_event("sse-solo", id, None, data));
         self.ws_solo
             .push(ws_event("ws-solo", id, "solo", None, data));
+    }
+
+    /// The end markers the page published to `news` and to `solo`, after everything else: each stream's last entry.
+    fn markers(&mut self, news: &str, solo: &str) {
+        self.sse.push(sse_event("sse", news, None, MARKER));
+        self.ws.push(ws_event("ws", news, "news", None, MARKER));
+        self.solo(solo, MARKER);
     }
 
     fn total(&self) -> usize {
@@ -169,13 +123,28 @@ fn publish_all(addr: std::net::SocketAddr, page_id: &str) -> Expected {
         state("ws-solo", "hello"),
         json!({"stream": "ws-solo", "message": {"event": "reset", "reason": "evicted", "channels": ["solo"]}}),
     ]);
-    // While they are away (their reconnect waits --retry, 3s): three events, of which --history 2 keeps two. The
-    // wait must outlast these publishes on a loaded machine: a stream back between them would replay "lost".
+    // While they are away (their reconnect waits --retry, 3s): three events, of which --history 2 keeps two. They
+    // must be gone before the first (the deletion ended them: the open streams gauge, which follows within a tick,
+    // is down to news,sport's two) and still away after the last: a stream back among these publishes would replay
+    // "lost" instead of a reset. The deletion forgot solo's subscribers, so any it has now came back.
+    let still_away = |when: &str| {
+        let back = subscribers(addr, "solo");
+        assert_eq!(
+            back, 0,
+            "{back} solo stream(s) back (after --retry 3s) {when} the three events published while they were away: \
+             this machine was too slow for the test's timing"
+        );
+    };
+    wait_for("the deletion to end both solo streams", || {
+        still_away("before");
+        metric(addr, "spout_subscribers") == 2
+    });
     publisher.publish_id("solo", "lost");
     for data in ["while away 1", "while away 2"] {
         let id = publisher.publish_id("solo", data);
         e.solo(&id, data);
     }
+    still_away("by the end of");
     wait_for("both solo streams back", || subscribers(addr, "solo") == 2);
     let live = publisher.publish_id("solo", "live again");
     e.solo(&live, "live again");
@@ -184,24 +153,25 @@ fn publish_all(addr: std::net::SocketAddr, page_id: &str) -> Expected {
 
 #[test]
 fn chromium_receives_every_event_on_native_eventsource_and_websocket_across_origins() {
-    if !require_program("node")
-        || !require_program("chromium")
-        || !require_node_package("playwright-core")
-    {
+    if !require_browser() {
         return;
     }
     let server = start_server(&["--workers", "2", "--retry", "3s", "--history", "2"]);
     let deadline = Instant::now() + Duration::from_secs(30);
-    let screenshot: PathBuf = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
-        .join("browser-test.png");
-    let _ = std::fs::remove_file(&screenshot);
+    let files = BrowserFiles::new("browser-chromium-profile", "browser-test.png");
 
-    // 33 entries over the four streams; publish_all checks it.
+    // 33 entries over the four streams before the end markers; publish_all checks it.
     let total = 33;
-    let mut browser = Browser::start(&server.url(""), total, &screenshot);
-    let ready = browser.next(deadline, "all streams open");
+    let mut browser = NodeScript::start(
+        "browser.mjs",
+        &[
+            &server.url(""),
+            &total.to_string(),
+            files.profile_arg(),
+            files.screenshot_arg(),
+        ],
+    );
+    let ready = browser.next_by(deadline, "all streams open");
     assert_eq!(ready["state"], "ready", "{ready}");
     let page_id = ready["published"][0]
         .as_str()
@@ -210,40 +180,42 @@ fn chromium_receives_every_event_on_native_eventsource_and_websocket_across_orig
     for (channel, n) in [("news", 2), ("sport", 2), ("solo", 2)] {
         assert_eq!(subscribers(server.addr, channel), n, "{channel}");
     }
-    let expected = publish_all(server.addr, &page_id);
+    let mut expected = publish_all(server.addr, &page_id);
     assert_eq!(expected.total(), total);
 
     let mut got = Expected::default();
+    let mut markers = None;
     let done = loop {
-        let line = browser.next(deadline, "the received events");
+        let line = browser.next_by(deadline, "the received events");
         match line["stream"].as_str() {
             Some("sse") => got.sse.push(line),
             Some("ws") => got.ws.push(line),
             Some("sse-solo") => got.sse_solo.push(line),
             Some("ws-solo") => got.ws_solo.push(line),
+            _ if line["state"] == "marked" => markers = Some(line),
             _ => break line,
         }
     };
     assert_eq!(done["state"], "done", "{done}");
+    if let Some(marked) = &markers {
+        let id = |i: usize| {
+            marked["published"][i]
+                .as_str()
+                .unwrap_or_else(|| panic!("the page's end markers: {marked}"))
+                .to_string()
+        };
+        expected.markers(&id(0), &id(1));
+    }
     assert_eq!(got.sse, expected.sse, "EventSource on news,sport");
     assert_eq!(got.ws, expected.ws, "WebSocket on news,sport");
     assert_eq!(got.sse_solo, expected.sse_solo, "EventSource on solo");
     assert_eq!(got.ws_solo, expected.ws_solo, "WebSocket on solo");
+    assert!(
+        markers.is_some(),
+        "the page published no end markers: {done}"
+    );
     assert_eq!(done["errors"], json!([]), "errors in the page");
 
-    let exit = loop {
-        if let Some(status) = browser.child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "browser.mjs did not exit in time"
-        );
-        thread::sleep(Duration::from_millis(20));
-    };
-    assert!(exit.success(), "browser.mjs exited with {exit}");
-    let size = std::fs::metadata(&screenshot)
-        .unwrap_or_else(|e| panic!("screenshot {}: {e}", screenshot.display()))
-        .len();
-    assert!(size > 0, "empty screenshot {}", screenshot.display());
+    browser.assert_exits_ok(deadline);
+    files.assert_screenshot();
 }

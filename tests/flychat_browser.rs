@@ -3,14 +3,14 @@
 //! page, one under `/flychat` on a native listener and one at the root of a flychat listener (two origins, one
 //! server); each message sent through a page's form shows, once, on the other page without a reload; a reload
 //! shows the history rendered by the server; a third page whose browser lacks `EventSource` and `URLSearchParams`
-//! chats through spout's `eventsource.min.js` and `url-polyfill.min.js`. What the pages show is compared with what the server saved. A screenshot of a page goes
-//! to `target/flychat-browser.png`. Under `CI=true` a missing Chromium, Node.js or `playwright-core` fails the
-//! test.
+//! chats through spout's `eventsource.min.js` and `url-polyfill.min.js`. What the pages show is compared with what
+//! the server saved; before each look, a marker message posted after must show on every page looked at, so that a
+//! copy still on its way would be seen. A screenshot of a page goes to `target/flychat-browser.png`. Under
+//! `CI=true` a missing Chromium, Node.js or `playwright-core` fails the test.
 
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -21,6 +21,8 @@ const FIRST: &str = "hello <b>bob</b> & \"co\"";
 const ANSWER: &str = "hi alice ✓ <script>alert(1)</script>";
 const THIRD: &str = "carol, are you there?";
 const FOURTH: &str = "yes, on the polyfill";
+/// Who the script's marker messages are from (`MARKER` in `tests/js/flychat_browser.mjs`).
+const MARKER: &str = "marker";
 
 /// A message as a page lists it, from what the server saved.
 fn listed(saved: &Value) -> Value {
@@ -29,25 +31,13 @@ fn listed(saved: &Value) -> Value {
 
 #[test]
 fn two_pages_chat_through_the_forms_and_a_reload_shows_the_history() {
-    if !require_program("node")
-        || !require_program("chromium")
-        || !require_node_package("playwright-core")
-    {
+    if !require_browser() {
         return;
     }
     let server = start_server(&["--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0=flychat"]);
     let prefixed = format!("http://{}/flychat", server.addrs[0]);
     let root = format!("http://{}", server.addrs[1]);
-    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let screenshot = target
-        .parent()
-        .expect("target dir")
-        .join("flychat-browser.png");
-    let _ = std::fs::remove_file(&screenshot);
-    // A fresh profile under target/, so that a run killed half-way leaves nothing in /tmp.
-    let profile = target.join("flychat-chromium-profile");
-    let _ = std::fs::remove_dir_all(&profile);
-    std::fs::create_dir_all(&profile).expect("profile dir");
+    let files = BrowserFiles::new("flychat-chromium-profile", "flychat-browser.png");
 
     let mut browser = NodeScript::start(
         "flychat_browser.mjs",
@@ -55,18 +45,14 @@ fn two_pages_chat_through_the_forms_and_a_reload_shows_the_history() {
             &prefixed,
             &root,
             ROOM,
-            profile.to_str().expect("UTF-8 path"),
-            screenshot.to_str().expect("UTF-8 path"),
+            files.profile_arg(),
+            files.screenshot_arg(),
         ],
     );
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut steps: HashMap<String, Value> = HashMap::new();
     let done = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = browser
-            .lines
-            .recv_timeout(left)
-            .expect("flychat_browser.mjs printed nothing in time");
+        let line = browser.next_by(deadline, "the next step");
         match line["step"].as_str() {
             Some(step) => {
                 steps.insert(step.to_string(), line);
@@ -77,9 +63,19 @@ fn two_pages_chat_through_the_forms_and_a_reload_shows_the_history() {
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(done["errors"], json!([]), "errors in the browser");
 
-    // What the server saved is what the pages sent.
+    // What the server saved is what the pages sent, and the script's markers, in the order posted.
     let saved = get(server.addrs[1], &format!("/rooms/{ROOM}/messages/")).json();
-    let messages = saved["messages"].as_array().expect("messages").clone();
+    let (markers, messages): (Vec<Value>, Vec<Value>) = saved["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .cloned()
+        .partition(|m| m["from"] == MARKER);
+    let marker_texts: Vec<&str> = markers.iter().filter_map(|m| m["text"].as_str()).collect();
+    let posted = done["markers"].as_u64().expect("markers posted");
+    assert!(posted > 0, "{done}");
+    let want: Vec<String> = (1..=posted).map(|n| format!("marker {n}")).collect();
+    assert_eq!(marker_texts, want);
     let sent: Vec<(&str, &str)> = messages
         .iter()
         .map(|m| {
@@ -148,10 +144,6 @@ fn two_pages_chat_through_the_forms_and_a_reload_shows_the_history() {
     assert_eq!(polyfill["alice"], upto(4));
     assert_eq!(polyfill["carolStayed"], true);
 
-    let status = browser.child.wait().expect("wait for node");
-    assert!(status.success(), "flychat_browser.mjs exited with {status}");
-    let size = std::fs::metadata(&screenshot)
-        .unwrap_or_else(|e| panic!("screenshot {}: {e}", screenshot.display()))
-        .len();
-    assert!(size > 0, "empty screenshot {}", screenshot.display());
+    browser.assert_exits_ok(deadline);
+    files.assert_screenshot();
 }

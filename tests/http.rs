@@ -666,8 +666,50 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
+/// One `/metrics` reading, to watch a connection's pipelined requests being taken: the events published so far
+/// (counted by the channel table as they happen, and not moved by these readings) and each worker's loop turns (from
+/// the snapshot the worker publishes on each tick, so a change means that worker ticked since the last reading).
+struct Progress {
+    published: u64,
+    turns: Vec<u64>,
+}
+
+impl Progress {
+    fn read(addr: SocketAddr) -> Progress {
+        let text = get(addr, "/metrics").text();
+        let turns = metric_samples(&text, "spout_loop_turns_total");
+        // Without it, "every worker ticked twice" would hold at once.
+        assert!(!turns.is_empty(), "no spout_loop_turns_total: {text}");
+        Progress {
+            published: metric_samples(&text, "spout_events_published_total")
+                .iter()
+                .sum(),
+            turns,
+        }
+    }
+}
+
+/// Writes as much of `bytes` as a non-blocking socket takes now; returns how much that was.
+fn write_what_fits(stream: &mut TcpStream, bytes: &[u8]) -> usize {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match stream.write(&bytes[sent..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("write pipelined requests: {e}"),
+        }
+    }
+    sent
+}
+
 /// A client that pipelines requests but does not read the answers must not make the server queue answers
 /// without bound: the server stops taking requests from it while its answers wait, and goes on as they are read.
+///
+/// Memory is measured once the server has read what it will, never after a guessed pause (after which a server
+/// that had not read yet would pass): either it took every request, or requests it can read wait while every worker
+/// ticks twice without taking one, so it holds them. Each pipelined pair is a publish and a `/metrics`; the publishes
+/// count the pairs taken.
 #[test]
 fn pipelining_without_reading_answers_does_not_queue_without_bound() {
     const REQUESTS: usize = 10_000;
@@ -680,19 +722,72 @@ fn pipelining_without_reading_answers_does_not_queue_without_bound() {
     );
     let answer_len = client.request(&raw("GET", "/metrics", "", None)).body.len();
     let before = rss_kib(pid);
+    let pair = [
+        raw("POST", "/pub/pipelined", "", Some(b"x")),
+        raw("GET", "/metrics", "", None),
+    ]
+    .concat();
+    let all = pair.repeat(REQUESTS);
+    let published_before = Progress::read(server.addr).published;
     let mut writer = client.reader.get_ref().try_clone().expect("clone");
-    let writing = std::thread::spawn(move || {
-        let all = raw("GET", "/metrics", "", None).repeat(REQUESTS);
-        writer.write_all(&all).expect("write pipelined requests");
-    });
-    std::thread::sleep(Duration::from_millis(1500));
+    writer.set_nonblocking(true).expect("non-blocking");
+    let mut sent = 0;
+    // While the server has readable pairs and takes none: the count it stands at, and per worker its turns at the
+    // last reading and the ticks seen since.
+    let mut still: Option<(u64, Vec<u64>, Vec<u32>)> = None;
+    let deadline = Instant::now() + WAIT;
+    let taken = loop {
+        sent += write_what_fits(&mut writer, &all[sent..]);
+        let now = Progress::read(server.addr);
+        let taken = now.published - published_before;
+        if taken == REQUESTS as u64 {
+            break taken;
+        }
+        // A whole pair beyond those taken has been sent: the server can read its publish.
+        let readable = (sent / pair.len()) as u64 > taken;
+        match &mut still {
+            Some((published, turns, ticks)) if readable && *published == now.published => {
+                for ((last, tick), turn) in turns.iter_mut().zip(ticks.iter_mut()).zip(&now.turns) {
+                    if turn != last {
+                        *last = *turn;
+                        *tick += 1;
+                    }
+                }
+                // Two ticks, not one: between them lies a whole tick interval of the worker, in which a connection
+                // that is not holding reads its input (on the turn after its event, or the next, if it used its
+                // read budget).
+                if ticks.iter().all(|t| *t >= 2) {
+                    break taken;
+                }
+            }
+            _ => {
+                still =
+                    readable.then(|| (now.published, now.turns.clone(), vec![0; now.turns.len()]));
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server neither took all {REQUESTS} pipelined pairs nor held the rest: it took {taken} of the {} sent",
+            sent / pair.len()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(taken > 0, "the server took none of the pipelined pairs");
     let grown = rss_kib(pid).saturating_sub(before);
     // Unbounded, the answers would take REQUESTS * answer_len (tens of MiB) minus what the socket buffers hold.
     assert!(
         grown < 16 * 1024,
-        "server grew by {grown} KiB for answers of {answer_len} bytes that nobody read"
+        "server grew by {grown} KiB, having taken {taken} pipelined pairs (answers of {answer_len} bytes to the \
+         /metrics of each) that nobody read"
     );
+    writer.set_nonblocking(false).expect("blocking");
+    let rest = all[sent..].to_vec();
+    let writing = std::thread::spawn(move || {
+        writer.write_all(&rest).expect("write pipelined requests");
+    });
     for i in 0..REQUESTS {
+        let published = client.read();
+        assert_eq!(published.status, 200, "publish {i}: {}", published.text());
         let resp = client.read();
         assert_eq!(resp.status, 200, "answer {i}");
     }

@@ -621,28 +621,6 @@ fn keker_is_served_under_its_prefix_on_a_native_listener() {
     assert_eq!(get(native, "/healthz").status, 200);
 }
 
-/// The npm `ws` client, as the README's browser code: HELLO on open, messages as they come, pings answered by
-/// the library itself.
-struct NodeText(NodeScript);
-
-impl NodeText {
-    fn start(url: &str) -> NodeText {
-        NodeText(NodeScript::start("ws_text_client.mjs", &[url]))
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.0.stdin.as_mut().expect("stdin");
-        writeln!(stdin, "{line}").expect("write to node");
-    }
-
-    fn next(&self) -> Value {
-        self.0
-            .lines
-            .recv_timeout(WAIT)
-            .expect("a line from the node client")
-    }
-}
-
 #[test]
 fn the_readmes_browser_code_works_with_the_npm_ws_client() {
     if !require_program("node") || !require_node_package("ws") {
@@ -650,8 +628,13 @@ fn the_readmes_browser_code_works_with_the_npm_ws_client() {
     }
     let server = start(&["--keker-timeout", "1s"]);
     let addr = server.addrs[0];
-    let mut client = NodeText::start(&format!("ws://{addr}/v1/subscribe"));
-    client.send("HELLO browser");
+    // The npm `ws` client, as the README's browser code: HELLO on open, messages as they come, pings answered by
+    // the library itself.
+    let mut client = NodeScript::start(
+        "ws_text_client.mjs",
+        &[&format!("ws://{addr}/v1/subscribe")],
+    );
+    client.send_line("HELLO browser");
     assert_eq!(client.next(), json!({"state": "open"}));
     wait_for("the session", || sessions(addr) == json!({"browser": 1}));
     assert_eq!(
@@ -667,7 +650,7 @@ fn the_readmes_browser_code_works_with_the_npm_ws_client() {
     );
     assert_eq!(client.next(), json!({"text": "second"}));
     // Closing: the library sends 1000 and gets 1000 back.
-    client.0.stdin.take();
+    client.close_stdin();
     assert_eq!(client.next(), json!({"state": "close", "code": 1000}));
     wait_for("the session to end", || sessions(addr) == json!({}));
 }

@@ -238,12 +238,7 @@ fn a_real_eventsource_client_gets_the_named_events() {
         let mut args = vec![url.as_str()];
         args.extend_from_slice(&names);
         let client = NodeScript::start("eventsource_client.mjs", &args);
-        let next = || {
-            client
-                .lines
-                .recv_timeout(WAIT)
-                .expect("the EventSource client printed nothing in time")
-        };
+        let next = || client.next();
         assert_eq!(next(), json!({"state": "open"}));
         let data = |line: Value, name: &str| -> Value {
             assert_eq!(line["event"], name, "{line}");

@@ -491,22 +491,6 @@ fn a_websocket_subscriber_that_does_not_read_is_closed_at_the_cap() {
 
 // ---- a real client: the npm `ws` package ---------------------------------------------------------------------
 
-/// The node client (`tests/js/ws_client.mjs`).
-struct NodeWs(NodeScript);
-
-impl NodeWs {
-    fn start(url: &str) -> NodeWs {
-        NodeWs(NodeScript::start("ws_client.mjs", &[url]))
-    }
-
-    fn next(&self) -> Value {
-        self.0
-            .lines
-            .recv_timeout(WAIT)
-            .expect("a line from the node client")
-    }
-}
-
 #[test]
 fn the_npm_ws_client_receives_events_resets_deletion_and_closes_cleanly() {
     if !require_program("node") || !require_node_package("ws") {
@@ -520,7 +504,7 @@ fn the_npm_ws_client_receives_events_resets_deletion_and_closes_cleanly() {
         "ws://{}/sub/n,m?client_id=node&last_event_id={}",
         server.addr, old[0]
     );
-    let client = NodeWs::start(&url);
+    let client = NodeScript::start("ws_client.mjs", &[&url]);
     assert_eq!(client.next(), json!({"state": "open"}));
     assert_eq!(
         client.next(),
@@ -580,11 +564,12 @@ fn the_npm_ws_client_closes_with_1000_and_the_server_echoes_it() {
         return;
     }
     let server = start_server(&[]);
-    let mut client = NodeWs::start(&format!("ws://{}/sub/bye", server.addr));
+    let mut client =
+        NodeScript::start("ws_client.mjs", &[&format!("ws://{}/sub/bye", server.addr)]);
     assert_eq!(client.next(), json!({"state": "open"}));
     assert_eq!(client.next()["message"]["event"], "open");
     wait_for("the subscription", || subscribers(server.addr, "bye") == 1);
-    drop(client.0.stdin.take());
+    client.close_stdin();
     assert_eq!(client.next(), json!({"state": "close", "code": 1000}));
     wait_for("the unsubscription", || {
         subscribers(server.addr, "bye") == 0

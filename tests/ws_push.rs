@@ -931,20 +931,19 @@ fn the_served_client_script_works_against_spout() {
         "pushserver_client.mjs",
         &[&format!("http://{addr}"), &format!("ws://{addr}/"), "js"],
     );
-    let next = |script: &NodeScript| script.lines.recv_timeout(WAIT).expect("a line from node");
-    let uuid = next(&script)["uuid"].as_str().expect("uuid").to_string();
-    assert_eq!(next(&script), json!({"subscribed": ["js"]}));
+    let uuid = script.next()["uuid"].as_str().expect("uuid").to_string();
+    assert_eq!(script.next(), json!({"subscribed": ["js"]}));
     assert_eq!(
         push(addr, "js", &token, json!([uuid]), "to the page").status,
         200
     );
     assert_eq!(
-        next(&script),
+        script.next(),
         json!({"push": {"channel": "js", "message": "to the page"}})
     );
-    script.stdin.take();
-    assert_eq!(next(&script), json!({"unsubscribed": []}));
-    assert_eq!(next(&script), json!({"state": "closed"}));
+    script.close_stdin();
+    assert_eq!(script.next(), json!({"unsubscribed": []}));
+    assert_eq!(script.next(), json!({"state": "closed"}));
 }
 
 #[test]
@@ -956,22 +955,22 @@ fn the_npm_ws_client_subscribes_and_receives() {
     let addr = server.addrs[0];
     let token = create(addr, "npm");
     let mut node = NodeScript::start("ws_text_client.mjs", &[&format!("ws://{addr}/socket")]);
-    let next = |node: &NodeScript| node.lines.recv_timeout(WAIT).expect("a line from node");
     let text = |line: Value| -> Value {
         serde_json::from_str(line["text"].as_str().expect("text")).unwrap()
     };
-    assert_eq!(next(&node), json!({"state": "open"}));
-    let hello = text(next(&node));
+    assert_eq!(node.next(), json!({"state": "open"}));
+    let hello = text(node.next());
     let uuid = hello["data"]["uuid"].as_str().unwrap().to_string();
-    let stdin = node.stdin.as_mut().unwrap();
-    writeln!(stdin, r#"{{"messageType":"CLIENT_ACTION","uuid":"{uuid}","action":"SUBSCRIBE","data":{{"channel":"npm"}}}}"#).unwrap();
-    assert_eq!(text(next(&node)), client_ack("Subscribed", &uuid, &["npm"]));
+    node.send_line(&format!(
+        r#"{{"messageType":"CLIENT_ACTION","uuid":"{uuid}","action":"SUBSCRIBE","data":{{"channel":"npm"}}}}"#
+    ));
+    assert_eq!(text(node.next()), client_ack("Subscribed", &uuid, &["npm"]));
     // The library answers pings, so it outlives the timeout.
     thread::sleep(Duration::from_millis(1500));
     assert_eq!(push(addr, "npm", &token, json!([]), "hi").status, 200);
-    assert_eq!(text(next(&node)), client_push(&uuid, &["npm"], "npm", "hi"));
-    node.stdin.take();
-    assert_eq!(next(&node), json!({"state": "close", "code": 1000}));
+    assert_eq!(text(node.next()), client_push(&uuid, &["npm"], "npm", "hi"));
+    node.close_stdin();
+    assert_eq!(node.next(), json!({"state": "close", "code": 1000}));
 }
 
 /// The original's two ports are one listener here: an HTTP answer and a WebSocket from the same address.

@@ -363,7 +363,13 @@ pub fn subscribers(addr: SocketAddr, channel: &str) -> u64 {
 
 /// Reads a metric's value summed over its series from `/metrics`.
 pub fn metric(addr: SocketAddr, name: &str) -> u64 {
-    let text = get(addr, "/metrics").text();
+    metric_samples(&get(addr, "/metrics").text(), name)
+        .iter()
+        .sum()
+}
+
+/// A metric's samples in a `/metrics` text, one per series in the order listed (per worker: worker 0 first).
+pub fn metric_samples(text: &str, name: &str) -> Vec<u64> {
     text.lines()
         .filter(|l| {
             l.starts_with(name)
@@ -376,24 +382,42 @@ pub fn metric(addr: SocketAddr, name: &str) -> u64 {
                 .parse::<u64>()
                 .expect("value")
         })
-        .sum()
+        .collect()
 }
 
-/// Whether an external program is on PATH. Under `CI=true` a missing real client is a failure, never a skip.
+/// Whether an external program is on PATH. A missing one skips the test (`skipped`); under `CI=true` it fails it.
 pub fn require_program(name: &str) -> bool {
     let found = Command::new("sh")
         .arg("-c")
         .arg(format!("command -v {name}"))
         .output()
         .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "{name} is required under CI=true but is not installed"
-        );
-        eprintln!("SKIPPING: {name} is not installed (this would fail under CI=true)");
-    }
-    found
+    found || skipped(name, "")
+}
+
+/// Reports that the running test cannot drive its real client `client` (a program or an npm package, not
+/// installed) and returns false, for the test to return early: `SKIPPED: <test binary>::<test>: <client> missing`.
+/// Under `CI=true` a missing real client is a failure, never a skip.
+///
+/// The line is written to the `io::stderr()` handle, not with `eprintln!`: libtest captures what `print!` and
+/// `eprint!` write and shows it only for a failing test, so a skip reported that way would vanish behind an `ok`.
+/// Writes to the handle are not captured: the line shows in a default `cargo test` run, just above the binary's
+/// `test result:` summary (which counts the test as passed; libtest has no skipped outcome a test can choose at run
+/// time), and in CI logs, where there is no terminal to write to.
+fn skipped(client: &str, remedy: &str) -> bool {
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "{client} is required under CI=true but is not installed{remedy}"
+    );
+    // libtest runs each test on a thread named after it.
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {}::{test}: {client} missing{remedy} (under CI=true this fails)",
+        env!("CARGO_CRATE_NAME")
+    );
+    false
 }
 
 // ---- keep-alive clients, batch publish, signals, node packages (sse.rs, eventsource.rs, curl.rs) ----------------
@@ -467,20 +491,17 @@ pub fn signal(pid: u32, name: &str) {
 }
 
 /// Whether the npm package `name` is installed under `tests/js/node_modules` (`cd tests/js && npm ci`). Like
-/// `require_program`: under `CI=true` a missing package is a failure, never a skip.
+/// `require_program`: a missing package skips the test, visibly; under `CI=true` it fails it.
 pub fn require_node_package(name: &str) -> bool {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/js/node_modules")
         .join(name);
     let found = dir.join("package.json").is_file();
-    if !found {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "npm package {name} is required under CI=true but is not installed: run `cd tests/js && npm ci`"
-        );
-        eprintln!("SKIPPING: npm package {name} is not installed; run `cd tests/js && npm ci` (this would fail under CI=true)");
-    }
     found
+        || skipped(
+            &format!("npm package {name}"),
+            ": run `cd tests/js && npm ci`",
+        )
 }
 
 // ---- WebSocket (ws.rs) ------------------------------------------------------------------------------------------
@@ -677,19 +698,23 @@ impl Ws {
 }
 
 /// A node script from `tests/js/`, killed on drop. Its stdin stays open (closing it asks the script to finish);
-/// every stdout line is parsed as JSON and arrives on `lines`.
+/// every stdout line is parsed as JSON and arrives on `lines` (`next` reads one).
 pub struct NodeScript {
     pub child: std::process::Child,
     pub stdin: Option<std::process::ChildStdin>,
     pub lines: std::sync::mpsc::Receiver<serde_json::Value>,
+    script: String,
 }
 
 impl NodeScript {
+    /// Starts `node tests/js/<script> <args>`, with `TMPDIR` under `target/`: what the script leaves in its
+    /// temporary directory (Chromium's and playwright-core's files) stays there when a run is killed half-way.
     pub fn start(script: &str, args: &[&str]) -> NodeScript {
         let path = format!("{}/tests/js/{script}", env!("CARGO_MANIFEST_DIR"));
         let mut child = Command::new("node")
             .arg(path)
             .args(args)
+            .env("TMPDIR", env!("CARGO_TARGET_TMPDIR"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -698,12 +723,12 @@ impl NodeScript {
         let stdout = child.stdout.take().expect("stdout");
         let stdin = child.stdin.take();
         let (line_tx, lines) = std::sync::mpsc::channel();
-        let script = script.to_string();
+        let name = script.to_string();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 let value: serde_json::Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("{script} printed {line:?}: {e}"));
+                    .unwrap_or_else(|e| panic!("{name} printed {line:?}: {e}"));
                 if line_tx.send(value).is_err() {
                     break;
                 }
@@ -713,7 +738,54 @@ impl NodeScript {
             child,
             stdin,
             lines,
+            script: script.to_string(),
         }
+    }
+
+    /// The next line the script prints, within `WAIT`.
+    pub fn next(&self) -> serde_json::Value {
+        self.next_by(Instant::now() + WAIT, "its next line")
+    }
+
+    /// The next line the script prints, before `deadline`; `waiting_for` says in a failure what did not come.
+    pub fn next_by(&self, deadline: Instant, waiting_for: &str) -> serde_json::Value {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(left) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("{} printed nothing in time ({waiting_for})", self.script)
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("{} ended its output ({waiting_for})", self.script)
+            }
+        }
+    }
+
+    /// Writes one line to the script's stdin.
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").expect("write to node");
+    }
+
+    /// Closes the script's stdin, which asks it to finish.
+    pub fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+
+    /// Waits, until `deadline`, for the script to exit, and asserts that it succeeded.
+    pub fn assert_exits_ok(&mut self, deadline: Instant) {
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit in time",
+                self.script
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "{} exited with {status}", self.script);
     }
 }
 
@@ -721,6 +793,56 @@ impl Drop for NodeScript {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+// ---- headless Chromium (browser.rs, flychat_browser.rs) ---------------------------------------------------------
+
+/// Whether the browser tests can run: Node.js, Debian's Chromium and the npm `playwright-core` package that drives
+/// it (`tests/js/chromium.mjs`). Like `require_program`: anything missing skips the test, visibly; under `CI=true`
+/// it fails it.
+pub fn require_browser() -> bool {
+    require_program("node")
+        && require_program("chromium")
+        && require_node_package("playwright-core")
+}
+
+/// A browser test's files, both under `target/` so that a run killed half-way leaves nothing in `/tmp`: a fresh,
+/// empty Chromium profile (the script removes it when it ends) and the screenshot, removed first so that one from
+/// an earlier run never passes for this one's.
+pub struct BrowserFiles {
+    pub profile: std::path::PathBuf,
+    pub screenshot: std::path::PathBuf,
+}
+
+impl BrowserFiles {
+    /// `target/tmp/<profile>/` and `target/<screenshot>`.
+    pub fn new(profile: &str, screenshot: &str) -> BrowserFiles {
+        let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let files = BrowserFiles {
+            profile: tmp.join(profile),
+            screenshot: tmp.parent().expect("target dir").join(screenshot),
+        };
+        let _ = std::fs::remove_file(&files.screenshot);
+        let _ = std::fs::remove_dir_all(&files.profile);
+        std::fs::create_dir_all(&files.profile).expect("profile dir");
+        files
+    }
+
+    pub fn profile_arg(&self) -> &str {
+        self.profile.to_str().expect("UTF-8 path")
+    }
+
+    pub fn screenshot_arg(&self) -> &str {
+        self.screenshot.to_str().expect("UTF-8 path")
+    }
+
+    /// The script wrote a screenshot that is not empty.
+    pub fn assert_screenshot(&self) {
+        let size = std::fs::metadata(&self.screenshot)
+            .unwrap_or_else(|e| panic!("screenshot {}: {e}", self.screenshot.display()))
+            .len();
+        assert!(size > 0, "empty screenshot {}", self.screenshot.display());
     }
 }
 

@@ -1,6 +1,7 @@
 // A real browser (headless Chromium, driven by the npm `playwright-core` package) for tests/browser.rs.
 //
-// Usage: node browser.mjs SPOUT_BASE_URL EXPECTED SCREENSHOT_PATH
+// Usage: node browser.mjs SPOUT_BASE_URL EXPECTED PROFILE_DIR SCREENSHOT_PATH
+//   PROFILE_DIR  an empty directory for Chromium's fresh profile (removed at the end)
 //
 // Serves a small HTML page from its own HTTP server on 127.0.0.1 (a different origin than spout, so every request
 // to spout is cross-origin and goes through the browser's CORS checks) and opens it in Chromium. The page opens four
@@ -12,26 +13,31 @@
 //   "ws-solo"   WebSocket on /sub/solo that reopens once, 3 s after a close, with ?last_event_id=;
 // then publishes one event itself with `fetch` (a JSON batch, so the browser sends a CORS preflight first).
 //
+// Once EXPECTED entries have arrived, the page publishes an end marker (data "end marker") to `news` and to `solo`,
+// and waits until each of the four streams has its marker. A duplicate arrives after the event it repeats, and need
+// not have arrived when the count is reached; but spout delivers a stream's events in id order, so whatever a stream
+// gets of the events published before its marker comes before the marker. With the markers in, nothing is still on
+// its way.
+//
 // Prints JSON lines on stdout:
 //   {"state":"ready","published":[ids]}  once all four streams are open (EventSource `open`; WebSocket spout's
 //                                        `{"event":"open"}` message) and the page's own publish was answered;
+//   {"state":"marked","published":[ids]} the end markers' ids (news, solo), once EXPECTED entries have arrived;
 //   {"stream":..., ...}                  per thing a stream saw, in arrival order: an event {"id","event","data"}
 //                                        (EventSource), a message {"message":{...}} (WebSocket), or a state
-//                                        {"state":"open"|"error"|"hello"|"close",...}; printed once EXPECTED of them
-//                                        have arrived (or 20 s passed), plus 300 ms to catch extra ones;
+//                                        {"state":"open"|"error"|"hello"|"close",...}; printed once every stream
+//                                        has its end marker (or a wait timed out), the markers included;
 //   {"state":"done","errors":[...]}      last, after the screenshot of the page (the rendered list) is written.
-// Exits 0 when EXPECTED entries arrived, 1 otherwise (the lines are printed either way). Chromium is
-// launched by chromium.mjs.
+// Exits 0 when EXPECTED entries and then every end marker arrived, 1 otherwise (the lines are printed either way).
+// Chromium is launched by chromium.mjs.
 import http from 'node:http';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { launchChromium } from './chromium.mjs';
 
-const [spout, expectedArg, screenshot] = process.argv.slice(2);
+const [spout, expectedArg, userDataDir, screenshot] = process.argv.slice(2);
 const expected = Number(expectedArg);
-if (!spout || !Number.isInteger(expected) || !screenshot) {
-  process.stderr.write('usage: node browser.mjs SPOUT_BASE_URL EXPECTED SCREENSHOT_PATH\n');
+if (!spout || !Number.isInteger(expected) || !userDataDir || !screenshot) {
+  process.stderr.write('usage: node browser.mjs SPOUT_BASE_URL EXPECTED PROFILE_DIR SCREENSHOT_PATH\n');
   process.exit(2);
 }
 const print = (value) => process.stdout.write(JSON.stringify(value) + '\n');
@@ -97,19 +103,27 @@ eventSource('sse', '/sub/news,sport', ['message', 'greet']);
 webSocket('ws', '/sub/news,sport', false);
 eventSource('sse-solo', '/sub/solo', ['message', 'deleted', 'reset']);
 webSocket('ws-solo', '/sub/solo', true);
-window.allOpen = () => ['sse', 'ws', 'sse-solo', 'ws-solo'].every((s) => window.opened[s]);
+const STREAMS = ['sse', 'ws', 'sse-solo', 'ws-solo'];
+window.allOpen = () => STREAMS.every((s) => window.opened[s]);
 
 // Publishing from the page: a JSON body is not a "simple" request, so Chromium sends an OPTIONS preflight first.
-window.publishFromPage = async () => {
+async function publish(events) {
   const res = await fetch(spout + '/pub', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ events: [{ channel: 'sport', event: 'greet', data: 'from the page' }] }),
+    body: JSON.stringify({ events }),
   });
   const body = await res.json();
   if (res.status !== 200) throw new Error('publish from the page: ' + res.status + ' ' + JSON.stringify(body));
   return body.ids;
-};
+}
+window.publishFromPage = () => publish([{ channel: 'sport', event: 'greet', data: 'from the page' }]);
+
+// The end markers: one event on news (for "sse" and "ws"), one on solo (for "sse-solo" and "ws-solo").
+const MARKER = 'end marker';
+window.publishMarkers = () => publish([{ channel: 'news', data: MARKER }, { channel: 'solo', data: MARKER }]);
+const isMarker = (entry) => entry.data === MARKER || (entry.message !== undefined && entry.message.data === MARKER);
+window.allMarked = () => STREAMS.every((s) => window.received.some((r) => r.stream === s && isMarker(r)));
 `;
 
 const PAGE = `<!doctype html>
@@ -134,7 +148,6 @@ const server = http.createServer((req, res) => {
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 const pageUrl = `http://127.0.0.1:${server.address().port}/page?spout=${encodeURIComponent(spout)}`;
 
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'spout-chromium-'));
 let context;
 let ok = false;
 const errors = [];
@@ -150,13 +163,16 @@ try {
   const published = await page.evaluate(() => window.publishFromPage());
   print({ state: 'ready', published });
 
+  let awaited = `${expected} events`;
   try {
     await page.waitForFunction((n) => window.received.length >= n, expected, { timeout: 20000, polling: 20 });
+    awaited = 'the end markers on every stream';
+    print({ state: 'marked', published: await page.evaluate(() => window.publishMarkers()) });
+    await page.waitForFunction(() => window.allMarked(), null, { timeout: 20000, polling: 20 });
     ok = true;
   } catch (e) {
-    errors.push(`timed out waiting for ${expected} events`);
+    errors.push(`waiting for ${awaited}: ${e.message.split('\n')[0]}`);
   }
-  await page.waitForTimeout(300); // anything extra (a duplicate) shows up in the count
   const received = await page.evaluate(() => window.received);
   errors.push(...(await page.evaluate(() => window.errors)));
   for (const r of received) print(r);

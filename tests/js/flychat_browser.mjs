@@ -13,10 +13,17 @@
 // alice sends through the form, bob sees it; bob answers, alice sees it; bob reloads and gets the history rendered
 // by the server; carol gets the history too, sees alice's next message live, and sends one alice sees.
 //
+// A page may show a message twice (the answer to its own post and the stream's copy, or a copy replayed), and the
+// second may come later than the first. So before a step reads what the pages show, the sender's post must have
+// been answered (the page shows a message from the answer when it comes), and a marker message, posted to the room
+// by this script from outside the pages ("marker N" from MARKER), must show on every page the step reads: the
+// stream brings a room's messages in order, so any copy it still owed is shown by then. What the pages show is
+// given without the markers.
+//
 // Prints one JSON line per step, {"step": NAME, ...what the pages showed}, and at the end
-// {"state": "done", "errors": [...]}; exits 0 when every step completed. What a page shows of its messages is a
-// list of {"from", "text", "pid", "markup"}: the name, the text, the provisionalId, and how many elements the text
-// holds (0 unless markup got through).
+// {"state": "done", "markers": N, "errors": [...]} (N: how many markers were posted); exits 0 when every step
+// completed. What a page shows of its messages is a list of {"from", "text", "pid", "markup"}: the name, the text,
+// the provisionalId, and how many elements the text holds (0 unless markup got through).
 import fs from 'node:fs';
 import { launchChromium } from './chromium.mjs';
 
@@ -33,30 +40,78 @@ const ANSWER = 'hi alice ✓ <script>alert(1)</script>';
 const THIRD = 'carol, are you there?';
 const FOURTH = 'yes, on the polyfill';
 
-// What a page's list shows, in order.
+// Who the marker messages are from.
+const MARKER = 'marker';
+
+// What a page's list shows, in order, markers left out.
 const shown = (page) =>
-  page.$$eval('#messages li', (items) =>
-    items.map((li) => ({
-      from: li.querySelector('.from').textContent,
-      text: li.querySelector('.text').textContent,
-      pid: li.getAttribute('data-provisional-id'),
-      markup: li.querySelector('.text').children.length,
-    })),
+  page.$$eval(
+    '#messages li',
+    (items, marker) =>
+      items
+        .filter((li) => li.querySelector('.from').textContent !== marker)
+        .map((li) => ({
+          from: li.querySelector('.from').textContent,
+          text: li.querySelector('.text').textContent,
+          pid: li.getAttribute('data-provisional-id'),
+          markup: li.querySelector('.text').children.length,
+        })),
+    MARKER,
   );
 
-// Waits until the page lists `count` messages, the last with `text`, then a little longer so that a duplicate
-// (the post's answer and the stream's copy both shown) would be seen.
+// Waits until the page lists `count` messages (markers left out), one with `text`. Where it stands is for the
+// test to check: a message shown twice fails there, with what the page showed.
 async function waitFor(page, count, text) {
   await page.waitForFunction(
-    ([n, t]) => {
-      const items = document.querySelectorAll('#messages li .text');
-      return items.length >= n && items[n - 1].textContent === t;
+    ([n, t, marker]) => {
+      const texts = [...document.querySelectorAll('#messages li')]
+        .filter((li) => li.querySelector('.from').textContent !== marker)
+        .map((li) => li.querySelector('.text').textContent);
+      return texts.length >= n && texts.includes(t);
     },
-    [count, text],
+    [count, text, MARKER],
     { timeout: TIMEOUT, polling: 20 },
   );
-  await page.waitForTimeout(300);
-  return shown(page);
+}
+
+// Counts a page's answered posts (its form's XMLHttpRequests): `loadend` comes after `load`, so the page's
+// `onload`, which shows the message from the answer, has run when the count moves. Runs before the page's scripts.
+function countAnsweredPosts() {
+  window.postsAnswered = 0;
+  const open = XMLHttpRequest.prototype.open;
+  XMLHttpRequest.prototype.open = function (method, ...rest) {
+    if (String(method).toUpperCase() === 'POST') {
+      this.addEventListener('loadend', () => {
+        window.postsAnswered += 1;
+      });
+    }
+    return open.call(this, method, ...rest);
+  };
+}
+
+// Waits until every post sent through the page's form (`send`) has been answered.
+const answered = (page) =>
+  page.waitForFunction(() => window.postsAnswered >= window.postsSent, null, { timeout: TIMEOUT, polling: 20 });
+
+let markers = 0;
+
+// Posts the next marker to the room, from outside the pages, and waits until every one of `pages` shows it.
+async function settle(...pages) {
+  markers += 1;
+  const text = `marker ${markers}`;
+  const res = await fetch(`${root}/rooms/${room}/messages/`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ from: MARKER, text }).toString(),
+  });
+  if (res.status !== 200) throw new Error(`posting ${text}: ${res.status} ${await res.text()}`);
+  for (const page of pages) {
+    await page.waitForFunction(
+      (t) => [...document.querySelectorAll('#messages li .text')].some((e) => e.textContent === t),
+      text,
+      { timeout: TIMEOUT, polling: 20 },
+    );
+  }
 }
 
 const live = (page) => page.waitForSelector('#chat[data-stream="live"]', { timeout: TIMEOUT });
@@ -71,11 +126,23 @@ async function join(page, base, user) {
   return { roomShown, url: page.url() };
 }
 
-// Sends through the form, as a person would; the page must not be left (a marker set before survives).
+// Sends through the form, as a person would; the page must not be left (a flag set before survives).
 async function send(page, text) {
-  await page.evaluate(() => { window.stayed = true; });
+  await page.evaluate(() => {
+    window.stayed = true;
+    window.postsSent = (window.postsSent ?? 0) + 1;
+  });
   await page.fill('input[name="text"]', text);
   await page.click('#send button');
+}
+
+// `from` sends `text`, the room's `count`th message; returns once each of `pages` shows it, with no copy of it
+// still on its way (`answered`, `settle`).
+async function exchange(from, text, count, pages) {
+  await send(from, text);
+  for (const page of pages) await waitFor(page, count, text);
+  await answered(from);
+  await settle(...pages);
 }
 
 const stayed = (page) => page.evaluate(() => window.stayed === true);
@@ -85,6 +152,7 @@ let context;
 let ok = false;
 try {
   context = await launchChromium(profile);
+  await context.addInitScript(countAnsweredPosts);
   const watch = (page, name) => {
     page.on('pageerror', (e) => errors.push(`${name}: page error: ${e.message}`));
     page.on('console', (m) => {
@@ -97,23 +165,16 @@ try {
 
   print({ step: 'joined', alice: await join(alice, prefixed, 'alice'), bob: await join(bob, root, 'bob') });
 
-  await send(alice, FIRST);
-  const bobSaw = await waitFor(bob, 1, FIRST);
-  const aliceSaw = await waitFor(alice, 1, FIRST);
-  print({ step: 'first', bob: bobSaw, alice: aliceSaw, aliceStayed: await stayed(alice) });
+  await exchange(alice, FIRST, 1, [bob, alice]);
+  print({ step: 'first', bob: await shown(bob), alice: await shown(alice), aliceStayed: await stayed(alice) });
 
-  await send(bob, ANSWER);
-  print({
-    step: 'answer',
-    alice: await waitFor(alice, 2, ANSWER),
-    bob: await waitFor(bob, 2, ANSWER),
-    bobStayed: await stayed(bob),
-  });
+  await exchange(bob, ANSWER, 2, [alice, bob]);
+  print({ step: 'answer', alice: await shown(alice), bob: await shown(bob), bobStayed: await stayed(bob) });
 
   const reloaded = await bob.reload({ timeout: TIMEOUT });
   const html = await reloaded.text();
   await live(bob);
-  await bob.waitForTimeout(300);
+  await settle(bob);
   print({
     step: 'reloaded',
     status: reloaded.status(),
@@ -134,16 +195,16 @@ try {
     URLSearchParams: window.URLSearchParams.isPolyfill === true,
   }));
   const carolHistory = await shown(carol);
-  await send(alice, THIRD);
-  const carolSaw = await waitFor(carol, 3, THIRD);
-  await send(carol, FOURTH);
+  await exchange(alice, THIRD, 3, [carol]);
+  const carolSaw = await shown(carol);
+  await exchange(carol, FOURTH, 4, [carol, alice]);
   print({
     step: 'polyfill',
     polyfill,
     history: carolHistory,
     carol: carolSaw,
-    carolAfter: await waitFor(carol, 4, FOURTH),
-    alice: await waitFor(alice, 4, FOURTH),
+    carolAfter: await shown(carol),
+    alice: await shown(alice),
     carolStayed: await stayed(carol),
   });
 
@@ -152,7 +213,7 @@ try {
 } catch (e) {
   errors.push(String(e && e.stack ? e.stack : e));
 } finally {
-  print({ state: 'done', errors });
+  print({ state: 'done', markers, errors });
   if (context) await context.close().catch(() => {});
   fs.rmSync(profile, { recursive: true, force: true });
 }
