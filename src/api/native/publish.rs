@@ -1,0 +1,108 @@
+//! Native publish: `POST /pub/{channel}` (the body is the data) and `POST /pub` (a batch, all or nothing).
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::input::{channel_name, event_name, recipients, Query};
+use super::{json_response, ApiError, Handled};
+use crate::api::{Ctx, Request};
+use crate::channels::{NewEvent, TableError};
+
+/// Events in one batch publish (the body limit bounds it too).
+const MAX_BATCH: usize = 10_000;
+
+pub(super) fn publish_one(req: &Request, ctx: &mut Ctx, raw_channel: &[u8]) -> Handled {
+    let channel = channel_name(raw_channel)?;
+    let data = std::str::from_utf8(req.body)
+        .map_err(|_| ApiError::bad("invalid_utf8", "the body must be UTF-8 text"))?;
+    let query = Query::parse(req.query())?;
+    let event = query.get("event").map(event_name).transpose()?;
+    let to = query
+        .get("to")
+        .map(|list| recipients(list.split(',')))
+        .transpose()?;
+    let new = NewEvent {
+        channel: channel.into(),
+        event: event.map(Into::into),
+        data: data.into(),
+        to,
+        ..Default::default()
+    };
+    let receipts = ctx
+        .broker
+        .publish(vec![new], ctx.wall, ctx.now)
+        .map_err(|e| count_table_error(ctx, e))?;
+    ctx.counters.published += 1;
+    let receipt = receipts
+        .first()
+        .ok_or_else(|| ApiError::new(500, "internal", "publish returned no receipt"))?;
+    let body = json!({"id": receipt.id.to_string(), "channel": channel, "subscribers": receipt.subscribers});
+    Ok(json_response(req, ctx, 200, &body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Batch {
+    events: Vec<BatchEvent>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BatchEvent {
+    channel: String,
+    #[serde(default)]
+    event: Option<String>,
+    data: Value,
+    #[serde(default)]
+    to: Option<Vec<String>>,
+}
+
+pub(super) fn publish_batch(req: &Request, ctx: &mut Ctx) -> Handled {
+    let batch: Batch = serde_json::from_slice(req.body)
+        .map_err(|e| ApiError::bad("invalid_json", e.to_string()))?;
+    if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
+        return Err(ApiError::bad(
+            "invalid_batch",
+            format!("a batch holds 1 to {MAX_BATCH} events"),
+        ));
+    }
+    let mut events = Vec::with_capacity(batch.events.len());
+    for (index, e) in batch.events.into_iter().enumerate() {
+        let at = |err: ApiError| ApiError {
+            message: format!("events[{index}]: {}", err.message),
+            ..err
+        };
+        channel_name(e.channel.as_bytes()).map_err(at)?;
+        let event = e.event.as_deref().map(event_name).transpose().map_err(at)?;
+        let to =
+            e.to.as_ref()
+                .map(|list| recipients(list.iter().map(String::as_str)))
+                .transpose()
+                .map_err(at)?;
+        let data: Box<str> = match e.data {
+            Value::String(text) => text.into(),
+            other => other.to_string().into(),
+        };
+        events.push(NewEvent {
+            channel: e.channel.into(),
+            event: event.map(Into::into),
+            data,
+            to,
+            ..Default::default()
+        });
+    }
+    let receipts = ctx
+        .broker
+        .publish(events, ctx.wall, ctx.now)
+        .map_err(|e| count_table_error(ctx, e))?;
+    ctx.counters.published += 1;
+    let ids: Vec<String> = receipts.iter().map(|r| r.id.to_string()).collect();
+    Ok(json_response(req, ctx, 200, &json!({ "ids": ids })))
+}
+
+pub(super) fn count_table_error(ctx: &mut Ctx, e: TableError) -> ApiError {
+    if e == TableError::Overloaded {
+        ctx.counters.overloaded += 1;
+    }
+    ApiError::from_table(e)
+}
