@@ -20,7 +20,7 @@
 //!   `channels::history`: retention); `broker`: the publish seam; `bus`: the worker inboxes; `hub`: a worker's
 //!   channel → subscribers index, with the members' positions.
 //! - `message`: event ids and shared messages; `metrics`: counters and the Prometheus exposition.
-//! - Leaves every layer may use: `date` (calendar dates), `ids` (random client ids), `sync` (the lock helper).
+//! - Leaves every layer may use: `date` (calendar dates), `ids` (random client ids), `sync` (the lock helper), `secret` (comparing keys).
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -37,6 +37,7 @@ pub mod logger;
 pub mod message;
 pub mod metrics;
 pub mod net;
+pub mod secret;
 pub mod sse;
 pub mod sync;
 #[cfg(test)]

@@ -37,6 +37,7 @@ use crate::config::CorsOrigin;
 use crate::http::request::Method;
 use crate::http::response::{json_error_body, write_response, DateCache, Response};
 use crate::http::HttpError;
+use crate::secret::constant_time_eq;
 
 /// Header carrying the client id of a new stream (the opening comment carries it too, for `EventSource`).
 const CLIENT_ID_HEADER: &str = "Spout-Client-Id";
@@ -269,15 +270,6 @@ fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     scheme.eq_ignore_ascii_case(b"Bearer ").then_some(token)
 }
 
-/// Compares without an early exit, so the time taken does not reveal how much of the key matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for (i, byte) in b.iter().enumerate() {
-        diff |= byte ^ a.get(i).copied().unwrap_or(!byte);
-    }
-    diff == 0
-}
-
 /// The `Access-Control-Allow-Origin` value for this request, if any.
 fn cors_origin(req: &Request, ctx: &Ctx) -> Option<String> {
     match &ctx.config.cors_origin {
@@ -379,24 +371,5 @@ fn respond_error(
             close: close || keep,
         },
         stream => stream,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn constant_time_eq_matches_only_equal_keys() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        for other in [
-            &b""[..],
-            b"secre",
-            b"secreT",
-            b"secret!",
-            b"\xff\xff\xff\xff\xff\xff",
-        ] {
-            assert!(!constant_time_eq(other, b"secret"), "{other:?}");
-        }
     }
 }

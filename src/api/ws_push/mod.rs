@@ -42,6 +42,7 @@ use crate::channels::{NewEvent, Resume, SubscribedChannel, Subscription, TableEr
 use crate::config::{Api, Config};
 use crate::http::response::{reason, DateCache};
 use crate::message::{ws_text_frame, EventId, Frame, Wire};
+use crate::secret::constant_time_eq;
 use crate::ws::frame as ws_frame;
 use crate::ws::handshake;
 
@@ -438,15 +439,6 @@ fn new_uuid() -> Option<String> {
         hex.get(16..20)?,
         hex.get(20..32)?
     ))
-}
-
-/// Compares without an early exit, so the time taken does not reveal how much of a token matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for (i, byte) in b.iter().enumerate() {
-        diff |= byte ^ a.get(i).copied().unwrap_or(!byte);
-    }
-    diff == 0
 }
 
 // ---- WebSocket -------------------------------------------------------------------------------------------------
