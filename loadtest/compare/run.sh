@@ -220,8 +220,10 @@ start_target() {
 
 # Scenario presets: the same arguments for every target. Paced rates are about what nchan sustains on one core
 # (65 events/s to 1,000 subscribers and 5.7 events/s to 10,000); capacity runs are closed loop with 8 publisher
-# connections and a window of 32 events in flight (with 1, every event is fanned out and written on its own, and
-# the figure measures that path rather than capacity; docs/BENCHMARKS.md gives both). slow1k: 200 of 1,000 subscribers stop reading; the figure is
+# connections and a window of 32 events in flight; the -cap1 and -cap2 presets are the same with one and two
+# publisher connections (one application server publishing back to back, the most common shape). rtt-idle and
+# rtt10k publish 20 events/s to 1 and to 10,000 subscribers: the publisher's round trip without and with a long
+# fan-out going on. slow1k: 200 of 1,000 subscribers stop reading; the figure is
 # the other 800's latency with them against without them (at 100-byte events, 6 s do not fill any server's queue
 # cap: it measures the slow subscribers' presence, not their eviction). resume1k: 1,000 clients on 4 channels drop
 # 3 times each and come back 200 ms later with Last-Event-ID (about 10 events of their channel missed each time).
@@ -231,6 +233,12 @@ scenario_args() {
         fanout10k-paced) echo "fanout -n 10000 --rate 5.7 --duration 6s --drain 3s" ;;
         fanout1k-cap) echo "fanout -n 1000 --publishers 8 --duration 6s --drain 5s" ;;
         fanout10k-cap) echo "fanout -n 10000 --publishers 8 --duration 6s --drain 5s" ;;
+        fanout1k-cap1) echo "fanout -n 1000 --publishers 1 --duration 6s --drain 5s" ;;
+        fanout1k-cap2) echo "fanout -n 1000 --publishers 2 --duration 6s --drain 5s" ;;
+        fanout10k-cap1) echo "fanout -n 10000 --publishers 1 --duration 6s --drain 5s" ;;
+        fanout10k-cap2) echo "fanout -n 10000 --publishers 2 --duration 6s --drain 5s" ;;
+        rtt-idle) echo "fanout -n 1 --rate 20 --duration 6s --drain 3s" ;;
+        rtt10k) echo "fanout -n 10000 --rate 20 --duration 6s --drain 3s" ;;
         many10k) echo "many-channels -n 10000 --rate 2000 --publishers 8 --duration 6s --drain 3s" ;;
         idle19k) echo "idle -n 19000 --hold 5s --processes 2 --source-addrs 4" ;;
         slow1k) echo "slow -n 1000 --slow-share 0.2 --rate 65 --duration 6s --drain 3s" ;;
