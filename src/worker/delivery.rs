@@ -37,11 +37,14 @@ const FLUSH_SLICE: Duration = Duration::from_micros(200);
 /// Writes between two readings of the clock in a flush slice.
 const WRITES_PER_CLOCK: usize = 16;
 
-/// Connections with output queued, in two lists: answers go out before subscribers.
+/// Connections with output queued, in three lists: answers go out first, then subscribers with events, then
+/// streams that only have a heartbeat to send (a heartbeat can wait; an event should not wait behind a wave of
+/// them).
 #[derive(Default)]
 pub(super) struct Dirty {
     answers: Vec<usize>,
     streams: VecDeque<usize>,
+    heartbeats: VecDeque<usize>,
 }
 
 impl Dirty {
@@ -58,8 +61,14 @@ impl Dirty {
         }
     }
 
+    /// Lists a stream that got a heartbeat. Its `dirty` flag stays as it is, so an event queued on it before it is
+    /// written lists it again, with the events.
+    pub(super) fn mark_heartbeat(&mut self, key: usize) {
+        self.heartbeats.push_back(key);
+    }
+
     pub(super) fn is_empty(&self) -> bool {
-        self.answers.is_empty() && self.streams.is_empty()
+        self.answers.is_empty() && self.streams.is_empty() && self.heartbeats.is_empty()
     }
 }
 
@@ -227,13 +236,18 @@ impl Worker {
         }
     }
 
-    /// Writes subscribers in the order they became dirty, each once, for at most `FLUSH_SLICE`; the rest wait for
-    /// the next turn, after a look at new input.
+    /// Writes subscribers in the order they became dirty, each once, then streams with only a heartbeat, for at
+    /// most `FLUSH_SLICE`; the rest wait for the next turn, after a look at new input.
     pub(super) fn flush_streams(&mut self) {
         let started = Instant::now();
         let mut again = Vec::new();
         let mut written = 0;
-        while let Some(key) = self.dirty.streams.pop_front() {
+        while let Some(key) = self
+            .dirty
+            .streams
+            .pop_front()
+            .or_else(|| self.dirty.heartbeats.pop_front())
+        {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };

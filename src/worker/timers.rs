@@ -9,7 +9,7 @@
 use std::time::{Instant, SystemTime};
 
 use super::{Worker, EXPIRE_EVERY, TICK};
-use crate::conn::Next;
+use crate::conn::{Deadline, Next};
 
 /// Connections a sweep visits per loop turn: a turn spends at most about this many deadline checks (tens of
 /// microseconds), and a sweep of a million connections spreads over some 250 turns instead of one long one.
@@ -59,8 +59,12 @@ impl Worker {
             if !conn.deadline.is_due(now) {
                 continue;
             }
+            let heartbeat = matches!(conn.deadline, Deadline::Heartbeat(_));
             match conn.on_deadline(now, &mut ctx) {
                 Next::Close(reason, _) => self.to_reap.push((key, reason)),
+                _ if heartbeat && !conn.dirty && conn.wants_flush() => {
+                    self.dirty.mark_heartbeat(key)
+                }
                 _ if conn.wants_flush() => self.dirty.mark(key, conn),
                 _ => {}
             }

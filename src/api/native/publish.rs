@@ -46,7 +46,14 @@ pub(super) fn publish_one(req: &Request, ctx: &mut Ctx, raw_channel: &[u8]) -> H
         r#"{{"id":"{}","channel":"{channel}","subscribers":{}}}"#,
         receipt.id, receipt.subscribers
     );
-    Ok(respond(req, ctx, 200, Some("application/json"), body.as_bytes(), &[]))
+    Ok(respond(
+        req,
+        ctx,
+        200,
+        Some("application/json"),
+        body.as_bytes(),
+        &[],
+    ))
 }
 
 #[derive(Deserialize)]
