@@ -16,6 +16,7 @@
 mod engine;
 mod floor;
 mod ledger;
+mod lockhold;
 mod procfs;
 mod publish;
 mod receive;

@@ -209,6 +209,12 @@ impl Run {
         report::merge(&sides)
     }
 
+    /// The server's table-lock histograms (`None` for a target that does not report them).
+    pub fn lock_holds(&self) -> Option<crate::lockhold::Holds> {
+        let url = crate::target::UrlTemplate::parse(&self.c.pub_url).ok()?;
+        crate::lockhold::scrape(url.addr, &url.host_header)
+    }
+
     pub fn snapshot(&self) -> ServerSnapshot {
         let c = &self.c;
         let pids: Vec<String> = c.server_pid.iter().map(u32::to_string).collect();
@@ -486,6 +492,7 @@ pub fn classic(c: &Common, scenario: &Scenario) -> Result<(), String> {
     let after_connect = run.snapshot();
 
     run.begin_measure();
+    let holds_before = run.lock_holds();
     let publish_start_ns = crate::engine::unix_nanos();
     let mut outcome = None;
     if let Some(p) = publish {
@@ -511,6 +518,7 @@ pub fn classic(c: &Common, scenario: &Scenario) -> Result<(), String> {
         });
     }
     let after_measure = run.snapshot();
+    let holds_after = run.lock_holds();
     let merged = run.finish(Stop::default())?;
 
     let processes = run.processes();
@@ -558,6 +566,11 @@ pub fn classic(c: &Common, scenario: &Scenario) -> Result<(), String> {
         let (server_json, server_line) =
             server_cpu_report(&after_connect, &after_measure, merged.delivered);
         results["server"] = server_json;
+        if let (Some(before), Some(after)) = (&holds_before, &holds_after) {
+            let (holds_json, holds_line) = crate::lockhold::report(before, after);
+            results["server"]["table_lock_hold"] = holds_json;
+            run.summary.push(format!("  {holds_line}"));
+        }
         run.summary.push(format!("  {publish_line}"));
         run.summary.push(format!(
             "  delivered {} of {} expected: {:.0} deliveries/s",
