@@ -656,16 +656,6 @@ fn pipelined_requests_in_one_write_are_answered_in_order() {
     );
 }
 
-/// Resident memory of a process, in KiB (`VmRSS` in `/proc/PID/status`).
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 /// One `/metrics` reading, to watch a connection's pipelined requests being taken: the events published so far
 /// (counted by the channel table as they happen, and not moved by these readings) and each worker's loop turns (from
 /// the snapshot the worker publishes on each tick, so a change means that worker ticked since the last reading).

@@ -103,6 +103,14 @@ impl OutQueue {
         self.bytes == 0
     }
 
+    /// What the queue holds in memory, roughly: its unwritten bytes and a queue slot per chunk. Answers a client
+    /// provokes (pongs, replies) are held to the output cap by this, not by bytes alone: an empty pong is 2 bytes
+    /// on the wire but a whole slot in the queue, so a flood of empty pings would otherwise queue millions of
+    /// them under a cap counted in bytes.
+    pub fn footprint(&self) -> usize {
+        self.bytes + self.chunks.len() * std::mem::size_of::<Chunk>()
+    }
+
     /// Chunks waiting, the front one counted even when partly written.
     pub fn len(&self) -> usize {
         self.chunks.len()

@@ -313,6 +313,7 @@ impl Conn {
             data,
             ctx.now,
             &limits,
+            ctx.config.max_queued_bytes,
             &rules,
             &mut self.out,
             |session, text, out| {
@@ -346,9 +347,11 @@ impl Conn {
                 ctx.counters.ws_protocol_errors += 1;
                 self.start_closing(ctx.now, ctx.config.request_timeout);
             }
+            WsInput::Overflow => {}
         }
-        // Pongs and answers are queued for a client that may not read: they count against the same cap as events.
-        if self.out.bytes() > ctx.config.max_queued_bytes {
+        // Pongs and answers are queued for a client that may not read: they count against the same cap as events,
+        // by what they hold in memory (`OutQueue::footprint`), not only by their bytes.
+        if self.out.footprint() > ctx.config.max_queued_bytes {
             self.out.clear();
             return Next::Close(CloseReason::Slow, hub);
         }

@@ -52,6 +52,9 @@ pub enum WsInput {
     Closing,
     /// The peer broke the protocol: a close frame with the error's code was queued; close after writing it.
     Failed,
+    /// The answers this input provoked (pongs, replies) passed the output cap (`OutQueue::footprint`): the peer
+    /// sends faster than it reads. Nothing more was decoded; close it as slow.
+    Overflow,
 }
 
 impl WsState {
@@ -94,12 +97,14 @@ impl WsState {
 
     /// Decodes the frames in `data` (after any incomplete one held from before), answers control frames on `out`
     /// and hands each complete text message to `on_text` (binary messages are ignored by every API). Stops at
-    /// the first frame that closes the stream.
+    /// the first frame that closes the stream, or once what is queued passes `max_queued` (`OutQueue::footprint`).
+    #[allow(clippy::too_many_arguments)]
     pub fn on_input(
         &mut self,
         data: &[u8],
         now: Instant,
         limits: &ws_frame::Limits,
+        max_queued: usize,
         rules: &WsRules,
         out: &mut OutQueue,
         mut on_text: impl FnMut(&mut WsSession, &str, &mut OutQueue) -> WsInput,
@@ -135,6 +140,7 @@ impl WsState {
                 Err(e) => Err(e),
             };
             match result {
+                Ok(WsInput::Open) if out.footprint() > max_queued => return WsInput::Overflow,
                 Ok(WsInput::Open) => {}
                 Ok(closing) => return closing,
                 Err(e) => {
@@ -163,7 +169,11 @@ impl WsState {
                 frame.unmask_into(&mut payload);
                 let mut pong = Vec::with_capacity(payload.len() + 2);
                 ws_frame::encode_frame(Opcode::Pong, &payload, &mut pong);
-                out.push(Chunk::Owned(pong.into()));
+                // A short pong (an empty ping's, the common one) is held in the queue slot: no allocation.
+                match Inline::new(&pong) {
+                    Some(inline) => out.push(Chunk::Inline(inline)),
+                    None => out.push(Chunk::Owned(pong.into())),
+                }
             }
             Opcode::Pong => {}
             Opcode::Close => {

@@ -385,6 +385,16 @@ pub fn metric_samples(text: &str, name: &str) -> Vec<u64> {
         .collect()
 }
 
+/// Resident memory of a process, in KiB (`VmRSS` in `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
 /// Whether an external program is on PATH. A missing one skips the test (`skipped`); under `CI=true` it fails it.
 pub fn require_program(name: &str) -> bool {
     let found = Command::new("sh")
