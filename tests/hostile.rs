@@ -104,3 +104,75 @@ fn empty_ping_floods_are_held_to_the_output_cap_and_closed() {
     warm.send(0x89, b"still");
     assert_eq!(warm.read_frame().opcode(), 0xA);
 }
+
+/// Orphaned TCP sockets of the whole system (`/proc/net/sockstat`): closed by their process, still in the kernel.
+fn orphans() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/sockstat").expect("sockstat");
+    text.lines()
+        .find_map(|l| l.strip_prefix("TCP: "))
+        .and_then(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            fields
+                .iter()
+                .position(|f| *f == "orphan")
+                .and_then(|i| fields.get(i + 1))
+                .and_then(|v| v.parse().ok())
+        })
+        .expect("TCP orphan count")
+}
+
+/// Subscribers that stop reading are closed as slow; their peers keep the sockets open. A normal close would leave
+/// each of the server's sockets in FIN-WAIT-1 with its unsent bytes in kernel memory for as long as the peer
+/// lives; the server resets them instead, so nothing is left.
+#[test]
+fn slow_subscribers_that_are_dropped_leave_nothing_unsent_in_the_kernel() {
+    const SLOW: usize = 100;
+    let server = start_server(&[
+        "--workers",
+        "1",
+        "--max-queued-bytes",
+        "64KiB",
+        "--max-body",
+        "64KiB",
+    ]);
+    let addr = server.addr;
+    // Subscribers with a small receive window (set before connecting, so the window never grows), that send
+    // their request and never read.
+    let slow: Vec<std::net::TcpStream> = (0..SLOW)
+        .map(|_| {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .expect("socket");
+            socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+            socket.connect(&addr.into()).expect("connect");
+            let mut stream: std::net::TcpStream = socket.into();
+            stream
+                .write_all(b"GET /sub/heavy HTTP/1.1\r\nHost: test\r\n\r\n")
+                .expect("subscribe");
+            stream
+        })
+        .collect();
+    wait_for("the slow subscribers subscribed", || {
+        subscribers(addr, "heavy") == SLOW as u64
+    });
+    let before = orphans();
+    let event = "x".repeat(60 * 1024);
+    let dropped = metric(addr, "spout_dropped_slow_subscribers_total");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(addr, "spout_dropped_slow_subscribers_total") < dropped + SLOW as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "the slow subscribers were not all dropped: {} of {SLOW}, {} subscribed",
+            metric(addr, "spout_dropped_slow_subscribers_total") - dropped,
+            subscribers(addr, "heavy")
+        );
+        publish_id(addr, "heavy", &event);
+    }
+    // Their closes have been made; a FIN-WAIT-1 socket would be counted as an orphan now.
+    thread::sleep(Duration::from_millis(200));
+    let left = orphans().saturating_sub(before);
+    assert!(
+        left < SLOW as u64 / 10,
+        "{left} of {SLOW} dropped subscribers' sockets still in the kernel"
+    );
+    drop(slow);
+}

@@ -40,6 +40,14 @@ pub fn is_out_of_descriptors(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
+/// Makes the coming close of `socket` abortive (`SO_LINGER` with a zero timeout): the kernel discards unsent data
+/// and answers with a reset instead of holding the data for a peer that does not read. Best effort.
+pub fn discard_unsent(socket: &mio::net::TcpStream) {
+    if let Err(e) = socket2::SockRef::from(socket).set_linger(Some(std::time::Duration::ZERO)) {
+        log::debug!("SO_LINGER: {e}");
+    }
+}
+
 /// Runs `op` again while it is interrupted by a signal, then classifies its result.
 pub fn retrying(mut op: impl FnMut() -> io::Result<usize>) -> IoOutcome {
     loop {

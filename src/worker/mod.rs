@@ -498,6 +498,10 @@ impl Worker {
             self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
             match reason {
                 CloseReason::Slow => {
+                    // An abortive close (RFC 9293 §3.6's reset): the kernel drops what is still unsent at once. A
+                    // normal close would keep it in FIN-WAIT-1, in kernel memory, for as long as the peer keeps
+                    // its socket open without reading: the very peer this close is for.
+                    conn::io::discard_unsent(conn.socket_mut());
                     self.counters.dropped_slow += 1;
                     log::debug!(
                         "worker {} conn {key}: closed, over --max-queued-bytes",
