@@ -53,6 +53,8 @@ fn run(wire: &[u8], limits: &Limits, ends: &[usize]) -> (Option<WsInput>, Vec<u8
             &wire[at..end],
             now,
             limits,
+            // No output cap here: where a stream crosses one depends on how its input was split into reads.
+            usize::MAX,
             &rules,
             &mut out,
             |_, text, _| {
