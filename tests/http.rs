@@ -1313,6 +1313,29 @@ fn request_timeout_gives_408_for_an_unfinished_head_and_a_stalled_body() {
     assert_error(&chunked.read(), 408, "request_timeout");
     chunked.expect_closed(WAIT);
 
+    // A body that keeps coming, a byte every 300 ms, is cut at the same deadline: progress does not restart it.
+    let mut dribble = Client::new(server.addr);
+    let started = Instant::now();
+    dribble.send(b"POST /pub/stall HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n");
+    let writer = {
+        let mut stream = dribble.reader.get_ref().try_clone().expect("clone");
+        std::thread::spawn(move || {
+            for _ in 0..20 {
+                std::thread::sleep(Duration::from_millis(300));
+                if stream.write_all(b"x").is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    assert_error(&dribble.read(), 408, "request_timeout");
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(2500),
+        "a dribbled body held on for {waited:?}"
+    );
+    writer.join().expect("writer");
+
     // A connection that sends nothing at all has no complete head either.
     let mut silent = Client::new(server.addr);
     assert_error(&silent.read(), 408, "request_timeout");
@@ -1320,7 +1343,7 @@ fn request_timeout_gives_408_for_an_unfinished_head_and_a_stalled_body() {
 
     assert_eq!(get(server.addr, "/channels/stall").status, 404);
     wait_for("timeouts counted", || {
-        metric(server.addr, "spout_request_timeouts_total") == before + 4
+        metric(server.addr, "spout_request_timeouts_total") == before + 5
     });
 }
 

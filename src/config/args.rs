@@ -239,7 +239,7 @@ pub struct Args {
     )]
     pub max_subscriptions: Option<String>,
 
-    /// Time to receive a complete request head, or between reads of a body
+    /// Time to receive a complete request, head and body, from its start
     /// [default: 10s]
     #[arg(
         long,

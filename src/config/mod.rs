@@ -150,8 +150,9 @@ pub const DEFAULT_MAX_CHANNELS: usize = 100_000;
 /// the most a WS-PushServer connection may subscribe to over its socket.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 64;
 
-/// Time allowed to receive a complete request head, or between two reads
-/// of a body in progress (10 s); slower clients are closed.
+/// Time allowed to receive a complete request, head and body, from its
+/// start (10 s); a slower client gets 408 and is closed, so no one holds a
+/// request buffer by sending a byte now and then.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Time an idle keep-alive connection may wait for its next request (75 s,

@@ -2,7 +2,9 @@
 //! request to its API and carrying out the answer (`api::Action`).
 //!
 //! Parsing is `http::request`'s and `http::chunked`'s (sans-io); this file keeps the bytes of an incomplete head and
-//! the body of a request still coming, and nothing once a request is complete. A request that is refused (bad
+//! the body of a request still coming, and nothing once a request is complete. A request, head and body, must be
+//! complete within `--request-timeout` of its start: progress does not restart the clock, so a client that sends a
+//! byte now and then cannot hold a body buffer for ever. A request that is refused (bad
 //! head, body too large, timeout) is answered in the listener API's style and the connection closes after it.
 
 use super::outq::Chunk;
@@ -156,8 +158,9 @@ impl Conn {
                         body: Vec::with_capacity(capacity),
                         decoder,
                     };
+                    // The body shares the head's deadline: a request must be complete within `--request-timeout`
+                    // of its start, however slowly its bytes come.
                     self.phase = Phase::ReadingBody(Box::new(state));
-                    self.deadline = Deadline::Request(ctx.now + ctx.config.request_timeout);
                     at += head_len;
                 }
                 Phase::ReadingBody(state) => {
@@ -169,11 +172,7 @@ impl Conn {
                             self.refuse(Refusal::Http(e), ctx);
                             return (buf.len(), Next::Continue);
                         }
-                        Ok((used, false)) => {
-                            // Progress restarts the stall timer: a slow but moving upload is not cut off.
-                            self.deadline = Deadline::Request(ctx.now + ctx.config.request_timeout);
-                            return (at + used, Next::Continue);
-                        }
+                        Ok((used, false)) => return (at + used, Next::Continue),
                         Ok((used, true)) => {
                             at += used;
                             let Phase::ReadingBody(state) = std::mem::replace(
