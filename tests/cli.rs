@@ -2,11 +2,15 @@
 //! options say the same thing, values that start with `-` get the message that names their key, and a start that
 //! fails says why once.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use common::start_server;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -186,45 +190,6 @@ fn a_negative_value_gets_the_message_of_its_key_with_or_without_equals() {
     }
 }
 
-/// A spout on a free port, killed on drop.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spout"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--log-level",
-            "warn",
-        ])
-        .env_clear()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start spout");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("listening line");
-    let addr = line
-        .strip_prefix("listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("not a listening line: {line:?}"))
-        .to_owned();
-    Server { child, addr }
-}
-
 /// Starts a second spout on `addr`; returns its exit code and stderr.
 fn second_on(addr: &str, extra: &[&str]) -> (Option<i32>, String) {
     let mut args = vec!["--listen", addr, "--workers", "1"];
@@ -240,10 +205,11 @@ fn second_on(addr: &str, extra: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn a_busy_port_is_reported_once() {
-    let first = start();
-    let lines_naming = |stderr: &str| stderr.lines().filter(|l| l.contains(&first.addr)).count();
+    let first = start_server(&["--workers", "1"]);
+    let addr = first.addr.to_string();
+    let lines_naming = |stderr: &str| stderr.lines().filter(|l| l.contains(&addr)).count();
 
-    let (code, stderr) = second_on(&first.addr, &[]);
+    let (code, stderr) = second_on(&addr, &[]);
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(
         lines_naming(&stderr),
@@ -257,9 +223,9 @@ fn a_busy_port_is_reported_once() {
     assert!(stderr.contains("already in use"), "{stderr}");
 
     // With the logger silenced the reason still comes, once, as a plain line.
-    let (code, stderr) = second_on(&first.addr, &["--log-level", "off"]);
+    let (code, stderr) = second_on(&addr, &["--log-level", "off"]);
     assert_eq!(code, Some(1), "{stderr}");
-    let expected = format!("spout: cannot listen on {}: ", first.addr);
+    let expected = format!("spout: cannot listen on {addr}: ");
     assert_eq!(lines_naming(&stderr), 1, "{stderr}");
     assert!(stderr.starts_with(&expected), "{stderr}");
 }

@@ -1,68 +1,27 @@
 //! The native API's error messages tell a client what was wrong and how to fix it: a body over the limit names
 //! the limit in bytes and the option that sets it. Against the real binary over raw sockets.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod common;
 
-const WAIT: Duration = Duration::from_secs(10);
+use std::io::{BufReader, Write};
+use std::net::SocketAddr;
 
-/// A spout on a free port, killed on drop.
-struct Server {
-    child: Child,
-    addr: String,
-}
+use common::*;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// A spout with one worker.
 fn start(args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spout"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--log-level",
-            "warn",
-        ])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start spout");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("listening line");
-    let addr = line
-        .strip_prefix("listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("not a listening line: {line:?}"))
-        .to_owned();
-    Server { child, addr }
+    let mut all = vec!["--workers", "1"];
+    all.extend_from_slice(args);
+    start_server(&all)
 }
 
 /// Sends `raw` (which asks for `Connection: close`) and returns the status and the JSON body of the answer.
-fn exchange(addr: &str, raw: &[u8]) -> (u16, serde_json::Value) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+fn exchange(addr: SocketAddr, raw: &[u8]) -> (u16, serde_json::Value) {
+    let mut stream = connect(addr);
     // The server may answer and close before it has read everything sent; what it answered is what counts.
     let _ = stream.write_all(raw);
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    let answer = String::from_utf8(answer).expect("UTF-8 answer");
-    let status = answer
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {answer:?}"));
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer:?}"));
-    (status, json)
+    let answer = read_response(&mut BufReader::new(stream), false);
+    (answer.status, answer.json())
 }
 
 fn assert_names_the_body_limit(status: u16, body: &serde_json::Value, limit: usize) {
@@ -80,7 +39,7 @@ fn body_too_large_names_the_limit_and_the_option() {
     // Announced by Content-Length: refused before the body is read.
     let head =
         "POST /pub/news HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\nConnection: close\r\n\r\n";
-    let (status, body) = exchange(&server.addr, head.as_bytes());
+    let (status, body) = exchange(server.addr, head.as_bytes());
     assert_names_the_body_limit(status, &body, 1024);
 
     // Found while decoding a chunked body.
@@ -92,19 +51,19 @@ fn body_too_large_names_the_limit_and_the_option() {
         raw.extend_from_slice(b"\r\n");
     }
     raw.extend_from_slice(b"0\r\n\r\n");
-    let (status, body) = exchange(&server.addr, &raw);
+    let (status, body) = exchange(server.addr, &raw);
     assert_names_the_body_limit(status, &body, 1024);
 
     // The default limit is named in bytes too.
     let server = start(&[]);
     let head = "POST /pub/news HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\nConnection: close\r\n\r\n";
-    let (status, body) = exchange(&server.addr, head.as_bytes());
+    let (status, body) = exchange(server.addr, head.as_bytes());
     assert_names_the_body_limit(status, &body, 1 << 20);
 }
 
 /// Sends one request on its own connection and returns the status and JSON body.
-fn request(
-    addr: &str,
+fn request_json(
+    addr: SocketAddr,
     method: &str,
     target: &str,
     headers: &str,
@@ -130,19 +89,19 @@ fn assert_invalid_query(answer: (u16, serde_json::Value), needles: &[&str]) {
 #[test]
 fn an_unknown_query_key_is_refused_with_the_keys_the_route_takes() {
     let server = start(&[]);
-    let addr = server.addr.as_str();
+    let addr = server.addr;
 
     // A typo in a publish: refused, and nothing is published (the channel does not come to exist).
     assert_invalid_query(
-        request(addr, "POST", "/pub/news?evnt=greet", "", "hello"),
+        request_json(addr, "POST", "/pub/news?evnt=greet", "", "hello"),
         &["'evnt'", "POST /pub/{channel}", "event, to"],
     );
-    let (status, body) = request(addr, "GET", "/channels/news", "", "");
+    let (status, body) = request_json(addr, "GET", "/channels/news", "", "");
     assert_eq!(status, 404, "nothing was published: {body}");
 
     // A typo in a subscribe, over SSE and as a WebSocket upgrade.
     assert_invalid_query(
-        request(addr, "GET", "/sub/news?clientid=x", "", ""),
+        request_json(addr, "GET", "/sub/news?clientid=x", "", ""),
         &[
             "'clientid'",
             "GET /sub/{channels}",
@@ -152,13 +111,13 @@ fn an_unknown_query_key_is_refused_with_the_keys_the_route_takes() {
     let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
                    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
     assert_invalid_query(
-        request(addr, "GET", "/sub/news?clientid=x", upgrade, ""),
+        request_json(addr, "GET", "/sub/news?clientid=x", upgrade, ""),
         &["'clientid'", "client_id"],
     );
 
     // Routes that read no query say so; `GET /channels` takes `api`.
     assert_invalid_query(
-        request(
+        request_json(
             addr,
             "POST",
             "/pub?event=x",
@@ -168,18 +127,18 @@ fn an_unknown_query_key_is_refused_with_the_keys_the_route_takes() {
         &["'event'", "POST /pub takes no query keys"],
     );
     assert_invalid_query(
-        request(addr, "GET", "/channels?chanel=news", "", ""),
+        request_json(addr, "GET", "/channels?chanel=news", "", ""),
         &["'chanel'", "GET /channels takes api"],
     );
     assert_invalid_query(
-        request(addr, "DELETE", "/channels/news?force=1", "", ""),
+        request_json(addr, "DELETE", "/channels/news?force=1", "", ""),
         &["'force'", "DELETE /channels/{channel} takes no query keys"],
     );
     assert_invalid_query(
-        request(addr, "GET", "/channels/news?verbose", "", ""),
+        request_json(addr, "GET", "/channels/news?verbose", "", ""),
         &["'verbose'", "GET /channels/{channel}"],
     );
-    let (_, body) = request(addr, "GET", "/channels?api=native", "", "");
+    let (_, body) = request_json(addr, "GET", "/channels?api=native", "", "");
     let message = body["message"].as_str().unwrap_or_default();
     assert!(
         !message.contains("unknown query key"),
@@ -187,23 +146,23 @@ fn an_unknown_query_key_is_refused_with_the_keys_the_route_takes() {
     );
 
     // Health checks and scrapers may add what they like.
-    let (status, body) = request(addr, "GET", "/healthz?probe=1", "", "");
+    let (status, body) = request_json(addr, "GET", "/healthz?probe=1", "", "");
     assert_eq!(status, 200, "{body}");
 }
 
 #[test]
 fn a_repeated_query_key_is_refused_instead_of_taking_the_first() {
     let server = start(&[]);
-    let addr = server.addr.as_str();
+    let addr = server.addr;
     assert_invalid_query(
-        request(addr, "POST", "/pub/news?event=a&event=b", "", "hello"),
+        request_json(addr, "POST", "/pub/news?event=a&event=b", "", "hello"),
         &["'event'", "more than once", "event, to"],
     );
     // Percent-encoding does not hide a repeat: keys are compared decoded.
     assert_invalid_query(
-        request(addr, "GET", "/sub/news?client_id=a&client%5Fid=b", "", ""),
+        request_json(addr, "GET", "/sub/news?client_id=a&client%5Fid=b", "", ""),
         &["'client_id'", "more than once"],
     );
-    let (status, body) = request(addr, "GET", "/channels/news", "", "");
+    let (status, body) = request_json(addr, "GET", "/channels/news", "", "");
     assert_eq!(status, 404, "nothing was published: {body}");
 }
