@@ -19,13 +19,16 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::Worker;
+use slab::Slab;
+
+use super::{Shared, Worker};
 use crate::api::{self, ChannelLoss};
 use crate::bus::WorkerMsg;
 use crate::config::Api;
 use crate::conn::{CloseReason, Conn, Delivery, Next};
 use crate::hub::Member;
 use crate::message::Message;
+use crate::metrics::Counters;
 
 /// Subscriber queues a turn visits in fan-out before it writes and polls again (about 200 µs at ~50 ns per
 /// queued frame). It is also how many frames a subscriber's queue can gain between two of its writes when the
@@ -72,6 +75,20 @@ impl Dirty {
     }
 }
 
+/// What a fan-out writes to, borrowed field by field (a macro, as `ctx!`), so that the hub's member list can be
+/// walked while the members' connections change.
+macro_rules! targets {
+    ($w:ident) => {
+        Targets {
+            conns: &mut $w.conns,
+            dirty: &mut $w.dirty,
+            counters: &mut $w.counters,
+            to_reap: &mut $w.to_reap,
+            shared: &$w.shared,
+        }
+    };
+}
+
 /// An event whose fan-out a turn's slice cut short: the members it has yet to reach, in hub order.
 pub(super) struct PartialFanout {
     message: Arc<Message>,
@@ -86,11 +103,8 @@ impl Worker {
         let mut budget = FANOUT_SLICE;
         if let Some(mut partial) = self.partial.take() {
             let end = partial.members.len().min(partial.next + budget);
-            for i in partial.next..end {
-                if let Some(&member) = partial.members.get(i) {
-                    self.deliver_to(member, &partial.message, now);
-                }
-            }
+            let reach = partial.members.get(partial.next..end).unwrap_or_default();
+            targets!(self).deliver(reach, &partial.message, now);
             budget -= end - partial.next;
             if end < partial.members.len() {
                 partial.next = end;
@@ -118,71 +132,18 @@ impl Worker {
     /// next turn. Returns the budget left. Each wire format's frame is built once, by the first subscriber of that
     /// format (`Message::sse_frame`, `ws_frame`).
     fn fan_out(&mut self, message: Arc<Message>, budget: usize, now: Instant) -> usize {
-        let count = self.hub.members(&message.channel).len();
-        let reached = count.min(budget);
-        for i in 0..reached {
-            if let Some(&member) = self.hub.members(&message.channel).get(i) {
-                self.deliver_to(member, &message, now);
-            }
-        }
-        if reached < count {
-            let members = self
-                .hub
-                .members(&message.channel)
-                .get(reached..)
-                .unwrap_or_default()
-                .to_vec();
+        let members = self.hub.members(&message.channel);
+        let reached = members.len().min(budget);
+        targets!(self).deliver(members.get(..reached).unwrap_or_default(), &message, now);
+        if let Some(rest) = members.get(reached..).filter(|rest| !rest.is_empty()) {
             self.partial = Some(PartialFanout {
+                members: rest.to_vec(),
                 message,
-                members,
                 next: 0,
             });
         }
         budget - reached
     }
-
-    /// Queues a live event on one member's connection, unless it is not for it.
-    fn deliver_to(&mut self, member: Member, message: &Message, now: Instant) {
-        let max_queued = self.shared.config.max_queued_bytes;
-        let Some(conn) = self.conns.get_mut(member.key) else {
-            return;
-        };
-        match conn.deliver(message, member.slot, max_queued) {
-            Delivery::Skipped => {}
-            Delivery::Queued => {
-                self.counters.delivered += 1;
-                conn.push_back_heartbeat(now, &self.shared.config);
-                self.dirty.mark(member.key, conn);
-            }
-            Delivery::Overflow => {
-                // Over the cap before this turn's flush. Several events taken from the inbox in one turn can pass
-                // it for a subscriber that reads everything, so write what its socket takes now, and close it
-                // only if it really is behind: its socket refuses and the queue stays over the cap.
-                let mut next = Next::Continue;
-                while conn.writable && conn.out.bytes() > max_queued {
-                    let before = conn.out.bytes();
-                    next = conn.flush(&self.shared.table, &mut self.counters);
-                    if next != Next::Continue || conn.out.bytes() == before {
-                        break;
-                    }
-                }
-                match next {
-                    Next::Close(reason, _) => self.to_reap.push((member.key, reason)),
-                    _ if conn.out.bytes() > max_queued => {
-                        conn.out.clear();
-                        conn.closing = true;
-                        self.to_reap.push((member.key, CloseReason::Slow));
-                    }
-                    _ => {
-                        self.counters.delivered += 1;
-                        conn.push_back_heartbeat(now, &self.shared.config);
-                        self.dirty.mark(member.key, conn);
-                    }
-                }
-            }
-        }
-    }
-
     /// A channel was deleted: each local subscriber of that incarnation loses the subscription and gets what its
     /// API sends then (`api::channel_deleted`: a final event, or nothing), built once per API.
     fn close_channel(&mut self, channel: &str, incarnation: u64, now: Instant) {
@@ -266,6 +227,65 @@ impl Worker {
             // Its write budget was used up: it goes on behind the others.
             if let Some(conn) = self.conns.get_mut(key) {
                 self.dirty.mark(key, conn);
+            }
+        }
+    }
+}
+
+/// The connections and lists a fan-out writes to (built by `targets!`).
+struct Targets<'a> {
+    conns: &'a mut Slab<Conn>,
+    dirty: &'a mut Dirty,
+    counters: &'a mut Counters,
+    to_reap: &'a mut Vec<(usize, CloseReason)>,
+    shared: &'a Shared,
+}
+
+impl Targets<'_> {
+    fn deliver(&mut self, members: &[Member], message: &Message, now: Instant) {
+        for &member in members {
+            self.deliver_to(member, message, now);
+        }
+    }
+
+    /// Queues a live event on one member's connection, unless it is not for it.
+    fn deliver_to(&mut self, member: Member, message: &Message, now: Instant) {
+        let max_queued = self.shared.config.max_queued_bytes;
+        let Some(conn) = self.conns.get_mut(member.key) else {
+            return;
+        };
+        match conn.deliver(message, member.slot, max_queued) {
+            Delivery::Skipped => {}
+            Delivery::Queued => {
+                self.counters.delivered += 1;
+                conn.push_back_heartbeat(now, &self.shared.config);
+                self.dirty.mark(member.key, conn);
+            }
+            Delivery::Overflow => {
+                // Over the cap before this turn's flush. Several events taken from the inbox in one turn can pass
+                // it for a subscriber that reads everything, so write what its socket takes now, and close it
+                // only if it really is behind: its socket refuses and the queue stays over the cap.
+                let mut next = Next::Continue;
+                while conn.writable && conn.out.bytes() > max_queued {
+                    let before = conn.out.bytes();
+                    next = conn.flush(&self.shared.table, self.counters);
+                    if next != Next::Continue || conn.out.bytes() == before {
+                        break;
+                    }
+                }
+                match next {
+                    Next::Close(reason, _) => self.to_reap.push((member.key, reason)),
+                    _ if conn.out.bytes() > max_queued => {
+                        conn.out.clear();
+                        conn.closing = true;
+                        self.to_reap.push((member.key, CloseReason::Slow));
+                    }
+                    _ => {
+                        self.counters.delivered += 1;
+                        conn.push_back_heartbeat(now, &self.shared.config);
+                        self.dirty.mark(member.key, conn);
+                    }
+                }
             }
         }
     }
