@@ -351,3 +351,45 @@ fn while_redis_is_down_publishes_get_503_and_health_fails_then_both_recover() {
     let next = sub.next_event().expect("event after the outage");
     assert_eq!((next.id, next.data.as_str()), (Some(after), "after"));
 }
+
+#[test]
+fn when_a_master_dies_its_replica_takes_over_and_publishing_and_delivery_resume() {
+    if !have_tools(false) {
+        return;
+    }
+    let mut cluster = RedisCluster::start(3, 1);
+    let nodes = three_nodes(&cluster, &["--broker-timeout", "1s"]);
+    let mut sub = sse_subscribe(nodes[0].addr, "/sub/failover", "");
+    let first = publish_id(nodes[1].addr, "failover", "before");
+    assert_eq!(sub.next_event().expect("event").id, Some(first));
+
+    let master = cluster.master_of("spout:{failover}");
+    let index = cluster
+        .ports
+        .iter()
+        .position(|p| *p == master)
+        .expect("master");
+    cluster.kill(index);
+    let killed = Instant::now();
+    // Publishing answers 503 until the replica is promoted, then 200 again by itself.
+    let deadline = killed + Duration::from_secs(30);
+    let after = loop {
+        let resp = publish(nodes[1].addr, "failover", "after");
+        if resp.status == 200 {
+            break resp.json()["id"].as_str().expect("id").to_string();
+        }
+        assert_eq!(resp.status, 503, "{}", resp.text());
+        assert!(
+            Instant::now() < deadline,
+            "publishing did not resume after the failover: {:?}",
+            common::cluster::cli(cluster.ports[(index + 1) % 6], &["CLUSTER", "NODES"])
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!(
+        "publishing resumed {:?} after the master was killed",
+        killed.elapsed()
+    );
+    let next = sub.next_event().expect("event after the failover");
+    assert_eq!((next.id, next.data.as_str()), (Some(after), "after"));
+}

@@ -154,6 +154,7 @@ fn redis_server(dir: &Path, port: u16) -> Child {
     Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+        .args(["--repl-diskless-sync-delay", "0"])
         .arg("--cluster-config-file")
         .arg(dir.join(format!("nodes-{port}.conf")))
         .arg("--dir")
