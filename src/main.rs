@@ -122,6 +122,7 @@ fn run(config: Config) -> Result<(), String> {
                 seeds: seeds.clone(),
                 prefix: config.broker_prefix.clone(),
                 timeout: config.broker_timeout,
+                node_ttl: config.broker_node_ttl,
                 history: config.history,
                 history_ttl: config.history_ttl,
                 node_name: node_name(&config, &bound),

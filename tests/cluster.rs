@@ -393,3 +393,41 @@ fn when_a_master_dies_its_replica_takes_over_and_publishing_and_delivery_resume(
     let next = sub.next_event().expect("event after the failover");
     assert_eq!((next.id, next.data.as_str()), (Some(after), "after"));
 }
+
+#[test]
+fn every_node_shows_the_subscribers_of_all_nodes_and_a_killed_nodes_leave_after_their_ttl() {
+    if !have_tools(false) {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 0);
+    let mut nodes = three_nodes(&cluster, &["--broker-node-ttl", "2s"]);
+    let _ann = sse_subscribe(nodes[0].addr, "/sub/lobby?client_id=ann", "");
+    let bob = sse_subscribe(nodes[1].addr, "/sub/lobby?client_id=bob", "");
+    let _carol: Vec<_> = (0..2)
+        .map(|_| sse_subscribe(nodes[2].addr, "/sub/lobby?client_id=carol", ""))
+        .collect();
+    let seen = |addr: SocketAddr| {
+        let info = get(addr, "/channels/lobby").json();
+        (info["subscribers"].as_u64(), info["client_ids"].clone())
+    };
+    for node in &nodes {
+        wait_for("every node's subscribers on every node", || {
+            seen(node.addr) == (Some(4), json!(["ann", "bob", "carol"]))
+        });
+    }
+    drop(bob);
+    wait_for("bob to leave", || {
+        seen(nodes[0].addr) == (Some(3), json!(["ann", "carol"]))
+    });
+    let id = publish_id(nodes[1].addr, "lobby", "hello");
+    let info = get(nodes[1].addr, "/channels/lobby").json();
+    assert_eq!(info["last_id"], json!(id));
+    assert_eq!(info["retained"], 1);
+
+    signal(nodes[0].child.id(), "KILL");
+    let _ = nodes[0].child.wait();
+    wait_for("the killed node's subscriber to expire", || {
+        seen(nodes[2].addr) == (Some(2), json!(["carol"]))
+    });
+    assert_eq!(get(nodes[2].addr, "/channels/nowhere").status, 404);
+}

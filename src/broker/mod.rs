@@ -13,7 +13,7 @@ pub mod redis;
 
 use std::time::{Instant, SystemTime};
 
-use crate::channels::{NewEvent, Receipt, TableError};
+use crate::channels::{ChannelInfo, NewEvent, Receipt, TableError};
 
 pub trait Broker: Send + Sync {
     /// Publishes a batch all or nothing; receipts are in the batch's order.
@@ -46,6 +46,8 @@ pub enum BrokerAnswer {
     Warmed(Result<(), BrokerError>),
     /// The channel was deleted on every node; false when it did not exist.
     Deleted(Result<bool, BrokerError>),
+    /// The channel as every node sees it (`None`: no history and no subscriber anywhere).
+    Info(Result<Option<ChannelInfo>, BrokerError>),
 }
 
 /// Why the broker could not do what was asked.

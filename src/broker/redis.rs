@@ -35,7 +35,9 @@ use tokio::sync::mpsc;
 
 use super::{BrokerAnswer, BrokerError, Waiter};
 use crate::bus::{Bus, WorkerMsg};
-use crate::channels::{ChannelTable, FedEvent, Fill, NewEvent, Receipt, ResetReason, TableError};
+use crate::channels::{
+    ChannelInfo, ChannelTable, FedEvent, Fill, NewEvent, Receipt, ResetReason, TableError,
+};
 use crate::message::EventId;
 use crate::metrics::BrokerFigures;
 
@@ -120,6 +122,45 @@ redis.call('SPUBLISH', KEYS[3], 'D')
 return existed
 ";
 
+/// Replaces one node's subscribers of a channel (client id and number of streams) with what it has now, listed
+/// for `--broker-node-ttl`. KEYS: the node's presence hash, the channel's set of nodes. ARGV: node name, ttl in ms,
+/// then (client id, count) pairs; none removes the node.
+const PRESENCE: &str = r"
+redis.call('DEL', KEYS[1])
+if #ARGV <= 2 then
+  redis.call('SREM', KEYS[2], ARGV[1])
+  return 0
+end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+";
+
+/// A channel as every node sees it: whether it has a stream, its length, last id and memory, and every live
+/// node's (client id, count) pairs; nodes whose presence expired are dropped from the set on the way.
+/// KEYS: the channel's set of nodes, its stream. ARGV: the prefix of its nodes' presence hashes.
+const INFO: &str = r"
+local clients = {}
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local held = redis.call('HGETALL', ARGV[1] .. node)
+  if #held == 0 then redis.call('SREM', KEYS[1], node) end
+  for i = 1, #held do clients[#clients + 1] = held[i] end
+end
+local exists = redis.call('EXISTS', KEYS[2])
+local length, last, bytes = 0, '', 0
+if exists == 1 then
+  length = redis.call('XLEN', KEYS[2])
+  local info = redis.call('XINFO', 'STREAM', KEYS[2])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then last = info[i + 1] end
+  end
+  bytes = redis.call('MEMORY', 'USAGE', KEYS[2]) or 0
+end
+return {exists, length, last, bytes, clients}
+";
+
 /// What the broker needs from the configuration.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -127,6 +168,8 @@ pub struct Settings {
     pub seeds: Vec<String>,
     pub prefix: String,
     pub timeout: Duration,
+    /// `--broker-node-ttl`: presence is refreshed every third of it.
+    pub node_ttl: Duration,
     pub history: usize,
     pub history_ttl: Duration,
     pub node_name: String,
@@ -151,6 +194,7 @@ enum Command {
         waiter: Waiter,
     },
     Delete(Box<str>, Waiter),
+    Info(Box<str>, Waiter),
 }
 
 /// The workers' handle on the broker thread.
@@ -175,6 +219,8 @@ impl RedisBroker {
                 publish: Script::new(PUBLISH),
                 fill: Script::new(FILL),
                 delete: Script::new(DELETE),
+                presence: Script::new(PRESENCE),
+                info: Script::new(INFO),
             },
             settings,
             table,
@@ -184,6 +230,7 @@ impl RedisBroker {
             con: None,
             subscribed: HashMap::new(),
             catch_up: false,
+            presence_refreshed: Instant::now(),
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -222,6 +269,11 @@ impl RedisBroker {
         self.queue(Command::Delete(channel.into(), waiter))
     }
 
+    /// Reads `channel` as every node sees it.
+    pub fn info(&self, channel: &str, waiter: Waiter) -> Result<(), BrokerError> {
+        self.queue(Command::Info(channel.into(), waiter))
+    }
+
     /// Whether the last health check (or operation) reached Redis.
     pub fn reachable(&self) -> bool {
         self.reachable.load(Ordering::Relaxed)
@@ -250,6 +302,8 @@ struct Scripts {
     publish: Script,
     fill: Script,
     delete: Script,
+    presence: Script,
+    info: Script,
 }
 
 /// The broker thread's state.
@@ -265,6 +319,8 @@ struct Node {
     subscribed: HashMap<Box<str>, Instant>,
     /// The connection to a shard dropped: the fed channels must be read again from their last ids.
     catch_up: bool,
+    /// When this node's whole presence was last written.
+    presence_refreshed: Instant,
 }
 
 impl Node {
@@ -370,6 +426,35 @@ impl Node {
             Command::Delete(channel, waiter) => {
                 let result = self.delete(&channel).await;
                 self.answer(waiter, BrokerAnswer::Deleted(result));
+            }
+            Command::Info(channel, waiter) => {
+                let Some(mut con) = self.con.clone() else {
+                    self.answer(waiter, BrokerAnswer::Info(Err(BrokerError::Unavailable)));
+                    return;
+                };
+                let keys = keys(&self.settings.prefix, &channel);
+                let script = self.scripts.info.clone();
+                let timeout = self.settings.timeout;
+                let bus = Arc::clone(&self.bus);
+                self.stats.round_trips.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let mut invocation = script.key(&keys.nodes);
+                    invocation.key(&keys.stream).arg(&keys.presence_prefix);
+                    let reply =
+                        tokio::time::timeout(timeout, invocation.invoke_async::<Value>(&mut con))
+                            .await;
+                    let result = match reply {
+                        Ok(Ok(reply)) => {
+                            parse_info(&channel, reply).ok_or(BrokerError::Unavailable)
+                        }
+                        Ok(Err(e)) => {
+                            log::warn!("broker: cannot read {channel}: {e}");
+                            Err(BrokerError::Unavailable)
+                        }
+                        Err(_) => Err(BrokerError::Unavailable),
+                    };
+                    send_answer(&bus, waiter, BrokerAnswer::Info(result));
+                });
             }
         }
     }
@@ -515,6 +600,7 @@ impl Node {
                 return;
             }
         }
+        self.write_presence();
         if std::mem::take(&mut self.catch_up) {
             for (channel, last) in self.table.fed_channels() {
                 if self.load(&channel, Some(last)).await.is_err() {
@@ -541,6 +627,51 @@ impl Node {
                     log::warn!("broker: cannot leave {shard}: {e}");
                 }
             }
+        }
+    }
+}
+
+impl Node {
+    /// Writes this node's subscribers of the channels whose subscribers changed, and every third of
+    /// `--broker-node-ttl` those of all its channels (the refresh that keeps them listed), each as a task of its own.
+    fn write_presence(&mut self) {
+        let Some(con) = self.con.clone() else {
+            return;
+        };
+        let refresh = self.presence_refreshed.elapsed() >= self.settings.node_ttl / 3;
+        let mut changes = self.table.take_presence_changes();
+        if refresh {
+            self.presence_refreshed = Instant::now();
+            changes.extend(self.table.fed_presence());
+        }
+        for presence in changes {
+            let keys = keys(&self.settings.prefix, &presence.channel);
+            let mut args: Vec<String> = Vec::with_capacity(2 + 2 * presence.clients.len());
+            args.push(self.settings.node_name.clone());
+            args.push(millis(self.settings.node_ttl).to_string());
+            for (client, count) in presence.clients {
+                args.push(client.into());
+                args.push(count.to_string());
+            }
+            let node_key = format!("{}{}", keys.presence_prefix, self.settings.node_name);
+            let script = self.scripts.presence.clone();
+            let mut con = con.clone();
+            let timeout = self.settings.timeout;
+            let stats = Arc::clone(&self.stats);
+            stats.round_trips.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut invocation = script.key(node_key);
+                invocation.key(&keys.nodes).arg(args);
+                let written =
+                    tokio::time::timeout(timeout, invocation.invoke_async::<i64>(&mut con)).await;
+                if !matches!(written, Ok(Ok(_))) {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    log::debug!(
+                        "broker: could not write the presence of {}",
+                        presence.channel
+                    );
+                }
+            });
         }
     }
 }
@@ -659,6 +790,10 @@ struct Keys {
     deleted: String,
     /// Its trim record: the highest id trimmed from its stream, and why (`evicted` or `expired`).
     trimmed: String,
+    /// The set of nodes holding subscribers of it.
+    nodes: String,
+    /// The start of each node's presence hash (the node's name follows).
+    presence_prefix: String,
 }
 
 fn keys(prefix: &str, channel: &str) -> Keys {
@@ -667,6 +802,8 @@ fn keys(prefix: &str, channel: &str) -> Keys {
         stream: format!("{shard}:h"),
         deleted: format!("{shard}:d"),
         trimmed: format!("{shard}:t"),
+        nodes: format!("{shard}:nodes"),
+        presence_prefix: format!("{shard}:n:"),
         shard,
     }
 }
@@ -706,6 +843,44 @@ fn optional(text: &str) -> Option<Box<str>> {
 
 fn recipients(list: &str) -> Option<Box<[Box<str>]>> {
     (!list.is_empty()).then(|| list.split(',').map(Into::into).collect())
+}
+
+/// The info script's reply: `{has a stream, length, last id, bytes, [client id, count]…}`.
+fn parse_info(channel: &str, reply: Value) -> Option<Option<ChannelInfo>> {
+    let Value::Array(items) = reply else {
+        return None;
+    };
+    let mut items = items.into_iter();
+    let exists = integer(&items.next()?)? == 1;
+    let retained = usize::try_from(integer(&items.next()?)?).unwrap_or(0);
+    let last_id = text(items.next()?).and_then(|id| EventId::from_stream_id(&id));
+    let retained_bytes = items.next().as_ref().and_then(integer).unwrap_or(0);
+    let Value::Array(held) = items.next()? else {
+        return None;
+    };
+    let held: Vec<String> = held.into_iter().filter_map(text).collect();
+    let mut subscribers = 0;
+    let mut client_ids: Vec<Box<str>> = Vec::new();
+    for pair in held.chunks(2) {
+        let (Some(client), Some(count)) = (pair.first(), pair.get(1)) else {
+            continue;
+        };
+        subscribers += count.parse::<usize>().unwrap_or(0);
+        client_ids.push(client.as_str().into());
+    }
+    client_ids.sort();
+    client_ids.dedup();
+    if !exists && subscribers == 0 {
+        return Some(None);
+    }
+    Some(Some(ChannelInfo {
+        name: channel.into(),
+        subscribers,
+        client_ids,
+        last_id,
+        retained,
+        retained_bytes: usize::try_from(retained_bytes).unwrap_or(0),
+    }))
 }
 
 /// An event as the publish script sends it: `E`, id, event name, recipients, data, one per line (only the data

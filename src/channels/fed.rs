@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{ChannelTable, NewEvent, ResetReason, Resume, Subscription, TableError};
+use super::{Channel, ChannelTable, NewEvent, ResetReason, Resume, Subscription, TableError};
 use crate::bus::Bus;
 use crate::message::{EventId, Message};
 
@@ -25,6 +25,12 @@ pub struct FedEvent {
     pub id: EventId,
     pub event: NewEvent,
     pub at: Instant,
+}
+
+/// A node's subscribers of one channel: each client id with its number of streams.
+pub struct Presence {
+    pub channel: Arc<str>,
+    pub clients: Vec<(Box<str>, u32)>,
 }
 
 /// What Redis holds of a channel, read after this node's shard subscription was confirmed.
@@ -69,7 +75,8 @@ impl ChannelTable {
         let Some(channel) = st.channels.get_mut(name) else {
             return Ok(None);
         };
-        let subscribed = channel.register(key, worker, client_id, head);
+        let subscribed = channel.register(Arc::clone(&key), worker, client_id, head);
+        st.presence_changed.insert(key);
         let replay = match resume {
             Resume::Fresh => None,
             Resume::Unparseable => Some((EventId::ZERO, Some(ResetReason::Invalid))),
@@ -182,6 +189,7 @@ impl ChannelTable {
             None => true,
             Some(ch) if ch.covered_after.is_some() && ch.subscribers == 0 => {
                 st.remove_channel(name);
+                st.presence_changed.insert(name.into());
                 true
             }
             Some(_) => false,
@@ -193,6 +201,40 @@ impl ChannelTable {
         let st = self.lock();
         let channel = st.channels.get(name)?;
         channel.covered_after.map(|_| channel.fed_head())
+    }
+
+    /// The fed channels whose subscribers changed since the last call, each with this node's subscribers of it
+    /// (client id and streams; empty when none is left).
+    pub fn take_presence_changes(&self) -> Vec<Presence> {
+        let mut st = self.lock();
+        let changed = std::mem::take(&mut st.presence_changed);
+        changed
+            .into_iter()
+            .map(|name| {
+                let clients = st
+                    .channels
+                    .get(&name)
+                    .map(Channel::clients)
+                    .unwrap_or_default();
+                Presence {
+                    channel: name,
+                    clients,
+                }
+            })
+            .collect()
+    }
+
+    /// Every fed channel this node has subscribers of, with them: what the broker refreshes in Redis.
+    pub fn fed_presence(&self) -> Vec<Presence> {
+        let st = self.lock();
+        st.channels
+            .iter()
+            .filter(|(_, ch)| ch.covered_after.is_some() && ch.subscribers > 0)
+            .map(|(name, ch)| Presence {
+                channel: Arc::clone(name),
+                clients: ch.clients(),
+            })
+            .collect()
     }
 
     /// The fed channels and their last ids: where the broker resumes each after losing its connection to Redis.

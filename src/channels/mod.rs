@@ -22,14 +22,14 @@ mod fed;
 mod history;
 mod hold;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::bus::{Bus, WorkerMsg};
 use crate::message::{EventId, Message, Wire};
 use crate::sync::lock;
-pub use fed::{FedEvent, Fill};
+pub use fed::{FedEvent, Fill, Presence};
 use history::History;
 pub use history::{ReplayCursor, Retention};
 pub use hold::{LockHold, BOUNDS_NS as LOCK_HOLD_BOUNDS_NS};
@@ -233,6 +233,14 @@ impl Channel {
         }
     }
 
+    /// Client ids with their number of streams on this node.
+    fn clients(&self) -> Vec<(Box<str>, u32)> {
+        self.clients
+            .iter()
+            .map(|(client, count)| (client.clone(), *count))
+            .collect()
+    }
+
     /// A fed channel's last id: its last event, else where its coverage starts.
     fn fed_head(&self) -> EventId {
         self.last_id.or(self.covered_after).unwrap_or(EventId::ZERO)
@@ -250,6 +258,8 @@ struct State {
     overloaded: u64,
     publish_hold: LockHold,
     subscribe_hold: LockHold,
+    /// Fed channels whose subscribers changed since the broker last asked (`fed::take_presence_changes`).
+    presence_changed: HashSet<Arc<str>, foldhash::fast::RandomState>,
 }
 
 /// The table; see the module doc.
@@ -271,6 +281,7 @@ impl ChannelTable {
             overloaded: 0,
             publish_hold: LockHold::default(),
             subscribe_hold: LockHold::default(),
+            presence_changed: HashSet::default(),
         };
         ChannelTable {
             state: Mutex::new(state),
@@ -342,7 +353,8 @@ impl ChannelTable {
 
     /// Undoes `subscribe` for the channels that still have the incarnation the subscriber joined.
     pub fn unsubscribe(&self, worker: usize, channels: &[SubscribedChannel], client_id: &str) {
-        let mut st = self.lock();
+        let mut guard = self.lock();
+        let st = &mut *guard;
         for sub in channels {
             let Some(channel) = st.channels.get_mut(&sub.name) else {
                 continue;
@@ -359,6 +371,9 @@ impl ChannelTable {
                 if *count == 0 {
                     channel.clients.remove(client_id);
                 }
+            }
+            if channel.covered_after.is_some() {
+                st.presence_changed.insert(Arc::clone(&sub.name));
             }
             if channel.subscribers == 0 && st.history.is_empty(&sub.name) {
                 st.remove_channel(&sub.name);

@@ -326,6 +326,17 @@ pub struct Args {
     )]
     pub broker_timeout: Option<String>,
 
+    /// How long a node's subscribers stay listed in Redis without the node
+    /// refreshing them (a node that dies leaves no ghosts after it)
+    /// [default: 15s]
+    #[arg(
+        long,
+        env = "SPOUT_BROKER_NODE_TTL",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
+    pub broker_node_ttl: Option<String>,
+
     /// This node's name in logs, e.g. web1:8080 [default: host name and
     /// first port]
     #[arg(long, env = "SPOUT_NODE_NAME", value_name = "NAME")]

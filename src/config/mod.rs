@@ -189,6 +189,9 @@ pub const DEFAULT_BROKER_PREFIX: &str = "spout:";
 /// How long a request waits for Redis before a 503 (2 s).
 pub const DEFAULT_BROKER_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a node's presence in Redis outlives its last refresh (15 s).
+pub const DEFAULT_BROKER_NODE_TTL: Duration = Duration::from_secs(15);
+
 /// Default worker count: one per available core, 1 if that is unknown, at
 /// most [`MAX_WORKERS`].
 pub fn default_workers() -> NonZeroUsize {
@@ -404,6 +407,8 @@ pub struct Config {
     pub broker_prefix: String,
     /// See [`DEFAULT_BROKER_TIMEOUT`].
     pub broker_timeout: Duration,
+    /// See [`DEFAULT_BROKER_NODE_TTL`].
+    pub broker_node_ttl: Duration,
     /// `--node-name`; `None` until `main` names the node after its host.
     pub node_name: Option<String>,
 }
@@ -445,6 +450,7 @@ impl Default for Config {
             broker: BrokerChoice::Local,
             broker_prefix: DEFAULT_BROKER_PREFIX.to_string(),
             broker_timeout: DEFAULT_BROKER_TIMEOUT,
+            broker_node_ttl: DEFAULT_BROKER_NODE_TTL,
             node_name: None,
         }
     }
@@ -490,6 +496,7 @@ impl fmt::Debug for Config {
             .field("broker", &self.broker)
             .field("broker_prefix", &self.broker_prefix)
             .field("broker_timeout", &self.broker_timeout)
+            .field("broker_node_ttl", &self.broker_node_ttl)
             .field("node_name", &self.node_name)
             .finish()
     }
@@ -714,6 +721,19 @@ impl Config {
             Some(raw) => Some(parse_field("--publish-key", &raw, parse_publish_key)?),
         };
 
+        let broker_timeout = duration_field(
+            "--broker-timeout",
+            args.broker_timeout.as_deref(),
+            DEFAULT_BROKER_TIMEOUT,
+        )?;
+        check_non_zero("--broker-timeout", broker_timeout, "")?;
+        let broker_node_ttl = duration_field(
+            "--broker-node-ttl",
+            args.broker_node_ttl.as_deref(),
+            DEFAULT_BROKER_NODE_TTL,
+        )?;
+        check_non_zero("--broker-node-ttl", broker_node_ttl, "")?;
+
         Ok(Config {
             listen: parse_listen_list("--listen", &args.listen)?,
             workers,
@@ -770,11 +790,8 @@ impl Config {
                 None => DEFAULT_BROKER_PREFIX.to_string(),
                 Some(raw) => parse_field("--broker-prefix", &raw, parse_broker_prefix)?,
             },
-            broker_timeout: duration_field(
-                "--broker-timeout",
-                args.broker_timeout.as_deref(),
-                DEFAULT_BROKER_TIMEOUT,
-            )?,
+            broker_timeout,
+            broker_node_ttl,
             node_name: args
                 .node_name
                 .map(|raw| parse_field("--node-name", &raw, parse_node_name))

@@ -77,10 +77,18 @@ pub(super) fn list_channels(req: &Request, ctx: &mut Ctx) -> Handled {
 
 pub(super) fn channel_info(req: &Request, ctx: &mut Ctx, raw: &[u8]) -> Handled {
     let name = channel_name(raw)?;
-    let info = ctx
-        .table
-        .info(name)
-        .ok_or_else(|| ApiError::new(404, "channel_not_found", format!("no channel {name}")))?;
+    let info = match (ctx.redis, ctx.answer.take()) {
+        (None, _) => ctx.table.info(name),
+        (Some(_), Some(BrokerAnswer::Info(result))) => result.map_err(ApiError::from_broker)?,
+        (Some(redis), _) => {
+            redis
+                .info(name, ctx.waiter)
+                .map_err(ApiError::from_broker)?;
+            return Ok(Action::Await);
+        }
+    };
+    let info =
+        info.ok_or_else(|| ApiError::new(404, "channel_not_found", format!("no channel {name}")))?;
     let body = json!({
         "channel": &*info.name,
         "subscribers": info.subscribers,
