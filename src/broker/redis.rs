@@ -43,6 +43,8 @@ use crate::metrics::BrokerFigures;
 
 /// Commands waiting for the broker thread; past this, requests are answered 503 at once.
 const QUEUE: usize = 65_536;
+/// Messages from Redis taken at once before they go to the table.
+const FEED_BATCH: usize = 256;
 /// How often the thread checks Redis's health, retires idle channels and catches up after a disconnection.
 const TICK: Duration = Duration::from_secs(1);
 /// A fed channel with no subscriber is kept this long before the node leaves its shard channel: reconnecting
@@ -335,7 +337,16 @@ impl Node {
                     Some(command) => self.handle(command).await,
                     None => return,
                 },
-                Some(push) = pushes.recv() => self.on_push(push),
+                Some(push) = pushes.recv() => {
+                    let mut batch = vec![push];
+                    while batch.len() < FEED_BATCH {
+                        match pushes.try_recv() {
+                            Ok(push) => batch.push(push),
+                            Err(_) => break,
+                        }
+                    }
+                    self.on_pushes(batch);
+                }
                 _ = tick.tick() => {
                     if self.con.is_none() {
                         if let Some(client) = &client {
@@ -547,35 +558,52 @@ impl Node {
         }
     }
 
-    /// A message from Redis: an event or a deletion on a shard channel, or news of the connection.
-    fn on_push(&mut self, push: PushInfo) {
-        match push.kind {
-            PushKind::SMessage => {
-                let mut data = push.data.into_iter();
-                let (Some(shard), Some(payload)) = (data.next(), data.next()) else {
-                    return;
-                };
-                let (Some(shard), Some(payload)) = (text(shard), text(payload)) else {
-                    return;
-                };
-                let Some(channel) = channel_of(&self.settings.prefix, &shard) else {
-                    return;
-                };
-                self.stats.received.fetch_add(1, Ordering::Relaxed);
-                if payload == "D" {
-                    self.table.delete(channel, &self.bus);
-                    return;
+    /// Messages from Redis, as many as were waiting: events and deletions on shard channels, news of the
+    /// connection. Consecutive events of a channel go to the table in one call (one lock, one wake per worker); a
+    /// deletion first hands over the events before it.
+    fn on_pushes(&mut self, pushes: Vec<PushInfo>) {
+        let mut events: Vec<(String, Vec<FedEvent>)> = Vec::new();
+        for push in pushes {
+            match push.kind {
+                PushKind::SMessage => {
+                    let mut data = push.data.into_iter();
+                    let (Some(shard), Some(payload)) = (data.next(), data.next()) else {
+                        continue;
+                    };
+                    let (Some(shard), Some(payload)) = (text(shard), text(payload)) else {
+                        continue;
+                    };
+                    let Some(channel) = channel_of(&self.settings.prefix, &shard) else {
+                        continue;
+                    };
+                    self.stats.received.fetch_add(1, Ordering::Relaxed);
+                    if payload == "D" {
+                        self.feed(std::mem::take(&mut events));
+                        self.table.delete(channel, &self.bus);
+                        continue;
+                    }
+                    let Some(fed) = parse_event(channel, &payload) else {
+                        log::warn!("broker: unreadable event on {shard}");
+                        continue;
+                    };
+                    match events.iter_mut().find(|(name, _)| name == channel) {
+                        Some((_, list)) => list.push(fed),
+                        None => events.push((channel.to_string(), vec![fed])),
+                    }
                 }
-                match parse_event(channel, &payload) {
-                    Some(fed) => self.table.feed(channel, vec![fed], &self.bus),
-                    None => log::warn!("broker: unreadable event on {shard}"),
+                PushKind::Disconnection => {
+                    log::warn!("broker: lost a connection to Redis; catching up once it is back");
+                    self.catch_up = true;
                 }
+                _ => {}
             }
-            PushKind::Disconnection => {
-                log::warn!("broker: lost a connection to Redis; catching up once it is back");
-                self.catch_up = true;
-            }
-            _ => {}
+        }
+        self.feed(events);
+    }
+
+    fn feed(&self, events: Vec<(String, Vec<FedEvent>)>) {
+        for (channel, list) in events {
+            self.table.feed(&channel, list, &self.bus);
         }
     }
 
