@@ -123,6 +123,7 @@ fn run(config: Config) -> Result<(), String> {
                 prefix: config.broker_prefix.clone(),
                 timeout: config.broker_timeout,
                 node_ttl: config.broker_node_ttl,
+                wait_replicas: config.broker_wait_replicas,
                 history: config.history,
                 history_ttl: config.history_ttl,
                 node_name: node_name(&config, &bound),

@@ -431,3 +431,39 @@ fn every_node_shows_the_subscribers_of_all_nodes_and_a_killed_nodes_leave_after_
     });
     assert_eq!(get(nodes[2].addr, "/channels/nowhere").status, 404);
 }
+
+#[test]
+fn with_wait_replicas_a_publish_is_answered_once_a_replica_has_it_and_refused_without_one() {
+    if !have_tools(false) {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 1);
+    let node = start_node(&cluster, &["--broker-wait-replicas", "1"]);
+    publish_id(node.addr, "durable", "kept");
+    let master = cluster.master_of("spout:{durable}");
+    let replica = *cluster.replicas_of(master).first().expect("a replica");
+    // Read on the replica itself (READONLY), right after the answer: it already has the event.
+    let mut cli = std::process::Command::new("redis-cli")
+        .args(["-p", &replica.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("redis-cli");
+    use std::io::Write as _;
+    cli.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"READONLY\nXLEN spout:{durable}:h\n")
+        .expect("write");
+    let out = cli.wait_with_output().expect("redis-cli output");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK\n1");
+
+    let lonely = RedisCluster::start(3, 0);
+    let node = start_node(
+        &lonely,
+        &["--broker-wait-replicas", "1", "--broker-timeout", "500ms"],
+    );
+    let refused = publish(node.addr, "durable", "not kept twice");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.json()["error"], "broker_unavailable");
+}

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{PushInfo, PushKind, Script, Value};
 use tokio::sync::mpsc;
 
@@ -172,6 +173,8 @@ pub struct Settings {
     pub timeout: Duration,
     /// `--broker-node-ttl`: presence is refreshed every third of it.
     pub node_ttl: Duration,
+    /// `--broker-wait-replicas`: replicas a publish waits for (`WAIT`).
+    pub wait_replicas: usize,
     pub history: usize,
     pub history_ttl: Duration,
     pub node_name: String,
@@ -742,13 +745,19 @@ impl PublishJob {
             let mut con = self.con.clone();
             let script = self.script.clone();
             let timeout = self.settings.timeout;
+            let replicas = self.settings.wait_replicas;
             self.stats.round_trips.fetch_add(1, Ordering::Relaxed);
             tasks.push(tokio::spawn(async move {
                 let mut invocation = script.key(&keys.stream);
                 invocation.key(&keys.shard).key(&keys.trimmed).arg(args);
-                let reply =
-                    tokio::time::timeout(timeout, invocation.invoke_async::<Vec<Value>>(&mut con))
-                        .await;
+                let reply = tokio::time::timeout(timeout, async {
+                    let reply = invocation.invoke_async::<Vec<Value>>(&mut con).await?;
+                    if replicas > 0 {
+                        wait_for_replicas(&mut con, &keys.stream, replicas, timeout).await?;
+                    }
+                    Ok::<_, redis::RedisError>(reply)
+                })
+                .await;
                 (channel, indexes, reply)
             }));
         }
@@ -792,6 +801,30 @@ impl PublishJob {
             .into_iter()
             .collect::<Option<Vec<Receipt>>>()
             .ok_or(BrokerError::Unavailable)
+    }
+}
+
+/// Waits until `replicas` replicas of `key`'s shard have every write made so far on the connection to its master
+/// (Redis `WAIT`, sent there); fewer within `timeout` is an error.
+async fn wait_for_replicas(
+    con: &mut ClusterConnection,
+    key: &str,
+    replicas: usize,
+    timeout: Duration,
+) -> redis::RedisResult<()> {
+    let mut wait = redis::cmd("WAIT");
+    wait.arg(replicas).arg(millis(timeout));
+    let master = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+        key,
+        SlotAddr::Master,
+    )));
+    let acknowledged = con.route_command(wait, master).await?;
+    match integer(&acknowledged) {
+        Some(n) if usize::try_from(n).is_ok_and(|n| n >= replicas) => Ok(()),
+        _ => Err(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "fewer replicas than --broker-wait-replicas acknowledged the publish",
+        ))),
     }
 }
 

@@ -337,6 +337,16 @@ pub struct Args {
     )]
     pub broker_node_ttl: Option<String>,
 
+    /// Answer a publish only once this many replicas of the channel's shard
+    /// have it (Redis WAIT); 0 answers once its master has it [default: 0]
+    #[arg(
+        long,
+        env = "SPOUT_BROKER_WAIT_REPLICAS",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
+    pub broker_wait_replicas: Option<String>,
+
     /// This node's name in logs, e.g. web1:8080 [default: host name and
     /// first port]
     #[arg(long, env = "SPOUT_NODE_NAME", value_name = "NAME")]

@@ -189,6 +189,9 @@ pub const DEFAULT_BROKER_PREFIX: &str = "spout:";
 /// How long a request waits for Redis before a 503 (2 s).
 pub const DEFAULT_BROKER_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Replicas a publish waits for (0: the master's answer is enough).
+pub const DEFAULT_BROKER_WAIT_REPLICAS: usize = 0;
+
 /// How long a node's presence in Redis outlives its last refresh (15 s).
 pub const DEFAULT_BROKER_NODE_TTL: Duration = Duration::from_secs(15);
 
@@ -409,6 +412,8 @@ pub struct Config {
     pub broker_timeout: Duration,
     /// See [`DEFAULT_BROKER_NODE_TTL`].
     pub broker_node_ttl: Duration,
+    /// See [`DEFAULT_BROKER_WAIT_REPLICAS`]; at most 16.
+    pub broker_wait_replicas: usize,
     /// `--node-name`; `None` until `main` names the node after its host.
     pub node_name: Option<String>,
 }
@@ -451,6 +456,7 @@ impl Default for Config {
             broker_prefix: DEFAULT_BROKER_PREFIX.to_string(),
             broker_timeout: DEFAULT_BROKER_TIMEOUT,
             broker_node_ttl: DEFAULT_BROKER_NODE_TTL,
+            broker_wait_replicas: DEFAULT_BROKER_WAIT_REPLICAS,
             node_name: None,
         }
     }
@@ -497,6 +503,7 @@ impl fmt::Debug for Config {
             .field("broker_prefix", &self.broker_prefix)
             .field("broker_timeout", &self.broker_timeout)
             .field("broker_node_ttl", &self.broker_node_ttl)
+            .field("broker_wait_replicas", &self.broker_wait_replicas)
             .field("node_name", &self.node_name)
             .finish()
     }
@@ -733,6 +740,12 @@ impl Config {
             DEFAULT_BROKER_NODE_TTL,
         )?;
         check_non_zero("--broker-node-ttl", broker_node_ttl, "")?;
+        let broker_wait_replicas = count_field(
+            "--broker-wait-replicas",
+            args.broker_wait_replicas.as_deref(),
+            DEFAULT_BROKER_WAIT_REPLICAS,
+        )?;
+        check_count_range("--broker-wait-replicas", broker_wait_replicas, 0, 16)?;
 
         Ok(Config {
             listen: parse_listen_list("--listen", &args.listen)?,
@@ -792,6 +805,7 @@ impl Config {
             },
             broker_timeout,
             broker_node_ttl,
+            broker_wait_replicas,
             node_name: args
                 .node_name
                 .map(|raw| parse_field("--node-name", &raw, parse_node_name))

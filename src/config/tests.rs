@@ -130,6 +130,7 @@ fn no_arguments_give_the_defaults() {
     assert_eq!(c.broker_prefix, "spout:");
     assert_eq!(c.broker_timeout, Duration::from_secs(2));
     assert_eq!(c.broker_node_ttl, Duration::from_secs(15));
+    assert_eq!(c.broker_wait_replicas, 0);
     assert_eq!(c.node_name, None);
     assert!(c.is_loopback_only());
     assert!(c.warnings().is_empty());
@@ -196,7 +197,7 @@ fn help_defaults_match_default_consts() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 31);
+    assert_eq!(checked, 32);
 }
 
 #[test]

@@ -140,6 +140,25 @@ impl RedisCluster {
     }
 }
 
+impl RedisCluster {
+    /// The ports of the replicas of the master on `port`.
+    pub fn replicas_of(&self, port: u16) -> Vec<u16> {
+        let nodes = cli(port, &["CLUSTER", "NODES"]).expect("nodes");
+        let id = nodes
+            .lines()
+            .find(|l| l.contains("myself"))
+            .and_then(|l| l.split_whitespace().next())
+            .expect("own id")
+            .to_string();
+        nodes
+            .lines()
+            .filter(|l| l.split_whitespace().nth(3) == Some(id.as_str()))
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter_map(|addr| addr.split(['@', ':']).nth(1)?.parse().ok())
+            .collect()
+    }
+}
+
 impl Drop for RedisCluster {
     fn drop(&mut self) {
         for child in self.children.iter_mut().filter_map(Option::as_mut) {
