@@ -54,7 +54,8 @@ struct Cli {
 #[derive(Args, Debug, Clone, Serialize)]
 pub struct Common {
     /// Subscribe URL template; `{channel}` is replaced by the channel name (c0, c1, ...). `ws://` means
-    /// `--transport ws`.
+    /// `--transport ws`. Several templates separated by spaces spread the `--processes` over them (process i
+    /// subscribes through template i mod n): the nodes of one cluster, each under its own descriptor limit.
     #[arg(
         long,
         global = true,
@@ -331,8 +332,26 @@ fn main() {
     }
 }
 
+/// The `--sub-url` templates, each checked; several need as many `--processes` at least (each process uses one).
+pub fn sub_url_templates(c: &Common) -> Result<Vec<&str>, String> {
+    let templates: Vec<&str> = c.sub_url.split_whitespace().collect();
+    for template in &templates {
+        UrlTemplate::parse(template).map_err(|e| format!("--sub-url {template}: {e}"))?;
+    }
+    if templates.len() > 1 && c.processes < templates.len() {
+        return Err(format!(
+            "--sub-url names {} templates: use --processes {} or more (each process subscribes through one)",
+            templates.len(),
+            templates.len()
+        ));
+    }
+    Ok(templates)
+}
+
 pub fn engine_config(c: &Common) -> Result<EngineConfig, String> {
-    let sub_url = UrlTemplate::parse(&c.sub_url).map_err(|e| format!("--sub-url: {e}"))?;
+    let templates = sub_url_templates(c)?;
+    let first = templates.first().ok_or("--sub-url: no template")?;
+    let sub_url = UrlTemplate::parse(first).map_err(|e| format!("--sub-url: {e}"))?;
     let pub_url = UrlTemplate::parse(&c.pub_url).map_err(|e| format!("--pub-url: {e}"))?;
     if pub_url.websocket {
         return Err("--pub-url: publishing is an HTTP POST (http://)".into());

@@ -75,8 +75,9 @@ impl Run {
             ));
         }
         let engine = Engine::new(cfg.clone(), channels).map_err(|e| e.to_string())?;
-        let spec = |_: usize| ChildSpec {
-            sub_url: c.sub_url.clone(),
+        let templates = crate::sub_url_templates(c)?;
+        let spec = |index: usize| ChildSpec {
+            sub_url: templates[index % templates.len()].to_string(),
             body: c.body.clone(),
             size: c.size,
             seq_marker: c.seq_marker.clone(),
