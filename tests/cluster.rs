@@ -24,6 +24,22 @@ fn three_nodes(cluster: &RedisCluster, args: &[&str]) -> Vec<Server> {
     (0..3).map(|_| start_node(cluster, args)).collect()
 }
 
+/// Publishes `data` until it is answered 200 (every other answer must be a 503 from Redis being away) and
+/// returns its id; fails after 30 s.
+fn publish_once_back(addr: SocketAddr, channel: &str, data: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let resp = publish(addr, channel, data);
+        if resp.status == 200 {
+            return resp.json()["id"].as_str().expect("id").to_string();
+        }
+        assert_eq!(resp.status, 503, "{}", resp.text());
+        assert_eq!(resp.json()["error"], "broker_unavailable");
+        assert!(Instant::now() < deadline, "publishing did not come back");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Channel names whose keys live on `count` different masters.
 fn channels_on_distinct_shards(cluster: &RedisCluster, count: usize) -> Vec<String> {
     let mut found: Vec<(u16, String)> = Vec::new();
@@ -335,19 +351,7 @@ fn while_redis_is_down_publishes_get_503_and_health_fails_then_both_recover() {
         });
     }
     // The subscriber stayed connected; its node subscribes the channel again and it gets what is published next.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let after = loop {
-        let resp = publish(nodes[2].addr, "alerts", "after");
-        if resp.status == 200 {
-            break resp.json()["id"].as_str().expect("id").to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "publishing did not recover: {}",
-            resp.text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let after = publish_once_back(nodes[2].addr, "alerts", "after");
     let next = sub.next_event().expect("event after the outage");
     assert_eq!((next.id, next.data.as_str()), (Some(after), "after"));
 }
@@ -372,20 +376,7 @@ fn when_a_master_dies_its_replica_takes_over_and_publishing_and_delivery_resume(
     cluster.kill(index);
     let killed = Instant::now();
     // Publishing answers 503 until the replica is promoted, then 200 again by itself.
-    let deadline = killed + Duration::from_secs(30);
-    let after = loop {
-        let resp = publish(nodes[1].addr, "failover", "after");
-        if resp.status == 200 {
-            break resp.json()["id"].as_str().expect("id").to_string();
-        }
-        assert_eq!(resp.status, 503, "{}", resp.text());
-        assert!(
-            Instant::now() < deadline,
-            "publishing did not resume after the failover: {:?}",
-            common::cluster::cli(cluster.ports[(index + 1) % 6], &["CLUSTER", "NODES"])
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let after = publish_once_back(nodes[1].addr, "failover", "after");
     eprintln!(
         "publishing resumed {:?} after the master was killed",
         killed.elapsed()
