@@ -2,6 +2,8 @@
 //!
 //! Startup may fail loudly (a bad option names its key and exits 2; a port in use exits 1). After start, the
 //! main thread only waits for SIGTERM/SIGINT, then asks every worker to drain and joins them: exit 0.
+//!
+//! `spout doctor ...` is dispatched to `spout::doctor` before anything else.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -21,13 +23,6 @@ use spout::metrics::Registry;
 use spout::worker::{Shared, Worker, WAKER};
 use spout::{logger, net};
 
-/// Descriptors kept back from connections: per worker its epoll, waker, listeners and spare; plus stdio, the
-/// signal pipe and some slack for the process.
-fn reserved_descriptors(config: &Config) -> u64 {
-    let workers = config.workers.get() as u64;
-    32 + workers * (4 + config.listen.len() as u64)
-}
-
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the resulting connection ceiling.
 fn connection_ceiling(config: &Config) -> usize {
     let limit = match rlimit::increase_nofile_limit(u64::MAX) {
@@ -37,7 +32,12 @@ fn connection_ceiling(config: &Config) -> usize {
             rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
         }
     };
-    let by_descriptors = limit.saturating_sub(reserved_descriptors(config)).max(1);
+    let by_descriptors = limit
+        .saturating_sub(net::reserved_descriptors(
+            config.workers.get(),
+            config.listen.len(),
+        ))
+        .max(1);
     let ceiling = match config.max_connections {
         Some(max) if (max as u64) <= by_descriptors => max,
         Some(max) => {
@@ -162,6 +162,12 @@ fn run(config: Config) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "doctor")
+    {
+        return spout::doctor::main(std::env::args_os().skip(2));
+    }
     let config = match Config::load() {
         Ok(config) => config,
         Err(e) => {

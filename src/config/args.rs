@@ -17,7 +17,10 @@ use clap::{ArgAction, Parser};
     version,
     after_help = "Durations take a unit: 500ms, 15s, 2m, 1h, 1d.\n\
                   Sizes are bytes, or take a suffix: KiB, MiB, GiB (1024-based) \
-                  or kB, MB, GB (1000-based), e.g. 1MiB."
+                  or kB, MB, GB (1000-based), e.g. 1MiB.\n\n\
+                  spout doctor [--target-connections N] [--json] [OPTIONS]: how many \
+                  connections this machine lets spout hold, and what to change \
+                  for more (spout doctor --help)."
 )]
 pub struct Args {
     /// Address to listen on, and the API it speaks: IP:PORT[=API], where API

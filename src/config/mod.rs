@@ -197,7 +197,7 @@ mod tests;
 
 pub use args::Args;
 use parse::*;
-pub use parse::{parse_duration, parse_size};
+pub use parse::{parse_count, parse_duration, parse_size};
 
 /// The public API a listener speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
