@@ -1,16 +1,17 @@
 //! `packaging/`: the systemd unit passes `systemd-analyze verify` and keeps its hardening (`systemd-analyze
 //! security` rates its exposure), stops within its timeout, and the settings file it reads is one spout starts
-//! with. The Debian package itself is built, inspected, installed and run by `scripts/package` (a release
+//! with, and spout makes no system call the unit's filter refuses (traced with strace). The Debian package itself is built, inspected, installed and run by `scripts/package` (a release
 //! build and root are more than a test should need).
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{get, require_program};
+use common::{get, publish, require_program, signal, sse_subscribe, ws_connect};
 use spout::config::{parse_duration, DEFAULT_DRAIN_TIMEOUT};
 
 fn packaging(file: &str) -> PathBuf {
@@ -198,5 +199,126 @@ fn spout_starts_with_the_default_settings_file() {
         Some(200),
         "first line {line:?}; stderr: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The system calls a `systemd-analyze syscall-filter` set holds, its nested sets expanded.
+fn syscall_set(name: &str) -> BTreeSet<String> {
+    let out = Command::new("systemd-analyze")
+        .args(["syscall-filter", "--no-pager", name])
+        .output()
+        .expect("run systemd-analyze");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut calls = BTreeSet::new();
+    for line in text.lines().skip(1).map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with('@') {
+            calls.extend(syscall_set(line));
+        } else {
+            calls.insert(line.to_owned());
+        }
+    }
+    assert!(!calls.is_empty(), "{name} holds no system call: {text}");
+    calls
+}
+
+/// What the unit's `SystemCallFilter=` lines allow: the sets of the first line, less those of `~` lines.
+fn unit_allowed_syscalls() -> BTreeSet<String> {
+    let mut allowed = BTreeSet::new();
+    for (key, value) in unit_settings() {
+        if key != "SystemCallFilter" {
+            continue;
+        }
+        match value.strip_prefix('~') {
+            Some(denied) => {
+                for set in denied.split_whitespace() {
+                    for call in syscall_set(set) {
+                        allowed.remove(&call);
+                    }
+                }
+            }
+            None => {
+                for set in value.split_whitespace() {
+                    allowed.extend(syscall_set(set));
+                }
+            }
+        }
+    }
+    allowed
+}
+
+/// spout under strace through start, SSE and WebSocket subscribes, publishes, metrics and a drained SIGTERM:
+/// every system call it makes is one `SystemCallFilter=` allows, so the unit's filter never answers EPERM.
+#[test]
+fn spout_makes_only_system_calls_the_unit_allows() {
+    if !require_program("systemd-analyze") || !require_program("strace") {
+        return;
+    }
+    let allowed = unit_allowed_syscalls();
+    let summary = std::env::temp_dir().join(format!("spout-strace-{}.txt", std::process::id()));
+    let mut tracer = Command::new("strace")
+        .args(["-f", "-qq", "-c", "-o"])
+        .arg(&summary)
+        .arg(env!("CARGO_BIN_EXE_spout"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--drain-timeout",
+            "1s",
+        ])
+        .env("SPOUT_LOG_LEVEL", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run strace");
+    let mut stdout = BufReader::new(tracer.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read stdout");
+    let addr = line
+        .strip_prefix("listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address: {line:?}"));
+
+    let mut sse = sse_subscribe(addr, "/sub/traced", "");
+    let (mut ws, _) = ws_connect(addr, "/sub/traced", "");
+    assert_eq!(publish(addr, "traced", "hello").status, 200);
+    assert_eq!(sse.next_event().expect("event").data, "hello");
+    assert_eq!(ws.next_json()["data"], "hello");
+    assert_eq!(get(addr, "/metrics").status, 200);
+
+    // strace's child is spout: SIGTERM it, so that it drains and exits and strace writes its summary.
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", tracer.id()))
+        .expect("strace's children");
+    let spout: u32 = children
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("spout's pid");
+    signal(spout, "TERM");
+    let status = tracer.wait().expect("wait for strace");
+    let text = std::fs::read_to_string(&summary).expect("strace summary");
+    let _ = std::fs::remove_file(&summary);
+    assert!(status.success(), "spout under strace: {status:?}\n{text}");
+    // `strace -c`: a table whose rows end with the system call's name, between dashed lines, then a total.
+    let used: BTreeSet<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('%') && !l.starts_with('-') && !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().last())
+        .filter(|name| *name != "total")
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        used.contains("epoll_wait") || used.contains("epoll_pwait"),
+        "{text}"
+    );
+    let refused: Vec<&String> = used.difference(&allowed).collect();
+    assert!(
+        refused.is_empty(),
+        "the unit's SystemCallFilter refuses {refused:?} that spout calls:\n{text}"
     );
 }
