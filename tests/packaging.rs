@@ -1,5 +1,5 @@
 //! `packaging/`: the systemd unit passes `systemd-analyze verify` and keeps its hardening (`systemd-analyze
-//! security` rates its exposure), stops within its timeout, and the settings file it reads is one spout starts
+//! security` rates its exposure), stops within its timeout, and the settings it reads are ones spout starts
 //! with, and spout makes no system call the unit's filter refuses (traced with strace). The Debian package itself is built, inspected, installed and run by `scripts/package` (a release
 //! build and root are more than a test should need).
 
@@ -152,11 +152,11 @@ fn the_unit_has_the_limits_restart_and_hardening_a_push_server_needs() {
     // systemd kills spout when TimeoutStopSec passes: it must outlast the drain, by default and as configured.
     let stop =
         parse_duration(&unit_value("TimeoutStopSec").expect("TimeoutStopSec")).expect("a duration");
-    let drain = default_file_variables()
-        .into_iter()
-        .find(|(k, _)| k == "SPOUT_DRAIN_TIMEOUT")
-        .map_or(DEFAULT_DRAIN_TIMEOUT, |(_, v)| {
-            parse_duration(&v).expect("a duration")
+    let drain = read("spout.toml")
+        .lines()
+        .find_map(|l| l.strip_prefix("drain-timeout = "))
+        .map_or(DEFAULT_DRAIN_TIMEOUT, |v| {
+            parse_duration(v.trim_matches('"')).expect("a duration")
         });
     assert!(
         stop > drain + Duration::from_secs(5),
@@ -164,18 +164,23 @@ fn the_unit_has_the_limits_restart_and_hardening_a_push_server_needs() {
     );
 }
 
-/// spout started as the unit starts it, with `/etc/default/spout`'s variables (only the address replaced by
-/// a free loopback port, as a flag, which wins over the environment): it starts and answers.
+/// spout started as the unit starts it, with `/etc/default/spout`'s variables and the `/etc/spout/spout.toml` they
+/// name (here from `packaging/`; only the address replaced by a free loopback port, as a flag, which wins over the
+/// file): it starts and answers.
 #[test]
-fn spout_starts_with_the_default_settings_file() {
-    let variables = default_file_variables();
+fn spout_starts_with_the_packaged_settings() {
+    let mut variables = default_file_variables();
     assert!(
         variables.iter().all(|(k, _)| k.starts_with("SPOUT_")),
         "{variables:?}"
     );
-    assert!(variables
-        .iter()
-        .any(|(k, v)| k == "SPOUT_LISTEN" && v.starts_with("127.0.0.1:")));
+    for (key, value) in &mut variables {
+        if key == "SPOUT_CONFIG" {
+            assert_eq!(value, "/etc/spout/spout.toml");
+            *value = packaging("spout.toml").display().to_string();
+        }
+    }
+    assert!(read("spout.toml").contains("\nlisten = [\"127.0.0.1:8080\"]\n"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_spout"))
         .args(["--listen", "127.0.0.1:0"])
         .env_clear()

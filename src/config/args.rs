@@ -9,8 +9,9 @@ use clap::{ArgAction, Parser};
 /// spout: a pub/sub push server (Server-Sent Events and WebSocket).
 ///
 /// Every option can also be set with an environment variable: SPOUT_ and the
-/// flag in capitals, e.g. SPOUT_MAX_BODY=2MiB for --max-body. The command line
-/// wins over the environment.
+/// flag in capitals, e.g. SPOUT_MAX_BODY=2MiB for --max-body, and in the
+/// --config file. The command line wins over the environment, the environment
+/// over the file.
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
     name = "spout",
@@ -23,6 +24,12 @@ use clap::{ArgAction, Parser};
                   for more (spout doctor --help)."
 )]
 pub struct Args {
+    /// TOML file of options, each key an option's long name (max-body =
+    /// "2MiB", listen = ["0.0.0.0:8080"]); flags and SPOUT_* variables win
+    /// over it [default: none]
+    #[arg(long, env = "SPOUT_CONFIG", value_name = "FILE")]
+    pub config: Option<String>,
+
     /// Address to listen on, and the API it speaks: IP:PORT[=API], where API
     /// is native (spout's own, which also serves every compatible API under
     /// its prefix: /pipely, /node-sse, /flychat, /ws-push, /keker), pipely,

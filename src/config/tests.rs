@@ -135,7 +135,7 @@ fn no_arguments_give_the_defaults() {
 /// `DEFAULT_*` consts cannot drift apart.
 #[test]
 fn help_defaults_match_default_consts() {
-    let described_only = ["workers", "max-connections", "publish-key"];
+    let described_only = ["config", "workers", "max-connections", "publish-key"];
     let cmd = Args::command();
     let mut checked = 0;
     for arg in cmd.get_arguments() {

@@ -4,7 +4,7 @@
 //! Three parts: [`machine`] reads the machine (the only part that touches `/proc` or runs `systemctl`),
 //! [`assess`] turns the machine and the server's [`Config`] into an [`assess::Assessment`] (pure, unit-tested),
 //! [`report`] prints it as text or JSON. The server options are the server's own (flags, `SPOUT_*`
-//! variables), so that `doctor` assesses the configuration that will run: `--workers` and `--listen` change
+//! variables, the `--config` file), so that `doctor` assesses the configuration that will run: `--workers` and `--listen` change
 //! the descriptors spout keeps, `--max-connections` may bound it before the machine does.
 //!
 //! Exit codes: 0 when the machine holds the target (or no target was given), 1 when it does not, 2 for bad
@@ -17,10 +17,9 @@ pub mod report;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::error::ErrorKind;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
-use crate::config::{parse_count, Args, Config};
+use crate::config::{load, parse_count, Args};
 
 /// spout doctor: how many connections this machine lets one spout process hold, what they cost in memory, and
 /// which settings to change for a target (exit 0: it holds the target, 1: it does not, 2: bad arguments).
@@ -56,13 +55,18 @@ struct DoctorArgs {
 
 /// Runs `spout doctor` with the arguments after `doctor`.
 pub fn main(args: impl Iterator<Item = OsString>) -> ExitCode {
-    let args = match DoctorArgs::try_parse_from(
-        std::iter::once(OsString::from("spout doctor")).chain(args),
-    ) {
-        Ok(args) => args,
-        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
-            e.exit()
+    let argv = std::iter::once(OsString::from("spout doctor"))
+        .chain(args)
+        .collect();
+    let (matches, config) = match load::load(&DoctorArgs::command(), argv) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("spout doctor: {e}");
+            return ExitCode::from(2);
         }
+    };
+    let args = match DoctorArgs::from_arg_matches(&matches) {
+        Ok(args) => args,
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(2);
@@ -75,13 +79,6 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ExitCode {
     let channels = match count_arg("--channels", args.channels.as_deref()) {
         Ok(channels) => channels,
         Err(code) => return code,
-    };
-    let config = match Config::from_args(args.server) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("spout doctor: {e}");
-            return ExitCode::from(2);
-        }
     };
     let machine = machine::Machine::read();
     let assessment = assess::assess(&machine, &config, channels, target);
