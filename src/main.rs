@@ -169,7 +169,11 @@ fn main() -> ExitCode {
         return spout::doctor::main(std::env::args_os().skip(2));
     }
     let config = match Config::load() {
-        Ok(config) => config,
+        Ok((config, true)) => {
+            print!("{}", config.to_toml());
+            return ExitCode::SUCCESS;
+        }
+        Ok((config, false)) => config,
         Err(e) => {
             eprintln!("spout: {e}");
             return ExitCode::from(2);

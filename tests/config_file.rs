@@ -167,3 +167,105 @@ fn doctor_reads_the_same_file() {
     assert_eq!(report["capacity"]["connections"], 500);
     assert_eq!(report["capacity"]["limited_by"], "--max-connections");
 }
+
+/// Runs `spout ARGS` with `env` and no other `SPOUT_*` variable; returns (exit code, stdout, stderr).
+fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_spout"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .expect("run spout");
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).expect("UTF-8"),
+        String::from_utf8(out.stderr).expect("UTF-8"),
+    )
+}
+
+#[test]
+fn print_config_prints_a_file_that_gives_the_same_configuration() {
+    let (code, printed, stderr) = run(
+        &[
+            "--print-config",
+            "--listen",
+            "127.0.0.1:9000,[::1]:9001=keker",
+            "--workers",
+            "3",
+            "--history-ttl",
+            "90m",
+            "--max-body",
+            "2000",
+            "--max-queued-bytes",
+            "4MiB",
+            "--drain-timeout",
+            "0s",
+            "--max-connections",
+            "5000",
+            "--cors-origin",
+            "https://a.example,https://b.example:8443",
+            "--log-level",
+            "debug",
+        ],
+        &[("SPOUT_HEARTBEAT", "20s")],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    for line in [
+        "listen = [\"127.0.0.1:9000=native\", \"[::1]:9001=keker\"]\n",
+        "workers = 3\n",
+        "history-ttl = \"90m\"\n",
+        "heartbeat = \"20s\"\n",
+        "max-body = 2000\n",
+        "max-queued-bytes = \"4MiB\"\n",
+        "drain-timeout = \"0ms\"\n",
+        "max-connections = 5000\n",
+        "cors-origin = \"https://a.example,https://b.example:8443\"\n",
+        "log-level = \"debug\"\n",
+        "# publish-key: none\n",
+    ] {
+        assert!(printed.contains(line), "{line}: {printed}");
+    }
+    // Every option of --help is in it, as a key or as a comment saying why it has no value.
+    let (_, help, _) = run(&["--help"], &[]);
+    for flag in help
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--"))
+    {
+        let name = flag.split_whitespace().next().unwrap_or_default();
+        if ["config", "print-config"].contains(&name) {
+            continue;
+        }
+        assert!(
+            printed.contains(&format!("\n{name} = ")) || printed.contains(&format!("\n# {name}: ")),
+            "--{name} missing from --print-config:\n{printed}"
+        );
+    }
+    let file = TempFile::new("printed.toml", &printed);
+    let (code, again, stderr) = run(&["--config", file.path(), "--print-config"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(again, printed);
+}
+
+#[test]
+fn print_config_shows_the_files_values_under_flags_and_variables() {
+    let file = TempFile::new("spout.toml", "workers = 1\nhistory = 10\nretry = \"5s\"\n");
+    let (code, printed, stderr) = run(
+        &["--config", file.path(), "--print-config", "--history", "20"],
+        &[("SPOUT_RETRY", "7s")],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(printed.contains("\nworkers = 1\n"), "{printed}");
+    assert!(printed.contains("\nhistory = 20\n"), "{printed}");
+    assert!(printed.contains("\nretry = \"7s\"\n"), "{printed}");
+    assert!(printed.contains("\n# publish-key: none\n"), "{printed}");
+    let (code, printed, _) = run(
+        &["--print-config", "--publish-key", "a-long-secret-key-123"],
+        &[],
+    );
+    assert_eq!(code, Some(0));
+    assert!(!printed.contains("a-long-secret-key-123"), "{printed}");
+    assert!(
+        printed.contains("\n# publish-key: set, not printed\n"),
+        "{printed}"
+    );
+}

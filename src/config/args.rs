@@ -314,4 +314,9 @@ pub struct Args {
     /// Log line format: text or json (one object per line) [default: text]
     #[arg(long, env = "SPOUT_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
+
+    /// Print the effective configuration (flags, variables, the --config file
+    /// and the defaults merged) in the --config file's format, and exit
+    #[arg(long)]
+    pub print_config: bool,
 }

@@ -3,7 +3,7 @@
 //! `listen = ["0.0.0.0:8080", "0.0.0.0:8081=pipely"]`).
 //!
 //! Sans-io: [`parse`] takes the file's text and the known option names and returns each entry as the flag
-//! values it stands for, with its line, so that `Config::load` can hand them to the same parser as the command
+//! values it stands for, with its line, so that `load` can hand them to the same parser as the command
 //! line (one place checks every value) and name the file and line when a value is refused. It refuses, naming
 //! file, line and key: a syntax error, an unknown key, a table, and a value that is neither a string nor a whole
 //! number (nor, for a repeatable option, an array of them).

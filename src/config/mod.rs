@@ -195,6 +195,7 @@ mod args;
 mod file;
 pub mod load;
 mod parse;
+mod show;
 #[cfg(test)]
 mod tests;
 
@@ -470,12 +471,13 @@ impl fmt::Debug for Config {
 
 impl Config {
     /// Parses the process's command line and environment, and the file
-    /// `--config` names.
+    /// `--config` names; with it, whether `--print-config` was given.
     ///
     /// `--help` and `--version` print and exit the process, as clap does;
     /// every other problem comes back as a [`ConfigError`].
-    pub fn load() -> Result<Config, ConfigError> {
-        load::load(&Args::command(), std::env::args_os().collect()).map(|(_, config)| config)
+    pub fn load() -> Result<(Config, bool), ConfigError> {
+        let (matches, config) = load::load(&Args::command(), std::env::args_os().collect())?;
+        Ok((config, matches.get_flag("print_config")))
     }
 
     /// Validates raw arguments into a `Config`; absent values take their
