@@ -10,7 +10,7 @@
 //!
 //! Module map:
 //! - `config`: flags and environment → validated `Config`; `logger`: the log sink; `doctor`: the `spout doctor`
-//!   sizing check of the machine.
+//!   sizing check of the machine; `reload`: what SIGHUP changes in a running server.
 //! - `net`: listeners; `worker`: the event loop; `conn`: one connection by phase (`request`, `stream`), its I/O,
 //!   deadline and output queue.
 //! - `http`: request heads, chunked bodies, responses (sans-io); `sse`: event encoding; `ws`: the WebSocket
@@ -39,6 +39,7 @@ pub mod logger;
 pub mod message;
 pub mod metrics;
 pub mod net;
+pub mod reload;
 pub mod secret;
 pub mod sse;
 pub mod sync;

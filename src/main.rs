@@ -1,7 +1,8 @@
 //! The `spout` binary: configuration, logging, machine limits, listeners, workers, signals.
 //!
 //! Startup may fail loudly (a bad option names its key and exits 2; a port in use exits 1). After start, the
-//! main thread only waits for SIGTERM/SIGINT, then asks every worker to drain and joins them: exit 0.
+//! main thread only waits for signals: SIGHUP reloads (`spout::reload`), SIGTERM/SIGINT ask every worker to drain,
+//! and once they are joined spout exits 0.
 //!
 //! `spout doctor ...` is dispatched to `spout::doctor` before anything else.
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use mio::{Poll, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use spout::broker::local::LocalBroker;
@@ -20,6 +21,7 @@ use spout::bus::{Bus, WorkerMsg};
 use spout::channels::{ChannelTable, TableLimits};
 use spout::config::Config;
 use spout::metrics::Registry;
+use spout::reload::{self, Live};
 use spout::worker::{Shared, Worker, WAKER};
 use spout::{logger, net};
 
@@ -105,8 +107,10 @@ fn run(config: Config) -> Result<(), String> {
             "publishing is open to anyone who can reach a non-loopback listener: set --publish-key"
         );
     }
+    let mut current = config.clone();
     let shared = Arc::new(Shared {
         apps: spout::api::Apps::default(),
+        live: Live::new(&config),
         config,
         table,
         broker,
@@ -130,7 +134,7 @@ fn run(config: Config) -> Result<(), String> {
         threads.push(thread);
     }
 
-    let mut signals = Signals::new([SIGTERM, SIGINT])
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     {
         let mut stdout = std::io::stdout().lock();
@@ -144,11 +148,16 @@ fn run(config: Config) -> Result<(), String> {
         env!("CARGO_PKG_VERSION")
     );
 
-    if let Some(signal) = signals.forever().next() {
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            reload::on_hangup(&mut current, &shared.live);
+            continue;
+        }
         log::info!(
             "signal {signal}: draining within {:?}",
             shared.config.drain_timeout
         );
+        break;
     }
     shared.draining.store(true, Ordering::Relaxed);
     bus.broadcast_control(|| WorkerMsg::Drain);

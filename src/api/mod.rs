@@ -41,6 +41,7 @@ use crate::http::request::{Head, Method};
 use crate::http::response::DateCache;
 use crate::ids::IdSource;
 use crate::metrics::{Counters, Registry};
+use crate::reload::Live;
 use crate::ws::handshake::Upgrade;
 
 pub use hooks::{
@@ -59,6 +60,8 @@ pub struct Ctx<'a> {
     pub wall: SystemTime,
     pub worker: usize,
     pub config: &'a Config,
+    /// The reloadable values in force (the publish key).
+    pub live: &'a Live,
     pub table: &'a ChannelTable,
     pub broker: &'a dyn Broker,
     pub registry: &'a Registry,
