@@ -233,3 +233,27 @@ fn the_memory_estimate_matches_a_server_holding_idle_subscribers() {
     );
     drop(streams);
 }
+
+#[test]
+fn max_connections_below_the_descriptor_limit_is_named_as_the_bound() {
+    let out = doctor(&[
+        "--workers",
+        "2",
+        "--max-connections",
+        "500",
+        "--target-connections",
+        "600",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = stdout(&out);
+    assert!(
+        text.contains("One process holds at most 500 connections here, limited by --max-connections; the hard RLIMIT_NOFILE allows more"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "  --max-connections: 500 now, 600 needed: spout refuses connections above it"
+        ),
+        "{text}"
+    );
+}

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use serde_json::{json, Value};
 
 use super::assess::{
-    show_bytes, Assessment, Change, Figure, BASE_RSS, DELIVERIES_PER_CORE,
+    show_bytes, Assessment, Change, Figure, Limit, BASE_RSS, DELIVERIES_PER_CORE,
     KERNEL_BYTES_PER_CONNECTION, USER_BYTES_PER_CHANNEL, USER_BYTES_PER_CONNECTION,
 };
 use super::machine::{Machine, Systemd, UNIT};
@@ -156,15 +156,26 @@ pub fn text(m: &Machine, a: &Assessment) -> String {
         grouped(DELIVERIES_PER_CORE.value)
     );
 
-    let _ = writeln!(
-        out,
-        "\nOne process holds at most {} connections here, limited by the {} ({}, less {} descriptors spout keeps \
-         for its listeners, polls and itself).",
-        grouped(a.capacity),
-        a.limited_by.as_str(),
+    let descriptors = format!(
+        "{}, less {} descriptors spout keeps for its listeners, polls and itself",
         grouped(a.fd_limit),
         a.reserved
     );
+    let _ = match a.limited_by {
+        Limit::Rlimit | Limit::UnitLimitNofile => writeln!(
+            out,
+            "\nOne process holds at most {} connections here, limited by the {} ({descriptors}).",
+            grouped(a.capacity),
+            a.limited_by.as_str(),
+        ),
+        Limit::MaxConnections | Limit::Memory => writeln!(
+            out,
+            "\nOne process holds at most {} connections here, limited by {}; the {} allows more ({descriptors}).",
+            grouped(a.capacity),
+            a.limited_by.as_str(),
+            a.fd_limit_from.as_str(),
+        ),
+    };
     let _ = writeln!(
         out,
         "At that many idle connections: spout's RSS about {}, the kernel's socket memory about {}.",
