@@ -9,7 +9,8 @@
 //! per loop turn with vectored writes.
 //!
 //! Module map:
-//! - `config`: flags and environment → validated `Config`; `logger`: the log sink.
+//! - `config`: flags and environment → validated `Config`; `logger`: the log sink; `doctor`: the `spout doctor`
+//!   sizing check of the machine; `reload`: what SIGHUP changes in a running server.
 //! - `net`: listeners; `worker`: the event loop; `conn`: one connection by phase (`request`, `stream`), its I/O,
 //!   deadline and output queue.
 //! - `http`: request heads, chunked bodies, responses (sans-io); `sse`: event encoding; `ws`: the WebSocket
@@ -30,6 +31,7 @@ pub mod channels;
 pub mod config;
 pub mod conn;
 pub mod date;
+pub mod doctor;
 pub mod http;
 pub mod hub;
 pub mod ids;
@@ -37,6 +39,7 @@ pub mod logger;
 pub mod message;
 pub mod metrics;
 pub mod net;
+pub mod reload;
 pub mod secret;
 pub mod sse;
 pub mod sync;

@@ -24,19 +24,26 @@ use crate::config::LogFormat;
 /// Installs the logger for the whole process, writing records at `level` or
 /// more severe in `format`. Fails if a logger is already installed.
 pub fn init(level: LevelFilter, format: LogFormat) -> Result<(), SetLoggerError> {
-    log::set_boxed_logger(Box::new(StderrLogger { level, format }))?;
-    log::set_max_level(level);
+    log::set_boxed_logger(Box::new(StderrLogger { format }))?;
+    set_level(level);
     Ok(())
 }
 
+/// Writes records at `level` or more severe from now on (a reload changes it
+/// while workers log).
+pub fn set_level(level: LevelFilter) {
+    log::set_max_level(level);
+}
+
+/// The level is `log`'s global maximum, the one the macros check first, so
+/// that [`set_level`] changes both at once.
 struct StderrLogger {
-    level: LevelFilter,
     format: LogFormat,
 }
 
 impl Log for StderrLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= self.level
+        metadata.level() <= log::max_level()
     }
 
     fn log(&self, record: &Record<'_>) {
@@ -205,19 +212,19 @@ mod tests {
     }
 
     #[test]
-    fn enabled_respects_the_level() {
+    fn enabled_respects_the_level_as_it_changes() {
+        // The only test that touches log's global level.
         let logger = StderrLogger {
-            level: LevelFilter::Warn,
             format: LogFormat::Text,
         };
         let meta = |level| Metadata::builder().level(level).target("spout").build();
+        set_level(LevelFilter::Warn);
         assert!(logger.enabled(&meta(Level::Error)));
         assert!(logger.enabled(&meta(Level::Warn)));
         assert!(!logger.enabled(&meta(Level::Info)));
-        let off = StderrLogger {
-            level: LevelFilter::Off,
-            format: LogFormat::Json,
-        };
-        assert!(!off.enabled(&meta(Level::Error)));
+        set_level(LevelFilter::Debug);
+        assert!(logger.enabled(&meta(Level::Debug)));
+        set_level(LevelFilter::Off);
+        assert!(!logger.enabled(&meta(Level::Error)));
     }
 }

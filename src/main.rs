@@ -1,7 +1,10 @@
 //! The `spout` binary: configuration, logging, machine limits, listeners, workers, signals.
 //!
 //! Startup may fail loudly (a bad option names its key and exits 2; a port in use exits 1). After start, the
-//! main thread only waits for SIGTERM/SIGINT, then asks every worker to drain and joins them: exit 0.
+//! main thread only waits for signals: SIGHUP reloads (`spout::reload`), SIGTERM/SIGINT ask every worker to drain,
+//! and once they are joined spout exits 0.
+//!
+//! `spout doctor ...` is dispatched to `spout::doctor` before anything else.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -10,7 +13,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use mio::{Poll, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use spout::broker::local::LocalBroker;
@@ -19,15 +22,9 @@ use spout::bus::{Bus, WorkerMsg};
 use spout::channels::{ChannelTable, TableLimits};
 use spout::config::{BrokerChoice, Config, Listen};
 use spout::metrics::Registry;
+use spout::reload::{self, Live};
 use spout::worker::{Shared, Worker, WAKER};
 use spout::{logger, net};
-
-/// Descriptors kept back from connections: per worker its epoll, waker, listeners and spare; plus stdio, the
-/// signal pipe and some slack for the process.
-fn reserved_descriptors(config: &Config) -> u64 {
-    let workers = config.workers.get() as u64;
-    32 + workers * (4 + config.listen.len() as u64)
-}
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the resulting connection ceiling.
 fn connection_ceiling(config: &Config) -> usize {
@@ -38,7 +35,12 @@ fn connection_ceiling(config: &Config) -> usize {
             rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
         }
     };
-    let by_descriptors = limit.saturating_sub(reserved_descriptors(config)).max(1);
+    let by_descriptors = limit
+        .saturating_sub(net::reserved_descriptors(
+            config.workers.get(),
+            config.listen.len(),
+        ))
+        .max(1);
     let ceiling = match config.max_connections {
         Some(max) if (max as u64) <= by_descriptors => max,
         Some(max) => {
@@ -144,8 +146,10 @@ fn run(config: Config) -> Result<(), String> {
             "publishing is open to anyone who can reach a non-loopback listener: set --publish-key"
         );
     }
+    let mut current = config.clone();
     let shared = Arc::new(Shared {
         apps: spout::api::Apps::default(),
+        live: Live::new(&config),
         config,
         table,
         broker,
@@ -170,7 +174,7 @@ fn run(config: Config) -> Result<(), String> {
         threads.push(thread);
     }
 
-    let mut signals = Signals::new([SIGTERM, SIGINT])
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     {
         let mut stdout = std::io::stdout().lock();
@@ -184,11 +188,16 @@ fn run(config: Config) -> Result<(), String> {
         env!("CARGO_PKG_VERSION")
     );
 
-    if let Some(signal) = signals.forever().next() {
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            reload::on_hangup(&mut current, &shared.live);
+            continue;
+        }
         log::info!(
             "signal {signal}: draining within {:?}",
             shared.config.drain_timeout
         );
+        break;
     }
     shared.draining.store(true, Ordering::Relaxed);
     bus.broadcast_control(|| WorkerMsg::Drain);
@@ -202,8 +211,18 @@ fn run(config: Config) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "doctor")
+    {
+        return spout::doctor::main(std::env::args_os().skip(2));
+    }
     let config = match Config::load() {
-        Ok(config) => config,
+        Ok((config, true)) => {
+            print!("{}", config.to_toml());
+            return ExitCode::SUCCESS;
+        }
+        Ok((config, false)) => config,
         Err(e) => {
             eprintln!("spout: {e}");
             return ExitCode::from(2);

@@ -20,6 +20,13 @@ use crate::config::{Api, Listen};
 /// The accept backlog asked for; the kernel caps it at `net.core.somaxconn` (logged at start).
 pub const BACKLOG: i32 = 65_535;
 
+/// Descriptors a spout process keeps back from connections: per worker its epoll, waker, spare and one per
+/// listener; plus stdio, the signal pipe and some slack for the process. `main` subtracts them from the fd limit
+/// to get the connection ceiling, and `spout doctor` from the limit it finds.
+pub fn reserved_descriptors(workers: usize, listeners: usize) -> u64 {
+    32 + workers as u64 * (4 + listeners as u64)
+}
+
 /// A bound listener and the API it serves.
 pub struct BoundListener {
     pub listener: TcpListener,

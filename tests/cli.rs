@@ -52,7 +52,7 @@ fn bracketed<'a>(text: &'a str, open: &str) -> Option<&'a str> {
 }
 
 /// The options of `spout --help` (clap's long help: a `--flag <VALUE>` line, then its text, `[default: X]` at the
-/// end of the text, and `[env: NAME=]`), without clap's own `--help` and `--version`.
+/// end of the text, and `[env: NAME=]`), without the actions `--help`, `--version` and `--print-config`.
 fn help_options(help: &str) -> BTreeMap<String, OptionDoc> {
     let mut options = BTreeMap::new();
     let mut current: Option<(String, String, String)> = None;
@@ -84,7 +84,8 @@ fn help_options(help: &str) -> BTreeMap<String, OptionDoc> {
                 .trim_start_matches("-h, ")
                 .trim_start_matches("-V, ");
             let (flag, value) = spec.split_once(' ').unwrap_or((spec, ""));
-            if flag == "--help" || flag == "--version" {
+            // Actions, not settings: the README describes them beside the table.
+            if ["--help", "--version", "--print-config"].contains(&flag) {
                 continue;
             }
             let value = value.trim_start_matches('<').trim_end_matches('>');

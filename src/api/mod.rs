@@ -42,6 +42,7 @@ use crate::http::request::{Head, Method};
 use crate::http::response::DateCache;
 use crate::ids::IdSource;
 use crate::metrics::{Counters, Registry};
+use crate::reload::Live;
 use crate::ws::handshake::Upgrade;
 
 pub use hooks::{
@@ -60,6 +61,8 @@ pub struct Ctx<'a> {
     pub wall: SystemTime,
     pub worker: usize,
     pub config: &'a Config,
+    /// The reloadable values in force (the publish key).
+    pub live: &'a Live,
     pub table: &'a ChannelTable,
     pub broker: &'a dyn Broker,
     pub registry: &'a Registry,

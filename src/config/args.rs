@@ -9,17 +9,27 @@ use clap::{ArgAction, Parser};
 /// spout: a pub/sub push server (Server-Sent Events and WebSocket).
 ///
 /// Every option can also be set with an environment variable: SPOUT_ and the
-/// flag in capitals, e.g. SPOUT_MAX_BODY=2MiB for --max-body. The command line
-/// wins over the environment.
+/// flag in capitals, e.g. SPOUT_MAX_BODY=2MiB for --max-body, and in the
+/// --config file. The command line wins over the environment, the environment
+/// over the file.
 #[derive(Debug, Clone, Default, Parser)]
 #[command(
     name = "spout",
     version,
     after_help = "Durations take a unit: 500ms, 15s, 2m, 1h, 1d.\n\
                   Sizes are bytes, or take a suffix: KiB, MiB, GiB (1024-based) \
-                  or kB, MB, GB (1000-based), e.g. 1MiB."
+                  or kB, MB, GB (1000-based), e.g. 1MiB.\n\n\
+                  spout doctor [--target-connections N] [--json] [OPTIONS]: how many \
+                  connections this machine lets spout hold, and what to change \
+                  for more (spout doctor --help)."
 )]
 pub struct Args {
+    /// TOML file of options, each key an option's long name (max-body =
+    /// "2MiB", listen = ["0.0.0.0:8080"]); flags and SPOUT_* variables win
+    /// over it [default: none]
+    #[arg(long, env = "SPOUT_CONFIG", value_name = "FILE")]
+    pub config: Option<String>,
+
     /// Address to listen on, and the API it speaks: IP:PORT[=API], where API
     /// is native (spout's own, which also serves every compatible API under
     /// its prefix: /pipely, /node-sse, /flychat, /ws-push, /keker), pipely,
@@ -351,4 +361,9 @@ pub struct Args {
     /// first port]
     #[arg(long, env = "SPOUT_NODE_NAME", value_name = "NAME")]
     pub node_name: Option<String>,
+
+    /// Print the effective configuration (flags, variables, the --config file
+    /// and the defaults merged) in the --config file's format, and exit
+    #[arg(long)]
+    pub print_config: bool,
 }

@@ -3,17 +3,18 @@
 //!
 //! Owns the option names, their `DEFAULT_*` values and limits, the parsing of
 //! durations and sizes ([`parse_duration`], [`parse_size`]) and every check on
-//! option values. It must not open sockets, read files or log: `main` calls
-//! [`Config::load`] before the logger exists and reports the error itself.
+//! option values. It must not open sockets, read files (but the one
+//! `--config` names, in `load`) or log: `main` calls [`Config::load`] before
+//! the logger exists and reports the error itself.
 //!
 //! Precedence, highest first:
 //! 1. the command-line flag (`--max-body 2MiB`);
 //! 2. the environment variable `SPOUT_<FLAG>`: the flag without its dashes,
 //!    upper-cased, `-` → `_` (`SPOUT_MAX_BODY=2MiB`); `SPOUT_LISTEN` takes
 //!    a comma-separated list;
-//! 3. the `DEFAULT_*` const of the field.
-//!
-//! There is no config file yet.
+//! 3. the file `--config FILE` names (TOML, keys named as the flags without
+//!    their dashes: `max-body = "2MiB"`; `file` parses it, `load` merges it);
+//! 4. the `DEFAULT_*` const of the field.
 //!
 //! Two layers: [`Args`] is what clap parses, raw strings for anything that
 //! needs more than clap's parsers, and [`Config::from_args`] turns them into
@@ -32,8 +33,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::Parser;
+use clap::error::{ContextKind, ContextValue};
+use clap::CommandFactory;
 use log::LevelFilter;
 
 const KIB: usize = 1024;
@@ -203,13 +204,16 @@ pub fn default_workers() -> NonZeroUsize {
 }
 
 mod args;
+mod file;
+pub mod load;
 mod parse;
+mod show;
 #[cfg(test)]
 mod tests;
 
 pub use args::Args;
 use parse::*;
-pub use parse::{parse_duration, parse_size};
+pub use parse::{parse_count, parse_duration, parse_size};
 
 /// The public API a listener speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -301,6 +305,16 @@ pub enum BrokerChoice {
     Local,
     /// A Redis Cluster (or one plain Redis) given by its seed addresses, `host:port` each.
     Redis(Vec<String>),
+}
+
+impl fmt::Display for BrokerChoice {
+    /// The `--broker` value that gives this choice.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BrokerChoice::Local => f.write_str("local"),
+            BrokerChoice::Redis(seeds) => write!(f, "redis://{}", seeds.join(",")),
+        }
+    }
 }
 
 /// Format of log lines.
@@ -510,18 +524,14 @@ impl fmt::Debug for Config {
 }
 
 impl Config {
-    /// Parses the process's command line and environment.
+    /// Parses the process's command line and environment, and the file
+    /// `--config` names; with it, whether `--print-config` was given.
     ///
     /// `--help` and `--version` print and exit the process, as clap does;
     /// every other problem comes back as a [`ConfigError`].
-    pub fn load() -> Result<Config, ConfigError> {
-        match Args::try_parse() {
-            Ok(args) => Config::from_args(args),
-            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
-                e.exit()
-            }
-            Err(e) => Err(clap_error(&e)),
-        }
+    pub fn load() -> Result<(Config, bool), ConfigError> {
+        let (matches, config) = load::load(&Args::command(), std::env::args_os().collect())?;
+        Ok((config, matches.get_flag("print_config")))
     }
 
     /// Validates raw arguments into a `Config`; absent values take their

@@ -85,7 +85,7 @@ pub(super) fn split_number(s: &str) -> (&str, &str) {
 }
 
 /// Parses a count: a whole number without unit.
-pub(super) fn parse_count(s: &str) -> Result<usize, String> {
+pub fn parse_count(s: &str) -> Result<usize, String> {
     let t = s.trim();
     if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("expected a whole number, got '{s}'"));

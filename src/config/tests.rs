@@ -171,12 +171,18 @@ fn the_broker_is_local_or_redis_seeds() {
 /// `DEFAULT_*` consts cannot drift apart.
 #[test]
 fn help_defaults_match_default_consts() {
-    let described_only = ["workers", "max-connections", "publish-key", "node-name"];
+    let described_only = [
+        "config",
+        "workers",
+        "max-connections",
+        "publish-key",
+        "node-name",
+    ];
     let cmd = Args::command();
     let mut checked = 0;
     for arg in cmd.get_arguments() {
         let Some(long) = arg.get_long() else { continue };
-        if long == "help" || long == "version" {
+        if ["help", "version", "print-config"].contains(&long) {
             continue;
         }
         let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
@@ -205,7 +211,8 @@ fn every_option_has_its_env_var() {
     let cmd = Args::command();
     for arg in cmd.get_arguments() {
         let Some(long) = arg.get_long() else { continue };
-        if long == "help" || long == "version" {
+        // Actions, not settings: no variable sets them.
+        if ["help", "version", "print-config"].contains(&long) {
             continue;
         }
         let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());

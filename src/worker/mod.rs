@@ -43,6 +43,7 @@ use crate::hub::{Hub, Member};
 use crate::ids::IdSource;
 use crate::metrics::{Counters, Registry};
 use crate::net::{self, BoundListener};
+use crate::reload::Live;
 use crate::sse;
 use crate::ws::frame as ws_frame;
 
@@ -65,6 +66,8 @@ const DRAIN_GRACE: Duration = Duration::from_secs(1);
 /// State every worker shares (read-mostly).
 pub struct Shared {
     pub config: Config,
+    /// The values a reload changes (the publish key); read them here, not in `config`.
+    pub live: Live,
     pub table: Arc<ChannelTable>,
     pub broker: Arc<dyn Broker>,
     /// `--broker redis://…`: the native API's channels go through Redis.
@@ -119,6 +122,7 @@ macro_rules! ctx {
             wall: std::time::SystemTime::now(),
             worker: $w.id,
             config: &$w.shared.config,
+            live: &$w.shared.live,
             table: &$w.shared.table,
             broker: &*$w.shared.broker,
             registry: &$w.shared.registry,

@@ -61,7 +61,13 @@ impl Drop for Server {
 /// Starts spout with `args` plus `--listen 127.0.0.1:0` (unless the args name a listener) and `--workers 2`
 /// (unless given), and waits for its `listening on` lines.
 pub fn start_server(args: &[&str]) -> Server {
+    start_server_env(args, &[])
+}
+
+/// [`start_server`] with environment variables set for spout.
+pub fn start_server_env(args: &[&str], env: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_spout"));
+    cmd.envs(env.iter().copied());
     if !args.contains(&"--listen") {
         cmd.args(["--listen", "127.0.0.1:0"]);
     }
