@@ -6,9 +6,9 @@
 //!              ▼
 //!   ┌──► ReadingHead ──(head with an incomplete body)──► ReadingBody
 //!   │      │    │                                          │
-//!   │      │    └──(complete request)──► api::handle ◄─────┘
-//!   │      │                               │      │
-//!   └──────┼────(response, keep-alive)─────┘      └──(subscribe)──► Stream ──► (closed by the worker)
+//!   │      │    └──(complete request)──► api::handle ◄─────┴──────(the broker's answer)──┐
+//!   │      │                               │   │   └──(the request needs Redis)──► Awaiting ┘
+//!   └──────┼────(response, keep-alive)─────┘   └──(subscribe)──► Stream ──► (closed by the worker)
 //!          │                                                          format: Sse
 //!          │                                                           or WebSocket (after a 101 answer)
 //!          └──(error, timeout, `Connection: close`)──► closing: flush, then Closed
