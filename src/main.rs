@@ -17,6 +17,7 @@ use spout::broker::local::LocalBroker;
 use spout::bus::{Bus, WorkerMsg};
 use spout::channels::{ChannelTable, TableLimits};
 use spout::config::Config;
+use spout::conn::body_budget::BodyBudget;
 use spout::metrics::Registry;
 use spout::worker::{Shared, Worker, WAKER};
 use spout::{logger, net};
@@ -107,6 +108,7 @@ fn run(config: Config) -> Result<(), String> {
     }
     let shared = Arc::new(Shared {
         apps: spout::api::Apps::default(),
+        bodies: Arc::new(BodyBudget::new(config.max_pending_body_bytes)),
         config,
         table,
         broker,

@@ -176,3 +176,125 @@ fn slow_subscribers_that_are_dropped_leave_nothing_unsent_in_the_kernel() {
     );
     drop(slow);
 }
+
+/// What a slow body's connection came to, seen from the client.
+struct SlowBody {
+    /// The status of the answer, or `None` when the connection ended without one readable (a reset).
+    status: Option<u16>,
+    /// From the head's first byte to the answer or the end of the connection.
+    took: Duration,
+}
+
+/// Announces a `body`-byte body, sends all but 100 bytes of it (unless an answer came at once) and then a byte
+/// every 300 ms, until the server answers or ends the connection.
+fn slow_body(addr: std::net::SocketAddr, body: usize) -> SlowBody {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_write_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let started = Instant::now();
+    let head = format!("POST /pub/slow HTTP/1.1\r\nHost: test\r\nContent-Length: {body}\r\n\r\n");
+    stream.write_all(head.as_bytes()).expect("head");
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let mut read_for = |stream: &mut std::net::TcpStream, wait: Duration, answer: &mut Vec<u8>| {
+        stream.set_read_timeout(Some(wait)).expect("timeout");
+        match stream.read(&mut chunk) {
+            Ok(0) => true,
+            Ok(n) => {
+                answer.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
+    };
+    let mut ended = read_for(&mut stream, Duration::from_millis(200), &mut answer);
+    if !ended {
+        // Refused bodies are discarded by the server until its answer is written, so this write ends.
+        let _ = stream.write_all(&vec![b'x'; body - 100]);
+    }
+    while !ended && started.elapsed() < Duration::from_secs(30) {
+        ended = read_for(&mut stream, Duration::from_millis(300), &mut answer);
+        if !ended {
+            let _ = stream.write_all(b"x");
+        }
+    }
+    let status = std::str::from_utf8(answer.get(9..12).unwrap_or_default())
+        .ok()
+        .and_then(|s| s.parse().ok());
+    SlowBody {
+        status,
+        took: started.elapsed(),
+    }
+}
+
+/// Clients that announce a 1 MiB body, send all but 100 bytes and then a byte now and then. Each such body once
+/// pinned its megabyte for as long as its client kept dribbling (300 of them: +300 MiB). Now every body still
+/// coming holds room in one budget shared by all workers (`--max-pending-body-bytes`, 64 MiB by default): those
+/// that find it full are answered 503 before their body is read, the others are cut with 408 at
+/// `--request-timeout`, and the server's memory stays within the budget.
+#[test]
+fn slow_bodies_share_one_budget_and_are_all_cut_within_the_request_timeout() {
+    const CLIENTS: usize = 300;
+    const BODY: usize = 1 << 20;
+    const BUDGET_KIB: u64 = 64 * 1024;
+    let timeout = Duration::from_secs(3);
+    let server = start_server(&["--workers", "1", "--request-timeout", "3s"]);
+    let addr = server.addr;
+    let pid = server.child.id();
+    publish_id(addr, "warm", "x");
+    let before = rss_kib(pid);
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| thread::spawn(move || slow_body(addr, BODY)))
+        .collect();
+    let mut peak = 0;
+    while !clients.iter().all(|c| c.is_finished()) {
+        peak = peak.max(rss_kib(pid));
+        thread::sleep(Duration::from_millis(20));
+    }
+    peak = peak.max(rss_kib(pid));
+    let outcomes: Vec<SlowBody> = clients
+        .into_iter()
+        .map(|c| c.join().expect("client"))
+        .collect();
+    let grown = peak.saturating_sub(before);
+    let count = |status: Option<u16>| outcomes.iter().filter(|o| o.status == status).count();
+    let (refused, timed_out, reset) = (count(Some(503)), count(Some(408)), count(None));
+    eprintln!(
+        "{CLIENTS} slow 1 MiB bodies: {refused} answered 503, {timed_out} 408, {reset} reset; server grew by \
+         {grown} KiB"
+    );
+    assert_eq!(
+        refused + timed_out + reset,
+        CLIENTS,
+        "unexpected answers: {:?}",
+        outcomes.iter().map(|o| o.status).collect::<Vec<_>>()
+    );
+    assert!(
+        refused > 0 && timed_out > 0,
+        "{refused} 503, {timed_out} 408"
+    );
+    // The budget, plus a small constant for the connections themselves and allocator slack.
+    let bound = BUDGET_KIB + 8 * 1024;
+    assert!(
+        grown <= bound,
+        "server grew by {grown} KiB with {CLIENTS} slow bodies (bound {bound} KiB)"
+    );
+    // Every one is cut within the request timeout of its start (plus the 250 ms tick and scheduling slack).
+    let slowest = outcomes.iter().map(|o| o.took).max().unwrap_or_default();
+    assert!(
+        slowest <= timeout + Duration::from_millis(1500),
+        "a slow body lasted {slowest:?} at --request-timeout {timeout:?}"
+    );
+    wait_for("every slow body counted as refused or timed out", || {
+        metric(addr, "spout_body_budget_refusals_total")
+            + metric(addr, "spout_request_timeouts_total")
+            == CLIENTS as u64
+    });
+    // The budget is whole again: a body that needs all of it is taken.
+    let full = "x".repeat(BODY - 100);
+    assert_eq!(publish(addr, "after", &full).status, 200);
+}

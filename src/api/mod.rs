@@ -63,6 +63,8 @@ pub struct Ctx<'a> {
     pub broker: &'a dyn Broker,
     pub registry: &'a Registry,
     pub apps: &'a Apps,
+    /// The budget of request bodies being read, shared by all workers.
+    pub bodies: &'a std::sync::Arc<crate::conn::body_budget::BodyBudget>,
     pub date: &'a DateCache,
     pub draining: bool,
     pub counters: &'a mut Counters,

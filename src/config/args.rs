@@ -210,6 +210,17 @@ pub struct Args {
     )]
     pub max_queued_bytes: Option<String>,
 
+    /// Request body bytes being read at once, all connections together; a
+    /// body past it gets 503 before it is read; at least --max-body
+    /// [default: 64MiB]
+    #[arg(
+        long,
+        env = "SPOUT_MAX_PENDING_BODY_BYTES",
+        value_name = "SIZE",
+        allow_hyphen_values = true
+    )]
+    pub max_pending_body_bytes: Option<String>,
+
     /// Most open client connections; further ones are answered 503
     /// [default: from the file-descriptor limit]
     #[arg(

@@ -138,6 +138,13 @@ pub const MAX_MAX_HEADERS: usize = 128;
 /// every subscriber that gets it.
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = MIB;
 
+/// Request body bytes being read at once, all connections of all workers
+/// together (64 MiB): a body that would take the total past it is refused
+/// with 503 before it is read, so slow bodies cannot hold memory without
+/// bound. Must be at least `--max-body`, or the largest body could never be
+/// read.
+pub const DEFAULT_MAX_PENDING_BODY_BYTES: usize = 64 * MIB;
+
 /// Most open client connections; `None` derives the limit from the process's
 /// file-descriptor limit at startup.
 pub const DEFAULT_MAX_CONNECTIONS: Option<usize> = None;
@@ -361,6 +368,8 @@ pub struct Config {
     pub max_headers: usize,
     /// See [`DEFAULT_MAX_QUEUED_BYTES`]; at least `max_body`.
     pub max_queued_bytes: usize,
+    /// See [`DEFAULT_MAX_PENDING_BODY_BYTES`]; at least `max_body`.
+    pub max_pending_body_bytes: usize,
     /// See [`DEFAULT_MAX_CONNECTIONS`]; at least 1 when set.
     pub max_connections: Option<usize>,
     /// See [`DEFAULT_MAX_CHANNELS`]; at least 1.
@@ -409,6 +418,7 @@ impl Default for Config {
             max_head: DEFAULT_MAX_HEAD,
             max_headers: DEFAULT_MAX_HEADERS,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            max_pending_body_bytes: DEFAULT_MAX_PENDING_BODY_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_channels: DEFAULT_MAX_CHANNELS,
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
@@ -447,6 +457,7 @@ impl fmt::Debug for Config {
             .field("max_head", &self.max_head)
             .field("max_headers", &self.max_headers)
             .field("max_queued_bytes", &self.max_queued_bytes)
+            .field("max_pending_body_bytes", &self.max_pending_body_bytes)
             .field("max_connections", &self.max_connections)
             .field("max_channels", &self.max_channels)
             .field("max_subscriptions", &self.max_subscriptions)
@@ -498,6 +509,22 @@ impl Config {
                     "{} is less than --max-body {}: one largest event would close \
                      every subscriber it is sent to",
                     show_size(max_queued_bytes),
+                    show_size(max_body)
+                ),
+            ));
+        }
+
+        let max_pending_body_bytes = size_field(
+            "--max-pending-body-bytes",
+            args.max_pending_body_bytes.as_deref(),
+            DEFAULT_MAX_PENDING_BODY_BYTES,
+        )?;
+        if max_pending_body_bytes < max_body {
+            return Err(error(
+                "--max-pending-body-bytes",
+                format!(
+                    "{} is less than --max-body {}: the largest body could never be read",
+                    show_size(max_pending_body_bytes),
                     show_size(max_body)
                 ),
             ));
@@ -708,6 +735,7 @@ impl Config {
             max_head,
             max_headers,
             max_queued_bytes,
+            max_pending_body_bytes,
             max_connections,
             max_channels,
             max_subscriptions,

@@ -115,6 +115,7 @@ fn no_arguments_give_the_defaults() {
     assert_eq!(c.max_head, 8 << 10);
     assert_eq!(c.max_headers, 64);
     assert_eq!(c.max_queued_bytes, 1 << 20);
+    assert_eq!(c.max_pending_body_bytes, 64 << 20);
     assert_eq!(c.max_connections, None);
     assert_eq!(c.max_channels, 100_000);
     assert_eq!(c.max_subscriptions, 64);
@@ -161,7 +162,7 @@ fn help_defaults_match_default_consts() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 27);
+    assert_eq!(checked, 28);
 }
 
 #[test]
@@ -383,6 +384,10 @@ fn each_error_names_its_key() {
         (
             "--max-body=4MiB --max-queued-bytes=3000000",
             "3000000 bytes is less than --max-body 4MiB",
+        ),
+        (
+            "--max-body=2MiB --max-queued-bytes=2MiB --max-pending-body-bytes=1MiB",
+            "1MiB is less than --max-body 2MiB: the largest body could never be read",
         ),
         ("--max-connections=0", "minimum of 1"),
         ("--max-channels=0", "minimum of 1"),

@@ -30,6 +30,7 @@
 //! connections read and discard, and close once their output is written (or their linger passes). The deadline
 //! has one meaning per variant (`Deadline`).
 
+pub mod body_budget;
 pub mod io;
 pub mod outq;
 mod request;
@@ -298,6 +299,7 @@ impl Conn {
     fn refuse(&mut self, refusal: Refusal, ctx: &mut Ctx) {
         match refusal {
             Refusal::Timeout => ctx.counters.timeouts += 1,
+            Refusal::BodyBudget => ctx.counters.body_budget_refused += 1,
             _ => ctx.counters.bad_requests += 1,
         }
         log::debug!("refused: {refusal:?}");

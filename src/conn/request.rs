@@ -4,9 +4,12 @@
 //! Parsing is `http::request`'s and `http::chunked`'s (sans-io); this file keeps the bytes of an incomplete head and
 //! the body of a request still coming, and nothing once a request is complete. A request, head and body, must be
 //! complete within `--request-timeout` of its start: progress does not restart the clock, so a client that sends a
-//! byte now and then cannot hold a body buffer for ever. A request that is refused (bad
-//! head, body too large, timeout) is answered in the listener API's style and the connection closes after it.
+//! byte now and then cannot hold a body buffer for ever, and a body still coming holds a reservation in the
+//! budget all workers share (`body_budget`), so many of them cannot hold more than `--max-pending-body-bytes`
+//! together. A request that is refused (bad head, body too large, timeout, budget full) is answered in the
+//! listener API's style and the connection closes after it.
 
+use super::body_budget::Reservation;
 use super::outq::Chunk;
 use super::{Conn, Deadline, Next, Phase, PIPELINE_HOLD};
 use crate::api::{self, Action, Ctx, Refusal, Request};
@@ -22,6 +25,9 @@ pub struct BodyState {
     head: Head,
     body: Vec<u8>,
     decoder: BodyDecoder,
+    /// The body's room in the shared budget: its announced length, or for a chunked body what has arrived so far
+    /// (rounded up).
+    reservation: Reservation,
 }
 
 enum BodyDecoder {
@@ -32,7 +38,7 @@ enum BodyDecoder {
 
 impl BodyState {
     /// Takes body bytes from `input`; returns how many were used and whether the body is complete.
-    fn feed(&mut self, input: &[u8]) -> Result<(usize, bool), HttpError> {
+    fn feed(&mut self, input: &[u8], max_body: usize) -> Result<(usize, bool), Refusal> {
         match &mut self.decoder {
             BodyDecoder::Length(remaining) => {
                 let take = input.len().min(*remaining);
@@ -42,7 +48,12 @@ impl BodyState {
                 Ok((take, *remaining == 0))
             }
             BodyDecoder::Chunked(decoder) => {
-                let progress = decoder.feed(input, &mut self.body)?;
+                // Decoding never makes more bytes than it is given.
+                let needed = self.body.len().saturating_add(input.len());
+                if !self.reservation.cover(needed, max_body) {
+                    return Err(Refusal::BodyBudget);
+                }
+                let progress = decoder.feed(input, &mut self.body).map_err(Refusal::Http)?;
                 Ok((progress.consumed, progress.done))
             }
         }
@@ -145,18 +156,25 @@ impl Conn {
                             BodyDecoder::Chunked(ChunkedDecoder::new(limits.max_body))
                         }
                     };
+                    // A body of announced length takes all its room before any of it is read (refused at once if
+                    // that room is not free); a chunked one takes room as its bytes come.
+                    let (reserve, capacity) = match decoder {
+                        BodyDecoder::Length(len) => (len, len),
+                        BodyDecoder::Chunked(_) => (0, 0),
+                    };
+                    let Some(reservation) = Reservation::take(ctx.bodies, reserve) else {
+                        self.refuse(Refusal::BodyBudget, ctx);
+                        return (buf.len(), Next::Continue);
+                    };
                     if head.expect_continue && after.is_empty() {
                         self.out.push(Chunk::Static(CONTINUE_100));
                     }
-                    let capacity = match decoder {
-                        BodyDecoder::Length(len) => len.min(64 * 1024),
-                        BodyDecoder::Chunked(_) => 0,
-                    };
                     let state = BodyState {
                         head_bytes: head_bytes.to_vec(),
                         head,
                         body: Vec::with_capacity(capacity),
                         decoder,
+                        reservation,
                     };
                     // The body shares the head's deadline: a request must be complete within `--request-timeout`
                     // of its start, however slowly its bytes come.
@@ -167,9 +185,9 @@ impl Conn {
                     if rest.is_empty() {
                         return (at, Next::Continue);
                     }
-                    match state.feed(rest) {
-                        Err(e) => {
-                            self.refuse(Refusal::Http(e), ctx);
+                    match state.feed(rest, limits.max_body) {
+                        Err(refusal) => {
+                            self.refuse(refusal, ctx);
                             return (buf.len(), Next::Continue);
                         }
                         Ok((used, false)) => return (at + used, Next::Continue),

@@ -35,6 +35,7 @@ use crate::broker::Broker;
 use crate::bus::{self, WorkerMsg};
 use crate::channels::ChannelTable;
 use crate::config::Config;
+use crate::conn::body_budget::BodyBudget;
 use crate::conn::outq::Chunk;
 use crate::conn::{self, CloseReason, Conn, HubChange, Next};
 use crate::http::response::DateCache;
@@ -68,6 +69,8 @@ pub struct Shared {
     pub broker: Arc<dyn Broker>,
     pub registry: Registry,
     pub apps: Apps,
+    /// `--max-pending-body-bytes`, shared by every connection of every worker.
+    pub bodies: Arc<BodyBudget>,
     pub draining: AtomicBool,
     pub open_connections: AtomicUsize,
     /// Open event streams over all workers: a draining worker left with only idle keep-alive connections keeps
@@ -120,6 +123,7 @@ macro_rules! ctx {
             broker: &*$w.shared.broker,
             registry: &$w.shared.registry,
             apps: &$w.shared.apps,
+            bodies: &$w.shared.bodies,
             date: &$w.date,
             draining: $w.drain.is_some(),
             counters: &mut $w.counters,

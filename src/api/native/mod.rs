@@ -221,6 +221,13 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
             "busy",
             "the server is at its connection limit; retry shortly".into(),
         ),
+        Refusal::BodyBudget => (
+            503,
+            "body_budget_full",
+            "the request bodies being read fill --max-pending-body-bytes \
+             (SPOUT_MAX_PENDING_BODY_BYTES); retry shortly"
+                .into(),
+        ),
     };
     let mut body = Vec::with_capacity(96);
     json_error_body(&mut body, code, &message);

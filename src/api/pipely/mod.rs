@@ -499,7 +499,9 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
     match refusal {
         Refusal::Http(e) => go_server_refusal(e.status(), date, &[]),
         Refusal::Timeout => go_server_refusal(408, date, &[]),
-        Refusal::Busy => go_server_refusal(503, date, &[("Retry-After", "1")]),
+        Refusal::Busy | Refusal::BodyBudget => {
+            go_server_refusal(503, date, &[("Retry-After", "1")])
+        }
     }
 }
 
