@@ -14,7 +14,7 @@ use super::outq::Chunk;
 use super::{Conn, Deadline, Next, Phase, PIPELINE_HOLD};
 use crate::api::{self, Action, Ctx, Refusal, Request};
 use crate::http::chunked::ChunkedDecoder;
-use crate::http::request::{parse_head, BodyFraming, Head, Limits};
+use crate::http::request::{check_host, parse_head, BodyFraming, Head, Limits};
 use crate::http::{HttpError, Parsed};
 
 const CONTINUE_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -120,7 +120,13 @@ impl Conn {
                     if let Deadline::KeepAlive(_) = self.deadline {
                         self.deadline = Deadline::Request(ctx.now + ctx.config.request_timeout);
                     }
-                    let (head, head_len) = match parse_head(rest, &limits) {
+                    let parsed = parse_head(rest, &limits).and_then(|parsed| match parsed {
+                        Parsed::Complete(head, len) => {
+                            check_host(&head, rest).map(|()| Parsed::Complete(head, len))
+                        }
+                        Parsed::Partial => Ok(Parsed::Partial),
+                    });
+                    let (head, head_len) = match parsed {
                         Ok(Parsed::Partial) => return (at, Next::Continue),
                         Ok(Parsed::Complete(head, len)) => (head, len),
                         Err(e) => {
