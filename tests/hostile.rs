@@ -298,3 +298,52 @@ fn slow_bodies_share_one_budget_and_are_all_cut_within_the_request_timeout() {
     let full = "x".repeat(BODY - 100);
     assert_eq!(publish(addr, "after", &full).status, 200);
 }
+
+/// WebSocket subscribers that stop reading with events queued, then break the protocol: each gets its close
+/// frame queued behind the events and a linger (`--request-timeout`) to take them. They never do. A normal close
+/// at the end of the linger left each server socket in FIN-WAIT-1 holding its unsent events for as long as the
+/// peer lived; the close is abortive now, so nothing is left in the kernel.
+#[test]
+fn connections_that_do_not_take_their_last_answer_leave_nothing_in_the_kernel() {
+    const PEERS: usize = 50;
+    let server = start_server(&["--workers", "1", "--request-timeout", "1s"]);
+    let addr = server.addr;
+    let peers: Vec<std::net::TcpStream> = (0..PEERS)
+        .map(|_| {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .expect("socket");
+            socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+            socket.connect(&addr.into()).expect("connect");
+            let mut stream: std::net::TcpStream = socket.into();
+            let request = "GET /sub/stuck HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n\
+                           Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                           Sec-WebSocket-Version: 13\r\n\r\n";
+            stream.write_all(request.as_bytes()).expect("upgrade");
+            stream
+        })
+        .collect();
+    wait_for("the peers subscribed", || {
+        subscribers(addr, "stuck") == PEERS as u64
+    });
+    // Well under --max-queued-bytes (1 MiB), so none is dropped as slow, but far more than their windows take.
+    let event = "x".repeat(100 * 1024);
+    for _ in 0..4 {
+        publish_id(addr, "stuck", &event);
+    }
+    let before = orphans();
+    // An unmasked frame from a client: a protocol error (RFC 6455 §5.1), answered with close code 1002.
+    for mut peer in &peers {
+        peer.write_all(&[0x81, 0x02, b'h', b'i'])
+            .expect("bad frame");
+    }
+    wait_for("the peers closed", || subscribers(addr, "stuck") == 0);
+    // Their closes have been made; a FIN-WAIT-1 socket would be counted as an orphan now.
+    thread::sleep(Duration::from_millis(200));
+    let left = orphans().saturating_sub(before);
+    assert!(
+        left < PEERS as u64 / 10,
+        "{left} of {PEERS} abandoned connections' sockets still in the kernel"
+    );
+    assert_eq!(metric(addr, "spout_dropped_slow_subscribers_total"), 0);
+    drop(peers);
+}

@@ -142,8 +142,12 @@ pub enum CloseReason {
     Peer,
     /// An unexpected socket error.
     Error,
-    /// Idle keep-alive connection, or a refused one that did not take its answer in time.
+    /// Idle keep-alive connection: nothing is left to send.
     Timeout,
+    /// Given up on with output unsent: a closing connection whose peer did not take its last answer within the
+    /// linger (a refusal, a WebSocket close after a protocol error), or a WebSocket peer silent past its liveness
+    /// limit (a dead peer takes nothing more). Closed abortively, like a slow subscriber.
+    Abandoned,
     /// Output queued over `--max-queued-bytes`.
     Slow,
     /// The answer was written and the connection was to close after it.
@@ -189,6 +193,11 @@ impl Conn {
 
     pub fn socket_mut(&mut self) -> &mut TcpStream {
         &mut self.socket
+    }
+
+    /// The socket, for the worker to keep after the connection is gone (`worker::linger`).
+    pub fn into_socket(self) -> TcpStream {
+        self.socket
     }
 
     pub fn stream(&self) -> Option<&StreamState> {
@@ -323,7 +332,8 @@ impl Conn {
     /// liveness check or heartbeat.
     pub fn on_deadline(&mut self, now: Instant, ctx: &mut Ctx) -> Next {
         match self.deadline {
-            Deadline::KeepAlive(_) | Deadline::Linger(_) => Next::close(CloseReason::Timeout),
+            Deadline::KeepAlive(_) => Next::close(CloseReason::Timeout),
+            Deadline::Linger(_) => Next::close(CloseReason::Abandoned),
             Deadline::Request(_) => {
                 self.refuse(Refusal::Timeout, ctx);
                 Next::Continue

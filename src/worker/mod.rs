@@ -7,8 +7,9 @@
 //! 3. `flush_answers`: write the answers this turn queued (publishers first, not after a fan-out);
 //! 4. `fan_out_slice`: queue the inbox's events on local subscribers, a bounded slice per turn, in inbox order;
 //! 5. `flush_streams`: write dirty subscribers, each once with a vectored write, for a bounded slice of time;
-//! 6. `tick` when due (starts a sweep, drain progress, history expiry, metrics snapshot), and `sweep`: deadlines
-//!    over a bounded slice of the slab;
+//! 6. `tick` when due (starts a sweep, drain progress, closes the lingering sockets whose peers are done or
+//!    whose linger is over (`linger`), history expiry, metrics snapshot), and `sweep`: deadlines over a bounded
+//!    slice of the slab;
 //! 7. `reap`: deregister, unsubscribe and remove every connection closed during the turn.
 //!
 //! Steps 4 and 5 work in slices so that new input is read between them (`delivery`): under load, events that
@@ -98,6 +99,8 @@ pub struct Worker {
     partial: Option<PartialFanout>,
     pending_reads: Vec<usize>,
     to_reap: Vec<(usize, CloseReason)>,
+    /// Sockets of closed connections whose peers may not have taken their last answer yet.
+    linger: Linger,
     counters: Counters,
     streams: u64,
     date: DateCache,
@@ -133,9 +136,11 @@ macro_rules! ctx {
 }
 
 mod delivery;
+mod linger;
 mod timers;
 
 use delivery::{Dirty, PartialFanout};
+use linger::Linger;
 use timers::Sweep;
 
 fn open_spare() -> Option<File> {
@@ -182,6 +187,7 @@ impl Worker {
             partial: None,
             pending_reads: Vec::new(),
             to_reap: Vec::new(),
+            linger: Linger::default(),
             counters: Counters::default(),
             streams: 0,
             date: DateCache::new(SystemTime::now()),
@@ -487,6 +493,10 @@ impl Worker {
     }
 
     fn close_all(&mut self) {
+        let lingering = self.linger.close_all();
+        self.shared
+            .open_connections
+            .fetch_sub(lingering, Ordering::Relaxed);
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         self.to_reap
             .extend(keys.into_iter().map(|key| (key, CloseReason::Drained)));
@@ -499,19 +509,25 @@ impl Worker {
                 continue;
             };
             let _ = self.poll.registry().deregister(conn.socket_mut());
-            self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+            if matches!(reason, CloseReason::Slow | CloseReason::Abandoned) {
+                // An abortive close (RFC 9293 §3.6's reset): the kernel drops what is still unsent at once. A
+                // normal close would keep it in FIN-WAIT-1, in kernel memory, for as long as the peer keeps its
+                // socket open without reading (or, for a dead peer, until retransmissions give up, minutes
+                // later): the very peer this close is for.
+                conn::io::discard_unsent(conn.socket_mut());
+            }
             match reason {
                 CloseReason::Slow => {
-                    // An abortive close (RFC 9293 §3.6's reset): the kernel drops what is still unsent at once. A
-                    // normal close would keep it in FIN-WAIT-1, in kernel memory, for as long as the peer keeps
-                    // its socket open without reading: the very peer this close is for.
-                    conn::io::discard_unsent(conn.socket_mut());
                     self.counters.dropped_slow += 1;
                     log::debug!(
                         "worker {} conn {key}: closed, over --max-queued-bytes",
                         self.id
                     );
                 }
+                CloseReason::Abandoned => log::debug!(
+                    "worker {} conn {key}: closed with output its peer did not take",
+                    self.id
+                ),
                 CloseReason::Error => {
                     log::debug!("worker {} conn {key}: closed after a socket error", self.id)
                 }
@@ -528,6 +544,18 @@ impl Worker {
                 }
                 self.streams -= 1;
                 self.shared.open_streams.fetch_sub(1, Ordering::Relaxed);
+            }
+            // A last answer written but perhaps not taken: the socket lingers until its peer takes it (`linger`).
+            let linger_until = match conn.deadline {
+                conn::Deadline::Linger(at) => at,
+                _ => Instant::now() + self.shared.config.request_timeout,
+            };
+            let lingers = reason == CloseReason::Done
+                && !conn.peer_closed
+                && self.drain.is_none()
+                && self.linger.keep(conn.into_socket(), linger_until);
+            if !lingers {
+                self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }
