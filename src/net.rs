@@ -104,3 +104,15 @@ pub fn prepare_accepted(stream: &TcpStream) {
         log::debug!("TCP_NODELAY failed: {e}");
     }
 }
+
+/// Bounds the kernel send buffer of a socket that has become an event stream (`--socket-send-buffer`; 0 leaves the
+/// kernel's autotuning). Set then, not at accept: requests and their answers keep the kernel's default, and the
+/// bound is what a stream whose subscriber reads slowly can hold in kernel memory on top of `--max-queued-bytes`.
+pub fn size_stream_send_buffer(stream: &TcpStream, bytes: usize) {
+    if bytes == 0 {
+        return;
+    }
+    if let Err(e) = socket2::SockRef::from(stream).set_send_buffer_size(bytes) {
+        log::debug!("SO_SNDBUF failed: {e}");
+    }
+}

@@ -347,3 +347,80 @@ fn connections_that_do_not_take_their_last_answer_leave_nothing_in_the_kernel() 
     assert_eq!(metric(addr, "spout_dropped_slow_subscribers_total"), 0);
     drop(peers);
 }
+
+/// The kernel's send queue (`ss`'s `skmem` `w`: bytes queued, written and not yet acknowledged, with their
+/// bookkeeping) of every established socket of the server's listener `port`.
+fn kernel_send_queues(port: u16) -> Vec<u64> {
+    let out = std::process::Command::new("ss")
+        .args(["-tmnH", "state", "established"])
+        .arg(format!("( sport = :{port} )"))
+        .output()
+        .expect("run ss");
+    assert!(out.status.success(), "ss failed");
+    String::from_utf8_lossy(&out.stdout)
+        .split("skmem:(")
+        .skip(1)
+        .map(|fields| {
+            fields
+                .split([',', ')'])
+                .find_map(|f| f.strip_prefix('w').and_then(|v| v.parse().ok()))
+                .expect("skmem w")
+        })
+        .collect()
+}
+
+/// Subscribers that stop reading while events keep coming, under `--max-queued-bytes`. With the kernel's send
+/// buffer autotuning (loopback grows it to MiBs) each one's backlog went into kernel memory, beyond what spout
+/// counts; a stream's send buffer is bounded now (`--socket-send-buffer`, 64 KiB, which Linux doubles), so the
+/// kernel holds at most that per subscriber and the rest waits in spout's queue, under its cap.
+#[test]
+fn a_stream_that_is_not_read_holds_at_most_its_send_buffer_in_the_kernel() {
+    if !require_program("ss") {
+        return;
+    }
+    const STUCK: usize = 30;
+    let server = start_server(&["--workers", "1"]);
+    let addr = server.addr;
+    let stuck: Vec<std::net::TcpStream> = (0..STUCK)
+        .map(|_| {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .expect("socket");
+            socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+            socket.connect(&addr.into()).expect("connect");
+            let mut stream: std::net::TcpStream = socket.into();
+            stream
+                .write_all(b"GET /sub/backlog HTTP/1.1\r\nHost: test\r\n\r\n")
+                .expect("subscribe");
+            stream
+        })
+        .collect();
+    wait_for("the subscribers subscribed", || {
+        subscribers(addr, "backlog") == STUCK as u64
+    });
+    // 600 KiB each: under --max-queued-bytes (1 MiB), so none is dropped.
+    let event = "x".repeat(60 * 1024);
+    for _ in 0..10 {
+        publish_id(addr, "backlog", &event);
+    }
+    thread::sleep(Duration::from_millis(300));
+    let queues = kernel_send_queues(addr.port());
+    let held: Vec<u64> = {
+        let mut q = queues.clone();
+        q.sort_unstable();
+        q.into_iter().rev().take(STUCK).collect()
+    };
+    let most = held.first().copied().unwrap_or(0);
+    let total: u64 = held.iter().sum();
+    eprintln!(
+        "{STUCK} streams not read, 600 KiB published to each: the kernel holds {} KiB in all, at most {} KiB for one",
+        total / 1024,
+        most / 1024
+    );
+    assert_eq!(subscribers(addr, "backlog"), STUCK as u64, "none dropped");
+    // Twice the 64 KiB asked for (Linux's doubling), plus the bookkeeping of the buffers that hold it.
+    assert!(
+        most <= 160 * 1024,
+        "a stream held {most} bytes in the kernel's send queue"
+    );
+    drop(stuck);
+}

@@ -221,6 +221,16 @@ pub struct Args {
     )]
     pub max_pending_body_bytes: Option<String>,
 
+    /// Kernel send buffer of each event stream's socket (SO_SNDBUF); 0
+    /// leaves the kernel's autotuning [default: 64KiB]
+    #[arg(
+        long,
+        env = "SPOUT_SOCKET_SEND_BUFFER",
+        value_name = "SIZE",
+        allow_hyphen_values = true
+    )]
+    pub socket_send_buffer: Option<String>,
+
     /// Most open client connections; further ones are answered 503
     /// [default: from the file-descriptor limit]
     #[arg(

@@ -145,6 +145,13 @@ pub const DEFAULT_MAX_QUEUED_BYTES: usize = MIB;
 /// read.
 pub const DEFAULT_MAX_PENDING_BODY_BYTES: usize = 64 * MIB;
 
+/// Send buffer asked of the kernel for each event stream's socket
+/// (`SO_SNDBUF`), in bytes (64 KiB); 0 leaves the kernel's autotuning, which
+/// grows a socket whose peer reads slowly to `net.ipv4.tcp_wmem`'s maximum
+/// (4 MiB by default) of kernel memory. Linux doubles the value asked for
+/// its own bookkeeping. See the README on what a subscriber costs.
+pub const DEFAULT_SOCKET_SEND_BUFFER: usize = 64 * KIB;
+
 /// Most open client connections; `None` derives the limit from the process's
 /// file-descriptor limit at startup.
 pub const DEFAULT_MAX_CONNECTIONS: Option<usize> = None;
@@ -370,6 +377,8 @@ pub struct Config {
     pub max_queued_bytes: usize,
     /// See [`DEFAULT_MAX_PENDING_BODY_BYTES`]; at least `max_body`.
     pub max_pending_body_bytes: usize,
+    /// See [`DEFAULT_SOCKET_SEND_BUFFER`]; 0 for the kernel's autotuning.
+    pub socket_send_buffer: usize,
     /// See [`DEFAULT_MAX_CONNECTIONS`]; at least 1 when set.
     pub max_connections: Option<usize>,
     /// See [`DEFAULT_MAX_CHANNELS`]; at least 1.
@@ -419,6 +428,7 @@ impl Default for Config {
             max_headers: DEFAULT_MAX_HEADERS,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             max_pending_body_bytes: DEFAULT_MAX_PENDING_BODY_BYTES,
+            socket_send_buffer: DEFAULT_SOCKET_SEND_BUFFER,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_channels: DEFAULT_MAX_CHANNELS,
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
@@ -458,6 +468,7 @@ impl fmt::Debug for Config {
             .field("max_headers", &self.max_headers)
             .field("max_queued_bytes", &self.max_queued_bytes)
             .field("max_pending_body_bytes", &self.max_pending_body_bytes)
+            .field("socket_send_buffer", &self.socket_send_buffer)
             .field("max_connections", &self.max_connections)
             .field("max_channels", &self.max_channels)
             .field("max_subscriptions", &self.max_subscriptions)
@@ -736,6 +747,11 @@ impl Config {
             max_headers,
             max_queued_bytes,
             max_pending_body_bytes,
+            socket_send_buffer: size_field(
+                "--socket-send-buffer",
+                args.socket_send_buffer.as_deref(),
+                DEFAULT_SOCKET_SEND_BUFFER,
+            )?,
             max_connections,
             max_channels,
             max_subscriptions,

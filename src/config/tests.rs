@@ -116,6 +116,7 @@ fn no_arguments_give_the_defaults() {
     assert_eq!(c.max_headers, 64);
     assert_eq!(c.max_queued_bytes, 1 << 20);
     assert_eq!(c.max_pending_body_bytes, 64 << 20);
+    assert_eq!(c.socket_send_buffer, 64 << 10);
     assert_eq!(c.max_connections, None);
     assert_eq!(c.max_channels, 100_000);
     assert_eq!(c.max_subscriptions, 64);
@@ -162,7 +163,7 @@ fn help_defaults_match_default_consts() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 28);
+    assert_eq!(checked, 29);
 }
 
 #[test]

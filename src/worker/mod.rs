@@ -297,6 +297,7 @@ impl Worker {
         let mut ctx = ctx!(self, now);
         let next = conn.on_readable(&mut ctx, &mut self.read_buf);
         if !was_stream && conn.stream().is_some() {
+            net::size_stream_send_buffer(conn.socket_mut(), self.shared.config.socket_send_buffer);
             self.join_hub(key);
         }
         if self.apply(key, next) {
