@@ -15,13 +15,18 @@
 //! subscribers and no history is removed at once: on the last unsubscribe, or when retention reports that a trim
 //! left its ring empty.
 //!
+//! Listing: `names` keeps every channel's name in order beside the map, so a page of the listing (`list_page`) is
+//! a range walk of bounded length under the lock, whatever the number of channels: the lock is never held for the
+//! whole table at once on behalf of an admin request.
+//!
 //! Channel *incarnations*: deleting a channel and re-creating it gives a new incarnation number, so that a
 //! worker that has not yet processed the deletion does not confuse old and new subscribers.
 
 mod history;
 mod hold;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -169,6 +174,15 @@ pub struct ChannelSummary {
     pub retained: usize,
 }
 
+/// One page of the channel listing (`ChannelTable::list_page`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelPage {
+    /// The channels of the page that the filter kept, in name order.
+    pub channels: Vec<ChannelSummary>,
+    /// The last name the page looked at, when names remain after it: the next page starts after it.
+    pub next_after: Option<Arc<str>>,
+}
+
 /// A channel as shown by `GET /channels/{channel}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelInfo {
@@ -211,6 +225,8 @@ struct State {
     start_id: EventId,
     /// Keyed by client-chosen names: foldhash with a random seed (see Cargo.toml), as `clients`.
     channels: HashMap<Arc<str>, Channel, foldhash::fast::RandomState>,
+    /// The keys of `channels`, in order: the listing walks it a page at a time.
+    names: BTreeSet<Arc<str>>,
     history: History,
     next_incarnation: u64,
     published: u64,
@@ -232,6 +248,7 @@ impl ChannelTable {
             last_id: start_id,
             start_id,
             channels: HashMap::default(),
+            names: BTreeSet::new(),
             history: History::default(),
             next_incarnation: 1,
             published: 0,
@@ -455,6 +472,7 @@ impl ChannelTable {
             let Some((key, channel)) = st.channels.remove_entry(name) else {
                 return false;
             };
+            st.names.remove(name);
             let upto = st.last_id;
             st.history.delete(name, upto);
             for (worker, count) in channel.per_worker.iter().enumerate() {
@@ -486,22 +504,44 @@ impl ChannelTable {
         st.remove_if_unused(emptied);
     }
 
-    /// The channels whose name `keep` accepts, sorted by name. The caller decides by name which to show (the
-    /// native API hides the compatible APIs' channels unless asked), so the table needs no notion of APIs.
-    pub fn list(&self, keep: impl Fn(&str) -> bool) -> Vec<ChannelSummary> {
+    /// One page of the listing: the caller decides by name which channels to show (the native API hides the
+    /// compatible APIs' channels unless asked), so the table needs no notion of APIs. The channels after the name `after` (from the first without it), in name order,
+    /// that `keep` accepts, at most `limit` of them, looking at no more than `scan` names, so the lock is held for
+    /// a bounded walk however many channels exist or the filter skips. `next_after` says where the next page
+    /// starts, when names remain.
+    pub fn list_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        scan: usize,
+        keep: impl Fn(&str) -> bool,
+    ) -> ChannelPage {
         let st = self.lock();
-        let mut list: Vec<ChannelSummary> = st
-            .channels
-            .iter()
-            .filter(|(name, _)| keep(name))
-            .map(|(name, ch)| ChannelSummary {
-                name: Arc::clone(name),
-                subscribers: ch.subscribers,
-                retained: st.history.retention(name).events,
-            })
-            .collect();
-        list.sort_by(|a, b| a.name.cmp(&b.name));
-        list
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut names = st.names.range::<str, _>((start, Bound::Unbounded));
+        let mut channels = Vec::with_capacity(limit.min(scan));
+        let mut last = None;
+        for name in names.by_ref().take(scan) {
+            last = Some(name);
+            if !keep(name) {
+                continue;
+            }
+            if let Some(ch) = st.channels.get(name) {
+                channels.push(ChannelSummary {
+                    name: Arc::clone(name),
+                    subscribers: ch.subscribers,
+                    retained: st.history.retention(name).events,
+                });
+            }
+            if channels.len() >= limit {
+                break;
+            }
+        }
+        let more = names.next().is_some();
+        ChannelPage {
+            channels,
+            next_after: last.filter(|_| more).map(Arc::clone),
+        }
     }
 
     pub fn info(&self, name: &str) -> Option<ChannelInfo> {
@@ -550,7 +590,9 @@ impl State {
                 born_after: self.last_id,
                 incarnation,
             };
-            self.channels.insert(Arc::from(name), channel);
+            let name: Arc<str> = Arc::from(name);
+            self.names.insert(Arc::clone(&name));
+            self.channels.insert(name, channel);
         }
         let key = self
             .channels
@@ -623,6 +665,7 @@ impl State {
     /// Removes a channel from the registry and its ring from history.
     fn remove_channel(&mut self, name: &str) {
         self.channels.remove(name);
+        self.names.remove(name);
         self.history.remove(name);
     }
 }

@@ -352,3 +352,43 @@ fn order_queue_stays_bounded_under_per_channel_trimming() {
         st.history.order_len()
     );
 }
+
+#[test]
+fn listing_pages_walk_names_in_order_within_their_bounds() {
+    let (t, bus, _inboxes) = table(10, 1 << 20);
+    for name in ["d", "a", "x/1", "c", "b", "x/2", "e"] {
+        publish(&t, &bus, name, "1");
+    }
+    let names = |page: &ChannelPage| -> Vec<String> {
+        page.channels.iter().map(|c| c.name.to_string()).collect()
+    };
+    let native = |name: &str| !name.contains('/');
+    let first = t.list_page(None, 2, 100, native);
+    assert_eq!(names(&first), ["a", "b"]);
+    assert_eq!(first.next_after.as_deref(), Some("b"));
+    let second = t.list_page(Some("b"), 2, 100, native);
+    assert_eq!(names(&second), ["c", "d"]);
+    let third = t.list_page(Some("d"), 2, 100, native);
+    assert_eq!(names(&third), ["e"]);
+    // The filtered names after "e" were looked at: nothing remains.
+    assert_eq!(third.next_after, None);
+    // The scan bound ends a page early, empty even, and says where to go on.
+    let bounded = t.list_page(Some("e"), 2, 1, native);
+    assert!(bounded.channels.is_empty());
+    assert_eq!(bounded.next_after.as_deref(), Some("x/1"));
+    let rest = t.list_page(Some("x/1"), 2, 1, native);
+    assert!(rest.channels.is_empty());
+    assert_eq!(rest.next_after, None);
+    // A cursor need not name a channel that exists (any more).
+    assert_eq!(
+        names(&t.list_page(Some("bb"), 10, 100, native)),
+        ["c", "d", "e"]
+    );
+    // Removed channels leave the listing.
+    assert!(t.delete("c", &bus));
+    assert_eq!(
+        names(&t.list_page(None, 10, 100, native)),
+        ["a", "b", "d", "e"]
+    );
+    assert_eq!(t.list_page(None, 10, 100, |_| true).channels.len(), 6);
+}

@@ -128,7 +128,9 @@ impl Route<'_> {
             (Route::PublishOne(_), Method::Post) => ("POST /pub/{channel}", &["event", "to"]),
             (Route::PublishBatch, Method::Post) => ("POST /pub", &[]),
             // `api` picks the channels of one API (native or a compatible one) to list.
-            (Route::Channels, Method::Get | Method::Head) => ("GET /channels", &["api"]),
+            (Route::Channels, Method::Get | Method::Head) => {
+                ("GET /channels", &["api", "limit", "cursor"])
+            }
             (Route::Channel(_), Method::Get | Method::Head) => ("GET /channels/{channel}", &[]),
             (Route::Channel(_), Method::Delete) => ("DELETE /channels/{channel}", &[]),
             _ => return None,
