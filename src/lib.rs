@@ -10,7 +10,8 @@
 //!
 //! Module map:
 //! - `config`: flags and environment → validated `Config`; `logger`: the log sink.
-//! - `net`: listeners; `worker`: the event loop; `conn`: one connection by phase (`request`, `stream`), its I/O,
+//! - `net`: listeners; `proxy`: the PROXY protocol header of a connection from a load balancer (sans-io); `peers`:
+//!   open connections per client address; `worker`: the event loop; `conn`: one connection by phase (`request`, `stream`), its I/O,
 //!   deadline and output queue.
 //! - `http`: request heads, chunked bodies, responses (sans-io); `sse`: event encoding; `ws`: the WebSocket
 //!   handshake and framing (sans-io).
@@ -37,6 +38,8 @@ pub mod logger;
 pub mod message;
 pub mod metrics;
 pub mod net;
+pub mod peers;
+pub mod proxy;
 pub mod secret;
 pub mod sse;
 pub mod sync;

@@ -19,6 +19,7 @@ use spout::channels::{ChannelTable, TableLimits};
 use spout::config::Config;
 use spout::conn::body_budget::BodyBudget;
 use spout::metrics::Registry;
+use spout::peers::Peers;
 use spout::worker::{Shared, Worker, WAKER};
 use spout::{logger, net};
 
@@ -109,6 +110,7 @@ fn run(config: Config) -> Result<(), String> {
     let shared = Arc::new(Shared {
         apps: spout::api::Apps::default(),
         bodies: Arc::new(BodyBudget::new(config.max_pending_body_bytes)),
+        peers: Peers::new(config.max_connections_per_ip),
         config,
         table,
         broker,
@@ -137,7 +139,12 @@ fn run(config: Config) -> Result<(), String> {
     {
         let mut stdout = std::io::stdout().lock();
         for listen in &bound {
-            let _ = writeln!(stdout, "listening on {} ({})", listen.addr, listen.api);
+            let proxy = if listen.proxy { ", PROXY protocol" } else { "" };
+            let _ = writeln!(
+                stdout,
+                "listening on {} ({}{proxy})",
+                listen.addr, listen.api
+            );
         }
         let _ = stdout.flush();
     }

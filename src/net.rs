@@ -20,10 +20,11 @@ use crate::config::{Api, Listen};
 /// The accept backlog asked for; the kernel caps it at `net.core.somaxconn` (logged at start).
 pub const BACKLOG: i32 = 65_535;
 
-/// A bound listener and the API it serves.
+/// A bound listener, the API it serves, and whether its connections start with a PROXY protocol header.
 pub struct BoundListener {
     pub listener: TcpListener,
     pub api: Api,
+    pub proxy: bool,
 }
 
 fn new_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
@@ -75,10 +76,7 @@ pub fn bind_all(
         ensure_unclaimed(spec.addr).map_err(|e| cannot_listen(spec.addr, e))?;
         let first = bind(spec.addr)?;
         let addr = first.local_addr()?;
-        bound.push(Listen {
-            addr,
-            api: spec.api,
-        });
+        bound.push(Listen { addr, ..*spec });
         let mut first = Some(first);
         for listeners in per_worker.iter_mut() {
             let listener = match first.take() {
@@ -88,6 +86,7 @@ pub fn bind_all(
             listeners.push(BoundListener {
                 listener,
                 api: spec.api,
+                proxy: spec.proxy,
             });
         }
     }

@@ -9,6 +9,16 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// These tests measure the server's memory, the kernel's (machine-wide counts among them) and latencies: one at a
+/// time, so that they do not measure each other.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Clients in the ping flood.
 const FLOODERS: usize = 20;
 /// Each flooder's output cap (`--max-queued-bytes`).
@@ -19,6 +29,7 @@ const CAP_KIB: u64 = 64;
 /// and an allocation) before it was closed; counted by what they hold, it is closed after a few thousand.
 #[test]
 fn empty_ping_floods_are_held_to_the_output_cap_and_closed() {
+    let _serial = one_at_a_time();
     let cap = format!("{CAP_KIB}KiB");
     let server = start_server(&[
         "--workers",
@@ -126,6 +137,7 @@ fn orphans() -> u64 {
 /// lives; the server resets them instead, so nothing is left.
 #[test]
 fn slow_subscribers_that_are_dropped_leave_nothing_unsent_in_the_kernel() {
+    let _serial = one_at_a_time();
     const SLOW: usize = 100;
     let server = start_server(&[
         "--workers",
@@ -238,6 +250,7 @@ fn slow_body(addr: std::net::SocketAddr, body: usize) -> SlowBody {
 /// `--request-timeout`, and the server's memory stays within the budget.
 #[test]
 fn slow_bodies_share_one_budget_and_are_all_cut_within_the_request_timeout() {
+    let _serial = one_at_a_time();
     const CLIENTS: usize = 300;
     const BODY: usize = 1 << 20;
     const BUDGET_KIB: u64 = 64 * 1024;
@@ -305,6 +318,7 @@ fn slow_bodies_share_one_budget_and_are_all_cut_within_the_request_timeout() {
 /// peer lived; the close is abortive now, so nothing is left in the kernel.
 #[test]
 fn connections_that_do_not_take_their_last_answer_leave_nothing_in_the_kernel() {
+    let _serial = one_at_a_time();
     const PEERS: usize = 50;
     let server = start_server(&["--workers", "1", "--request-timeout", "1s"]);
     let addr = server.addr;
@@ -375,6 +389,7 @@ fn list_all_channels(addr: std::net::SocketAddr) -> usize {
 /// the table, so deliveries wait at most for a page or two.
 #[test]
 fn deliveries_keep_their_latency_while_fifty_thousand_channels_are_listed() {
+    let _serial = one_at_a_time();
     const CHANNELS: usize = 50_000;
     const LISTERS: usize = 2;
     const EVENTS: usize = 150;
@@ -460,6 +475,7 @@ fn kernel_send_queues(port: u16) -> Vec<u64> {
 /// kernel holds at most that per subscriber and the rest waits in spout's queue, under its cap.
 #[test]
 fn a_stream_that_is_not_read_holds_at_most_its_send_buffer_in_the_kernel() {
+    let _serial = one_at_a_time();
     if !require_program("ss") {
         return;
     }

@@ -553,7 +553,7 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
     let status = match refusal {
         Refusal::Http(e) => e.status(),
         Refusal::Timeout => 408,
-        Refusal::Busy | Refusal::BodyBudget => 503,
+        Refusal::Busy | Refusal::BodyBudget | Refusal::PeerLimit => 503,
     };
     let body = format!("{status} {}", crate::http::response::reason(status));
     let retry: &[(&str, &str)] = if status == 503 {

@@ -63,6 +63,8 @@ pub struct Ctx<'a> {
     pub broker: &'a dyn Broker,
     pub registry: &'a Registry,
     pub apps: &'a Apps,
+    /// Open connections per client address (`--max-connections-per-ip`), shared by all workers.
+    pub peers: &'a crate::peers::Peers,
     /// The budget of request bodies being read, shared by all workers.
     pub bodies: &'a std::sync::Arc<crate::conn::body_budget::BodyBudget>,
     pub date: &'a DateCache,

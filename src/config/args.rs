@@ -20,15 +20,17 @@ use clap::{ArgAction, Parser};
                   or kB, MB, GB (1000-based), e.g. 1MiB."
 )]
 pub struct Args {
-    /// Address to listen on, and the API it speaks: IP:PORT[=API], where API
-    /// is native (spout's own, which also serves every compatible API under
-    /// its prefix: /pipely, /node-sse, /flychat, /ws-push, /keker), pipely,
-    /// node-sse, flychat, ws-push or keker; repeatable, comma-separated in
-    /// the environment [default: 127.0.0.1:8080=native]
+    /// Address to listen on, and the API it speaks: IP:PORT[=API][+proxy],
+    /// where API is native (spout's own, which also serves every compatible
+    /// API under its prefix: /pipely, /node-sse, /flychat, /ws-push,
+    /// /keker), pipely, node-sse, flychat, ws-push or keker; +proxy: every
+    /// connection starts with a PROXY protocol header (v1 or v2) from a load
+    /// balancer, naming the client; repeatable, comma-separated in the
+    /// environment [default: 127.0.0.1:8080=native]
     #[arg(
         long,
         env = "SPOUT_LISTEN",
-        value_name = "ADDR[=API]",
+        value_name = "ADDR[=API][+proxy]",
         action = ArgAction::Append,
         value_delimiter = ','
     )]
@@ -240,6 +242,17 @@ pub struct Args {
         allow_hyphen_values = true
     )]
     pub max_connections: Option<String>,
+
+    /// Most open connections from one client address (behind a +proxy
+    /// listener, the address its PROXY header names); further ones are
+    /// answered 503 [default: no limit]
+    #[arg(
+        long,
+        env = "SPOUT_MAX_CONNECTIONS_PER_IP",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
+    pub max_connections_per_ip: Option<String>,
 
     /// Most channels existing at once [default: 100000]
     #[arg(

@@ -45,6 +45,7 @@ const MIB: usize = 1024 * KIB;
 pub const DEFAULT_LISTEN: Listen = Listen {
     addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080)),
     api: Api::Native,
+    proxy: false,
 };
 
 /// Upper bound of `--workers`, a count of threads (each with its own event
@@ -155,6 +156,11 @@ pub const DEFAULT_SOCKET_SEND_BUFFER: usize = 64 * KIB;
 /// Most open client connections; `None` derives the limit from the process's
 /// file-descriptor limit at startup.
 pub const DEFAULT_MAX_CONNECTIONS: Option<usize> = None;
+
+/// Most open connections from one client address, a count; `None` sets no
+/// limit. Behind a load balancer the client's address is the one its PROXY
+/// protocol header names (`--listen ADDR=API+proxy`).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: Option<usize> = None;
 
 /// Most channels that may exist at once, a count; publishing or subscribing
 /// to a new channel beyond it is refused.
@@ -277,11 +283,18 @@ impl fmt::Display for Api {
 pub struct Listen {
     pub addr: SocketAddr,
     pub api: Api,
+    /// Every connection starts with a PROXY protocol header (`+proxy`): the listener sits behind a load balancer,
+    /// and the header names the client (`proxy`).
+    pub proxy: bool,
 }
 
 impl fmt::Display for Listen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}={}", self.addr, self.api)
+        write!(f, "{}={}", self.addr, self.api)?;
+        if self.proxy {
+            f.write_str("+proxy")?;
+        }
+        Ok(())
     }
 }
 
@@ -381,6 +394,8 @@ pub struct Config {
     pub socket_send_buffer: usize,
     /// See [`DEFAULT_MAX_CONNECTIONS`]; at least 1 when set.
     pub max_connections: Option<usize>,
+    /// See [`DEFAULT_MAX_CONNECTIONS_PER_IP`]; at least 1 when set.
+    pub max_connections_per_ip: Option<usize>,
     /// See [`DEFAULT_MAX_CHANNELS`]; at least 1.
     pub max_channels: usize,
     /// See [`DEFAULT_MAX_SUBSCRIPTIONS`]; at least 1.
@@ -430,6 +445,7 @@ impl Default for Config {
             max_pending_body_bytes: DEFAULT_MAX_PENDING_BODY_BYTES,
             socket_send_buffer: DEFAULT_SOCKET_SEND_BUFFER,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             max_channels: DEFAULT_MAX_CHANNELS,
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -470,6 +486,7 @@ impl fmt::Debug for Config {
             .field("max_pending_body_bytes", &self.max_pending_body_bytes)
             .field("socket_send_buffer", &self.socket_send_buffer)
             .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("max_channels", &self.max_channels)
             .field("max_subscriptions", &self.max_subscriptions)
             .field("request_timeout", &self.request_timeout)
@@ -682,6 +699,15 @@ impl Config {
             }
         };
 
+        let max_connections_per_ip = match args.max_connections_per_ip.as_deref() {
+            None => DEFAULT_MAX_CONNECTIONS_PER_IP,
+            Some(raw) => {
+                let n = parse_field("--max-connections-per-ip", raw, parse_count)?;
+                check_count_range("--max-connections-per-ip", n, 1, usize::MAX)?;
+                Some(n)
+            }
+        };
+
         let max_channels = count_field(
             "--max-channels",
             args.max_channels.as_deref(),
@@ -753,6 +779,7 @@ impl Config {
                 DEFAULT_SOCKET_SEND_BUFFER,
             )?,
             max_connections,
+            max_connections_per_ip,
             max_channels,
             max_subscriptions,
             request_timeout,

@@ -37,6 +37,7 @@ mod request;
 mod stream;
 pub mod ws;
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -156,6 +157,17 @@ pub enum CloseReason {
     Drained,
 }
 
+/// Where a new connection comes from: its listener's API and options, and its peer.
+pub struct Origin {
+    pub api: Api,
+    /// The socket's peer; on a `+proxy` listener, the balancer until the PROXY header names the client.
+    pub peer: IpAddr,
+    /// The listener is `+proxy`: the connection starts with a PROXY protocol header.
+    pub proxy: bool,
+    /// The peer already holds a slot in `--max-connections-per-ip`'s count.
+    pub counted: bool,
+}
+
 pub struct Conn {
     socket: TcpStream,
     pub phase: Phase,
@@ -171,10 +183,16 @@ pub struct Conn {
     pub dirty: bool,
     /// Close once `out` is written; read and discard until then.
     pub closing: bool,
+    /// The client's address: the socket's peer, or the one a PROXY header named.
+    pub peer: IpAddr,
+    /// A PROXY protocol header is still expected before the first request.
+    pub awaiting_proxy: bool,
+    /// `peer` holds a slot in `--max-connections-per-ip`'s count, given back when the connection is reaped.
+    pub peer_counted: bool,
 }
 
 impl Conn {
-    pub fn new(socket: TcpStream, api: Api, now: Instant, request_timeout: Duration) -> Conn {
+    pub fn new(socket: TcpStream, origin: Origin, now: Instant, request_timeout: Duration) -> Conn {
         Conn {
             socket,
             phase: Phase::ReadingHead {
@@ -182,12 +200,15 @@ impl Conn {
             },
             out: OutQueue::default(),
             deadline: Deadline::Request(now + request_timeout),
-            api,
+            api: origin.api,
             readable: false,
             peer_closed: false,
             writable: false,
             dirty: false,
             closing: false,
+            peer: origin.peer,
+            awaiting_proxy: origin.proxy,
+            peer_counted: origin.counted,
         }
     }
 
@@ -309,6 +330,7 @@ impl Conn {
         match refusal {
             Refusal::Timeout => ctx.counters.timeouts += 1,
             Refusal::BodyBudget => ctx.counters.body_budget_refused += 1,
+            Refusal::PeerLimit => ctx.counters.peer_refused += 1,
             _ => ctx.counters.bad_requests += 1,
         }
         log::debug!("refused: {refusal:?}");
@@ -388,11 +410,11 @@ impl Conn {
     }
 }
 
-/// Answers and closes a connection that is refused at accept (connection limit, out of descriptors): best effort,
+/// Answers and closes a connection that is refused at accept (connection limits, out of descriptors): best effort,
 /// one non-blocking write of a short answer on a fresh socket.
-pub fn refuse_at_accept(socket: &mut TcpStream, api: Api, date: &DateCache) {
+pub fn refuse_at_accept(socket: &mut TcpStream, api: Api, refusal: Refusal, date: &DateCache) {
     use std::io::Write;
-    let answer = api::refusal(api, Refusal::Busy, date);
+    let answer = api::refusal(api, refusal, date);
     let _ = socket.write(&answer);
     let _ = socket.shutdown(std::net::Shutdown::Both);
 }
@@ -401,11 +423,12 @@ pub fn refuse_at_accept(socket: &mut TcpStream, api: Api, date: &DateCache) {
 mod tests {
     use super::*;
 
-    /// Idle connections are the common case: keep them small. Grows only on purpose.
+    /// Idle connections are the common case: keep them small. Grows only on purpose (the last time: 16 bytes for
+    /// the client's address, which `--max-connections-per-ip` counts and a PROXY header may change).
     #[test]
     fn conn_stays_small() {
         let size = std::mem::size_of::<Conn>();
-        assert!(size <= 168, "Conn grew to {size} bytes");
+        assert!(size <= 184, "Conn grew to {size} bytes");
         assert!(
             std::mem::size_of::<StreamState>() <= 72,
             "StreamState grew to {} bytes",

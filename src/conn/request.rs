@@ -11,11 +11,13 @@
 
 use super::body_budget::Reservation;
 use super::outq::Chunk;
-use super::{Conn, Deadline, Next, Phase, PIPELINE_HOLD};
+use super::{CloseReason, Conn, Deadline, Next, Phase, PIPELINE_HOLD};
 use crate::api::{self, Action, Ctx, Refusal, Request};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{check_host, parse_head, BodyFraming, Head, Limits};
 use crate::http::{HttpError, Parsed};
+use crate::peers::Admission;
+use crate::proxy::{self, Proxied};
 
 const CONTINUE_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -110,6 +112,26 @@ impl Conn {
                 Phase::ReadingHead { .. } => {
                     if rest.is_empty() {
                         return (at, Next::Continue);
+                    }
+                    if self.awaiting_proxy {
+                        let error = match proxy::parse(rest) {
+                            Ok(Parsed::Partial) if rest.len() < ctx.config.max_head => {
+                                return (at, Next::Continue)
+                            }
+                            Ok(Parsed::Complete(header, len)) => {
+                                at += len;
+                                self.on_proxy_header(header, ctx);
+                                continue;
+                            }
+                            // Only a v2 header can be this long (its length field says up to 64 KiB).
+                            Ok(Parsed::Partial) => proxy::ProxyError::BadV2,
+                            Err(e) => e,
+                        };
+                        // Not from the balancer, or not speaking its protocol: nothing to answer, and nothing it
+                        // sent is read further (a reset).
+                        log::debug!("refused: {error}");
+                        ctx.counters.bad_requests += 1;
+                        return (buf.len(), Next::close(CloseReason::Abandoned));
                     }
                     if self.out.bytes() >= PIPELINE_HOLD {
                         // Keep the rest (`ingest` stores it) until the client takes its answers; it is input
@@ -212,6 +234,20 @@ impl Conn {
                     }
                 }
             }
+        }
+    }
+
+    /// A `+proxy` listener's connection said who its client is: that address is its peer from now on, counted
+    /// against `--max-connections-per-ip` (refused, in the listener API's style, when at the limit).
+    fn on_proxy_header(&mut self, header: Proxied, ctx: &mut Ctx) {
+        self.awaiting_proxy = false;
+        if let Some(source) = header.source {
+            self.peer = source.ip();
+        }
+        match ctx.peers.admit(self.peer) {
+            Admission::Refused => self.refuse(Refusal::PeerLimit, ctx),
+            Admission::Counted => self.peer_counted = true,
+            Admission::Unlimited => {}
         }
     }
 

@@ -31,7 +31,7 @@ use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::api::{self, Apps};
+use crate::api::{self, Apps, Refusal};
 use crate::broker::Broker;
 use crate::bus::{self, WorkerMsg};
 use crate::channels::ChannelTable;
@@ -44,6 +44,7 @@ use crate::hub::{Hub, Member};
 use crate::ids::IdSource;
 use crate::metrics::{Counters, Registry};
 use crate::net::{self, BoundListener};
+use crate::peers::{Admission, Peers};
 use crate::sse;
 use crate::ws::frame as ws_frame;
 
@@ -72,6 +73,8 @@ pub struct Shared {
     pub apps: Apps,
     /// `--max-pending-body-bytes`, shared by every connection of every worker.
     pub bodies: Arc<BodyBudget>,
+    /// `--max-connections-per-ip`: open connections per client address.
+    pub peers: Peers,
     pub draining: AtomicBool,
     pub open_connections: AtomicUsize,
     /// Open event streams over all workers: a draining worker left with only idle keep-alive connections keeps
@@ -127,6 +130,7 @@ macro_rules! ctx {
             registry: &$w.shared.registry,
             apps: &$w.shared.apps,
             bodies: &$w.shared.bodies,
+            peers: &$w.shared.peers,
             date: &$w.date,
             draining: $w.drain.is_some(),
             counters: &mut $w.counters,
@@ -370,16 +374,33 @@ impl Worker {
             let Some(bound) = self.listeners.get(index) else {
                 return;
             };
-            let api = bound.api;
+            let (api, proxy) = (bound.api, bound.proxy);
             match bound.listener.accept() {
-                Ok((mut stream, _peer)) => {
+                Ok((mut stream, peer)) => {
                     self.counters.accepted += 1;
                     let open = self.shared.open_connections.load(Ordering::Relaxed);
                     if open >= self.shared.max_connections || self.conns.len() >= MAX_KEY {
                         self.counters.refused += 1;
-                        conn::refuse_at_accept(&mut stream, api, &self.date);
+                        conn::refuse_at_accept(&mut stream, api, Refusal::Busy, &self.date);
                         continue;
                     }
+                    // Behind a +proxy listener the socket's peer is the balancer: the client is counted once its
+                    // PROXY header names it (`Conn::ingest`).
+                    let counted = !proxy
+                        && match self.shared.peers.admit(peer.ip()) {
+                            Admission::Refused => {
+                                self.counters.peer_refused += 1;
+                                conn::refuse_at_accept(
+                                    &mut stream,
+                                    api,
+                                    Refusal::PeerLimit,
+                                    &self.date,
+                                );
+                                continue;
+                            }
+                            Admission::Counted => true,
+                            Admission::Unlimited => false,
+                        };
                     net::prepare_accepted(&stream);
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
@@ -389,12 +410,21 @@ impl Worker {
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
                         log::warn!("worker {}: cannot register a connection: {e}", self.id);
+                        if counted {
+                            self.shared.peers.release(peer.ip());
+                        }
                         continue;
                     }
                     self.shared.open_connections.fetch_add(1, Ordering::Relaxed);
+                    let origin = conn::Origin {
+                        api,
+                        peer: peer.ip(),
+                        proxy,
+                        counted,
+                    };
                     entry.insert(Conn::new(
                         stream,
-                        api,
+                        origin,
                         now,
                         self.shared.config.request_timeout,
                     ));
@@ -423,7 +453,7 @@ impl Worker {
         if let Some(bound) = self.listeners.get(index) {
             if let Ok((mut stream, _)) = bound.listener.accept() {
                 self.counters.refused += 1;
-                conn::refuse_at_accept(&mut stream, bound.api, &self.date);
+                conn::refuse_at_accept(&mut stream, bound.api, Refusal::Busy, &self.date);
             }
         }
         self.spare_fd = open_spare();
@@ -510,6 +540,9 @@ impl Worker {
                 continue;
             };
             let _ = self.poll.registry().deregister(conn.socket_mut());
+            if conn.peer_counted {
+                self.shared.peers.release(conn.peer);
+            }
             if matches!(reason, CloseReason::Slow | CloseReason::Abandoned) {
                 // An abortive close (RFC 9293 §3.6's reset): the kernel drops what is still unsent at once. A
                 // normal close would keep it in FIN-WAIT-1, in kernel memory, for as long as the peer keeps its
@@ -521,13 +554,15 @@ impl Worker {
                 CloseReason::Slow => {
                     self.counters.dropped_slow += 1;
                     log::debug!(
-                        "worker {} conn {key}: closed, over --max-queued-bytes",
-                        self.id
+                        "worker {} conn {key} from {}: closed, over --max-queued-bytes",
+                        self.id,
+                        conn.peer
                     );
                 }
                 CloseReason::Abandoned => log::debug!(
-                    "worker {} conn {key}: closed with output its peer did not take",
-                    self.id
+                    "worker {} conn {key} from {}: closed with output its peer did not take",
+                    self.id,
+                    conn.peer
                 ),
                 CloseReason::Error => {
                     log::debug!("worker {} conn {key}: closed after a socket error", self.id)

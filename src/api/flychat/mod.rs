@@ -213,7 +213,7 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
     let status = match refusal {
         Refusal::Http(e) => e.status(),
         Refusal::Timeout => 408,
-        Refusal::Busy | Refusal::BodyBudget => 503,
+        Refusal::Busy | Refusal::BodyBudget | Refusal::PeerLimit => 503,
     };
     let body = format!("{}\n", reason(status));
     let mut out = Vec::with_capacity(body.len() + 160);

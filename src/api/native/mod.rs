@@ -223,6 +223,13 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
             "busy",
             "the server is at its connection limit; retry shortly".into(),
         ),
+        Refusal::PeerLimit => (
+            503,
+            "too_many_connections",
+            "this client address has as many connections open as --max-connections-per-ip \
+             (SPOUT_MAX_CONNECTIONS_PER_IP) allows; close one or retry later"
+                .into(),
+        ),
         Refusal::BodyBudget => (
             503,
             "body_budget_full",

@@ -491,7 +491,9 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
     match refusal {
         Refusal::Http(e) => express::refusal_page(e.status(), date, false),
         Refusal::Timeout => express::refusal_page(408, date, false),
-        Refusal::Busy | Refusal::BodyBudget => express::refusal_page(503, date, true),
+        Refusal::Busy | Refusal::BodyBudget | Refusal::PeerLimit => {
+            express::refusal_page(503, date, true)
+        }
     }
 }
 

@@ -499,7 +499,7 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
     match refusal {
         Refusal::Http(e) => go_server_refusal(e.status(), date, &[]),
         Refusal::Timeout => go_server_refusal(408, date, &[]),
-        Refusal::Busy | Refusal::BodyBudget => {
+        Refusal::Busy | Refusal::BodyBudget | Refusal::PeerLimit => {
             go_server_refusal(503, date, &[("Retry-After", "1")])
         }
     }
