@@ -1991,3 +1991,44 @@ fn missing_or_repeated_host_gets_400_in_each_apis_style() {
         metric(server.addr, "spout_bad_requests_total") == 24
     });
 }
+
+/// `GET /channels` in pages: `?limit=` channels each, in name order, `next` the cursor of the following page until
+/// the last; bad limits and cursors are `400 invalid_query`.
+#[test]
+fn channel_listing_comes_in_pages_with_a_cursor() {
+    let server = start_server(&[]);
+    for name in ["e", "a", "d", "b", "c"] {
+        publish_id(server.addr, name, "x");
+    }
+    let mut names = Vec::new();
+    let mut path = "/channels?limit=2".to_string();
+    let mut pages = 0;
+    loop {
+        let page = get(server.addr, &path).json();
+        pages += 1;
+        for entry in page["channels"].as_array().expect("channels") {
+            names.push(entry["channel"].as_str().expect("name").to_string());
+        }
+        match page["next"].as_str() {
+            Some(cursor) => path = format!("/channels?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["a", "b", "c", "d", "e"]);
+    assert_eq!(pages, 3);
+    // The default page holds them all, and says nothing more.
+    let all = get(server.addr, "/channels").json();
+    assert_eq!(all["channels"].as_array().map(Vec::len), Some(5));
+    assert!(all.get("next").is_none(), "{all}");
+    for bad in [
+        "limit=0",
+        "limit=5001",
+        "limit=-1",
+        "limit=x",
+        "cursor=zz",
+        "cursor=6",
+    ] {
+        let resp = get(server.addr, &format!("/channels?{bad}"));
+        assert_error(&resp, 400, "invalid_query");
+    }
+}

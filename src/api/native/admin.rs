@@ -52,8 +52,9 @@ impl Listing {
 /// Channels per page of `GET /channels` when `?limit=` is not given.
 pub(super) const DEFAULT_LIST_LIMIT: usize = 1000;
 /// The largest `?limit=`: a page is built whole on a worker's loop, so its size bounds how long that worker's
-/// deliveries wait for it (a 10,000-channel page is about 600 KB of JSON).
-pub(super) const MAX_LIST_LIMIT: usize = 10_000;
+/// deliveries wait for it (release build: a 1,000-channel page of 53 KB took 0.45 ms to answer, a 10,000-channel
+/// one 5 ms; at 5,000, about 2.5 ms).
+pub(super) const MAX_LIST_LIMIT: usize = 5_000;
 /// Names one page may look at under the table lock, kept or filtered out: with `?api=` filtering, a page may end
 /// early (even empty, with a `next`) rather than walk the whole table.
 const LIST_SCAN: usize = 10_000;
