@@ -98,6 +98,7 @@ fn run(config: Config) -> Result<(), String> {
         history_ttl: config.history_ttl,
         history_max_bytes: config.history_max_bytes,
         max_channels: config.max_channels,
+        max_channels_per_client: config.max_channels_per_ip,
         workers,
     };
     let table = Arc::new(ChannelTable::new(limits, SystemTime::now()));

@@ -546,3 +546,67 @@ fn a_stream_that_is_not_read_holds_at_most_its_send_buffer_in_the_kernel() {
     );
     drop(stuck);
 }
+
+/// Opens `GET path` from the loopback address `from`; returns the socket and the response's status and, for a
+/// refusal, its body.
+fn open_from(
+    from: [u8; 4],
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> (std::net::TcpStream, u16, String) {
+    use std::io::BufRead;
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&std::net::SocketAddr::from((from, 0)).into())
+        .expect("bind");
+    socket.connect(&addr.into()).expect("connect");
+    let mut stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    // Connection: close, so that a refusal ends with the connection and its body can be read to the end.
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status");
+    let status = line
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let mut body = String::new();
+    if status != 200 {
+        let _ = reader.read_to_string(&mut body);
+    }
+    (stream, status, body)
+}
+
+/// A client that subscribes to channel after channel, each one new, once filled `--max-channels` for everyone
+/// (1,600 anonymous connections could fill 100k channels). `--max-channels-per-ip` bounds what one address
+/// creates; channels that exist are open to all, and a removed channel stops counting.
+#[test]
+fn one_client_address_creates_at_most_its_share_of_channels() {
+    let _serial = one_at_a_time();
+    let server = start_server(&["--workers", "1", "--max-channels-per-ip", "3"]);
+    let addr = server.addr;
+    let (first, status, _) = open_from([127, 0, 0, 1], addr, "/sub/x1,x2,x3");
+    assert_eq!(status, 200);
+    let (_, status, body) = open_from([127, 0, 0, 1], addr, "/sub/x4");
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("\"too_many_channels_created\""), "{body}");
+    // Publishing without a publish key creates channels too: refused as well, while an existing channel takes it.
+    assert_eq!(publish(addr, "p1", "x").status, 429);
+    assert_eq!(publish(addr, "x1", "kept").status, 200);
+    // Another address has its own share, and may subscribe to the first one's channels.
+    let (_other, status, body) = open_from([127, 0, 0, 2], addr, "/sub/x4,x1");
+    assert_eq!(status, 200, "{body}");
+    // The first stream ends: x2 and x3 (no subscriber, nothing retained) are removed; x1 keeps its event.
+    drop(first);
+    wait_for("x2 removed", || subscribers(addr, "x2") == 0);
+    let (_again, status, body) = open_from([127, 0, 0, 1], addr, "/sub/y1,y2");
+    assert_eq!(status, 200, "{body}");
+    let (_, status, _) = open_from([127, 0, 0, 1], addr, "/sub/y3");
+    assert_eq!(status, 429);
+}

@@ -301,6 +301,7 @@ pub fn ws_message(text: &str, client_id: &str, session: &mut Session, ctx: &mut 
         &[&channel, BROADCAST_CHANNEL],
         client_id,
         Resume::Fresh,
+        ctx.peer,
     );
     let subscription = match subscribed {
         Ok(subscription) => subscription,

@@ -26,6 +26,7 @@ mod history;
 mod hold;
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -44,6 +45,9 @@ pub struct TableLimits {
     pub history_ttl: Duration,
     pub history_max_bytes: usize,
     pub max_channels: usize,
+    /// Most existing channels one client address may have created (`--max-channels-per-ip`); `None`: no limit,
+    /// and no creator is recorded.
+    pub max_channels_per_client: Option<usize>,
     pub workers: usize,
 }
 
@@ -93,6 +97,8 @@ pub enum Resume {
 pub enum TableError {
     /// Creating the channel(s) would exceed `--max-channels`.
     TooManyChannels,
+    /// Creating the channel(s) would give the client's address more than `--max-channels-per-ip`.
+    ClientChannelLimit,
     /// A worker's inbox is full (it is too far behind); nothing was published.
     Overloaded,
 }
@@ -101,6 +107,7 @@ impl TableError {
     pub fn as_str(&self) -> &'static str {
         match self {
             TableError::TooManyChannels => "too_many_channels",
+            TableError::ClientChannelLimit => "too_many_channels_created",
             TableError::Overloaded => "overloaded",
         }
     }
@@ -156,6 +163,9 @@ pub struct NewEvent {
     pub wire: Option<Wire>,
     /// Delivered live but not kept in history: for compatible APIs that have no replay (or keep their own).
     pub ephemeral: bool,
+    /// The client address a channel this event creates is counted against (`--max-channels-per-ip`); `None` for
+    /// publishers that are not counted (those holding the publish key).
+    pub creator: Option<IpAddr>,
 }
 
 /// What a publish did with one event.
@@ -218,6 +228,8 @@ struct Channel {
     /// `last_id` of the table when this entry was made.
     born_after: EventId,
     incarnation: u64,
+    /// The client address that created it, counted in `State::created` (only with a per-client limit).
+    creator: Option<IpAddr>,
 }
 
 struct State {
@@ -227,6 +239,8 @@ struct State {
     channels: HashMap<Arc<str>, Channel, foldhash::fast::RandomState>,
     /// The keys of `channels`, in order: the listing walks it a page at a time.
     names: BTreeSet<Arc<str>>,
+    /// Existing channels per creating client address (`Channel::creator`).
+    created: HashMap<IpAddr, usize, foldhash::fast::RandomState>,
     history: History,
     next_incarnation: u64,
     published: u64,
@@ -249,6 +263,7 @@ impl ChannelTable {
             start_id,
             channels: HashMap::default(),
             names: BTreeSet::new(),
+            created: HashMap::default(),
             history: History::default(),
             next_incarnation: 1,
             published: 0,
@@ -266,6 +281,30 @@ impl ChannelTable {
         lock(&self.state)
     }
 
+    /// The address a new channel is counted against: the creator's, when a per-client limit is set.
+    fn counted_creator(&self, creator: Option<IpAddr>) -> Option<IpAddr> {
+        creator
+            .filter(|_| self.limits.max_channels_per_client.is_some())
+            .map(|ip| ip.to_canonical())
+    }
+
+    /// Refuses `new` more channels for `creator` past `--max-channels-per-ip`.
+    fn check_creator(
+        &self,
+        st: &State,
+        creator: Option<IpAddr>,
+        new: usize,
+    ) -> Result<(), TableError> {
+        let (Some(ip), Some(limit)) = (creator, self.limits.max_channels_per_client) else {
+            return Ok(());
+        };
+        let created = st.created.get(&ip).copied().unwrap_or(0);
+        if new > 0 && created + new > limit {
+            return Err(TableError::ClientChannelLimit);
+        }
+        Ok(())
+    }
+
     /// Registers a subscriber of `worker` on `names` and decides where it starts.
     pub fn subscribe(
         &self,
@@ -273,7 +312,9 @@ impl ChannelTable {
         names: &[&str],
         client_id: &str,
         resume: Resume,
+        creator: Option<IpAddr>,
     ) -> Result<Subscription, TableError> {
+        let creator = self.counted_creator(creator);
         let mut st = self.lock();
         let locked = Instant::now();
         let missing = names
@@ -283,6 +324,7 @@ impl ChannelTable {
         if st.channels.len() + missing > self.limits.max_channels {
             return Err(TableError::TooManyChannels);
         }
+        self.check_creator(&st, creator, missing)?;
         let head = st.last_id;
         // Without history nothing is replayed: a resume after which any of the channels may have had an event
         // (its last event is later, or it did not exist then) has lost it, and must be told so.
@@ -304,7 +346,7 @@ impl ChannelTable {
                 // Each channel once per stream: the hub keeps one position per subscription.
                 continue;
             }
-            let (key, channel) = st.entry(name, self.limits.workers);
+            let (key, channel) = st.entry(name, self.limits.workers, creator);
             if let Some(count) = channel.per_worker.get_mut(worker) {
                 *count += 1;
             }
@@ -429,6 +471,8 @@ impl ChannelTable {
     fn check_publish(&self, st: &State, events: &[NewEvent], bus: &Bus) -> Result<(), TableError> {
         let mut per_worker = vec![0usize; bus.workers()];
         let mut new_channels: Vec<&str> = Vec::new();
+        // New channels per creating client (a batch comes from one client: one entry, in practice).
+        let mut created: Vec<(IpAddr, usize)> = Vec::new();
         for event in events {
             match st.channels.get(&*event.channel) {
                 Some(channel) => {
@@ -446,12 +490,21 @@ impl ChannelTable {
                     && !new_channels.contains(&&*event.channel) =>
                 {
                     new_channels.push(&event.channel);
+                    if let Some(ip) = self.counted_creator(event.creator) {
+                        match created.iter_mut().find(|(c, _)| *c == ip) {
+                            Some((_, n)) => *n += 1,
+                            None => created.push((ip, 1)),
+                        }
+                    }
                 }
                 None => {}
             }
         }
         if st.channels.len() + new_channels.len() > self.limits.max_channels {
             return Err(TableError::TooManyChannels);
+        }
+        for (ip, n) in created {
+            self.check_creator(st, Some(ip), n)?;
         }
         let full = per_worker
             .iter()
@@ -473,6 +526,7 @@ impl ChannelTable {
                 return false;
             };
             st.names.remove(name);
+            st.uncount_creator(channel.creator);
             let upto = st.last_id;
             st.history.delete(name, upto);
             for (worker, count) in channel.per_worker.iter().enumerate() {
@@ -578,8 +632,16 @@ impl ChannelTable {
 
 impl State {
     /// The entry for `name`, created (with a new incarnation) if missing. Returns the interned name too.
-    fn entry(&mut self, name: &str, workers: usize) -> (Arc<str>, &mut Channel) {
+    fn entry(
+        &mut self,
+        name: &str,
+        workers: usize,
+        creator: Option<IpAddr>,
+    ) -> (Arc<str>, &mut Channel) {
         if !self.channels.contains_key(name) {
+            if let Some(ip) = creator {
+                *self.created.entry(ip).or_insert(0) += 1;
+            }
             let incarnation = self.next_incarnation;
             self.next_incarnation += 1;
             let channel = Channel {
@@ -589,6 +651,7 @@ impl State {
                 last_id: None,
                 born_after: self.last_id,
                 incarnation,
+                creator,
             };
             let name: Arc<str> = Arc::from(name);
             self.names.insert(Arc::clone(&name));
@@ -621,7 +684,11 @@ impl State {
             // Nobody listens and nothing is kept: the event is sequenced and gone.
             return Receipt { id, subscribers: 0 };
         }
-        let (name, channel) = self.entry(&event.channel, limits.workers);
+        let creator = event
+            .creator
+            .filter(|_| limits.max_channels_per_client.is_some())
+            .map(|ip| ip.to_canonical());
+        let (name, channel) = self.entry(&event.channel, limits.workers, creator);
         let message = Arc::new(
             Message::new(id, Arc::clone(&name), event.event, event.data, event.to)
                 .with_wire(event.wire),
@@ -649,6 +716,17 @@ impl State {
         Receipt { id, subscribers }
     }
 
+    /// A removed channel no longer counts against its creator's `--max-channels-per-ip`.
+    fn uncount_creator(&mut self, creator: Option<IpAddr>) {
+        let Some(ip) = creator else { return };
+        if let Some(n) = self.created.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.created.remove(&ip);
+            }
+        }
+    }
+
     /// Removes the channels among `names` (rings a trim left empty) that have no subscriber either.
     fn remove_if_unused(&mut self, names: Vec<Arc<str>>) {
         for name in names {
@@ -664,7 +742,9 @@ impl State {
 
     /// Removes a channel from the registry and its ring from history.
     fn remove_channel(&mut self, name: &str) {
-        self.channels.remove(name);
+        if let Some(channel) = self.channels.remove(name) {
+            self.uncount_creator(channel.creator);
+        }
         self.names.remove(name);
         self.history.remove(name);
     }

@@ -263,6 +263,17 @@ pub struct Args {
     )]
     pub max_channels: Option<String>,
 
+    /// Most existing channels one client address may have created, by
+    /// subscribing or by publishing without the publish key; further ones
+    /// are refused [default: no limit]
+    #[arg(
+        long,
+        env = "SPOUT_MAX_CHANNELS_PER_IP",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
+    pub max_channels_per_ip: Option<String>,
+
     /// Most channels one subscribe request (connection) may name
     /// [default: 64]
     #[arg(

@@ -166,6 +166,13 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: Option<usize> = None;
 /// to a new channel beyond it is refused.
 pub const DEFAULT_MAX_CHANNELS: usize = 100_000;
 
+/// Most existing channels one client address may have created, a count:
+/// by subscribing to a channel that did not exist, or by publishing to one
+/// without the publish key (publishers holding `--publish-key` are not
+/// counted); `None` sets no limit. A channel stops counting when it is
+/// removed (no subscriber and no history left, or deleted).
+pub const DEFAULT_MAX_CHANNELS_PER_IP: Option<usize> = None;
+
 /// Most channels one subscribe request (and so one connection) may name; also
 /// the most a WS-PushServer connection may subscribe to over its socket.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 64;
@@ -398,6 +405,8 @@ pub struct Config {
     pub max_connections_per_ip: Option<usize>,
     /// See [`DEFAULT_MAX_CHANNELS`]; at least 1.
     pub max_channels: usize,
+    /// See [`DEFAULT_MAX_CHANNELS_PER_IP`]; at least 1 when set.
+    pub max_channels_per_ip: Option<usize>,
     /// See [`DEFAULT_MAX_SUBSCRIPTIONS`]; at least 1.
     pub max_subscriptions: usize,
     /// See [`DEFAULT_REQUEST_TIMEOUT`]; non-zero.
@@ -447,6 +456,7 @@ impl Default for Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             max_channels: DEFAULT_MAX_CHANNELS,
+            max_channels_per_ip: DEFAULT_MAX_CHANNELS_PER_IP,
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
@@ -488,6 +498,7 @@ impl fmt::Debug for Config {
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("max_channels", &self.max_channels)
+            .field("max_channels_per_ip", &self.max_channels_per_ip)
             .field("max_subscriptions", &self.max_subscriptions)
             .field("request_timeout", &self.request_timeout)
             .field("keepalive_timeout", &self.keepalive_timeout)
@@ -715,6 +726,15 @@ impl Config {
         )?;
         check_count_range("--max-channels", max_channels, 1, usize::MAX)?;
 
+        let max_channels_per_ip = match args.max_channels_per_ip.as_deref() {
+            None => DEFAULT_MAX_CHANNELS_PER_IP,
+            Some(raw) => {
+                let n = parse_field("--max-channels-per-ip", raw, parse_count)?;
+                check_count_range("--max-channels-per-ip", n, 1, usize::MAX)?;
+                Some(n)
+            }
+        };
+
         let max_subscriptions = count_field(
             "--max-subscriptions",
             args.max_subscriptions.as_deref(),
@@ -781,6 +801,7 @@ impl Config {
             max_connections,
             max_connections_per_ip,
             max_channels,
+            max_channels_per_ip,
             max_subscriptions,
             request_timeout,
             keepalive_timeout,

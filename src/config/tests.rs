@@ -119,6 +119,7 @@ fn no_arguments_give_the_defaults() {
     assert_eq!(c.socket_send_buffer, 64 << 10);
     assert_eq!(c.max_connections, None);
     assert_eq!(c.max_connections_per_ip, None);
+    assert_eq!(c.max_channels_per_ip, None);
     assert_eq!(c.max_channels, 100_000);
     assert_eq!(c.max_subscriptions, 64);
     assert_eq!(c.request_timeout, Duration::from_secs(10));
@@ -142,6 +143,7 @@ fn help_defaults_match_default_consts() {
         "workers",
         "max-connections",
         "max-connections-per-ip",
+        "max-channels-per-ip",
         "publish-key",
     ];
     let cmd = Args::command();
@@ -428,6 +430,7 @@ fn each_error_names_its_key() {
         ),
         ("--max-connections=0", "minimum of 1"),
         ("--max-connections-per-ip=0", "minimum of 1"),
+        ("--max-channels-per-ip=0", "minimum of 1"),
         ("--max-channels=0", "minimum of 1"),
         ("--max-subscriptions=0", "minimum of 1"),
         ("--request-timeout=0s", "longer than zero"),

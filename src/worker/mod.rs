@@ -131,6 +131,7 @@ macro_rules! ctx {
             apps: &$w.shared.apps,
             bodies: &$w.shared.bodies,
             peers: &$w.shared.peers,
+            peer: None,
             date: &$w.date,
             draining: $w.drain.is_some(),
             counters: &mut $w.counters,
@@ -299,6 +300,7 @@ impl Worker {
         };
         let was_stream = conn.stream().is_some();
         let mut ctx = ctx!(self, now);
+        ctx.peer = Some(conn.peer);
         let next = conn.on_readable(&mut ctx, &mut self.read_buf);
         if !was_stream && conn.stream().is_some() {
             net::size_stream_send_buffer(conn.socket_mut(), self.shared.config.socket_send_buffer);

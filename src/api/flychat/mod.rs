@@ -404,9 +404,9 @@ fn stream(req: &Request, ctx: &mut Ctx, room: &str) -> Action {
             .filter(|m| is_after(m.id, resume))
             .map(|m| Frame::clone(&m.frame))
             .collect();
-        let subscribed = ctx
-            .table
-            .subscribe(ctx.worker, &[&channel], &client_id, Resume::Fresh);
+        let subscribed =
+            ctx.table
+                .subscribe(ctx.worker, &[&channel], &client_id, Resume::Fresh, ctx.peer);
         (reset, replay, subscribed)
     };
     let Ok(subscription) = subscription else {

@@ -75,6 +75,12 @@ impl ApiError {
                 e.as_str(),
                 "a worker is too far behind to take more events; retry shortly",
             ),
+            TableError::ClientChannelLimit => ApiError::new(
+                429,
+                e.as_str(),
+                "this client address has created as many channels as --max-channels-per-ip \
+                 (SPOUT_MAX_CHANNELS_PER_IP) allows; use existing channels, or wait until some expire",
+            ),
         }
     }
 }

@@ -76,7 +76,7 @@ pub(super) fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
         }
         let subscription = ctx
             .table
-            .subscribe(ctx.worker, &names, &client_id, resume)
+            .subscribe(ctx.worker, &names, &client_id, resume, ctx.peer)
             .map_err(ApiError::from_table)?;
         let mut opening = Vec::with_capacity(256);
         handshake::write_switching_protocols(
@@ -122,7 +122,7 @@ pub(super) fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
     }
     let subscription = ctx
         .table
-        .subscribe(ctx.worker, &names, &client_id, resume)
+        .subscribe(ctx.worker, &names, &client_id, resume, ctx.peer)
         .map_err(ApiError::from_table)?;
     write_stream_head(&mut opening, ctx.date, &headers);
     sse::encode_comment(&mut opening, &format!("spout client_id={client_id}"));

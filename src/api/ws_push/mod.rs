@@ -612,7 +612,7 @@ pub fn ws_message(
         }
         match ctx
             .table
-            .subscribe(ctx.worker, &[&core], client_id, Resume::Fresh)
+            .subscribe(ctx.worker, &[&core], client_id, Resume::Fresh, ctx.peer)
         {
             Ok(subscription) => {
                 answer
