@@ -320,6 +320,7 @@ fn table_with_history(channels: usize, bus: &Bus) -> (ChannelTable, Vec<String>,
         history_ttl: Duration::from_secs(3600),
         history_max_bytes: 1 << 30,
         max_channels: 1000,
+        max_channels_per_client: None,
         workers: 1,
     };
     let table = ChannelTable::new(limits, SystemTime::now());
@@ -356,7 +357,7 @@ fn bench_replay(c: &mut Criterion) {
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         // Subscribing after the publishes, so no event went to the (never drained) inbox.
         let sub = table
-            .subscribe(0, &refs, "bench", Resume::After(middle))
+            .subscribe(0, &refs, "bench", Resume::After(middle), None)
             .expect("subscribe");
         let cursor = sub.replay.expect("a resume has a replay cursor");
         let expected = HISTORY * channels / 2 - 1;
@@ -404,6 +405,7 @@ fn bench_publish(c: &mut Criterion) {
         history_ttl: Duration::from_secs(3600),
         history_max_bytes: 1 << 30,
         max_channels: 100_000,
+        max_channels_per_client: None,
         workers: 1,
     };
     let table = ChannelTable::new(limits, SystemTime::now());
@@ -412,7 +414,7 @@ fn bench_publish(c: &mut Criterion) {
         .collect();
     for name in &names {
         table
-            .subscribe(0, &[name.as_str()], "bench", Resume::Fresh)
+            .subscribe(0, &[name.as_str()], "bench", Resume::Fresh, None)
             .expect("subscribe");
     }
     let data = payload(100);

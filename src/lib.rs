@@ -11,7 +11,9 @@
 //! Module map:
 //! - `config`: flags and environment → validated `Config`; `logger`: the log sink; `doctor`: the `spout doctor`
 //!   sizing check of the machine; `reload`: what SIGHUP changes in a running server.
-//! - `net`: listeners; `worker`: the event loop; `conn`: one connection by phase (`request`, `stream`), its I/O,
+//! - `net`: listeners; `proxy`: the PROXY protocol header of a connection from a load balancer (sans-io); `peers`:
+//!   open connections per client address; `worker`: the event loop; `conn`: one connection by phase (`request`,
+//!   `stream`), its I/O,
 //!   deadline and output queue.
 //! - `http`: request heads, chunked bodies, responses (sans-io); `sse`: event encoding; `ws`: the WebSocket
 //!   handshake and framing (sans-io).
@@ -39,6 +41,8 @@ pub mod logger;
 pub mod message;
 pub mod metrics;
 pub mod net;
+pub mod peers;
+pub mod proxy;
 pub mod reload;
 pub mod secret;
 pub mod sse;

@@ -21,7 +21,9 @@ use spout::broker::redis::{RedisBroker, Settings};
 use spout::bus::{Bus, WorkerMsg};
 use spout::channels::{ChannelTable, TableLimits};
 use spout::config::{BrokerChoice, Config, Listen};
+use spout::conn::body_budget::BodyBudget;
 use spout::metrics::Registry;
+use spout::peers::Peers;
 use spout::reload::{self, Live};
 use spout::worker::{Shared, Worker, WAKER};
 use spout::{logger, net};
@@ -113,6 +115,7 @@ fn run(config: Config) -> Result<(), String> {
         history_ttl: config.history_ttl,
         history_max_bytes: config.history_max_bytes,
         max_channels: config.max_channels,
+        max_channels_per_client: config.max_channels_per_ip,
         workers,
     };
     let table = Arc::new(ChannelTable::new(limits, SystemTime::now()));
@@ -150,6 +153,8 @@ fn run(config: Config) -> Result<(), String> {
     let shared = Arc::new(Shared {
         apps: spout::api::Apps::default(),
         live: Live::new(&config),
+        bodies: Arc::new(BodyBudget::new(config.max_pending_body_bytes)),
+        peers: Peers::new(config.max_connections_per_ip),
         config,
         table,
         broker,
@@ -179,7 +184,12 @@ fn run(config: Config) -> Result<(), String> {
     {
         let mut stdout = std::io::stdout().lock();
         for listen in &bound {
-            let _ = writeln!(stdout, "listening on {} ({})", listen.addr, listen.api);
+            let proxy = if listen.proxy { ", PROXY protocol" } else { "" };
+            let _ = writeln!(
+                stdout,
+                "listening on {} ({}{proxy})",
+                listen.addr, listen.api
+            );
         }
         let _ = stdout.flush();
     }

@@ -32,8 +32,10 @@ counters! {
     subscriptions: "spout_subscriptions", "gauge", "Channel subscriptions of open streams.";
     accepted: "spout_connections_accepted_total", "counter", "Connections accepted.";
     refused: "spout_connections_refused_total", "counter", "Connections refused with 503 (connection limit or out of file descriptors).";
+    peer_refused: "spout_connections_per_ip_refused_total", "counter", "Connections refused with 503 because their client address had --max-connections-per-ip open.";
     requests: "spout_requests_total", "counter", "HTTP requests handled.";
     bad_requests: "spout_bad_requests_total", "counter", "Requests refused as malformed, oversized or smuggling-shaped.";
+    body_budget_refused: "spout_body_budget_refusals_total", "counter", "Requests refused with 503 because the bodies being read filled --max-pending-body-bytes.";
     timeouts: "spout_request_timeouts_total", "counter", "Connections closed with 408 for an incomplete request.";
     published: "spout_publish_requests_total", "counter", "Publish requests accepted on this worker.";
     overloaded: "spout_publish_overloaded_total", "counter", "Publishes refused with 503 because a worker inbox was full.";

@@ -27,10 +27,11 @@ pub fn reserved_descriptors(workers: usize, listeners: usize) -> u64 {
     32 + workers as u64 * (4 + listeners as u64)
 }
 
-/// A bound listener and the API it serves.
+/// A bound listener, the API it serves, and whether its connections start with a PROXY protocol header.
 pub struct BoundListener {
     pub listener: TcpListener,
     pub api: Api,
+    pub proxy: bool,
 }
 
 fn new_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
@@ -82,10 +83,7 @@ pub fn bind_all(
         ensure_unclaimed(spec.addr).map_err(|e| cannot_listen(spec.addr, e))?;
         let first = bind(spec.addr)?;
         let addr = first.local_addr()?;
-        bound.push(Listen {
-            addr,
-            api: spec.api,
-        });
+        bound.push(Listen { addr, ..*spec });
         let mut first = Some(first);
         for listeners in per_worker.iter_mut() {
             let listener = match first.take() {
@@ -95,6 +93,7 @@ pub fn bind_all(
             listeners.push(BoundListener {
                 listener,
                 api: spec.api,
+                proxy: spec.proxy,
             });
         }
     }
@@ -109,5 +108,17 @@ fn cannot_listen(addr: SocketAddr, e: io::Error) -> io::Error {
 pub fn prepare_accepted(stream: &TcpStream) {
     if let Err(e) = stream.set_nodelay(true) {
         log::debug!("TCP_NODELAY failed: {e}");
+    }
+}
+
+/// Bounds the kernel send buffer of a socket that has become an event stream (`--socket-send-buffer`; 0 leaves the
+/// kernel's autotuning). Set then, not at accept: requests and their answers keep the kernel's default, and the
+/// bound is what a stream whose subscriber reads slowly can hold in kernel memory on top of `--max-queued-bytes`.
+pub fn size_stream_send_buffer(stream: &TcpStream, bytes: usize) {
+    if bytes == 0 {
+        return;
+    }
+    if let Err(e) = socket2::SockRef::from(stream).set_send_buffer_size(bytes) {
+        log::debug!("SO_SNDBUF failed: {e}");
     }
 }

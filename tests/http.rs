@@ -1142,7 +1142,7 @@ fn head_over_8kib_gets_431() {
     client.expect_closed(WAIT);
     // A head just under the limit is fine.
     let fits = format!(
-        "GET /healthz HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
         "a".repeat(8 * 1024 - 100)
     );
     assert_eq!(roundtrip(server.addr, fits.as_bytes()).status, 200);
@@ -1161,14 +1161,14 @@ fn too_many_headers_gets_431() {
     assert_eq!(
         roundtrip(
             server.addr,
-            b"GET /healthz HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n"
+            b"GET /healthz HTTP/1.1\r\nHost: t\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n"
         )
         .status,
         200
     );
     assert_refused(
         server.addr,
-        b"GET /healthz HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n",
         431,
         "too_many_headers",
     );
@@ -1187,18 +1187,19 @@ fn body_over_max_body_gets_413() {
     // Announced but not sent: refused on the head alone.
     assert_refused(
         server.addr,
-        b"POST /pub/big HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n",
+        b"POST /pub/big HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999\r\n\r\n",
         413,
         "body_too_large",
     );
     // Chunked: one chunk over the limit, and several that add up to more.
     assert_refused(
         server.addr,
-        b"POST /pub/big HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n401\r\n",
+        b"POST /pub/big HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n401\r\n",
         413,
         "body_too_large",
     );
-    let mut chunks = b"POST /pub/big HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut chunks =
+        b"POST /pub/big HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for _ in 0..3 {
         chunks.extend_from_slice(b"200\r\n");
         chunks.extend_from_slice(&[b'c'; 0x200]);
@@ -1224,7 +1225,7 @@ fn body_over_max_body_gets_413() {
         200
     );
     let mut at_limit =
-        b"POST /pub/big HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n".to_vec();
+        b"POST /pub/big HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n".to_vec();
     at_limit.extend_from_slice(&[b'a'; 1024]);
     at_limit.extend_from_slice(b"\r\n0\r\n\r\n");
     assert_eq!(roundtrip(server.addr, &at_limit).status, 200);
@@ -1254,7 +1255,7 @@ fn malformed_requests_and_garbage_get_400_and_close() {
     }
     // A bad request behind a good one on the same connection: the good one is answered first.
     let mut client = Client::new(server.addr);
-    client.send(b"GET /healthz HTTP/1.1\r\n\r\nNONSENSE\x01\r\n\r\n");
+    client.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nNONSENSE\x01\r\n\r\n");
     assert_eq!(client.read().status, 200);
     assert_error(&client.read(), 400, "malformed_request");
     client.expect_closed(WAIT);
@@ -1392,7 +1393,7 @@ fn idle_keep_alive_connection_is_closed_silently() {
     // A request under way is timed by --request-timeout, not by the keep-alive timeout.
     client.send(b"GET /healthz HTTP/1.1\r\n");
     client.expect_open(Duration::from_millis(1600));
-    client.send(b"\r\n");
+    client.send(b"Host: t\r\n\r\n");
     assert_eq!(client.read().status, 200);
     assert_eq!(metric(server.addr, "spout_request_timeouts_total"), 0);
 }
@@ -1933,4 +1934,101 @@ fn metrics_parse_and_counters_move() {
     wait_for("timeouts counted", || {
         metric(addr, "spout_request_timeouts_total") == timeouts + 1
     });
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without `Host`, or any request with two, is answered 400 and the connection
+/// closed, on every listener in its API's own refusal style; HTTP/1.0 may leave `Host` out.
+#[test]
+fn missing_or_repeated_host_gets_400_in_each_apis_style() {
+    let apis = [
+        "native", "pipely", "node-sse", "flychat", "ws-push", "keker",
+    ];
+    let listen: Vec<String> = apis
+        .iter()
+        .map(|api| format!("127.0.0.1:0={api}"))
+        .collect();
+    let mut args = Vec::new();
+    for spec in &listen {
+        args.extend(["--listen", spec.as_str()]);
+    }
+    let server = start_server(&args);
+    let shapes: [(&str, &[u8]); 4] = [
+        ("no Host", b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n"),
+        ("two Hosts", b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"),
+        (
+            "two Hosts in 1.0",
+            b"GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n",
+        ),
+        ("a Host list", b"GET / HTTP/1.1\r\nHost: a, b\r\n\r\n"),
+    ];
+    for (api, addr) in apis.iter().zip(&server.addrs) {
+        for (shape, raw) in shapes {
+            let mut client = Client::new(*addr);
+            client.send(raw);
+            let resp = client.read();
+            assert_eq!(resp.status, 400, "{api}, {shape}: {}", resp.head);
+            let body = resp.text();
+            let styled = match *api {
+                "native" => resp.json()["error"] == "bad_host",
+                "pipely" | "keker" => body == "400 Bad Request",
+                "node-sse" => resp.header("x-powered-by") == Some("Express"),
+                "flychat" => body == "Bad Request\n",
+                "ws-push" => body.starts_with("<h1>400 Bad Request</h1>"),
+                _ => unreachable!(),
+            };
+            assert!(
+                styled,
+                "{api}, {shape}: not in its style: {}{body}",
+                resp.head
+            );
+            client.expect_closed(WAIT);
+        }
+    }
+    // HTTP/1.0 without Host is fine.
+    let resp = roundtrip(server.addr, b"GET /healthz HTTP/1.0\r\n\r\n");
+    assert_eq!(resp.status, 200, "{}", resp.head);
+    wait_for("the refusals counted", || {
+        metric(server.addr, "spout_bad_requests_total") == 24
+    });
+}
+
+/// `GET /channels` in pages: `?limit=` channels each, in name order, `next` the cursor of the following page until
+/// the last; bad limits and cursors are `400 invalid_query`.
+#[test]
+fn channel_listing_comes_in_pages_with_a_cursor() {
+    let server = start_server(&[]);
+    for name in ["e", "a", "d", "b", "c"] {
+        publish_id(server.addr, name, "x");
+    }
+    let mut names = Vec::new();
+    let mut path = "/channels?limit=2".to_string();
+    let mut pages = 0;
+    loop {
+        let page = get(server.addr, &path).json();
+        pages += 1;
+        for entry in page["channels"].as_array().expect("channels") {
+            names.push(entry["channel"].as_str().expect("name").to_string());
+        }
+        match page["next"].as_str() {
+            Some(cursor) => path = format!("/channels?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["a", "b", "c", "d", "e"]);
+    assert_eq!(pages, 3);
+    // The default page holds them all, and says nothing more.
+    let all = get(server.addr, "/channels").json();
+    assert_eq!(all["channels"].as_array().map(Vec::len), Some(5));
+    assert!(all.get("next").is_none(), "{all}");
+    for bad in [
+        "limit=0",
+        "limit=5001",
+        "limit=-1",
+        "limit=x",
+        "cursor=zz",
+        "cursor=6",
+    ] {
+        let resp = get(server.addr, &format!("/channels?{bad}"));
+        assert_error(&resp, 400, "invalid_query");
+    }
 }

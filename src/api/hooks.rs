@@ -25,6 +25,10 @@ pub enum Refusal {
     Timeout,
     /// `--max-connections` reached or out of file descriptors.
     Busy,
+    /// The bodies being read fill `--max-pending-body-bytes`: this one is refused before it is read.
+    BodyBudget,
+    /// The client's address has `--max-connections-per-ip` connections open already.
+    PeerLimit,
 }
 
 /// The answer to a refusal, in the style of the listener's API. Always closes the connection.

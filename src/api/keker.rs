@@ -301,6 +301,7 @@ pub fn ws_message(text: &str, client_id: &str, session: &mut Session, ctx: &mut 
         &[&channel, BROADCAST_CHANNEL],
         client_id,
         Resume::Fresh,
+        ctx.peer,
     );
     let subscription = match subscribed {
         Ok(subscription) => subscription,
@@ -553,7 +554,7 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
     let status = match refusal {
         Refusal::Http(e) => e.status(),
         Refusal::Timeout => 408,
-        Refusal::Busy => 503,
+        Refusal::Busy | Refusal::BodyBudget | Refusal::PeerLimit => 503,
     };
     let body = format!("{status} {}", crate::http::response::reason(status));
     let retry: &[(&str, &str)] = if status == 503 {

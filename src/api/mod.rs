@@ -67,6 +67,14 @@ pub struct Ctx<'a> {
     pub broker: &'a dyn Broker,
     pub registry: &'a Registry,
     pub apps: &'a Apps,
+    /// The address of the client whose request or message is handled (its PROXY header's, behind a `+proxy`
+    /// listener); `None` outside a connection's handlers. Channels it creates count against it
+    /// (`--max-channels-per-ip`).
+    pub peer: Option<std::net::IpAddr>,
+    /// Open connections per client address (`--max-connections-per-ip`), shared by all workers.
+    pub peers: &'a crate::peers::Peers,
+    /// The budget of request bodies being read, shared by all workers.
+    pub bodies: &'a std::sync::Arc<crate::conn::body_budget::BodyBudget>,
     pub date: &'a DateCache,
     pub draining: bool,
     pub counters: &'a mut Counters,

@@ -136,7 +136,7 @@ impl ChannelTable {
             if !st.channels.contains_key(name) && st.channels.len() >= self.limits.max_channels {
                 return Err(TableError::TooManyChannels);
             }
-            let (key, channel) = st.entry(name, self.limits.workers);
+            let (key, channel) = st.entry(name, self.limits.workers, None);
             let start = after.or(fill.last).unwrap_or(EventId::ZERO);
             let covered = channel.covered_after.map_or(start, |c| c.min(start));
             channel.covered_after = Some(covered);

@@ -15,6 +15,10 @@
 //! subscribers and no history is removed at once: on the last unsubscribe, or when retention reports that a trim
 //! left its ring empty.
 //!
+//! Listing: `names` keeps every channel's name in order beside the map, so a page of the listing (`list_page`) is
+//! a range walk of bounded length under the lock, whatever the number of channels: the lock is never held for the
+//! whole table at once on behalf of an admin request.
+//!
 //! Channel *incarnations*: deleting a channel and re-creating it gives a new incarnation number, so that a
 //! worker that has not yet processed the deletion does not confuse old and new subscribers.
 
@@ -22,7 +26,9 @@ mod fed;
 mod history;
 mod hold;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -41,6 +47,9 @@ pub struct TableLimits {
     pub history_ttl: Duration,
     pub history_max_bytes: usize,
     pub max_channels: usize,
+    /// Most existing channels one client address may have created (`--max-channels-per-ip`); `None`: no limit,
+    /// and no creator is recorded.
+    pub max_channels_per_client: Option<usize>,
     pub workers: usize,
 }
 
@@ -90,6 +99,8 @@ pub enum Resume {
 pub enum TableError {
     /// Creating the channel(s) would exceed `--max-channels`.
     TooManyChannels,
+    /// Creating the channel(s) would give the client's address more than `--max-channels-per-ip`.
+    ClientChannelLimit,
     /// A worker's inbox is full (it is too far behind); nothing was published.
     Overloaded,
 }
@@ -98,6 +109,7 @@ impl TableError {
     pub fn as_str(&self) -> &'static str {
         match self {
             TableError::TooManyChannels => "too_many_channels",
+            TableError::ClientChannelLimit => "too_many_channels_created",
             TableError::Overloaded => "overloaded",
         }
     }
@@ -153,6 +165,9 @@ pub struct NewEvent {
     pub wire: Option<Wire>,
     /// Delivered live but not kept in history: for compatible APIs that have no replay (or keep their own).
     pub ephemeral: bool,
+    /// The client address a channel this event creates is counted against (`--max-channels-per-ip`); `None` for
+    /// publishers that are not counted (those holding the publish key).
+    pub creator: Option<IpAddr>,
 }
 
 /// What a publish did with one event.
@@ -169,6 +184,15 @@ pub struct ChannelSummary {
     pub name: Arc<str>,
     pub subscribers: usize,
     pub retained: usize,
+}
+
+/// One page of the channel listing (`ChannelTable::list_page`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelPage {
+    /// The channels of the page that the filter kept, in name order.
+    pub channels: Vec<ChannelSummary>,
+    /// The last name the page looked at, when names remain after it: the next page starts after it.
+    pub next_after: Option<Arc<str>>,
 }
 
 /// A channel as shown by `GET /channels/{channel}`.
@@ -206,6 +230,8 @@ struct Channel {
     /// `last_id` of the table when this entry was made.
     born_after: EventId,
     incarnation: u64,
+    /// The client address that created it, counted in `State::created` (only with a per-client limit).
+    creator: Option<IpAddr>,
     /// For a channel the Redis broker feeds (ids from Redis, events from its shard channel): this node holds every
     /// event after this id (less what retention trimmed, which is recorded as for local events). `None`: a local
     /// channel.
@@ -252,6 +278,10 @@ struct State {
     start_id: EventId,
     /// Keyed by client-chosen names: foldhash with a random seed (see Cargo.toml), as `clients`.
     channels: HashMap<Arc<str>, Channel, foldhash::fast::RandomState>,
+    /// The keys of `channels`, in order: the listing walks it a page at a time.
+    names: BTreeSet<Arc<str>>,
+    /// Existing channels per creating client address (`Channel::creator`).
+    created: HashMap<IpAddr, usize, foldhash::fast::RandomState>,
     history: History,
     next_incarnation: u64,
     published: u64,
@@ -275,6 +305,8 @@ impl ChannelTable {
             last_id: start_id,
             start_id,
             channels: HashMap::default(),
+            names: BTreeSet::new(),
+            created: HashMap::default(),
             history: History::default(),
             next_incarnation: 1,
             published: 0,
@@ -293,6 +325,30 @@ impl ChannelTable {
         lock(&self.state)
     }
 
+    /// The address a new channel is counted against: the creator's, when a per-client limit is set.
+    fn counted_creator(&self, creator: Option<IpAddr>) -> Option<IpAddr> {
+        creator
+            .filter(|_| self.limits.max_channels_per_client.is_some())
+            .map(|ip| ip.to_canonical())
+    }
+
+    /// Refuses `new` more channels for `creator` past `--max-channels-per-ip`.
+    fn check_creator(
+        &self,
+        st: &State,
+        creator: Option<IpAddr>,
+        new: usize,
+    ) -> Result<(), TableError> {
+        let (Some(ip), Some(limit)) = (creator, self.limits.max_channels_per_client) else {
+            return Ok(());
+        };
+        let created = st.created.get(&ip).copied().unwrap_or(0);
+        if new > 0 && created + new > limit {
+            return Err(TableError::ClientChannelLimit);
+        }
+        Ok(())
+    }
+
     /// Registers a subscriber of `worker` on `names` and decides where it starts.
     pub fn subscribe(
         &self,
@@ -300,7 +356,9 @@ impl ChannelTable {
         names: &[&str],
         client_id: &str,
         resume: Resume,
+        creator: Option<IpAddr>,
     ) -> Result<Subscription, TableError> {
+        let creator = self.counted_creator(creator);
         let mut st = self.lock();
         let locked = Instant::now();
         let missing = names
@@ -310,6 +368,7 @@ impl ChannelTable {
         if st.channels.len() + missing > self.limits.max_channels {
             return Err(TableError::TooManyChannels);
         }
+        self.check_creator(&st, creator, missing)?;
         let head = st.last_id;
         // Without history nothing is replayed: a resume after which any of the channels may have had an event
         // (its last event is later, or it did not exist then) has lost it, and must be told so.
@@ -331,7 +390,7 @@ impl ChannelTable {
                 // Each channel once per stream: the hub keeps one position per subscription.
                 continue;
             }
-            let (key, channel) = st.entry(name, self.limits.workers);
+            let (key, channel) = st.entry(name, self.limits.workers, creator);
             channels.push(channel.register(key, worker, client_id, head));
         }
         let replay = match resume {
@@ -454,6 +513,8 @@ impl ChannelTable {
     fn check_publish(&self, st: &State, events: &[NewEvent], bus: &Bus) -> Result<(), TableError> {
         let mut per_worker = vec![0usize; bus.workers()];
         let mut new_channels: Vec<&str> = Vec::new();
+        // New channels per creating client (a batch comes from one client: one entry, in practice).
+        let mut created: Vec<(IpAddr, usize)> = Vec::new();
         for event in events {
             match st.channels.get(&*event.channel) {
                 Some(channel) => {
@@ -471,12 +532,21 @@ impl ChannelTable {
                     && !new_channels.contains(&&*event.channel) =>
                 {
                     new_channels.push(&event.channel);
+                    if let Some(ip) = self.counted_creator(event.creator) {
+                        match created.iter_mut().find(|(c, _)| *c == ip) {
+                            Some((_, n)) => *n += 1,
+                            None => created.push((ip, 1)),
+                        }
+                    }
                 }
                 None => {}
             }
         }
         if st.channels.len() + new_channels.len() > self.limits.max_channels {
             return Err(TableError::TooManyChannels);
+        }
+        for (ip, n) in created {
+            self.check_creator(st, Some(ip), n)?;
         }
         let full = per_worker
             .iter()
@@ -497,6 +567,8 @@ impl ChannelTable {
             let Some((key, channel)) = st.channels.remove_entry(name) else {
                 return false;
             };
+            st.names.remove(name);
+            st.uncount_creator(channel.creator);
             let upto = st.last_id;
             st.history.delete(name, upto);
             for (worker, count) in channel.per_worker.iter().enumerate() {
@@ -528,22 +600,44 @@ impl ChannelTable {
         st.remove_if_unused(emptied);
     }
 
-    /// The channels whose name `keep` accepts, sorted by name. The caller decides by name which to show (the
-    /// native API hides the compatible APIs' channels unless asked), so the table needs no notion of APIs.
-    pub fn list(&self, keep: impl Fn(&str) -> bool) -> Vec<ChannelSummary> {
+    /// One page of the listing: the caller decides by name which channels to show (the native API hides the
+    /// compatible APIs' channels unless asked), so the table needs no notion of APIs. The channels after the name `after` (from the first without it), in name order,
+    /// that `keep` accepts, at most `limit` of them, looking at no more than `scan` names, so the lock is held for
+    /// a bounded walk however many channels exist or the filter skips. `next_after` says where the next page
+    /// starts, when names remain.
+    pub fn list_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        scan: usize,
+        keep: impl Fn(&str) -> bool,
+    ) -> ChannelPage {
         let st = self.lock();
-        let mut list: Vec<ChannelSummary> = st
-            .channels
-            .iter()
-            .filter(|(name, _)| keep(name))
-            .map(|(name, ch)| ChannelSummary {
-                name: Arc::clone(name),
-                subscribers: ch.subscribers,
-                retained: st.history.retention(name).events,
-            })
-            .collect();
-        list.sort_by(|a, b| a.name.cmp(&b.name));
-        list
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut names = st.names.range::<str, _>((start, Bound::Unbounded));
+        let mut channels = Vec::with_capacity(limit.min(scan));
+        let mut last = None;
+        for name in names.by_ref().take(scan) {
+            last = Some(name);
+            if !keep(name) {
+                continue;
+            }
+            if let Some(ch) = st.channels.get(name) {
+                channels.push(ChannelSummary {
+                    name: Arc::clone(name),
+                    subscribers: ch.subscribers,
+                    retained: st.history.retention(name).events,
+                });
+            }
+            if channels.len() >= limit {
+                break;
+            }
+        }
+        let more = names.next().is_some();
+        ChannelPage {
+            channels,
+            next_after: last.filter(|_| more).map(Arc::clone),
+        }
     }
 
     pub fn info(&self, name: &str) -> Option<ChannelInfo> {
@@ -580,8 +674,16 @@ impl ChannelTable {
 
 impl State {
     /// The entry for `name`, created (with a new incarnation) if missing. Returns the interned name too.
-    fn entry(&mut self, name: &str, workers: usize) -> (Arc<str>, &mut Channel) {
+    fn entry(
+        &mut self,
+        name: &str,
+        workers: usize,
+        creator: Option<IpAddr>,
+    ) -> (Arc<str>, &mut Channel) {
         if !self.channels.contains_key(name) {
+            if let Some(ip) = creator {
+                *self.created.entry(ip).or_insert(0) += 1;
+            }
             let incarnation = self.next_incarnation;
             self.next_incarnation += 1;
             let channel = Channel {
@@ -591,9 +693,12 @@ impl State {
                 last_id: None,
                 born_after: self.last_id,
                 incarnation,
+                creator,
                 covered_after: None,
             };
-            self.channels.insert(Arc::from(name), channel);
+            let name: Arc<str> = Arc::from(name);
+            self.names.insert(Arc::clone(&name));
+            self.channels.insert(name, channel);
         }
         let key = self
             .channels
@@ -620,7 +725,11 @@ impl State {
             // Nobody listens and nothing is kept: the event is sequenced and gone.
             return Receipt { id, subscribers: 0 };
         }
-        let (name, channel) = self.entry(&event.channel, limits.workers);
+        let creator = event
+            .creator
+            .filter(|_| limits.max_channels_per_client.is_some())
+            .map(|ip| ip.to_canonical());
+        let (name, channel) = self.entry(&event.channel, limits.workers, creator);
         let message = Arc::new(
             Message::new(id, Arc::clone(&name), event.event, event.data, event.to)
                 .with_wire(event.wire),
@@ -648,6 +757,17 @@ impl State {
         Receipt { id, subscribers }
     }
 
+    /// A removed channel no longer counts against its creator's `--max-channels-per-ip`.
+    fn uncount_creator(&mut self, creator: Option<IpAddr>) {
+        let Some(ip) = creator else { return };
+        if let Some(n) = self.created.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.created.remove(&ip);
+            }
+        }
+    }
+
     /// Removes the channels among `names` (rings a trim left empty) that have no subscriber either.
     fn remove_if_unused(&mut self, names: Vec<Arc<str>>) {
         for name in names {
@@ -664,9 +784,17 @@ impl State {
     /// Removes a channel from the registry and its ring from history (a fed channel's ring leaves no watermark:
     /// Redis keeps its events).
     fn remove_channel(&mut self, name: &str) {
+        self.names.remove(name);
         match self.channels.remove(name) {
-            Some(channel) if channel.covered_after.is_some() => self.history.discard(name),
-            _ => self.history.remove(name),
+            Some(channel) => {
+                self.uncount_creator(channel.creator);
+                if channel.covered_after.is_some() {
+                    self.history.discard(name);
+                } else {
+                    self.history.remove(name);
+                }
+            }
+            None => self.history.remove(name),
         }
     }
 

@@ -17,6 +17,7 @@ fn table(
         history_ttl: Duration::from_secs(3600),
         history_max_bytes: max_bytes,
         max_channels: 100,
+        max_channels_per_client: None,
         workers: 2,
     };
     let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
@@ -67,7 +68,7 @@ fn replay_all(
 #[test]
 fn publish_reaches_only_workers_with_subscribers_in_id_order() {
     let (t, bus, inboxes) = table(10, 1 << 20);
-    t.subscribe(1, &["a"], "c1", Resume::Fresh)
+    t.subscribe(1, &["a"], "c1", Resume::Fresh, None)
         .expect("subscribe");
     let first = publish(&t, &bus, "a", "1");
     let second = publish(&t, &bus, "a", "2");
@@ -92,7 +93,7 @@ fn resume_replays_exactly_the_missed_events_across_channels_in_order() {
     publish(&t, &bus, "c", "c1");
     publish(&t, &bus, "b", "b2");
     let mut sub = t
-        .subscribe(0, &["a", "b"], "c1", Resume::After(first))
+        .subscribe(0, &["a", "b"], "c1", Resume::After(first), None)
         .expect("subscribe");
     for budget in [0, 1, 1000] {
         let mut again = Subscription {
@@ -111,11 +112,11 @@ fn resume_replays_exactly_the_missed_events_across_channels_in_order() {
 fn without_history_a_resume_past_a_missed_event_is_reset_not_silent() {
     let (t, bus, _inboxes) = table(0, 1 << 20);
     let watcher = t
-        .subscribe(0, &["a"], "w", Resume::Fresh)
+        .subscribe(0, &["a"], "w", Resume::Fresh, None)
         .expect("subscribe");
     let seen = publish(&t, &bus, "a", "seen");
     let mut quiet = t
-        .subscribe(0, &["a"], "c", Resume::After(seen))
+        .subscribe(0, &["a"], "c", Resume::After(seen), None)
         .expect("subscribe");
     let (data, resets) = replay_all(&t, &mut quiet, "c", 10);
     assert!(
@@ -124,7 +125,7 @@ fn without_history_a_resume_past_a_missed_event_is_reset_not_silent() {
     );
     publish(&t, &bus, "a", "missed");
     let mut behind = t
-        .subscribe(0, &["a"], "c", Resume::After(seen))
+        .subscribe(0, &["a"], "c", Resume::After(seen), None)
         .expect("subscribe");
     let (data, resets) = replay_all(&t, &mut behind, "c", 10);
     assert!(data.is_empty());
@@ -138,7 +139,7 @@ fn without_history_a_resume_past_a_missed_event_is_reset_not_silent() {
 fn a_channel_named_twice_is_subscribed_once() {
     let (t, _bus, _inboxes) = table(10, 1 << 20);
     let sub = t
-        .subscribe(0, &["a", "b", "a"], "c", Resume::Fresh)
+        .subscribe(0, &["a", "b", "a"], "c", Resume::Fresh, None)
         .expect("subscribe");
     let names: Vec<&str> = sub.channels.iter().map(|c| &*c.name).collect();
     assert_eq!(names, ["a", "b"]);
@@ -165,7 +166,7 @@ fn targeted_events_replay_only_to_their_addressees() {
     .expect("publish");
     for (client, expected) in [("alice", vec!["secret"]), ("bob", vec![])] {
         let mut sub = t
-            .subscribe(0, &["a"], client, Resume::After(before))
+            .subscribe(0, &["a"], client, Resume::After(before), None)
             .expect("subscribe");
         assert_eq!(replay_all(&t, &mut sub, client, 100).0, expected);
     }
@@ -179,7 +180,7 @@ fn eviction_by_count_is_reported_once_then_the_rest_replays() {
         publish(&t, &bus, "a", d);
     }
     let mut sub = t
-        .subscribe(0, &["a", "b"], "c", Resume::After(first))
+        .subscribe(0, &["a", "b"], "c", Resume::After(first), None)
         .expect("subscribe");
     let (data, resets) = replay_all(&t, &mut sub, "c", 0);
     assert_eq!(data, ["3", "4"]);
@@ -199,7 +200,7 @@ fn byte_limit_evicts_oldest_across_channels() {
     publish(&t, &bus, "b", "2");
     assert_eq!(t.stats().retained_events, 0);
     let mut sub = t
-        .subscribe(0, &["b"], "c", Resume::After(first))
+        .subscribe(0, &["b"], "c", Resume::After(first), None)
         .expect("subscribe");
     let (data, resets) = replay_all(&t, &mut sub, "c", 100);
     assert!(data.is_empty());
@@ -213,7 +214,7 @@ fn expiry_and_deletion_and_bad_ids_reset() {
     publish(&t, &bus, "a", "2");
     t.expire(Instant::now() + Duration::from_secs(7200));
     let mut sub = t
-        .subscribe(0, &["a"], "c", Resume::After(first))
+        .subscribe(0, &["a"], "c", Resume::After(first), None)
         .expect("subscribe");
     assert_eq!(
         replay_all(&t, &mut sub, "c", 100).1[0].reason,
@@ -225,7 +226,7 @@ fn expiry_and_deletion_and_bad_ids_reset() {
     assert!(t.delete("d", &bus));
     assert!(!t.delete("d", &bus));
     let mut sub = t
-        .subscribe(0, &["d"], "c", Resume::After(before_delete))
+        .subscribe(0, &["d"], "c", Resume::After(before_delete), None)
         .expect("subscribe");
     assert_eq!(
         replay_all(&t, &mut sub, "c", 100).1[0].reason,
@@ -244,7 +245,9 @@ fn expiry_and_deletion_and_bad_ids_reset() {
             ResetReason::Restart,
         ),
     ] {
-        let mut sub = t.subscribe(0, &["e"], "c", resume).expect("subscribe");
+        let mut sub = t
+            .subscribe(0, &["e"], "c", resume, None)
+            .expect("subscribe");
         let (data, resets) = replay_all(&t, &mut sub, "c", 100);
         assert_eq!(resets[0].reason, reason);
         assert_eq!(data, ["z"], "{reason:?} replays what is left");
@@ -256,7 +259,7 @@ fn no_reset_when_nothing_was_lost() {
     let (t, bus, _inboxes) = table(100, 1 << 20);
     let first = publish(&t, &bus, "a", "1");
     let mut sub = t
-        .subscribe(0, &["a", "new"], "c", Resume::After(first))
+        .subscribe(0, &["a", "new"], "c", Resume::After(first), None)
         .expect("subscribe");
     let (data, resets) = replay_all(&t, &mut sub, "c", 100);
     assert!(data.is_empty() && resets.is_empty());
@@ -266,7 +269,7 @@ fn no_reset_when_nothing_was_lost() {
 fn unsubscribing_the_last_subscriber_of_an_empty_channel_removes_it() {
     let (t, _bus, _inboxes) = table(100, 1 << 20);
     let sub = t
-        .subscribe(1, &["a", "b"], "c", Resume::Fresh)
+        .subscribe(1, &["a", "b"], "c", Resume::Fresh, None)
         .expect("subscribe");
     assert_eq!(t.stats().channels, 2);
     assert_eq!(
@@ -282,10 +285,11 @@ fn channel_limit_is_enforced_for_subscribe_and_publish() {
     let (t, bus, _inboxes) = table(100, 1 << 20);
     let names: Vec<String> = (0..100).map(|i| format!("c{i}")).collect();
     let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-    t.subscribe(0, &refs, "c", Resume::Fresh)
+    t.subscribe(0, &refs, "c", Resume::Fresh, None)
         .expect("subscribe");
     assert_eq!(
-        t.subscribe(0, &["one-more"], "c", Resume::Fresh).err(),
+        t.subscribe(0, &["one-more"], "c", Resume::Fresh, None)
+            .err(),
         Some(TableError::TooManyChannels)
     );
     let err = t
@@ -313,7 +317,7 @@ fn an_unretained_event_to_a_missing_channel_needs_no_room_in_a_full_table() {
     let (t, bus, _inboxes) = table(100, 1 << 20);
     let names: Vec<String> = (0..100).map(|i| format!("c{i}")).collect();
     let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
-    t.subscribe(0, &refs, "c", Resume::Fresh)
+    t.subscribe(0, &refs, "c", Resume::Fresh, None)
         .expect("subscribe");
     let ephemeral = NewEvent {
         ephemeral: true,
@@ -327,7 +331,7 @@ fn an_unretained_event_to_a_missing_channel_needs_no_room_in_a_full_table() {
 #[test]
 fn a_full_inbox_refuses_the_whole_batch() {
     let (t, bus, _inboxes) = table(100, 1 << 20);
-    t.subscribe(0, &["a"], "c", Resume::Fresh)
+    t.subscribe(0, &["a"], "c", Resume::Fresh, None)
         .expect("subscribe");
     let batch = (0..17).map(|_| event("a", "x")).collect();
     assert_eq!(
@@ -351,6 +355,90 @@ fn order_queue_stays_bounded_under_per_channel_trimming() {
         "order grew to {}",
         st.history.order_len()
     );
+}
+
+#[test]
+fn listing_pages_walk_names_in_order_within_their_bounds() {
+    let (t, bus, _inboxes) = table(10, 1 << 20);
+    for name in ["d", "a", "x/1", "c", "b", "x/2", "e"] {
+        publish(&t, &bus, name, "1");
+    }
+    let names = |page: &ChannelPage| -> Vec<String> {
+        page.channels.iter().map(|c| c.name.to_string()).collect()
+    };
+    let native = |name: &str| !name.contains('/');
+    let first = t.list_page(None, 2, 100, native);
+    assert_eq!(names(&first), ["a", "b"]);
+    assert_eq!(first.next_after.as_deref(), Some("b"));
+    let second = t.list_page(Some("b"), 2, 100, native);
+    assert_eq!(names(&second), ["c", "d"]);
+    let third = t.list_page(Some("d"), 2, 100, native);
+    assert_eq!(names(&third), ["e"]);
+    // The filtered names after "e" were looked at: nothing remains.
+    assert_eq!(third.next_after, None);
+    // The scan bound ends a page early, empty even, and says where to go on.
+    let bounded = t.list_page(Some("e"), 2, 1, native);
+    assert!(bounded.channels.is_empty());
+    assert_eq!(bounded.next_after.as_deref(), Some("x/1"));
+    let rest = t.list_page(Some("x/1"), 2, 1, native);
+    assert!(rest.channels.is_empty());
+    assert_eq!(rest.next_after, None);
+    // A cursor need not name a channel that exists (any more).
+    assert_eq!(
+        names(&t.list_page(Some("bb"), 10, 100, native)),
+        ["c", "d", "e"]
+    );
+    // Removed channels leave the listing.
+    assert!(t.delete("c", &bus));
+    assert_eq!(
+        names(&t.list_page(None, 10, 100, native)),
+        ["a", "b", "d", "e"]
+    );
+    assert_eq!(t.list_page(None, 10, 100, |_| true).channels.len(), 6);
+}
+
+#[test]
+fn channels_a_client_creates_count_against_it_until_removed() {
+    let limits = TableLimits {
+        history: 10,
+        history_ttl: Duration::from_secs(3600),
+        history_max_bytes: 1 << 20,
+        max_channels: 100,
+        max_channels_per_client: Some(2),
+        workers: 2,
+    };
+    let (bus, _inboxes) = Bus::for_tests(2, 16);
+    let t = ChannelTable::new(limits, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+    let b: std::net::IpAddr = "::ffff:192.0.2.2".parse().unwrap();
+    let sub = t
+        .subscribe(0, &["a1", "a2"], "c", Resume::Fresh, Some(a))
+        .expect("two channels");
+    assert_eq!(
+        t.subscribe(0, &["a3"], "c", Resume::Fresh, Some(a)).err(),
+        Some(TableError::ClientChannelLimit)
+    );
+    // Subscribing to channels that exist creates nothing; another client has its own count.
+    t.subscribe(0, &["a1"], "d", Resume::Fresh, Some(a))
+        .expect("existing channel");
+    t.subscribe(0, &["a3", "b2"], "e", Resume::Fresh, Some(b))
+        .expect("another client");
+    // A publish that would create a channel counts too (all or nothing); one without a creator does not.
+    let mut event = event("a4", "x");
+    event.creator = Some(a);
+    assert_eq!(
+        t.publish(vec![event], &bus, UNIX_EPOCH, Instant::now())
+            .err(),
+        Some(TableError::ClientChannelLimit)
+    );
+    publish(&t, &bus, "free", "x");
+    // A removed channel stops counting: a1 and a2 go when their last subscriber leaves (no history in them).
+    t.unsubscribe(0, &sub.channels, "c");
+    t.subscribe(0, &["a5"], "c", Resume::Fresh, Some(a))
+        .expect("a2 was removed, a1 is still subscribed by d");
+    assert!(t.delete("a1", &bus));
+    t.subscribe(0, &["a6"], "c", Resume::Fresh, Some(a))
+        .expect("a1 was deleted");
 }
 
 // ---- channels fed by the Redis broker (`fed`) ----------------------------------------------------------------

@@ -30,15 +30,17 @@ pub struct Args {
     #[arg(long, env = "SPOUT_CONFIG", value_name = "FILE")]
     pub config: Option<String>,
 
-    /// Address to listen on, and the API it speaks: IP:PORT[=API], where API
-    /// is native (spout's own, which also serves every compatible API under
-    /// its prefix: /pipely, /node-sse, /flychat, /ws-push, /keker), pipely,
-    /// node-sse, flychat, ws-push or keker; repeatable, comma-separated in
-    /// the environment [default: 127.0.0.1:8080=native]
+    /// Address to listen on, and the API it speaks: IP:PORT[=API][+proxy],
+    /// where API is native (spout's own, which also serves every compatible
+    /// API under its prefix: /pipely, /node-sse, /flychat, /ws-push,
+    /// /keker), pipely, node-sse, flychat, ws-push or keker; +proxy: every
+    /// connection starts with a PROXY protocol header (v1 or v2) from a load
+    /// balancer, naming the client; repeatable, comma-separated in the
+    /// environment [default: 127.0.0.1:8080=native]
     #[arg(
         long,
         env = "SPOUT_LISTEN",
-        value_name = "ADDR[=API]",
+        value_name = "ADDR[=API][+proxy]",
         action = ArgAction::Append,
         value_delimiter = ','
     )]
@@ -220,6 +222,27 @@ pub struct Args {
     )]
     pub max_queued_bytes: Option<String>,
 
+    /// Request body bytes being read at once, all connections together; a
+    /// body past it gets 503 before it is read; at least --max-body
+    /// [default: 64MiB]
+    #[arg(
+        long,
+        env = "SPOUT_MAX_PENDING_BODY_BYTES",
+        value_name = "SIZE",
+        allow_hyphen_values = true
+    )]
+    pub max_pending_body_bytes: Option<String>,
+
+    /// Kernel send buffer of each event stream's socket (SO_SNDBUF); 0
+    /// leaves the kernel's autotuning [default: 64KiB]
+    #[arg(
+        long,
+        env = "SPOUT_SOCKET_SEND_BUFFER",
+        value_name = "SIZE",
+        allow_hyphen_values = true
+    )]
+    pub socket_send_buffer: Option<String>,
+
     /// Most open client connections; further ones are answered 503
     /// [default: from the file-descriptor limit]
     #[arg(
@@ -230,6 +253,17 @@ pub struct Args {
     )]
     pub max_connections: Option<String>,
 
+    /// Most open connections from one client address (behind a +proxy
+    /// listener, the address its PROXY header names); further ones are
+    /// answered 503 [default: no limit]
+    #[arg(
+        long,
+        env = "SPOUT_MAX_CONNECTIONS_PER_IP",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
+    pub max_connections_per_ip: Option<String>,
+
     /// Most channels existing at once [default: 100000]
     #[arg(
         long,
@@ -238,6 +272,17 @@ pub struct Args {
         allow_hyphen_values = true
     )]
     pub max_channels: Option<String>,
+
+    /// Most existing channels one client address may have created, by
+    /// subscribing or by publishing without the publish key; further ones
+    /// are refused [default: no limit]
+    #[arg(
+        long,
+        env = "SPOUT_MAX_CHANNELS_PER_IP",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
+    pub max_channels_per_ip: Option<String>,
 
     /// Most channels one subscribe request (connection) may name
     /// [default: 64]

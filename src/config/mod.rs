@@ -46,6 +46,7 @@ const MIB: usize = 1024 * KIB;
 pub const DEFAULT_LISTEN: Listen = Listen {
     addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080)),
     api: Api::Native,
+    proxy: false,
 };
 
 /// Upper bound of `--workers`, a count of threads (each with its own event
@@ -139,13 +140,39 @@ pub const MAX_MAX_HEADERS: usize = 128;
 /// every subscriber that gets it.
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = MIB;
 
+/// Request body bytes being read at once, all connections of all workers
+/// together (64 MiB): a body that would take the total past it is refused
+/// with 503 before it is read, so slow bodies cannot hold memory without
+/// bound. Must be at least `--max-body`, or the largest body could never be
+/// read.
+pub const DEFAULT_MAX_PENDING_BODY_BYTES: usize = 64 * MIB;
+
+/// Send buffer asked of the kernel for each event stream's socket
+/// (`SO_SNDBUF`), in bytes (64 KiB); 0 leaves the kernel's autotuning, which
+/// grows a socket whose peer reads slowly to `net.ipv4.tcp_wmem`'s maximum
+/// (4 MiB by default) of kernel memory. Linux doubles the value asked for
+/// its own bookkeeping. See the README on what a subscriber costs.
+pub const DEFAULT_SOCKET_SEND_BUFFER: usize = 64 * KIB;
+
 /// Most open client connections; `None` derives the limit from the process's
 /// file-descriptor limit at startup.
 pub const DEFAULT_MAX_CONNECTIONS: Option<usize> = None;
 
+/// Most open connections from one client address, a count; `None` sets no
+/// limit. Behind a load balancer the client's address is the one its PROXY
+/// protocol header names (`--listen ADDR=API+proxy`).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: Option<usize> = None;
+
 /// Most channels that may exist at once, a count; publishing or subscribing
 /// to a new channel beyond it is refused.
 pub const DEFAULT_MAX_CHANNELS: usize = 100_000;
+
+/// Most existing channels one client address may have created, a count:
+/// by subscribing to a channel that did not exist, or by publishing to one
+/// without the publish key (publishers holding `--publish-key` are not
+/// counted); `None` sets no limit. A channel stops counting when it is
+/// removed (no subscriber and no history left, or deleted).
+pub const DEFAULT_MAX_CHANNELS_PER_IP: Option<usize> = None;
 
 /// Most channels one subscribe request (and so one connection) may name; also
 /// the most a WS-PushServer connection may subscribe to over its socket.
@@ -279,11 +306,18 @@ impl fmt::Display for Api {
 pub struct Listen {
     pub addr: SocketAddr,
     pub api: Api,
+    /// Every connection starts with a PROXY protocol header (`+proxy`): the listener sits behind a load balancer,
+    /// and the header names the client (`proxy`).
+    pub proxy: bool,
 }
 
 impl fmt::Display for Listen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}={}", self.addr, self.api)
+        write!(f, "{}={}", self.addr, self.api)?;
+        if self.proxy {
+            f.write_str("+proxy")?;
+        }
+        Ok(())
     }
 }
 
@@ -396,10 +430,18 @@ pub struct Config {
     pub max_headers: usize,
     /// See [`DEFAULT_MAX_QUEUED_BYTES`]; at least `max_body`.
     pub max_queued_bytes: usize,
+    /// See [`DEFAULT_MAX_PENDING_BODY_BYTES`]; at least `max_body`.
+    pub max_pending_body_bytes: usize,
+    /// See [`DEFAULT_SOCKET_SEND_BUFFER`]; 0 for the kernel's autotuning.
+    pub socket_send_buffer: usize,
     /// See [`DEFAULT_MAX_CONNECTIONS`]; at least 1 when set.
     pub max_connections: Option<usize>,
+    /// See [`DEFAULT_MAX_CONNECTIONS_PER_IP`]; at least 1 when set.
+    pub max_connections_per_ip: Option<usize>,
     /// See [`DEFAULT_MAX_CHANNELS`]; at least 1.
     pub max_channels: usize,
+    /// See [`DEFAULT_MAX_CHANNELS_PER_IP`]; at least 1 when set.
+    pub max_channels_per_ip: Option<usize>,
     /// See [`DEFAULT_MAX_SUBSCRIPTIONS`]; at least 1.
     pub max_subscriptions: usize,
     /// See [`DEFAULT_REQUEST_TIMEOUT`]; non-zero.
@@ -455,8 +497,12 @@ impl Default for Config {
             max_head: DEFAULT_MAX_HEAD,
             max_headers: DEFAULT_MAX_HEADERS,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            max_pending_body_bytes: DEFAULT_MAX_PENDING_BODY_BYTES,
+            socket_send_buffer: DEFAULT_SOCKET_SEND_BUFFER,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             max_channels: DEFAULT_MAX_CHANNELS,
+            max_channels_per_ip: DEFAULT_MAX_CHANNELS_PER_IP,
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
@@ -499,8 +545,12 @@ impl fmt::Debug for Config {
             .field("max_head", &self.max_head)
             .field("max_headers", &self.max_headers)
             .field("max_queued_bytes", &self.max_queued_bytes)
+            .field("max_pending_body_bytes", &self.max_pending_body_bytes)
+            .field("socket_send_buffer", &self.socket_send_buffer)
             .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("max_channels", &self.max_channels)
+            .field("max_channels_per_ip", &self.max_channels_per_ip)
             .field("max_subscriptions", &self.max_subscriptions)
             .field("request_timeout", &self.request_timeout)
             .field("keepalive_timeout", &self.keepalive_timeout)
@@ -552,6 +602,22 @@ impl Config {
                     "{} is less than --max-body {}: one largest event would close \
                      every subscriber it is sent to",
                     show_size(max_queued_bytes),
+                    show_size(max_body)
+                ),
+            ));
+        }
+
+        let max_pending_body_bytes = size_field(
+            "--max-pending-body-bytes",
+            args.max_pending_body_bytes.as_deref(),
+            DEFAULT_MAX_PENDING_BODY_BYTES,
+        )?;
+        if max_pending_body_bytes < max_body {
+            return Err(error(
+                "--max-pending-body-bytes",
+                format!(
+                    "{} is less than --max-body {}: the largest body could never be read",
+                    show_size(max_pending_body_bytes),
                     show_size(max_body)
                 ),
             ));
@@ -698,12 +764,30 @@ impl Config {
             }
         };
 
+        let max_connections_per_ip = match args.max_connections_per_ip.as_deref() {
+            None => DEFAULT_MAX_CONNECTIONS_PER_IP,
+            Some(raw) => {
+                let n = parse_field("--max-connections-per-ip", raw, parse_count)?;
+                check_count_range("--max-connections-per-ip", n, 1, usize::MAX)?;
+                Some(n)
+            }
+        };
+
         let max_channels = count_field(
             "--max-channels",
             args.max_channels.as_deref(),
             DEFAULT_MAX_CHANNELS,
         )?;
         check_count_range("--max-channels", max_channels, 1, usize::MAX)?;
+
+        let max_channels_per_ip = match args.max_channels_per_ip.as_deref() {
+            None => DEFAULT_MAX_CHANNELS_PER_IP,
+            Some(raw) => {
+                let n = parse_field("--max-channels-per-ip", raw, parse_count)?;
+                check_count_range("--max-channels-per-ip", n, 1, usize::MAX)?;
+                Some(n)
+            }
+        };
 
         let max_subscriptions = count_field(
             "--max-subscriptions",
@@ -781,8 +865,16 @@ impl Config {
             max_head,
             max_headers,
             max_queued_bytes,
+            max_pending_body_bytes,
+            socket_send_buffer: size_field(
+                "--socket-send-buffer",
+                args.socket_send_buffer.as_deref(),
+                DEFAULT_SOCKET_SEND_BUFFER,
+            )?,
             max_connections,
+            max_connections_per_ip,
             max_channels,
+            max_channels_per_ip,
             max_subscriptions,
             request_timeout,
             keepalive_timeout,

@@ -97,7 +97,17 @@ pub fn parse_count(s: &str) -> Result<usize, String> {
 pub(super) fn parse_listen(s: &str) -> Result<Listen, String> {
     let s = s.trim();
     if s.is_empty() {
-        return Err("empty address; expected IP:PORT[=API], e.g. 127.0.0.1:8080".into());
+        return Err("empty address; expected IP:PORT[=API][+proxy], e.g. 127.0.0.1:8080".into());
+    }
+    // `+proxy` ends the value: `+` is in no address or API name (and `,` separates values in SPOUT_LISTEN).
+    let (s, proxy) = match s.strip_suffix("+proxy") {
+        Some(rest) => (rest.trim_end(), true),
+        None => (s, false),
+    };
+    if let Some((_, option)) = s.split_once('+') {
+        return Err(format!(
+            "unknown listener option '+{option}'; the one option is +proxy (IP:PORT[=API][+proxy])"
+        ));
     }
     let (addr, api) = match s.split_once('=') {
         Some((addr, api)) => (addr.trim(), Api::from_name(api.trim())?),
@@ -109,7 +119,7 @@ pub(super) fn parse_listen(s: &str) -> Result<Listen, String> {
              host names are not resolved"
         )
     })?;
-    Ok(Listen { addr, api })
+    Ok(Listen { addr, api, proxy })
 }
 
 /// Parses every `--listen` value; none gives [`DEFAULT_LISTEN`].

@@ -49,7 +49,7 @@ impl Config {
             CorsOrigin::List(origins) => origins.join(","),
         };
         // `None`: the option has no value to print; its line is a comment saying why.
-        let options: [(&str, Result<String, &str>); 36] = [
+        let options: [(&str, Result<String, &str>); 40] = [
             ("listen", Ok(format!("[{}]", listen.join(", ")))),
             ("workers", Ok(self.workers.to_string())),
             ("history", Ok(self.history.to_string())),
@@ -70,12 +70,29 @@ impl Config {
             ("max-headers", Ok(self.max_headers.to_string())),
             ("max-queued-bytes", Ok(size(self.max_queued_bytes))),
             (
+                "max-pending-body-bytes",
+                Ok(size(self.max_pending_body_bytes)),
+            ),
+            ("socket-send-buffer", Ok(size(self.socket_send_buffer))),
+            (
                 "max-connections",
                 self.max_connections
                     .map(|n| n.to_string())
                     .ok_or("from the file-descriptor limit at start"),
             ),
+            (
+                "max-connections-per-ip",
+                self.max_connections_per_ip
+                    .map(|n| n.to_string())
+                    .ok_or("no limit"),
+            ),
             ("max-channels", Ok(self.max_channels.to_string())),
+            (
+                "max-channels-per-ip",
+                self.max_channels_per_ip
+                    .map(|n| n.to_string())
+                    .ok_or("no limit"),
+            ),
             ("max-subscriptions", Ok(self.max_subscriptions.to_string())),
             ("request-timeout", Ok(duration(self.request_timeout))),
             ("keepalive-timeout", Ok(duration(self.keepalive_timeout))),

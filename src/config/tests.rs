@@ -115,7 +115,11 @@ fn no_arguments_give_the_defaults() {
     assert_eq!(c.max_head, 8 << 10);
     assert_eq!(c.max_headers, 64);
     assert_eq!(c.max_queued_bytes, 1 << 20);
+    assert_eq!(c.max_pending_body_bytes, 64 << 20);
+    assert_eq!(c.socket_send_buffer, 64 << 10);
     assert_eq!(c.max_connections, None);
+    assert_eq!(c.max_connections_per_ip, None);
+    assert_eq!(c.max_channels_per_ip, None);
     assert_eq!(c.max_channels, 100_000);
     assert_eq!(c.max_subscriptions, 64);
     assert_eq!(c.request_timeout, Duration::from_secs(10));
@@ -175,6 +179,8 @@ fn help_defaults_match_default_consts() {
         "config",
         "workers",
         "max-connections",
+        "max-connections-per-ip",
+        "max-channels-per-ip",
         "publish-key",
         "node-name",
     ];
@@ -203,7 +209,7 @@ fn help_defaults_match_default_consts() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 32);
+    assert_eq!(checked, 34);
 }
 
 #[test]
@@ -266,6 +272,30 @@ fn listen_binds_every_api() {
 }
 
 #[test]
+fn listen_takes_the_proxy_option() {
+    let c = config(&[
+        "--listen",
+        "127.0.0.1:1=keker+proxy",
+        "--listen",
+        "[::1]:2+proxy",
+        "--listen",
+        "127.0.0.1:3",
+    ])
+    .unwrap();
+    let got: Vec<(Api, bool)> = c.listen.iter().map(|l| (l.api, l.proxy)).collect();
+    assert_eq!(
+        got,
+        [
+            (Api::Keker, true),
+            (Api::Native, true),
+            (Api::Native, false)
+        ]
+    );
+    assert_eq!(c.listen[0].to_string(), "127.0.0.1:1=keker+proxy");
+    assert_eq!(c.listen[2].to_string(), "127.0.0.1:3=native");
+}
+
+#[test]
 fn listen_errors_name_the_key() {
     let cases = [
         (
@@ -278,6 +308,12 @@ fn listen_errors_name_the_key() {
         ("::1:8080", "is not IP:PORT"),
         ("127.0.0.1:99999", "is not IP:PORT"),
         ("", "empty address"),
+        (
+            "127.0.0.1:8080=native+tls",
+            "unknown listener option '+tls'",
+        ),
+        ("127.0.0.1:8080+proxy+proxy", "unknown listener option"),
+        ("127.0.0.1:8080=proxy", "unknown API 'proxy'"),
     ];
     for (value, needle) in cases {
         let err = config(&["--listen", value]).expect_err(value);
@@ -427,7 +463,13 @@ fn each_error_names_its_key() {
             "--max-body=4MiB --max-queued-bytes=3000000",
             "3000000 bytes is less than --max-body 4MiB",
         ),
+        (
+            "--max-body=2MiB --max-queued-bytes=2MiB --max-pending-body-bytes=1MiB",
+            "1MiB is less than --max-body 2MiB: the largest body could never be read",
+        ),
         ("--max-connections=0", "minimum of 1"),
+        ("--max-connections-per-ip=0", "minimum of 1"),
+        ("--max-channels-per-ip=0", "minimum of 1"),
         ("--max-channels=0", "minimum of 1"),
         ("--max-subscriptions=0", "minimum of 1"),
         ("--request-timeout=0s", "longer than zero"),

@@ -30,12 +30,14 @@
 //! connections read and discard, and close once their output is written (or their linger passes). The deadline
 //! has one meaning per variant (`Deadline`).
 
+pub mod body_budget;
 pub mod io;
 pub mod outq;
 mod request;
 mod stream;
 pub mod ws;
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -143,14 +145,29 @@ pub enum CloseReason {
     Peer,
     /// An unexpected socket error.
     Error,
-    /// Idle keep-alive connection, or a refused one that did not take its answer in time.
+    /// Idle keep-alive connection: nothing is left to send.
     Timeout,
+    /// Given up on with output unsent: a closing connection whose peer did not take its last answer within the
+    /// linger (a refusal, a WebSocket close after a protocol error), or a WebSocket peer silent past its liveness
+    /// limit (a dead peer takes nothing more). Closed abortively, like a slow subscriber.
+    Abandoned,
     /// Output queued over `--max-queued-bytes`.
     Slow,
     /// The answer was written and the connection was to close after it.
     Done,
     /// Graceful shutdown.
     Drained,
+}
+
+/// Where a new connection comes from: its listener's API and options, and its peer.
+pub struct Origin {
+    pub api: Api,
+    /// The socket's peer; on a `+proxy` listener, the balancer until the PROXY header names the client.
+    pub peer: IpAddr,
+    /// The listener is `+proxy`: the connection starts with a PROXY protocol header.
+    pub proxy: bool,
+    /// The peer already holds a slot in `--max-connections-per-ip`'s count.
+    pub counted: bool,
 }
 
 pub struct Conn {
@@ -168,10 +185,16 @@ pub struct Conn {
     pub dirty: bool,
     /// Close once `out` is written; read and discard until then.
     pub closing: bool,
+    /// The client's address: the socket's peer, or the one a PROXY header named.
+    pub peer: IpAddr,
+    /// A PROXY protocol header is still expected before the first request.
+    pub awaiting_proxy: bool,
+    /// `peer` holds a slot in `--max-connections-per-ip`'s count, given back when the connection is reaped.
+    pub peer_counted: bool,
 }
 
 impl Conn {
-    pub fn new(socket: TcpStream, api: Api, now: Instant, request_timeout: Duration) -> Conn {
+    pub fn new(socket: TcpStream, origin: Origin, now: Instant, request_timeout: Duration) -> Conn {
         Conn {
             socket,
             phase: Phase::ReadingHead {
@@ -179,17 +202,25 @@ impl Conn {
             },
             out: OutQueue::default(),
             deadline: Deadline::Request(now + request_timeout),
-            api,
+            api: origin.api,
             readable: false,
             peer_closed: false,
             writable: false,
             dirty: false,
             closing: false,
+            peer: origin.peer,
+            awaiting_proxy: origin.proxy,
+            peer_counted: origin.counted,
         }
     }
 
     pub fn socket_mut(&mut self) -> &mut TcpStream {
         &mut self.socket
+    }
+
+    /// The socket, for the worker to keep after the connection is gone (`worker::linger`).
+    pub fn into_socket(self) -> TcpStream {
+        self.socket
     }
 
     pub fn stream(&self) -> Option<&StreamState> {
@@ -305,6 +336,8 @@ impl Conn {
     fn refuse(&mut self, refusal: Refusal, ctx: &mut Ctx) {
         match refusal {
             Refusal::Timeout => ctx.counters.timeouts += 1,
+            Refusal::BodyBudget => ctx.counters.body_budget_refused += 1,
+            Refusal::PeerLimit => ctx.counters.peer_refused += 1,
             _ => ctx.counters.bad_requests += 1,
         }
         log::debug!("refused: {refusal:?}");
@@ -334,7 +367,8 @@ impl Conn {
     /// liveness check or heartbeat.
     pub fn on_deadline(&mut self, now: Instant, ctx: &mut Ctx) -> Next {
         match self.deadline {
-            Deadline::KeepAlive(_) | Deadline::Linger(_) => Next::close(CloseReason::Timeout),
+            Deadline::KeepAlive(_) => Next::close(CloseReason::Timeout),
+            Deadline::Linger(_) => Next::close(CloseReason::Abandoned),
             Deadline::Request(_) => {
                 self.refuse(Refusal::Timeout, ctx);
                 Next::Continue
@@ -389,11 +423,11 @@ impl Conn {
     }
 }
 
-/// Answers and closes a connection that is refused at accept (connection limit, out of descriptors): best effort,
+/// Answers and closes a connection that is refused at accept (connection limits, out of descriptors): best effort,
 /// one non-blocking write of a short answer on a fresh socket.
-pub fn refuse_at_accept(socket: &mut TcpStream, api: Api, date: &DateCache) {
+pub fn refuse_at_accept(socket: &mut TcpStream, api: Api, refusal: Refusal, date: &DateCache) {
     use std::io::Write;
-    let answer = api::refusal(api, Refusal::Busy, date);
+    let answer = api::refusal(api, refusal, date);
     let _ = socket.write(&answer);
     let _ = socket.shutdown(std::net::Shutdown::Both);
 }
@@ -402,11 +436,12 @@ pub fn refuse_at_accept(socket: &mut TcpStream, api: Api, date: &DateCache) {
 mod tests {
     use super::*;
 
-    /// Idle connections are the common case: keep them small. Grows only on purpose.
+    /// Idle connections are the common case: keep them small. Grows only on purpose (the last time: 16 bytes for
+    /// the client's address, which `--max-connections-per-ip` counts and a PROXY header may change).
     #[test]
     fn conn_stays_small() {
         let size = std::mem::size_of::<Conn>();
-        assert!(size <= 168, "Conn grew to {size} bytes");
+        assert!(size <= 184, "Conn grew to {size} bytes");
         assert!(
             std::mem::size_of::<StreamState>() <= 72,
             "StreamState grew to {} bytes",

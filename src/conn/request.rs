@@ -4,15 +4,20 @@
 //! Parsing is `http::request`'s and `http::chunked`'s (sans-io); this file keeps the bytes of an incomplete head and
 //! the body of a request still coming, and nothing once a request is complete. A request, head and body, must be
 //! complete within `--request-timeout` of its start: progress does not restart the clock, so a client that sends a
-//! byte now and then cannot hold a body buffer for ever. A request that is refused (bad
-//! head, body too large, timeout) is answered in the listener API's style and the connection closes after it.
+//! byte now and then cannot hold a body buffer for ever, and a body still coming holds a reservation in the
+//! budget all workers share (`body_budget`), so many of them cannot hold more than `--max-pending-body-bytes`
+//! together. A request that is refused (bad head, body too large, timeout, budget full) is answered in the
+//! listener API's style and the connection closes after it.
 
+use super::body_budget::Reservation;
 use super::outq::Chunk;
-use super::{Conn, Deadline, Next, Phase, PIPELINE_HOLD};
+use super::{CloseReason, Conn, Deadline, Next, Phase, PIPELINE_HOLD};
 use crate::api::{self, Action, Ctx, Refusal, Request};
 use crate::http::chunked::ChunkedDecoder;
-use crate::http::request::{parse_head, BodyFraming, Head, Limits};
+use crate::http::request::{check_host, parse_head, BodyFraming, Head, Limits};
 use crate::http::{HttpError, Parsed};
+use crate::peers::Admission;
+use crate::proxy::{self, Proxied};
 
 const CONTINUE_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -22,6 +27,9 @@ pub struct BodyState {
     head: Head,
     body: Vec<u8>,
     decoder: BodyDecoder,
+    /// The body's room in the shared budget: its announced length, or for a chunked body what has arrived so far
+    /// (rounded up).
+    reservation: Reservation,
 }
 
 /// A complete request parked until the broker answers it: its head, body, the pipelined bytes behind it, and the
@@ -42,7 +50,7 @@ enum BodyDecoder {
 
 impl BodyState {
     /// Takes body bytes from `input`; returns how many were used and whether the body is complete.
-    fn feed(&mut self, input: &[u8]) -> Result<(usize, bool), HttpError> {
+    fn feed(&mut self, input: &[u8], max_body: usize) -> Result<(usize, bool), Refusal> {
         match &mut self.decoder {
             BodyDecoder::Length(remaining) => {
                 let take = input.len().min(*remaining);
@@ -52,7 +60,12 @@ impl BodyState {
                 Ok((take, *remaining == 0))
             }
             BodyDecoder::Chunked(decoder) => {
-                let progress = decoder.feed(input, &mut self.body)?;
+                // Decoding never makes more bytes than it is given.
+                let needed = self.body.len().saturating_add(input.len());
+                if !self.reservation.cover(needed, max_body) {
+                    return Err(Refusal::BodyBudget);
+                }
+                let progress = decoder.feed(input, &mut self.body).map_err(Refusal::Http)?;
                 Ok((progress.consumed, progress.done))
             }
         }
@@ -110,6 +123,26 @@ impl Conn {
                     if rest.is_empty() {
                         return (at, Next::Continue);
                     }
+                    if self.awaiting_proxy {
+                        let error = match proxy::parse(rest) {
+                            Ok(Parsed::Partial) if rest.len() < ctx.config.max_head => {
+                                return (at, Next::Continue)
+                            }
+                            Ok(Parsed::Complete(header, len)) => {
+                                at += len;
+                                self.on_proxy_header(header, ctx);
+                                continue;
+                            }
+                            // Only a v2 header can be this long (its length field says up to 64 KiB).
+                            Ok(Parsed::Partial) => proxy::ProxyError::BadV2,
+                            Err(e) => e,
+                        };
+                        // Not from the balancer, or not speaking its protocol: nothing to answer, and nothing it
+                        // sent is read further (a reset).
+                        log::debug!("refused: {error}");
+                        ctx.counters.bad_requests += 1;
+                        return (buf.len(), Next::close(CloseReason::Abandoned));
+                    }
                     if self.out.bytes() >= PIPELINE_HOLD {
                         // Keep the rest (`ingest` stores it) until the client takes its answers; it is input
                         // still to handle, so the connection stays readable.
@@ -119,7 +152,13 @@ impl Conn {
                     if let Deadline::KeepAlive(_) = self.deadline {
                         self.deadline = Deadline::Request(ctx.now + ctx.config.request_timeout);
                     }
-                    let (head, head_len) = match parse_head(rest, &limits) {
+                    let parsed = parse_head(rest, &limits).and_then(|parsed| match parsed {
+                        Parsed::Complete(head, len) => {
+                            check_host(&head, rest).map(|()| Parsed::Complete(head, len))
+                        }
+                        Parsed::Partial => Ok(Parsed::Partial),
+                    });
+                    let (head, head_len) = match parsed {
                         Ok(Parsed::Partial) => return (at, Next::Continue),
                         Ok(Parsed::Complete(head, len)) => (head, len),
                         Err(e) => {
@@ -155,18 +194,25 @@ impl Conn {
                             BodyDecoder::Chunked(ChunkedDecoder::new(limits.max_body))
                         }
                     };
+                    // A body of announced length takes all its room before any of it is read (refused at once if
+                    // that room is not free); a chunked one takes room as its bytes come.
+                    let (reserve, capacity) = match decoder {
+                        BodyDecoder::Length(len) => (len, len),
+                        BodyDecoder::Chunked(_) => (0, 0),
+                    };
+                    let Some(reservation) = Reservation::take(ctx.bodies, reserve) else {
+                        self.refuse(Refusal::BodyBudget, ctx);
+                        return (buf.len(), Next::Continue);
+                    };
                     if head.expect_continue && after.is_empty() {
                         self.out.push(Chunk::Static(CONTINUE_100));
                     }
-                    let capacity = match decoder {
-                        BodyDecoder::Length(len) => len.min(64 * 1024),
-                        BodyDecoder::Chunked(_) => 0,
-                    };
                     let state = BodyState {
                         head_bytes: head_bytes.to_vec(),
                         head,
                         body: Vec::with_capacity(capacity),
                         decoder,
+                        reservation,
                     };
                     // The body shares the head's deadline: a request must be complete within `--request-timeout`
                     // of its start, however slowly its bytes come.
@@ -182,9 +228,9 @@ impl Conn {
                     if rest.is_empty() {
                         return (at, Next::Continue);
                     }
-                    match state.feed(rest) {
-                        Err(e) => {
-                            self.refuse(Refusal::Http(e), ctx);
+                    match state.feed(rest, limits.max_body) {
+                        Err(refusal) => {
+                            self.refuse(refusal, ctx);
                             return (buf.len(), Next::Continue);
                         }
                         Ok((used, false)) => return (at + used, Next::Continue),
@@ -203,6 +249,20 @@ impl Conn {
                     }
                 }
             }
+        }
+    }
+
+    /// A `+proxy` listener's connection said who its client is: that address is its peer from now on, counted
+    /// against `--max-connections-per-ip` (refused, in the listener API's style, when at the limit).
+    fn on_proxy_header(&mut self, header: Proxied, ctx: &mut Ctx) {
+        self.awaiting_proxy = false;
+        if let Some(source) = header.source {
+            self.peer = source.ip();
+        }
+        match ctx.peers.admit(self.peer) {
+            Admission::Refused => self.refuse(Refusal::PeerLimit, ctx),
+            Admission::Counted => self.peer_counted = true,
+            Admission::Unlimited => {}
         }
     }
 

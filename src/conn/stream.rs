@@ -376,7 +376,7 @@ impl Conn {
         let unheard = now.saturating_duration_since(ws.last_heard);
         if unheard >= rules.drop_after {
             ctx.counters.ws_timeouts += 1;
-            return Next::close(CloseReason::Timeout);
+            return Next::close(CloseReason::Abandoned);
         }
         if let Some(ping) = rules.ping {
             if now >= ws.ping_due(&rules, ping.every) && unheard < rules.ping_while_heard_within {

@@ -92,6 +92,9 @@ pub enum HttpError {
     BadChunk,
     /// HTTP version other than 1.0 or 1.1.
     UnsupportedVersion,
+    /// No `Host` field in an HTTP/1.1 request, more than one in any request, or one that is not a host
+    /// (RFC 9112 §3.2).
+    BadHost,
 }
 
 impl HttpError {
@@ -107,6 +110,7 @@ impl HttpError {
             HttpError::BadTransferEncoding => "bad_transfer_encoding",
             HttpError::BadChunk => "bad_chunk",
             HttpError::UnsupportedVersion => "unsupported_version",
+            HttpError::BadHost => "bad_host",
         }
     }
 
@@ -122,6 +126,7 @@ impl HttpError {
             HttpError::BadTransferEncoding => 400,
             HttpError::BadChunk => 400,
             HttpError::UnsupportedVersion => 505,
+            HttpError::BadHost => 400,
         }
     }
 
@@ -143,6 +148,9 @@ impl HttpError {
             }
             HttpError::BadChunk => "The chunked request body is malformed.",
             HttpError::UnsupportedVersion => "Only HTTP/1.0 and HTTP/1.1 are supported.",
+            HttpError::BadHost => {
+                "An HTTP/1.1 request needs exactly one Host header field, naming a host (RFC 9112 section 3.2)."
+            }
         }
     }
 }
@@ -159,7 +167,7 @@ impl std::error::Error for HttpError {}
 mod tests {
     use super::*;
 
-    const ALL: [HttpError; 9] = [
+    const ALL: [HttpError; 10] = [
         HttpError::Malformed,
         HttpError::HeadTooLarge,
         HttpError::TooManyHeaders,
@@ -169,11 +177,12 @@ mod tests {
         HttpError::BadTransferEncoding,
         HttpError::BadChunk,
         HttpError::UnsupportedVersion,
+        HttpError::BadHost,
     ];
 
     #[test]
     fn error_codes_and_statuses() {
-        let expected: [(&str, u16); 9] = [
+        let expected: [(&str, u16); 10] = [
             ("malformed_request", 400),
             ("head_too_large", 431),
             ("too_many_headers", 431),
@@ -183,6 +192,7 @@ mod tests {
             ("bad_transfer_encoding", 400),
             ("bad_chunk", 400),
             ("unsupported_version", 505),
+            ("bad_host", 400),
         ];
         for (err, (code, status)) in ALL.iter().zip(expected) {
             assert_eq!(err.as_str(), code);

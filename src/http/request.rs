@@ -15,6 +15,11 @@
 //!   there is refused too (RFC 9112 §6.1).
 //! - Connection persistence (RFC 9112 §9.3) and `Expect: 100-continue`
 //!   (RFC 9110 §10.1.1).
+//! - The `Host` rule (RFC 9112 §3.2), in [`check_host`]: exactly one `Host`
+//!   field in an HTTP/1.1 request, at most one in an HTTP/1.0 one, and a
+//!   value that can be a host. It is a rule about the request, not about
+//!   parsing, so `parse_head` leaves it to its caller, which applies it to
+//!   every request before any API sees it.
 //!
 //! What it must not do: read sockets, allocate beyond the header `Vec`, or
 //! judge the body size. A `Content-Length` above `Limits::max_body` still
@@ -286,6 +291,24 @@ fn split_target(buf: &[u8], target: &[u8], method: Method) -> Result<(Span, Span
                 end: pq.end,
             },
         )),
+    }
+}
+
+/// The `Host` rule of RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any HTTP/1.1
+/// request message that lacks a Host header field and to any request message that contains more than one Host
+/// header field line or a Host header field with an invalid field value." A valid value is `uri-host [ ":" port ]`
+/// (RFC 9110 §7.2), possibly empty; this refuses the bytes no host or port may hold (whitespace, a list's comma,
+/// the delimiters of a path, query, fragment or user info), and leaves the rest to whoever routes by it.
+pub fn check_host(head: &Head, buf: &[u8]) -> Result<(), HttpError> {
+    let mut values = head.header_lines(buf, "host");
+    let first = values.next();
+    if values.next().is_some() || (first.is_none() && head.minor_version >= 1) {
+        return Err(HttpError::BadHost);
+    }
+    let invalid = |b: &u8| matches!(b, b' ' | b'\t' | b',' | b'/' | b'?' | b'#' | b'@' | b'\\');
+    match first {
+        Some(value) if value.iter().any(invalid) => Err(HttpError::BadHost),
+        _ => Ok(()),
     }
 }
 
@@ -566,6 +589,67 @@ mod tests {
             ("te in 1.0", b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", err(E::BadTransferEncoding)),
             ("te name with space before colon", b"POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n", err(E::Malformed)),
         ]
+    }
+
+    #[test]
+    fn host_rule() {
+        let limits = limits(8192, 64);
+        let cases: [(&str, &[u8], Result<(), HttpError>); 12] = [
+            (
+                "one",
+                b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                Ok(()),
+            ),
+            (
+                "with port",
+                b"GET / HTTP/1.1\r\nhost: example.com:8080\r\n\r\n",
+                Ok(()),
+            ),
+            ("ipv6", b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", Ok(())),
+            ("empty value", b"GET / HTTP/1.1\r\nHost:\r\n\r\n", Ok(())),
+            (
+                "missing in 1.1",
+                b"GET / HTTP/1.1\r\nA: b\r\n\r\n",
+                Err(E::BadHost),
+            ),
+            ("missing in 1.0", b"GET / HTTP/1.0\r\n\r\n", Ok(())),
+            (
+                "two in 1.1",
+                b"GET / HTTP/1.1\r\nHost: a\r\nHOST: a\r\n\r\n",
+                Err(E::BadHost),
+            ),
+            (
+                "two in 1.0",
+                b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+                Err(E::BadHost),
+            ),
+            (
+                "a list",
+                b"GET / HTTP/1.1\r\nHost: a, b\r\n\r\n",
+                Err(E::BadHost),
+            ),
+            (
+                "a space",
+                b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+                Err(E::BadHost),
+            ),
+            (
+                "user info",
+                b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n",
+                Err(E::BadHost),
+            ),
+            (
+                "a path",
+                b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+                Err(E::BadHost),
+            ),
+        ];
+        for (name, input, expect) in cases {
+            let Ok(Parsed::Complete(head, _)) = parse_head(input, &limits) else {
+                panic!("{name}: does not parse");
+            };
+            assert_eq!(check_host(&head, input), expect, "{name}");
+        }
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! 3. `flush_answers`: write the answers this turn queued (publishers first, not after a fan-out);
 //! 4. `fan_out_slice`: queue the inbox's events on local subscribers, a bounded slice per turn, in inbox order;
 //! 5. `flush_streams`: write dirty subscribers, each once with a vectored write, for a bounded slice of time;
-//! 6. `tick` when due (starts a sweep, drain progress, history expiry, metrics snapshot), and `sweep`: deadlines
-//!    over a bounded slice of the slab;
+//! 6. `tick` when due (starts a sweep, drain progress, closes the lingering sockets whose peers are done or
+//!    whose linger is over (`linger`), history expiry, metrics snapshot), and `sweep`: deadlines over a bounded
+//!    slice of the slab;
 //! 7. `reap`: deregister, unsubscribe and remove every connection closed during the turn.
 //!
 //! Steps 4 and 5 work in slices so that new input is read between them (`delivery`): under load, events that
@@ -30,12 +31,13 @@ use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::api::{self, Apps};
+use crate::api::{self, Apps, Refusal};
 use crate::broker::redis::RedisBroker;
 use crate::broker::{Broker, BrokerAnswer, Waiter};
 use crate::bus::{self, WorkerMsg};
 use crate::channels::ChannelTable;
 use crate::config::Config;
+use crate::conn::body_budget::BodyBudget;
 use crate::conn::outq::Chunk;
 use crate::conn::{self, CloseReason, Conn, HubChange, Next};
 use crate::http::response::DateCache;
@@ -43,6 +45,7 @@ use crate::hub::{Hub, Member};
 use crate::ids::IdSource;
 use crate::metrics::{Counters, Registry};
 use crate::net::{self, BoundListener};
+use crate::peers::{Admission, Peers};
 use crate::reload::Live;
 use crate::sse;
 use crate::ws::frame as ws_frame;
@@ -74,6 +77,10 @@ pub struct Shared {
     pub redis: Option<RedisBroker>,
     pub registry: Registry,
     pub apps: Apps,
+    /// `--max-pending-body-bytes`, shared by every connection of every worker.
+    pub bodies: Arc<BodyBudget>,
+    /// `--max-connections-per-ip`: open connections per client address.
+    pub peers: Peers,
     pub draining: AtomicBool,
     pub open_connections: AtomicUsize,
     /// Open event streams over all workers: a draining worker left with only idle keep-alive connections keeps
@@ -101,6 +108,8 @@ pub struct Worker {
     partial: Option<PartialFanout>,
     pending_reads: Vec<usize>,
     to_reap: Vec<(usize, CloseReason)>,
+    /// Sockets of closed connections whose peers may not have taken their last answer yet.
+    linger: Linger,
     counters: Counters,
     streams: u64,
     date: DateCache,
@@ -127,6 +136,9 @@ macro_rules! ctx {
             broker: &*$w.shared.broker,
             registry: &$w.shared.registry,
             apps: &$w.shared.apps,
+            bodies: &$w.shared.bodies,
+            peers: &$w.shared.peers,
+            peer: None,
             date: &$w.date,
             draining: $w.drain.is_some(),
             counters: &mut $w.counters,
@@ -143,9 +155,11 @@ macro_rules! ctx {
 }
 
 mod delivery;
+mod linger;
 mod timers;
 
 use delivery::{Dirty, PartialFanout};
+use linger::Linger;
 use timers::Sweep;
 
 fn open_spare() -> Option<File> {
@@ -192,6 +206,7 @@ impl Worker {
             partial: None,
             pending_reads: Vec::new(),
             to_reap: Vec::new(),
+            linger: Linger::default(),
             counters: Counters::default(),
             streams: 0,
             date: DateCache::new(SystemTime::now()),
@@ -325,11 +340,13 @@ impl Worker {
         };
         let was_stream = conn.stream().is_some();
         let mut ctx = ctx!(self, now);
+        ctx.peer = Some(conn.peer);
         ctx.waiter.conn = key;
         ctx.waiter.ticket = ctx.ids.next_u64();
         ctx.answer = answer;
         let next = handler(conn, &mut ctx, &mut self.read_buf);
         if !was_stream && conn.stream().is_some() {
+            net::size_stream_send_buffer(conn.socket_mut(), self.shared.config.socket_send_buffer);
             self.join_hub(key);
         }
         if self.apply(key, next) {
@@ -402,16 +419,33 @@ impl Worker {
             let Some(bound) = self.listeners.get(index) else {
                 return;
             };
-            let api = bound.api;
+            let (api, proxy) = (bound.api, bound.proxy);
             match bound.listener.accept() {
-                Ok((mut stream, _peer)) => {
+                Ok((mut stream, peer)) => {
                     self.counters.accepted += 1;
                     let open = self.shared.open_connections.load(Ordering::Relaxed);
                     if open >= self.shared.max_connections || self.conns.len() >= MAX_KEY {
                         self.counters.refused += 1;
-                        conn::refuse_at_accept(&mut stream, api, &self.date);
+                        conn::refuse_at_accept(&mut stream, api, Refusal::Busy, &self.date);
                         continue;
                     }
+                    // Behind a +proxy listener the socket's peer is the balancer: the client is counted once its
+                    // PROXY header names it (`Conn::ingest`).
+                    let counted = !proxy
+                        && match self.shared.peers.admit(peer.ip()) {
+                            Admission::Refused => {
+                                self.counters.peer_refused += 1;
+                                conn::refuse_at_accept(
+                                    &mut stream,
+                                    api,
+                                    Refusal::PeerLimit,
+                                    &self.date,
+                                );
+                                continue;
+                            }
+                            Admission::Counted => true,
+                            Admission::Unlimited => false,
+                        };
                     net::prepare_accepted(&stream);
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
@@ -421,12 +455,21 @@ impl Worker {
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
                         log::warn!("worker {}: cannot register a connection: {e}", self.id);
+                        if counted {
+                            self.shared.peers.release(peer.ip());
+                        }
                         continue;
                     }
                     self.shared.open_connections.fetch_add(1, Ordering::Relaxed);
+                    let origin = conn::Origin {
+                        api,
+                        peer: peer.ip(),
+                        proxy,
+                        counted,
+                    };
                     entry.insert(Conn::new(
                         stream,
-                        api,
+                        origin,
                         now,
                         self.shared.config.request_timeout,
                     ));
@@ -455,7 +498,7 @@ impl Worker {
         if let Some(bound) = self.listeners.get(index) {
             if let Ok((mut stream, _)) = bound.listener.accept() {
                 self.counters.refused += 1;
-                conn::refuse_at_accept(&mut stream, bound.api, &self.date);
+                conn::refuse_at_accept(&mut stream, bound.api, Refusal::Busy, &self.date);
             }
         }
         self.spare_fd = open_spare();
@@ -526,6 +569,10 @@ impl Worker {
     }
 
     fn close_all(&mut self) {
+        let lingering = self.linger.close_all();
+        self.shared
+            .open_connections
+            .fetch_sub(lingering, Ordering::Relaxed);
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         self.to_reap
             .extend(keys.into_iter().map(|key| (key, CloseReason::Drained)));
@@ -538,19 +585,30 @@ impl Worker {
                 continue;
             };
             let _ = self.poll.registry().deregister(conn.socket_mut());
-            self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+            if conn.peer_counted {
+                self.shared.peers.release(conn.peer);
+            }
+            if matches!(reason, CloseReason::Slow | CloseReason::Abandoned) {
+                // An abortive close (RFC 9293 §3.6's reset): the kernel drops what is still unsent at once. A
+                // normal close would keep it in FIN-WAIT-1, in kernel memory, for as long as the peer keeps its
+                // socket open without reading (or, for a dead peer, until retransmissions give up, minutes
+                // later): the very peer this close is for.
+                conn::io::discard_unsent(conn.socket_mut());
+            }
             match reason {
                 CloseReason::Slow => {
-                    // An abortive close (RFC 9293 §3.6's reset): the kernel drops what is still unsent at once. A
-                    // normal close would keep it in FIN-WAIT-1, in kernel memory, for as long as the peer keeps
-                    // its socket open without reading: the very peer this close is for.
-                    conn::io::discard_unsent(conn.socket_mut());
                     self.counters.dropped_slow += 1;
                     log::debug!(
-                        "worker {} conn {key}: closed, over --max-queued-bytes",
-                        self.id
+                        "worker {} conn {key} from {}: closed, over --max-queued-bytes",
+                        self.id,
+                        conn.peer
                     );
                 }
+                CloseReason::Abandoned => log::debug!(
+                    "worker {} conn {key} from {}: closed with output its peer did not take",
+                    self.id,
+                    conn.peer
+                ),
                 CloseReason::Error => {
                     log::debug!("worker {} conn {key}: closed after a socket error", self.id)
                 }
@@ -567,6 +625,18 @@ impl Worker {
                 }
                 self.streams -= 1;
                 self.shared.open_streams.fetch_sub(1, Ordering::Relaxed);
+            }
+            // A last answer written but perhaps not taken: the socket lingers until its peer takes it (`linger`).
+            let linger_until = match conn.deadline {
+                conn::Deadline::Linger(at) => at,
+                _ => Instant::now() + self.shared.config.request_timeout,
+            };
+            let lingers = reason == CloseReason::Done
+                && !conn.peer_closed
+                && self.drain.is_none()
+                && self.linger.keep(conn.into_socket(), linger_until);
+            if !lingers {
+                self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }

@@ -6,6 +6,7 @@
 //! per turn (as redis's `clientsCron` spreads its client checks), so a million connections never make one long
 //! turn; a tick that comes while a sweep is under way lets it go on.
 
+use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 use super::{Worker, EXPIRE_EVERY, TICK};
@@ -30,6 +31,10 @@ impl Worker {
         if self.drain.is_some() {
             self.drain_streams(now);
         }
+        let closed = self.linger.check(now, &mut self.read_buf);
+        self.shared
+            .open_connections
+            .fetch_sub(closed, Ordering::Relaxed);
         if self.id == 0 && now >= self.next_expire {
             self.next_expire = now + EXPIRE_EVERY;
             self.shared.table.expire(now);

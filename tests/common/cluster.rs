@@ -245,7 +245,13 @@ impl Haproxy {
         }
         let file = dir.join("haproxy.cfg");
         std::fs::write(&file, config).expect("write haproxy.cfg");
-        let child = Command::new("haproxy")
+        // Debian's haproxy is in /usr/sbin, which is not on a normal user's PATH.
+        let program = if Path::new("/usr/sbin/haproxy").exists() {
+            "/usr/sbin/haproxy"
+        } else {
+            "haproxy"
+        };
+        let child = Command::new(program)
             .arg("-db")
             .arg("-f")
             .arg(&file)

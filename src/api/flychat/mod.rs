@@ -213,7 +213,7 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
     let status = match refusal {
         Refusal::Http(e) => e.status(),
         Refusal::Timeout => 408,
-        Refusal::Busy => 503,
+        Refusal::Busy | Refusal::BodyBudget | Refusal::PeerLimit => 503,
     };
     let body = format!("{}\n", reason(status));
     let mut out = Vec::with_capacity(body.len() + 160);
@@ -404,9 +404,9 @@ fn stream(req: &Request, ctx: &mut Ctx, room: &str) -> Action {
             .filter(|m| is_after(m.id, resume))
             .map(|m| Frame::clone(&m.frame))
             .collect();
-        let subscribed = ctx
-            .table
-            .subscribe(ctx.worker, &[&channel], &client_id, Resume::Fresh);
+        let subscribed =
+            ctx.table
+                .subscribe(ctx.worker, &[&channel], &client_id, Resume::Fresh, ctx.peer);
         (reset, replay, subscribed)
     };
     let Ok(subscription) = subscription else {

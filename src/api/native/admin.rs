@@ -1,6 +1,7 @@
 //! Native channel admin (`GET /channels`, `GET` and `DELETE /channels/{channel}`), health and metrics.
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
 
 use super::input::{channel_name, Query};
 use super::{error, json_response, respond, ApiError, Handled};
@@ -49,30 +50,112 @@ impl Listing {
     }
 }
 
-/// `GET /channels`: native channels only unless `?api=` asks for another API's or all; the compatible APIs'
-/// channel names can be credentials (keker's tokens), so the operator view never shows them unasked. Both need
-/// the publish key when one is set (`authorized`, checked before).
+/// Channels per page of `GET /channels` when `?limit=` is not given.
+pub(super) const DEFAULT_LIST_LIMIT: usize = 1000;
+/// The largest `?limit=`: a page is built whole on a worker's loop, so its size bounds how long that worker's
+/// deliveries wait for it (release build: a 1,000-channel page of 53 KB took 0.45 ms to answer, a 10,000-channel
+/// one 5 ms; at 5,000, about 2.5 ms).
+pub(super) const MAX_LIST_LIMIT: usize = 5_000;
+/// Names one page may look at under the table lock, kept or filtered out: with `?api=` filtering, a page may end
+/// early (even empty, with a `next`) rather than walk the whole table.
+const LIST_SCAN: usize = 10_000;
+
+/// `GET /channels`: one page of the channels, in name order, native channels only unless `?api=` asks for another
+/// API's or all; the compatible APIs' channel names can be credentials (keker's tokens), so the operator view never
+/// shows them unasked. Both need the publish key when one is set (`authorized`, checked before). `next`, present
+/// while channels remain, is the opaque cursor of the next page (`?cursor=`); each page takes the table lock for a bounded walk, so
+/// listing a large table never stalls a worker's deliveries for long.
 pub(super) fn list_channels(req: &Request, ctx: &mut Ctx) -> Handled {
-    let listing = Listing::parse(&Query::parse(req.query())?)?;
-    let channels: Vec<Value> = ctx
+    let query = Query::parse(req.query())?;
+    let listing = Listing::parse(&query)?;
+    let limit = match query.get("limit") {
+        None => DEFAULT_LIST_LIMIT,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIST_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad(
+                    "invalid_query",
+                    format!("limit is a number of channels from 1 to {MAX_LIST_LIMIT}"),
+                )
+            })?,
+    };
+    let after = query.get("cursor").map(decode_cursor).transpose()?;
+    let page = ctx
         .table
-        .list(|name| listing.keeps(channel_api(name)))
-        .into_iter()
-        .map(|c| {
-            let mut entry =
-                json!({"channel": &*c.name, "subscribers": c.subscribers, "retained": c.retained});
-            if listing != Listing::Plain {
-                entry["api"] = json!(channel_api(&c.name).as_str());
-            }
-            entry
-        })
-        .collect();
-    Ok(json_response(
+        .list_page(after.as_deref(), limit, LIST_SCAN, |name| {
+            listing.keeps(channel_api(name))
+        });
+    // Serialized straight from borrowed fields: a page is built on the event loop, and a `serde_json::Value` per
+    // entry (an ordered map each) cost several times as much.
+    let body = ListPage {
+        channels: page
+            .channels
+            .iter()
+            .map(|c| ListEntry {
+                channel: &c.name,
+                subscribers: c.subscribers,
+                retained: c.retained,
+                api: (listing != Listing::Plain).then(|| channel_api(&c.name).as_str()),
+            })
+            .collect(),
+        next: page.next_after.map(|last| encode_cursor(&last)),
+    };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    Ok(respond(
         req,
         ctx,
         200,
-        &json!({ "channels": channels }),
+        Some("application/json"),
+        &bytes,
+        &[],
     ))
+}
+
+/// One page of `GET /channels`, as sent.
+#[derive(Serialize)]
+struct ListPage<'a> {
+    channels: Vec<ListEntry<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ListEntry<'a> {
+    channel: &'a str,
+    subscribers: usize,
+    retained: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api: Option<&'static str>,
+}
+
+/// A page's cursor: the last name it looked at, hex-encoded, so that it is opaque to clients and safe in a URL
+/// whatever bytes the name holds.
+fn encode_cursor(name: &str) -> String {
+    crate::http::percent_encode(name.as_bytes(), |_| false).replace('%', "")
+}
+
+fn decode_cursor(raw: &str) -> Result<String, ApiError> {
+    let bad = || {
+        ApiError::bad(
+            "invalid_query",
+            "cursor is not one this server gave: pass the next of the previous page",
+        )
+    };
+    let digits = raw.as_bytes();
+    if !digits.len().is_multiple_of(2) || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return Err(bad());
+    }
+    let bytes = digits
+        .chunks(2)
+        .map(|pair| {
+            let text = std::str::from_utf8(pair).ok()?;
+            u8::from_str_radix(text, 16).ok()
+        })
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad)?;
+    String::from_utf8(bytes).map_err(|_| bad())
 }
 
 pub(super) fn channel_info(req: &Request, ctx: &mut Ctx, raw: &[u8]) -> Handled {
@@ -153,4 +236,21 @@ pub(super) fn metrics(req: &Request, ctx: &mut Ctx) -> Action {
         text.as_bytes(),
         &[],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_any_name_and_refuse_what_they_are_not() {
+        for name in ["news", "keker/t0k3n", "a b", "é☃", ""] {
+            let cursor = encode_cursor(name);
+            assert!(cursor.bytes().all(|b| b.is_ascii_hexdigit()), "{cursor}");
+            assert_eq!(decode_cursor(&cursor).ok().as_deref(), Some(name));
+        }
+        for bad in ["6", "zz", "+1", "ff", "6e6577737"] {
+            assert!(decode_cursor(bad).is_err(), "{bad}");
+        }
+    }
 }

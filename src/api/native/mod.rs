@@ -87,6 +87,12 @@ impl ApiError {
                 e.as_str(),
                 "a worker is too far behind to take more events; retry shortly",
             ),
+            TableError::ClientChannelLimit => ApiError::new(
+                429,
+                e.as_str(),
+                "this client address has created as many channels as --max-channels-per-ip \
+                 (SPOUT_MAX_CHANNELS_PER_IP) allows; use existing channels, or wait until some expire",
+            ),
         }
     }
 }
@@ -140,7 +146,9 @@ impl Route<'_> {
             (Route::PublishOne(_), Method::Post) => ("POST /pub/{channel}", &["event", "to"]),
             (Route::PublishBatch, Method::Post) => ("POST /pub", &[]),
             // `api` picks the channels of one API (native or a compatible one) to list.
-            (Route::Channels, Method::Get | Method::Head) => ("GET /channels", &["api"]),
+            (Route::Channels, Method::Get | Method::Head) => {
+                ("GET /channels", &["api", "limit", "cursor"])
+            }
             (Route::Channel(_), Method::Get | Method::Head) => ("GET /channels/{channel}", &[]),
             (Route::Channel(_), Method::Delete) => ("DELETE /channels/{channel}", &[]),
             _ => return None,
@@ -232,6 +240,20 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
             503,
             "busy",
             "the server is at its connection limit; retry shortly".into(),
+        ),
+        Refusal::PeerLimit => (
+            503,
+            "too_many_connections",
+            "this client address has as many connections open as --max-connections-per-ip \
+             (SPOUT_MAX_CONNECTIONS_PER_IP) allows; close one or retry later"
+                .into(),
+        ),
+        Refusal::BodyBudget => (
+            503,
+            "body_budget_full",
+            "the request bodies being read fill --max-pending-body-bytes \
+             (SPOUT_MAX_PENDING_BODY_BYTES); retry shortly"
+                .into(),
         ),
     };
     let mut body = Vec::with_capacity(96);

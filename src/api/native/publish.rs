@@ -14,6 +14,12 @@ use crate::channels::{NewEvent, Receipt, TableError};
 /// Events in one batch publish (the body limit bounds it too).
 const MAX_BATCH: usize = 10_000;
 
+/// Whom the channels a publish creates count against (`--max-channels-per-ip`): nobody when publishing takes the
+/// publish key (the request got here holding it), the client's address when anyone may publish.
+fn creator(ctx: &Ctx) -> Option<std::net::IpAddr> {
+    ctx.peer.filter(|_| ctx.config.publish_key.is_none())
+}
+
 pub(super) fn publish_one(req: &Request, ctx: &mut Ctx, raw_channel: &[u8]) -> Handled {
     let channel = channel_name(raw_channel)?;
     let data = std::str::from_utf8(req.body)
@@ -29,6 +35,7 @@ pub(super) fn publish_one(req: &Request, ctx: &mut Ctx, raw_channel: &[u8]) -> H
         event: event.map(Into::into),
         data: data.into(),
         to,
+        creator: creator(ctx),
         ..Default::default()
     };
     let Some(receipts) = publish_events(ctx, vec![new])? else {
@@ -104,6 +111,7 @@ pub(super) fn publish_batch(req: &Request, ctx: &mut Ctx) -> Handled {
             event: event.map(Into::into),
             data,
             to,
+            creator: creator(ctx),
             ..Default::default()
         });
     }

@@ -150,7 +150,7 @@ fn register(
     let Some(redis) = ctx.redis else {
         return ctx
             .table
-            .subscribe(ctx.worker, names, client_id, resume)
+            .subscribe(ctx.worker, names, client_id, resume, ctx.peer)
             .map(Some)
             .map_err(ApiError::from_table);
     };

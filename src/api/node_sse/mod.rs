@@ -208,7 +208,10 @@ fn subscribe(req: &Request, ctx: &mut Ctx) -> Action {
     let mut core: Vec<String> = distinct.iter().map(|name| core_name(name)).collect();
     core.push(PRESENCE_CHANNEL.to_string());
     let core: Vec<&str> = core.iter().map(String::as_str).collect();
-    let subscription = match ctx.table.subscribe(ctx.worker, &core, &id, Resume::Fresh) {
+    let subscription = match ctx
+        .table
+        .subscribe(ctx.worker, &core, &id, Resume::Fresh, ctx.peer)
+    {
         Ok(subscription) => subscription,
         Err(e) => return table_error(req, ctx, e),
     };
@@ -491,7 +494,9 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
     match refusal {
         Refusal::Http(e) => express::refusal_page(e.status(), date, false),
         Refusal::Timeout => express::refusal_page(408, date, false),
-        Refusal::Busy => express::refusal_page(503, date, true),
+        Refusal::Busy | Refusal::BodyBudget | Refusal::PeerLimit => {
+            express::refusal_page(503, date, true)
+        }
     }
 }
 

@@ -217,13 +217,14 @@ fn subscribe(req: &Request, ctx: &mut Ctx) -> Action {
             return go_error(req, ctx, 400, CLIENT_ID_USED, true);
         }
     }
-    let subscription = match ctx
-        .table
-        .subscribe(ctx.worker, &[&core], &client, Resume::Fresh)
-    {
-        Ok(subscription) => subscription,
-        Err(e) => return table_error(req, ctx, e),
-    };
+    let subscription =
+        match ctx
+            .table
+            .subscribe(ctx.worker, &[&core], &client, Resume::Fresh, ctx.peer)
+        {
+            Ok(subscription) => subscription,
+            Err(e) => return table_error(req, ctx, e),
+        };
     let channel = channels
         .entry(channel_id.into())
         .or_insert_with(|| Channel {
@@ -460,6 +461,9 @@ fn go_error(req: &Request, ctx: &Ctx, status: u16, text: &str, with_cors: bool) 
 fn table_error(req: &Request, ctx: &mut Ctx, e: TableError) -> Action {
     let text = match e {
         TableError::TooManyChannels => "the channel limit (--max-channels) is reached",
+        TableError::ClientChannelLimit => {
+            "this address has created as many channels as --max-channels-per-ip allows"
+        }
         TableError::Overloaded => {
             ctx.counters.overloaded += 1;
             "the server is too far behind to take more events; retry shortly"
@@ -499,7 +503,9 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
     match refusal {
         Refusal::Http(e) => go_server_refusal(e.status(), date, &[]),
         Refusal::Timeout => go_server_refusal(408, date, &[]),
-        Refusal::Busy => go_server_refusal(503, date, &[("Retry-After", "1")]),
+        Refusal::Busy | Refusal::BodyBudget | Refusal::PeerLimit => {
+            go_server_refusal(503, date, &[("Retry-After", "1")])
+        }
     }
 }
 

@@ -255,6 +255,16 @@ pub fn refusal(refusal: Refusal, _date: &DateCache) -> Vec<u8> {
             "The server is at its connection limit.",
             &[("Retry-After", "1")],
         ),
+        Refusal::PeerLimit => jdk_reply(
+            503,
+            "Too many connections from this address.",
+            &[("Retry-After", "1")],
+        ),
+        Refusal::BodyBudget => jdk_reply(
+            503,
+            "The server is reading as many request bodies as it takes at once.",
+            &[("Retry-After", "1")],
+        ),
     }
 }
 
@@ -602,7 +612,7 @@ pub fn ws_message(
         }
         match ctx
             .table
-            .subscribe(ctx.worker, &[&core], client_id, Resume::Fresh)
+            .subscribe(ctx.worker, &[&core], client_id, Resume::Fresh, ctx.peer)
         {
             Ok(subscription) => {
                 answer
