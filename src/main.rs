@@ -13,10 +13,11 @@ use mio::{Poll, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use spout::auth::Auth;
 use spout::broker::local::LocalBroker;
 use spout::bus::{Bus, WorkerMsg};
 use spout::channels::{ChannelTable, TableLimits};
-use spout::config::Config;
+use spout::config::{AuthMode, Config};
 use spout::metrics::Registry;
 use spout::worker::{Shared, Worker, WAKER};
 use spout::{logger, net};
@@ -73,7 +74,7 @@ fn log_kernel_limits() {
     }
 }
 
-fn run(config: Config) -> Result<(), String> {
+fn run(config: Config, auth: Auth) -> Result<(), String> {
     let max_connections = connection_ceiling(&config);
     log_kernel_limits();
     let workers = config.workers.get();
@@ -100,7 +101,7 @@ fn run(config: Config) -> Result<(), String> {
     };
     let table = Arc::new(ChannelTable::new(limits, SystemTime::now()));
     let broker = Arc::new(LocalBroker::new(Arc::clone(&table), Arc::clone(&bus)));
-    if config.publish_key.is_none() && !config.is_loopback_only() {
+    if config.publish_key.is_none() && config.auth == AuthMode::None && !config.is_loopback_only() {
         log::warn!(
             "publishing is open to anyone who can reach a non-loopback listener: set --publish-key"
         );
@@ -108,6 +109,7 @@ fn run(config: Config) -> Result<(), String> {
     let shared = Arc::new(Shared {
         apps: spout::api::Apps::default(),
         config,
+        auth,
         table,
         broker,
         registry: Registry::new(workers),
@@ -175,7 +177,16 @@ fn main() -> ExitCode {
     for warning in config.warnings() {
         log::warn!("{warning}");
     }
-    match run(config) {
+    // Key files are read here, not in `Config::load` (which reads no file); a key that cannot be used is a bad
+    // option, as a bad value is.
+    let auth = match Auth::load(&config) {
+        Ok(auth) => auth,
+        Err(e) => {
+            eprintln!("spout: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(config, auth) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Once: as a log line where the logger writes errors (to stderr, in the chosen format), else plain.

@@ -124,6 +124,10 @@ fn no_arguments_give_the_defaults() {
     assert_eq!(c.inbox_capacity, 65_536);
     assert_eq!(c.publish_key, None);
     assert_eq!(c.cors_origin, CorsOrigin::Any);
+    assert_eq!(c.auth, AuthMode::None);
+    assert_eq!(c.jwt_leeway, Duration::from_secs(30));
+    assert_eq!(c.jwt_cookie, "spout_token");
+    assert!(c.public_channels.is_empty());
     assert_eq!(c.log_level, LevelFilter::Info);
     assert_eq!(c.log_format, LogFormat::Text);
     assert!(c.is_loopback_only());
@@ -135,7 +139,18 @@ fn no_arguments_give_the_defaults() {
 /// `DEFAULT_*` consts cannot drift apart.
 #[test]
 fn help_defaults_match_default_consts() {
-    let described_only = ["workers", "max-connections", "publish-key"];
+    let described_only = [
+        "workers",
+        "max-connections",
+        "publish-key",
+        "jwt-secret",
+        "jwt-secret-file",
+        "jwt-public-key",
+        "jwt-jwks",
+        "jwt-audience",
+        "jwt-issuer",
+        "public-channels",
+    ];
     let cmd = Args::command();
     let mut checked = 0;
     for arg in cmd.get_arguments() {
@@ -161,7 +176,7 @@ fn help_defaults_match_default_consts() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 27);
+    assert_eq!(checked, 30);
 }
 
 #[test]
@@ -537,5 +552,65 @@ fn listen_help_names_every_api() {
             help.contains(api.as_str()),
             "--listen help lacks {api}: {help}"
         );
+    }
+}
+
+#[test]
+fn auth_options_are_checked_together() {
+    let c = config(&[
+        "--auth",
+        "jwt",
+        "--jwt-secret",
+        "s1",
+        "--jwt-secret",
+        "s2",
+        "--jwt-public-key",
+        "a.pem,b.pem",
+        "--public-channels",
+        "news,room.*,*",
+        "--jwt-cookie",
+        "tok",
+        "--jwt-leeway",
+        "0s",
+    ])
+    .expect("valid");
+    assert_eq!(c.auth, AuthMode::Jwt);
+    assert_eq!(c.jwt_secrets, ["s1", "s2"]);
+    assert_eq!(c.jwt_public_keys.len(), 2);
+    assert_eq!(c.public_channels, ["news", "room.*", "*"]);
+    assert_eq!(c.jwt_cookie, "tok");
+    assert_eq!(c.jwt_leeway, Duration::ZERO);
+    assert!(!format!("{c:?}").contains("s1"), "secrets are redacted");
+    let refusals: [(&[&str], &str); 7] = [
+        (
+            &["--auth", "jwt"],
+            "invalid --auth (SPOUT_AUTH): jwt needs a key",
+        ),
+        (&["--auth", "hook"], "unknown mode 'hook'"),
+        (&["--jwt-secret", "s"], "but --auth is none"),
+        (
+            &["--public-channels", "news"],
+            "--public-channels given, but --auth is none",
+        ),
+        (&["--auth", "jwt", "--jwt-secret", ""], "an empty secret"),
+        (
+            &[
+                "--auth",
+                "jwt",
+                "--jwt-secret",
+                "s",
+                "--public-channels",
+                "a*b",
+            ],
+            "'a*b' is not a channel pattern",
+        ),
+        (
+            &["--auth", "jwt", "--jwt-secret", "s", "--jwt-cookie", "a=b"],
+            "'a=b' is not a cookie name",
+        ),
+    ];
+    for (args, want) in refusals {
+        let e = config(args).expect_err(want).to_string();
+        assert!(e.contains(want), "{args:?}: {e}");
     }
 }

@@ -31,6 +31,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::api::{self, Apps};
+use crate::auth::Auth;
 use crate::broker::Broker;
 use crate::bus::{self, WorkerMsg};
 use crate::channels::ChannelTable;
@@ -64,6 +65,8 @@ const DRAIN_GRACE: Duration = Duration::from_secs(1);
 /// State every worker shares (read-mostly).
 pub struct Shared {
     pub config: Config,
+    /// Token keys and public channels (`--auth`), loaded once at startup.
+    pub auth: Auth,
     pub table: Arc<ChannelTable>,
     pub broker: Arc<dyn Broker>,
     pub registry: Registry,
@@ -116,6 +119,7 @@ macro_rules! ctx {
             wall: std::time::SystemTime::now(),
             worker: $w.id,
             config: &$w.shared.config,
+            auth: &$w.shared.auth,
             table: &$w.shared.table,
             broker: &*$w.shared.broker,
             registry: &$w.shared.registry,
