@@ -150,15 +150,19 @@ pub(super) fn stream_client_id(
     }
 }
 
-/// When a stream opened with `grants` must end: at the token's `exp` (at once when that has passed, within the
-/// leeway).
+/// When a stream opened with `grants` must end: when its token stops being accepted, at `exp` plus `--jwt-leeway`
+/// (the tolerance the check itself applies). Ending it sooner would let the client reconnect at once with the same
+/// token, which is still accepted, into a stream that ends again at once.
 pub(super) fn stream_expiry(ctx: &Ctx, grants: Option<&Grants>) -> Option<Instant> {
     let exp = grants?.expires?;
     let wall = ctx
         .wall
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let left = Duration::from_secs(exp).saturating_sub(wall);
+    // The check compares whole seconds (`exp < now - leeway` refuses), so a token is accepted through the second
+    // `exp + leeway` and refused from the next one.
+    let refused_from = Duration::from_secs(exp.saturating_add(1)) + ctx.config.jwt_leeway;
+    let left = refused_from.saturating_sub(wall);
     // A date centuries away is no date: `Instant` cannot hold every u64 of seconds.
     ctx.now.checked_add(left)
 }
