@@ -720,3 +720,72 @@ fn unusable_keys_stop_the_start_naming_their_option() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+/// A token minted by `loadtest/mint_token.mjs`: Node's own crypto, an implementation independent of the crate spout
+/// checks tokens with.
+fn node_token(alg: &str, key: &str, claims: &Value) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/loadtest/mint_token.mjs");
+    let out = Command::new("node")
+        .args([script, alg, key, &claims.to_string()])
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "mint_token.mjs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn tokens_minted_by_node_crypto_are_accepted_and_checked() {
+    if !require_program("node") {
+        return;
+    }
+    let Some(keys) = Keys::make("node", &[("rsa", RSA), ("p256", P256)]) else {
+        return;
+    };
+    let secret = keys.path("secret");
+    std::fs::write(&secret, SECRET).expect("secret file");
+    let server = start(&[
+        "--jwt-public-key",
+        &format!("{},{}", keys.path("rsa.pub"), keys.path("p256.pub")),
+    ]);
+    let claims = json!({"sub": "node-1", "exp": now() + 300, "spout": {"subscribe": ["n.*"]}});
+    for (alg, key) in [
+        ("HS256", secret.as_str()),
+        ("RS256", &keys.path("rsa.pem")),
+        ("ES256", &keys.path("p256.pem")),
+    ] {
+        let t = node_token(alg, key, &claims);
+        let resp = subscribe_status(server.addr, "/sub/n.1", &bearer(&t));
+        assert_eq!(resp.status, 200, "{alg}: {}", resp.head);
+        assert_eq!(resp.header("spout-client-id"), Some("node-1"), "{alg}");
+        assert_forbidden(
+            &subscribe_status(server.addr, "/sub/other", &bearer(&t)),
+            "other",
+        );
+        // One byte of the signature changed: refused.
+        let mut forged = t.into_bytes();
+        let last = forged.len() - 2;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).expect("ascii");
+        assert_eq!(
+            subscribe_status(server.addr, "/sub/n.1", &bearer(&forged)).status,
+            401,
+            "{alg}"
+        );
+    }
+    let expired = node_token(
+        "ES256",
+        &keys.path("p256.pem"),
+        &json!({"exp": now() - 120, "spout": {"subscribe": ["*"]}}),
+    );
+    assert_invalid_token(
+        &subscribe_status(server.addr, "/sub/n.1", &bearer(&expired)),
+        "expired",
+    );
+}
