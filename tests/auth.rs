@@ -789,3 +789,69 @@ fn tokens_minted_by_node_crypto_are_accepted_and_checked() {
         "expired",
     );
 }
+
+#[test]
+fn chromium_sends_the_cookie_across_origins_and_a_websocket_the_query_token() {
+    if !require_browser() {
+        return;
+    }
+    // The page's origin must be listed exactly for credentials: pick its port first.
+    let page_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let origin = format!("http://127.0.0.1:{page_port}");
+    let server = start(&["--cors-origin", &origin]);
+    let user =
+        token(&json!({"sub": "user-42", "exp": now() + 300, "spout": {"subscribe": ["user.42"]}}));
+    let files = BrowserFiles::new("auth-chromium-profile", "auth-browser.png");
+    let mut page = NodeScript::start(
+        "auth_browser.mjs",
+        &[
+            &server.url(""),
+            &user,
+            &user,
+            files.profile_arg(),
+            &page_port.to_string(),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let ready = [
+        json!({"stream": "cookie", "state": "open"}),
+        json!({"stream": "query", "state": "hello"}),
+        json!({"stream": "denied", "state": "error"}),
+    ];
+    while !ready.iter().all(|r| seen.contains(r)) {
+        seen.push(page.next_by(deadline, "the page's streams to open"));
+    }
+    assert!(
+        !seen.contains(&json!({"stream": "denied", "state": "open"})),
+        "{seen:?}"
+    );
+    let publisher = token(&json!({"spout": {"publish": ["user.*"]}}));
+    for channel in ["user.43", "user.42"] {
+        let resp = request(
+            server.addr,
+            "POST",
+            &format!("/pub/{channel}"),
+            &bearer(&publisher),
+            channel.as_bytes(),
+        );
+        assert_eq!(resp.status, 200);
+    }
+    let mut events = vec![
+        page.next_by(deadline, "the event"),
+        page.next_by(deadline, "the event"),
+    ];
+    events.sort_by_key(|e| e.to_string());
+    assert_eq!(
+        events,
+        [
+            json!({"stream": "cookie", "data": "user.42"}),
+            json!({"stream": "query", "data": "user.42"})
+        ]
+    );
+    page.close_stdin();
+    page.assert_exits_ok(Instant::now() + WAIT);
+}

@@ -263,6 +263,11 @@ fn cors_origin(req: &Request, ctx: &Ctx) -> Option<String> {
 fn push_cors<'a>(headers: &mut Vec<(&'static str, &'a str)>, origin: Option<&'a str>, ctx: &Ctx) {
     if let Some(origin) = origin {
         headers.push(("Access-Control-Allow-Origin", origin));
+        // With tokens, a listed origin's page may send its cookie (`EventSource` with `withCredentials`): browsers
+        // then want this field, and an exact origin rather than `*` (Fetch, "CORS check").
+        if ctx.auth.is_on() && matches!(ctx.config.cors_origin, CorsOrigin::List(_)) {
+            headers.push(("Access-Control-Allow-Credentials", "true"));
+        }
     }
     if matches!(ctx.config.cors_origin, CorsOrigin::List(_)) {
         headers.push(("Vary", "Origin"));
