@@ -186,6 +186,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if auth.is_on() {
+        log::info!(
+            "--auth jwt: tokens checked with {} keys; {} public channel patterns",
+            auth.key_count(),
+            config.public_channels.len()
+        );
+    }
     match run(config, auth) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -187,6 +187,11 @@ impl Auth {
         self.mode == AuthMode::Jwt
     }
 
+    /// How many keys tokens are checked with (for the startup log).
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
     /// Whether anyone may subscribe to `channel` without a token (`--public-channels`).
     pub fn is_public(&self, channel: &str) -> bool {
         self.public.covers(channel)

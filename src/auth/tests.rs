@@ -1,3 +1,7 @@
+//! The token checks through `Auth::verify`: every algorithm a key allows and none other, the refusals (shape,
+//! `alg: none`, algorithm confusion, signature, time claims, audience, issuer, claim shapes), rotation and `kid`,
+//! garbage and truncations, patterns, JWKS key kinds, and key files that cannot be used.
+
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

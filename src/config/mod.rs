@@ -174,6 +174,10 @@ pub const DEFAULT_PUBLISH_KEY: Option<&str> = None;
 /// Publish keys shorter than this, in characters, are accepted but reported
 /// by [`Config::warnings`].
 pub const MIN_PUBLISH_KEY_LEN: usize = 16;
+/// Token secrets shorter than this, in bytes, are accepted but reported by
+/// [`Config::warnings`]: an HMAC key should be at least as long as its hash
+/// output, 32 bytes for HS256 (RFC 7518 §3.2).
+pub const MIN_JWT_SECRET_LEN: usize = 32;
 
 /// Who may subscribe and publish on the native API: anyone.
 pub const DEFAULT_AUTH: AuthMode = AuthMode::None;
@@ -875,6 +879,15 @@ impl Config {
                 out.push(format!(
                     "--publish-key is only {len} characters long; use at least \
                      {MIN_PUBLISH_KEY_LEN} random characters"
+                ));
+            }
+        }
+        for secret in &self.jwt_secrets {
+            let len = secret.len();
+            if len < MIN_JWT_SECRET_LEN {
+                out.push(format!(
+                    "a --jwt-secret is only {len} bytes long; HS256 wants at least \
+                     {MIN_JWT_SECRET_LEN} random bytes (RFC 7518 §3.2)"
                 ));
             }
         }

@@ -581,6 +581,7 @@ fn auth_options_are_checked_together() {
     assert_eq!(c.jwt_cookie, "tok");
     assert_eq!(c.jwt_leeway, Duration::ZERO);
     assert!(!format!("{c:?}").contains("s1"), "secrets are redacted");
+    assert_eq!(c.warnings().len(), 2, "two short secrets");
     let refusals: [(&[&str], &str); 7] = [
         (
             &["--auth", "jwt"],
