@@ -399,6 +399,16 @@ fn patterns_public_channels_token_channels_and_the_client_id() {
     assert_eq!(data(&mut stream, 2), ["for you", "after"]);
     // The token's channels come with every stream it opens, beside the path's.
     assert_eq!(data(&mut room, 3), ["for you", "room", "after"]);
+    // The token's channels are granted by being listed, without a subscribe pattern.
+    let listed = token(&json!({"spout": {"channels": ["inbox.7"]}}));
+    assert_eq!(
+        subscribe_status(server.addr, "/sub/", &bearer(&listed)).status,
+        200
+    );
+    assert_forbidden(
+        &subscribe_status(server.addr, "/sub/inbox.8", &bearer(&listed)),
+        "inbox.8",
+    );
     // `/sub/` with a token that lists no channel names none.
     let bare = token(&json!({"spout": {"subscribe": ["*"]}}));
     let resp = subscribe_status(server.addr, "/sub/", &bearer(&bare));

@@ -88,7 +88,8 @@ pub(super) fn subscriber_grants(
     }
 }
 
-/// With `--auth jwt`, every channel of a stream must be public or covered by the token's `subscribe` claim.
+/// With `--auth jwt`, every channel of a stream must be public, covered by the token's `subscribe` claim, or one of
+/// its `channels` (what the token itself subscribes to it grants).
 pub(super) fn may_subscribe(
     ctx: &mut Ctx,
     grants: Option<&Grants>,
@@ -105,7 +106,7 @@ pub(super) fn may_subscribe(
                     format!("channel {name} is private: subscribing needs a token"),
                 ))
             }
-            Some(g) if !g.subscribe.covers(name) => {
+            Some(g) if !g.subscribe.covers(name) && !g.channels.iter().any(|c| **c == **name) => {
                 return Err(forbidden(ctx, name, "subscribing to"))
             }
             Some(_) => {}
