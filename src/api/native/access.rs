@@ -213,20 +213,25 @@ pub(super) fn publisher(req: &Request, ctx: &mut Ctx) -> Result<Publisher, ApiEr
                 .map_err(|e| refused(ctx, e)),
         };
     }
-    admin(req, ctx).map(|()| Publisher::Anyone)
+    publish_key(req, ctx).map(|()| Publisher::Anyone)
 }
 
 /// Channel admin (listing, info, delete) needs `Authorization: Bearer <publish key>` when a key is set, and
-/// always with `--auth jwt` (channel names may be private too); no token grants it.
-pub(super) fn admin(req: &Request, ctx: &Ctx) -> Result<(), ApiError> {
+/// always with `--auth jwt` (channel names and client ids may be private too); no token grants it.
+pub(super) fn channel_admin(req: &Request, ctx: &Ctx) -> Result<(), ApiError> {
+    if ctx.auth.is_on() && ctx.config.publish_key.is_none() {
+        return Err(ApiError::new(
+            401,
+            "unauthorized",
+            "with --auth jwt, channel admin needs --publish-key and Authorization: Bearer <publish key>",
+        ));
+    }
+    publish_key(req, ctx)
+}
+
+/// With `--publish-key`, `Authorization: Bearer <publish key>` (compared in constant time); anyone without it.
+fn publish_key(req: &Request, ctx: &Ctx) -> Result<(), ApiError> {
     let Some(key) = &ctx.config.publish_key else {
-        if ctx.auth.is_on() {
-            return Err(ApiError::new(
-                401,
-                "unauthorized",
-                "with --auth jwt, channel admin needs --publish-key and Authorization: Bearer <publish key>",
-            ));
-        }
         return Ok(());
     };
     let given = req

@@ -50,7 +50,7 @@ impl Listing {
 
 /// `GET /channels`: native channels only unless `?api=` asks for another API's or all; the compatible APIs'
 /// channel names can be credentials (keker's tokens), so the operator view never shows them unasked. Both need
-/// the publish key when one is set (`authorized`, checked before).
+/// the publish key when one is set, and always with `--auth jwt` (`access::channel_admin`, checked before).
 pub(super) fn list_channels(req: &Request, ctx: &mut Ctx) -> Handled {
     let listing = Listing::parse(&Query::parse(req.query())?)?;
     let channels: Vec<Value> = ctx

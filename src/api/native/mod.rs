@@ -23,7 +23,7 @@ mod input;
 mod publish;
 mod subscribe;
 
-use access::admin;
+use access::channel_admin;
 use admin::{channel_info, delete_channel, health, list_channels, metrics};
 use input::QueryRule;
 use publish::{publish_batch, publish_one};
@@ -175,13 +175,13 @@ pub fn handle(req: &Request, ctx: &mut Ctx) -> Action {
         (Route::PublishOne(channel), Method::Post) => publish_one(req, ctx, channel),
         (Route::PublishBatch, Method::Post) => publish_batch(req, ctx),
         (Route::Channels, Method::Get | Method::Head) => {
-            admin(req, ctx).and_then(|()| list_channels(req, ctx))
+            channel_admin(req, ctx).and_then(|()| list_channels(req, ctx))
         }
         (Route::Channel(name), Method::Get | Method::Head) => {
-            admin(req, ctx).and_then(|()| channel_info(req, ctx, name))
+            channel_admin(req, ctx).and_then(|()| channel_info(req, ctx, name))
         }
         (Route::Channel(name), Method::Delete) => {
-            admin(req, ctx).and_then(|()| delete_channel(req, ctx, name))
+            channel_admin(req, ctx).and_then(|()| delete_channel(req, ctx, name))
         }
         (Route::Health, Method::Get | Method::Head) => Ok(health(req, ctx)),
         (Route::Metrics, Method::Get | Method::Head) => Ok(metrics(req, ctx)),
