@@ -200,33 +200,22 @@ impl Auth {
     /// Checks a token (see the module doc for the order of checks) and returns its grants.
     pub fn verify(&self, token: &[u8]) -> Result<Grants, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        let accepts = |k: &&Key| k.validation.algorithms.contains(&header.alg);
-        let by_kid: Vec<&Key> = match &header.kid {
-            Some(kid) => self
-                .keys
-                .iter()
-                .filter(|k| k.kid.as_deref() == Some(kid))
-                .collect(),
-            None => Vec::new(),
-        };
         // A `kid` that names a key picks it alone; without one (or with one no key has), each key that accepts
         // the algorithm is tried: several secrets or PEM keys at once are a rotation.
-        let candidates: Vec<&Key> = if by_kid.is_empty() {
-            self.keys.iter().filter(accepts).collect()
-        } else {
-            by_kid.into_iter().filter(accepts).collect()
-        };
-        if candidates.is_empty() {
-            return Err(TokenError::Algorithm);
-        }
-        let mut failure = TokenError::Signature;
+        let kid = header.kid.as_deref();
+        let named = kid.is_some_and(|kid| self.keys.iter().any(|k| k.kid.as_deref() == Some(kid)));
+        let candidates = self.keys.iter().filter(|k| {
+            (!named || k.kid.as_deref() == kid) && k.validation.algorithms.contains(&header.alg)
+        });
+        let mut failure = TokenError::Algorithm;
         for key in candidates {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &key.validation) {
                 Ok(data) => return Ok(grants(data.claims)),
                 Err(e) => {
                     failure = TokenError::from_jwt(&e);
                     if failure != TokenError::Signature {
-                        // The signature verified (claims are checked after it): another key cannot do better.
+                        // Not a signature mismatch: a malformed part, or a claim checked after the signature
+                        // verified. Another key would answer the same.
                         break;
                     }
                 }
