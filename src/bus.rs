@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 
+use crate::broker::{BrokerAnswer, Waiter};
 use crate::message::Message;
 
 /// Slots kept free above the event capacity for control messages (channel deleted, drain).
@@ -39,6 +40,8 @@ pub enum WorkerMsg {
     ChannelDeleted { channel: Arc<str>, incarnation: u64 },
     /// Graceful shutdown has begun.
     Drain,
+    /// The broker's answer to a request parked on one of this worker's connections.
+    Broker(Waiter, BrokerAnswer),
 }
 
 /// The sending side of every worker's inbox.

@@ -162,7 +162,7 @@ mod tests {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            if joined.is_empty() || state % 3 != 0 {
+            if joined.is_empty() || !state.is_multiple_of(3) {
                 let channel = &names[step % names.len()];
                 let m = Member {
                     key: step,

@@ -15,9 +15,10 @@ use signal_hook::iterator::Signals;
 
 use spout::auth::Auth;
 use spout::broker::local::LocalBroker;
+use spout::broker::redis::{RedisBroker, Settings};
 use spout::bus::{Bus, WorkerMsg};
 use spout::channels::{ChannelTable, TableLimits};
-use spout::config::{AuthMode, Config};
+use spout::config::{AuthMode, BrokerChoice, Config, Listen};
 use spout::metrics::Registry;
 use spout::worker::{Shared, Worker, WAKER};
 use spout::{logger, net};
@@ -74,6 +75,20 @@ fn log_kernel_limits() {
     }
 }
 
+/// `--node-name`, else the host name and the first listener's port (`web1:8080`).
+fn node_name(config: &Config, bound: &[Listen]) -> String {
+    if let Some(name) = &config.node_name {
+        return name.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "spout".into());
+    match bound.first() {
+        Some(listen) => format!("{host}:{}", listen.addr.port()),
+        None => host,
+    }
+}
+
 fn run(config: Config, auth: Auth) -> Result<(), String> {
     let max_connections = connection_ceiling(&config);
     log_kernel_limits();
@@ -101,6 +116,30 @@ fn run(config: Config, auth: Auth) -> Result<(), String> {
     };
     let table = Arc::new(ChannelTable::new(limits, SystemTime::now()));
     let broker = Arc::new(LocalBroker::new(Arc::clone(&table), Arc::clone(&bus)));
+    let redis = match &config.broker {
+        BrokerChoice::Local => None,
+        BrokerChoice::Redis(seeds) => {
+            let settings = Settings {
+                seeds: seeds.clone(),
+                prefix: config.broker_prefix.clone(),
+                timeout: config.broker_timeout,
+                node_ttl: config.broker_node_ttl,
+                wait_replicas: config.broker_wait_replicas,
+                history: config.history,
+                history_ttl: config.history_ttl,
+                node_name: node_name(&config, &bound),
+            };
+            log::info!(
+                "node {} shares its native channels through Redis at {}",
+                settings.node_name,
+                seeds.join(",")
+            );
+            Some(
+                RedisBroker::start(settings, Arc::clone(&table), Arc::clone(&bus))
+                    .map_err(|e| format!("cannot start the broker thread: {e}"))?,
+            )
+        }
+    };
     if config.publish_key.is_none() && config.auth == AuthMode::None && !config.is_loopback_only() {
         log::warn!(
             "publishing is open to anyone who can reach a non-loopback listener: set --publish-key"
@@ -112,6 +151,7 @@ fn run(config: Config, auth: Auth) -> Result<(), String> {
         auth,
         table,
         broker,
+        redis,
         registry: Registry::new(workers),
         draining: AtomicBool::new(false),
         open_connections: AtomicUsize::new(0),

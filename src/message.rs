@@ -25,6 +25,9 @@ pub type Frame = Arc<[u8]>;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EventId(u64);
 
+/// Low bits of an id drawn from a Redis stream entry that hold the entry's sequence within its millisecond.
+const STREAM_SEQ_BITS: u32 = 20;
+
 impl EventId {
     /// Below every id ever assigned: "nothing seen yet".
     pub const ZERO: EventId = EventId(0);
@@ -35,6 +38,29 @@ impl EventId {
             return None;
         }
         text.parse::<u64>().ok().filter(|&n| n > 0).map(EventId)
+    }
+
+    /// The id of a Redis stream entry `MS-SEQ` (the Redis broker's ids): the milliseconds in the high bits, the
+    /// sequence in the low `STREAM_SEQ_BITS`, so ids of one stream keep their order. `None` for a sequence
+    /// that does not fit (over a million entries in one millisecond of one stream) or text that is not an id.
+    pub fn from_stream_id(text: &str) -> Option<EventId> {
+        let (ms, seq) = text.split_once('-')?;
+        let (ms, seq) = (ms.parse::<u64>().ok()?, seq.parse::<u64>().ok()?);
+        if seq >> STREAM_SEQ_BITS != 0 || ms >> (64 - STREAM_SEQ_BITS) != 0 {
+            return None;
+        }
+        Some(EventId((ms << STREAM_SEQ_BITS) | seq)).filter(|id| id.0 > 0)
+    }
+
+    /// The Redis stream entry id `MS-SEQ` this id stands for (see `from_stream_id`).
+    pub fn stream_id(self) -> String {
+        let seq = self.0 & ((1 << STREAM_SEQ_BITS) - 1);
+        format!("{}-{seq}", self.0 >> STREAM_SEQ_BITS)
+    }
+
+    /// The id just above `self`: a loss recorded at it covers everything after `self`.
+    pub fn successor(self) -> EventId {
+        EventId(self.0.saturating_add(1))
     }
 
     /// The id that follows `self` at wall-clock time `now`.
@@ -205,6 +231,19 @@ pub fn ws_text_frame(json: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn stream_ids_keep_their_order_and_round_trip() {
+        let a = EventId::from_stream_id("1796297698226-0").expect("id");
+        let b = EventId::from_stream_id("1796297698226-1").expect("id");
+        let c = EventId::from_stream_id("1796297698227-0").expect("id");
+        assert!(a < b && b < c);
+        assert_eq!(b.stream_id(), "1796297698226-1");
+        assert_eq!(EventId::parse(&c.to_string()), Some(c));
+        for bad in ["", "1", "a-1", "1-1048576", "0-0", "-1-0"] {
+            assert_eq!(EventId::from_stream_id(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn ids_parse_only_plain_positive_decimals() {

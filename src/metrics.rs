@@ -54,6 +54,15 @@ counters! {
 }
 
 /// Every worker's latest snapshot.
+/// The Redis broker's figures, read when `/metrics` is rendered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BrokerFigures {
+    pub reachable: bool,
+    pub round_trips: u64,
+    pub errors: u64,
+    pub received: u64,
+}
+
 pub struct Registry {
     slots: Box<[Box<[AtomicU64]>]>,
 }
@@ -93,7 +102,12 @@ impl Registry {
     }
 
     /// The Prometheus text exposition (format 0.0.4).
-    pub fn render(&self, table: &TableStats, draining: bool) -> String {
+    pub fn render(
+        &self,
+        table: &TableStats,
+        draining: bool,
+        broker: Option<BrokerFigures>,
+    ) -> String {
         let mut out = String::with_capacity(8192);
         let mut gauge = |name: &str, help: &str, value: u64| {
             let _ = writeln!(
@@ -142,6 +156,35 @@ impl Registry {
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
+        }
+        if let Some(broker) = broker {
+            let _ = writeln!(
+                out,
+                "# HELP spout_broker_reachable 1 while this node reaches Redis.\n# TYPE spout_broker_reachable gauge\nspout_broker_reachable {}",
+                u64::from(broker.reachable)
+            );
+            for (name, help, value) in [
+                (
+                    "spout_broker_round_trips_total",
+                    "Scripts and subscriptions sent to Redis.",
+                    broker.round_trips,
+                ),
+                (
+                    "spout_broker_errors_total",
+                    "Redis operations that failed or timed out, and commands refused with a full queue.",
+                    broker.errors,
+                ),
+                (
+                    "spout_broker_events_received_total",
+                    "Events and deletions received from Redis shard channels.",
+                    broker.received,
+                ),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+                );
+            }
         }
         let name = "spout_table_lock_hold_seconds";
         let _ = writeln!(
@@ -202,6 +245,7 @@ mod tests {
                 ..TableStats::default()
             },
             false,
+            None,
         );
         assert!(text.contains("spout_delivered_total{worker=\"1\"} 7\n"));
         assert!(text.contains("# TYPE spout_channels gauge\nspout_channels 3\n"));

@@ -281,8 +281,8 @@ mod tests {
             let id = random_text(&mut rng);
             let event = random_text(&mut rng);
             let data = random_text(&mut rng);
-            let with_id = rng.next() % 2 == 0;
-            let with_event = rng.next() % 2 == 0;
+            let with_id = rng.next().is_multiple_of(2);
+            let with_event = rng.next().is_multiple_of(2);
             let mut out = Vec::new();
             encode_event(
                 &mut out,

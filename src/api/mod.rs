@@ -35,7 +35,8 @@ mod ws_session;
 use std::time::{Instant, SystemTime};
 
 use crate::auth::Auth;
-use crate::broker::Broker;
+use crate::broker::redis::RedisBroker;
+use crate::broker::{Broker, BrokerAnswer, Waiter};
 use crate::channels::{ChannelTable, Subscription};
 use crate::config::{Api, Config};
 use crate::http::request::{Head, Method};
@@ -71,6 +72,12 @@ pub struct Ctx<'a> {
     pub counters: &'a mut Counters,
     /// Source of server-assigned client ids (per worker).
     pub ids: &'a mut IdSource,
+    /// The Redis broker, when the native API's channels are shared between nodes (`--broker redis://…`).
+    pub redis: Option<&'a RedisBroker>,
+    /// Where the broker's answer to this request goes if the API parks it (`Action::Await`).
+    pub waiter: Waiter,
+    /// The broker's answer, when a parked request is handled again.
+    pub answer: Option<BrokerAnswer>,
 }
 
 /// A complete request: its parsed head, the bytes the head's spans point into, and the decoded body.
@@ -122,6 +129,9 @@ pub enum Action {
     Respond { bytes: Vec<u8>, close: bool },
     /// Become an event stream: queue `opening` (response head and first bytes), then live and replayed events.
     Stream(Box<Stream>),
+    /// The API asked the broker for something (with `ctx.waiter`): park the request, and handle it again with the
+    /// broker's answer (`ctx.answer`).
+    Await,
 }
 
 /// A subscription the API has registered in the channel table; the worker adds it to its hub.

@@ -173,6 +173,62 @@ impl History {
         }
     }
 
+    /// A channel fed from a shared store (the Redis broker) is dropped from this node: its ring goes and leaves no
+    /// watermark, because the store still has its events and answers for any gap.
+    pub fn discard(&mut self, channel: &str) {
+        if let Some(ring) = self.rings.remove(channel) {
+            self.drop_ring(&ring);
+        }
+    }
+
+    /// Puts events older than every event of `channel`'s ring at its front (`older` oldest first, each with the
+    /// instant it was published): a shared store's history that this node loads when a subscriber resumes from
+    /// before what it holds. The ring is then kept to `max_events` as on append.
+    pub fn backfill(
+        &mut self,
+        channel: &Arc<str>,
+        older: Vec<(Arc<Message>, Instant)>,
+        max_events: usize,
+    ) {
+        let ring = self.rings.entry(Arc::clone(channel)).or_default();
+        let first = ring.events.front().map(|r| r.message.id);
+        for (message, at) in older.into_iter().rev() {
+            if first.is_some_and(|first| message.id >= first) {
+                continue;
+            }
+            let bytes = message.retained_bytes();
+            self.order.push_front(OrderEntry {
+                id: message.id,
+                channel: Arc::clone(channel),
+                at,
+            });
+            ring.bytes += bytes;
+            ring.events.push_front(Retained { message, bytes });
+            self.retained_events += 1;
+            self.retained_bytes += bytes;
+        }
+        while self
+            .rings
+            .get(channel)
+            .is_some_and(|ring| ring.events.len() > max_events)
+        {
+            self.trim_front_of(channel, ResetReason::Evicted);
+            self.stale_order += 1;
+        }
+        self.compact_order();
+    }
+
+    /// Records that events of `channel` up to `upto` were dropped elsewhere (by the shared store that feeds this
+    /// node), so that a replay from before `upto` reports the loss as for a local trim.
+    pub fn note_loss(&mut self, channel: &Arc<str>, upto: EventId, reason: ResetReason) {
+        self.trim_seq += 1;
+        let seq = self.trim_seq;
+        let ring = self.rings.entry(Arc::clone(channel)).or_default();
+        if ring.trimmed.is_none_or(|(old, _, _)| old < upto) {
+            ring.trimmed = Some((upto, reason, seq));
+        }
+    }
+
     /// A channel is deleted: its events go, and everything up to `upto` (the last id assigned) may have been lost
     /// to a resuming subscriber of it.
     pub fn delete(&mut self, channel: &str, upto: EventId) {

@@ -18,16 +18,18 @@
 //! Channel *incarnations*: deleting a channel and re-creating it gives a new incarnation number, so that a
 //! worker that has not yet processed the deletion does not confuse old and new subscribers.
 
+mod fed;
 mod history;
 mod hold;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::bus::{Bus, WorkerMsg};
 use crate::message::{EventId, Message, Wire};
 use crate::sync::lock;
+pub use fed::{FedEvent, Fill, Presence};
 use history::History;
 pub use history::{ReplayCursor, Retention};
 pub use hold::{LockHold, BOUNDS_NS as LOCK_HOLD_BOUNDS_NS};
@@ -204,6 +206,45 @@ struct Channel {
     /// `last_id` of the table when this entry was made.
     born_after: EventId,
     incarnation: u64,
+    /// For a channel the Redis broker feeds (ids from Redis, events from its shard channel): this node holds every
+    /// event after this id (less what retention trimmed, which is recorded as for local events). `None`: a local
+    /// channel.
+    covered_after: Option<EventId>,
+}
+
+impl Channel {
+    /// Counts a subscriber of `worker` with `client_id` and returns its subscription, live after `since`.
+    fn register(
+        &mut self,
+        name: Arc<str>,
+        worker: usize,
+        client_id: &str,
+        since: EventId,
+    ) -> SubscribedChannel {
+        if let Some(count) = self.per_worker.get_mut(worker) {
+            *count += 1;
+        }
+        self.subscribers += 1;
+        *self.clients.entry(client_id.into()).or_insert(0) += 1;
+        SubscribedChannel {
+            name,
+            incarnation: self.incarnation,
+            since,
+        }
+    }
+
+    /// Client ids with their number of streams on this node.
+    fn clients(&self) -> Vec<(Box<str>, u32)> {
+        self.clients
+            .iter()
+            .map(|(client, count)| (client.clone(), *count))
+            .collect()
+    }
+
+    /// A fed channel's last id: its last event, else where its coverage starts.
+    fn fed_head(&self) -> EventId {
+        self.last_id.or(self.covered_after).unwrap_or(EventId::ZERO)
+    }
 }
 
 struct State {
@@ -217,6 +258,8 @@ struct State {
     overloaded: u64,
     publish_hold: LockHold,
     subscribe_hold: LockHold,
+    /// Fed channels whose subscribers changed since the broker last asked (`fed::take_presence_changes`).
+    presence_changed: HashSet<Arc<str>, foldhash::fast::RandomState>,
 }
 
 /// The table; see the module doc.
@@ -238,6 +281,7 @@ impl ChannelTable {
             overloaded: 0,
             publish_hold: LockHold::default(),
             subscribe_hold: LockHold::default(),
+            presence_changed: HashSet::default(),
         };
         ChannelTable {
             state: Mutex::new(state),
@@ -288,16 +332,7 @@ impl ChannelTable {
                 continue;
             }
             let (key, channel) = st.entry(name, self.limits.workers);
-            if let Some(count) = channel.per_worker.get_mut(worker) {
-                *count += 1;
-            }
-            channel.subscribers += 1;
-            *channel.clients.entry(client_id.into()).or_insert(0) += 1;
-            channels.push(SubscribedChannel {
-                name: key,
-                incarnation: channel.incarnation,
-                since: head,
-            });
+            channels.push(channel.register(key, worker, client_id, head));
         }
         let replay = match resume {
             Resume::Fresh => None,
@@ -318,7 +353,8 @@ impl ChannelTable {
 
     /// Undoes `subscribe` for the channels that still have the incarnation the subscriber joined.
     pub fn unsubscribe(&self, worker: usize, channels: &[SubscribedChannel], client_id: &str) {
-        let mut st = self.lock();
+        let mut guard = self.lock();
+        let st = &mut *guard;
         for sub in channels {
             let Some(channel) = st.channels.get_mut(&sub.name) else {
                 continue;
@@ -335,6 +371,9 @@ impl ChannelTable {
                 if *count == 0 {
                     channel.clients.remove(client_id);
                 }
+            }
+            if channel.covered_after.is_some() {
+                st.presence_changed.insert(Arc::clone(&sub.name));
             }
             if channel.subscribers == 0 && st.history.is_empty(&sub.name) {
                 st.remove_channel(&sub.name);
@@ -370,7 +409,7 @@ impl ChannelTable {
             .history
             .replay_step(&live, client_id, cursor, budget, out);
         if done {
-            cursor.after = st.last_id;
+            cursor.after = st.head_of(channels);
         }
         ReplayStep { reset, done }
     }
@@ -396,7 +435,10 @@ impl ChannelTable {
             }
             let mut receipts = Vec::with_capacity(events.len());
             for event in events {
-                receipts.push(st.append(event, &self.limits, bus, &mut wake, now, at));
+                let id = st.last_id.next_at(now);
+                st.last_id = id;
+                st.published += 1;
+                receipts.push(st.append(id, event, &self.limits, bus, &mut wake, at));
             }
             let emptied = st.history.enforce_byte_limit(self.limits.history_max_bytes);
             st.remove_if_unused(emptied);
@@ -549,6 +591,7 @@ impl State {
                 last_id: None,
                 born_after: self.last_id,
                 incarnation,
+                covered_after: None,
             };
             self.channels.insert(Arc::from(name), channel);
         }
@@ -561,18 +604,16 @@ impl State {
         (key, channel)
     }
 
+    /// Hands an event with its id to the workers holding subscribers of its channel and retains it.
     fn append(
         &mut self,
+        id: EventId,
         event: NewEvent,
         limits: &TableLimits,
         bus: &Bus,
         wake: &mut [bool],
-        now: SystemTime,
         at: Instant,
     ) -> Receipt {
-        let id = self.last_id.next_at(now);
-        self.last_id = id;
-        self.published += 1;
         let exists = self.channels.contains_key(&*event.channel);
         let retain = limits.history > 0 && !event.ephemeral;
         if !exists && !retain {
@@ -620,10 +661,30 @@ impl State {
         }
     }
 
-    /// Removes a channel from the registry and its ring from history.
+    /// Removes a channel from the registry and its ring from history (a fed channel's ring leaves no watermark:
+    /// Redis keeps its events).
     fn remove_channel(&mut self, name: &str) {
-        self.channels.remove(name);
-        self.history.remove(name);
+        match self.channels.remove(name) {
+            Some(channel) if channel.covered_after.is_some() => self.history.discard(name),
+            _ => self.history.remove(name),
+        }
+    }
+
+    /// The id a stream of `channels` is live after: the table's last id, or for channels fed by the Redis broker
+    /// (whose ids are per channel, from Redis), the last id of those channels.
+    fn head_of(&self, channels: &[SubscribedChannel]) -> EventId {
+        let fed: Vec<&Channel> = channels
+            .iter()
+            .filter_map(|sub| self.channels.get(&sub.name))
+            .filter(|ch| ch.covered_after.is_some())
+            .collect();
+        if fed.is_empty() {
+            return self.last_id;
+        }
+        fed.iter()
+            .map(|ch| ch.fed_head())
+            .max()
+            .unwrap_or(EventId::ZERO)
     }
 }
 

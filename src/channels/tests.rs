@@ -352,3 +352,127 @@ fn order_queue_stays_bounded_under_per_channel_trimming() {
         st.history.order_len()
     );
 }
+
+// ---- channels fed by the Redis broker (`fed`) ----------------------------------------------------------------
+
+fn fed(id: u64, data: &str) -> FedEvent {
+    FedEvent {
+        id: EventId::from_stream_id(&format!("{id}-0")).expect("id"),
+        event: event("news", data),
+        at: Instant::now(),
+    }
+}
+
+fn sid(id: u64) -> EventId {
+    EventId::from_stream_id(&format!("{id}-0")).expect("id")
+}
+
+fn fill_with(events: Vec<FedEvent>, last: u64, lost: Option<(EventId, ResetReason)>) -> Fill {
+    Fill {
+        last: Some(sid(last)),
+        events,
+        lost,
+    }
+}
+
+#[test]
+fn a_fed_channel_takes_subscribers_only_from_where_it_is_held() {
+    let (t, bus, _inboxes) = table(10, 1 << 20);
+    assert!(t
+        .subscribe_fed(0, "news", "a", Resume::Fresh, false)
+        .expect("subscribe")
+        .is_none());
+    t.fill(
+        "news",
+        Some(sid(5)),
+        fill_with(vec![fed(6, "six")], 6, None),
+        &bus,
+    )
+    .expect("fill");
+    // Held from 5 on: a cursor before it needs another read, one after the head may still be on its way.
+    for cursor in [4, 7] {
+        assert!(t
+            .subscribe_fed(0, "news", "a", Resume::After(sid(cursor)), false)
+            .expect("subscribe")
+            .is_none());
+    }
+    let mut future = t
+        .subscribe_fed(0, "news", "a", Resume::After(sid(7)), true)
+        .expect("subscribe")
+        .expect("held");
+    let (_, resets) = replay_all(&t, &mut future, "a", 1 << 20);
+    assert_eq!(resets.first().map(|r| r.reason), Some(ResetReason::Future));
+    let mut sub = t
+        .subscribe_fed(0, "news", "b", Resume::After(sid(5)), false)
+        .expect("subscribe")
+        .expect("held");
+    assert_eq!(sub.head, sid(6));
+    let (data, resets) = replay_all(&t, &mut sub, "b", 1 << 20);
+    assert_eq!(data, ["six"]);
+    assert!(resets.is_empty());
+}
+
+#[test]
+fn live_events_already_read_are_dropped_and_older_reads_go_in_front() {
+    let (t, bus, inboxes) = table(10, 1 << 20);
+    t.fill(
+        "news",
+        Some(sid(3)),
+        fill_with(vec![fed(4, "4"), fed(5, "5")], 5, None),
+        &bus,
+    )
+    .expect("fill");
+    let _sub = t
+        .subscribe_fed(1, "news", "a", Resume::Fresh, false)
+        .expect("subscribe")
+        .expect("held");
+    // 5 came in the read and again live; 6 is new.
+    t.feed("news", vec![fed(5, "5"), fed(6, "6")], &bus);
+    let live: Vec<String> = inboxes[1]
+        .try_iter()
+        .filter_map(|m| match m {
+            WorkerMsg::Publish(m) => Some(m.data.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(live, ["6"]);
+    // A subscriber from 1 makes the broker read from 1: 2 and 3 go in front, nothing is sent live twice.
+    t.fill(
+        "news",
+        Some(sid(1)),
+        fill_with(vec![fed(2, "2"), fed(3, "3"), fed(4, "4")], 6, None),
+        &bus,
+    )
+    .expect("fill");
+    assert_eq!(inboxes[1].try_iter().count(), 0);
+    let mut sub = t
+        .subscribe_fed(0, "news", "b", Resume::After(sid(1)), false)
+        .expect("subscribe")
+        .expect("held");
+    let (data, _) = replay_all(&t, &mut sub, "b", 1 << 20);
+    assert_eq!(data, ["2", "3", "4", "5", "6"]);
+}
+
+#[test]
+fn what_redis_trimmed_after_a_cursor_is_reported_and_an_idle_fed_channel_retires() {
+    let (t, bus, _inboxes) = table(10, 1 << 20);
+    let lost = Some((sid(4), ResetReason::Evicted));
+    t.fill(
+        "news",
+        Some(sid(2)),
+        fill_with(vec![fed(5, "5")], 5, lost),
+        &bus,
+    )
+    .expect("fill");
+    let mut sub = t
+        .subscribe_fed(0, "news", "a", Resume::After(sid(2)), false)
+        .expect("subscribe")
+        .expect("held");
+    let (data, resets) = replay_all(&t, &mut sub, "a", 1 << 20);
+    assert_eq!(data, ["5"]);
+    assert_eq!(resets.first().map(|r| r.reason), Some(ResetReason::Evicted));
+    assert!(!t.retire("news"), "a subscriber holds it");
+    t.unsubscribe(0, &sub.channels, "a");
+    assert!(t.retire("news"));
+    assert_eq!(t.fed_head("news"), None);
+}

@@ -374,4 +374,51 @@ pub struct Args {
     /// Log line format: text or json (one object per line) [default: text]
     #[arg(long, env = "SPOUT_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
+
+    /// Where events meet between nodes: local (this process only), or
+    /// redis://HOST:PORT[,HOST:PORT...], the seed nodes of a Redis Cluster
+    /// (or one plain Redis) shared by every node [default: local]
+    #[arg(long, env = "SPOUT_BROKER", value_name = "BROKER")]
+    pub broker: Option<String>,
+
+    /// Prefix of every Redis key and shard channel spout uses, so that
+    /// several deployments can share one Redis [default: spout:]
+    #[arg(long, env = "SPOUT_BROKER_PREFIX", value_name = "PREFIX")]
+    pub broker_prefix: Option<String>,
+
+    /// How long a request waits for Redis before it is answered 503
+    /// broker_unavailable [default: 2s]
+    #[arg(
+        long,
+        env = "SPOUT_BROKER_TIMEOUT",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
+    pub broker_timeout: Option<String>,
+
+    /// How long a node's subscribers stay listed in Redis without the node
+    /// refreshing them (a node that dies leaves no ghosts after it)
+    /// [default: 15s]
+    #[arg(
+        long,
+        env = "SPOUT_BROKER_NODE_TTL",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
+    pub broker_node_ttl: Option<String>,
+
+    /// Answer a publish only once this many replicas of the channel's shard
+    /// have it (Redis WAIT); 0 answers once its master has it [default: 0]
+    #[arg(
+        long,
+        env = "SPOUT_BROKER_WAIT_REPLICAS",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
+    pub broker_wait_replicas: Option<String>,
+
+    /// This node's name in logs, e.g. web1:8080 [default: host name and
+    /// first port]
+    #[arg(long, env = "SPOUT_NODE_NAME", value_name = "NAME")]
+    pub node_name: Option<String>,
 }

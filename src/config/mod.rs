@@ -198,6 +198,18 @@ pub const DEFAULT_LOG_LEVEL: LevelFilter = LevelFilter::Info;
 /// Log line format: plain text.
 pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
 
+/// Prefix of spout's Redis keys and shard channels (`spout:`).
+pub const DEFAULT_BROKER_PREFIX: &str = "spout:";
+
+/// How long a request waits for Redis before a 503 (2 s).
+pub const DEFAULT_BROKER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Replicas a publish waits for (0: the master's answer is enough).
+pub const DEFAULT_BROKER_WAIT_REPLICAS: usize = 0;
+
+/// How long a node's presence in Redis outlives its last refresh (15 s).
+pub const DEFAULT_BROKER_NODE_TTL: Duration = Duration::from_secs(15);
+
 /// Default worker count: one per available core, 1 if that is unknown, at
 /// most [`MAX_WORKERS`].
 pub fn default_workers() -> NonZeroUsize {
@@ -314,6 +326,15 @@ impl AuthMode {
             AuthMode::Jwt => "jwt",
         }
     }
+}
+
+/// Where published events meet between nodes (`--broker`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BrokerChoice {
+    /// This process only: the channel table sequences and fans out (the default).
+    Local,
+    /// A Redis Cluster (or one plain Redis) given by its seed addresses, `host:port` each.
+    Redis(Vec<String>),
 }
 
 /// Format of log lines.
@@ -446,6 +467,17 @@ pub struct Config {
     pub log_level: LevelFilter,
     /// See [`DEFAULT_LOG_FORMAT`].
     pub log_format: LogFormat,
+    pub broker: BrokerChoice,
+    /// See [`DEFAULT_BROKER_PREFIX`].
+    pub broker_prefix: String,
+    /// See [`DEFAULT_BROKER_TIMEOUT`].
+    pub broker_timeout: Duration,
+    /// See [`DEFAULT_BROKER_NODE_TTL`].
+    pub broker_node_ttl: Duration,
+    /// See [`DEFAULT_BROKER_WAIT_REPLICAS`]; at most 16.
+    pub broker_wait_replicas: usize,
+    /// `--node-name`; `None` until `main` names the node after its host.
+    pub node_name: Option<String>,
 }
 
 impl Default for Config {
@@ -492,6 +524,12 @@ impl Default for Config {
             cors_origin: DEFAULT_CORS_ORIGIN,
             log_level: DEFAULT_LOG_LEVEL,
             log_format: DEFAULT_LOG_FORMAT,
+            broker: BrokerChoice::Local,
+            broker_prefix: DEFAULT_BROKER_PREFIX.to_string(),
+            broker_timeout: DEFAULT_BROKER_TIMEOUT,
+            broker_node_ttl: DEFAULT_BROKER_NODE_TTL,
+            broker_wait_replicas: DEFAULT_BROKER_WAIT_REPLICAS,
+            node_name: None,
         }
     }
 }
@@ -546,6 +584,12 @@ impl fmt::Debug for Config {
             .field("cors_origin", &self.cors_origin)
             .field("log_level", &self.log_level)
             .field("log_format", &self.log_format)
+            .field("broker", &self.broker)
+            .field("broker_prefix", &self.broker_prefix)
+            .field("broker_timeout", &self.broker_timeout)
+            .field("broker_node_ttl", &self.broker_node_ttl)
+            .field("broker_wait_replicas", &self.broker_wait_replicas)
+            .field("node_name", &self.node_name)
             .finish()
     }
 }
@@ -792,6 +836,25 @@ impl Config {
         };
         check_auth(auth, &jwt)?;
 
+        let broker_timeout = duration_field(
+            "--broker-timeout",
+            args.broker_timeout.as_deref(),
+            DEFAULT_BROKER_TIMEOUT,
+        )?;
+        check_non_zero("--broker-timeout", broker_timeout, "")?;
+        let broker_node_ttl = duration_field(
+            "--broker-node-ttl",
+            args.broker_node_ttl.as_deref(),
+            DEFAULT_BROKER_NODE_TTL,
+        )?;
+        check_non_zero("--broker-node-ttl", broker_node_ttl, "")?;
+        let broker_wait_replicas = count_field(
+            "--broker-wait-replicas",
+            args.broker_wait_replicas.as_deref(),
+            DEFAULT_BROKER_WAIT_REPLICAS,
+        )?;
+        check_count_range("--broker-wait-replicas", broker_wait_replicas, 0, 16)?;
+
         Ok(Config {
             listen: parse_listen_list("--listen", &args.listen)?,
             workers,
@@ -857,6 +920,21 @@ impl Config {
                 None => DEFAULT_LOG_FORMAT,
                 Some(raw) => parse_field("--log-format", raw, parse_log_format)?,
             },
+            broker: match args.broker.as_deref() {
+                None => BrokerChoice::Local,
+                Some(raw) => parse_field("--broker", raw, parse_broker)?,
+            },
+            broker_prefix: match args.broker_prefix {
+                None => DEFAULT_BROKER_PREFIX.to_string(),
+                Some(raw) => parse_field("--broker-prefix", &raw, parse_broker_prefix)?,
+            },
+            broker_timeout,
+            broker_node_ttl,
+            broker_wait_replicas,
+            node_name: args
+                .node_name
+                .map(|raw| parse_field("--node-name", &raw, parse_node_name))
+                .transpose()?,
         })
     }
 

@@ -149,6 +149,56 @@ pub(super) fn parse_publish_key(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// Parses `--broker`: `local`, or `redis://HOST:PORT[,HOST:PORT...]` (the scheme once, or on every address).
+pub(super) fn parse_broker(s: &str) -> Result<BrokerChoice, String> {
+    let t = s.trim();
+    if t == "local" {
+        return Ok(BrokerChoice::Local);
+    }
+    let Some(list) = t.strip_prefix("redis://") else {
+        return Err("must be local or redis://HOST:PORT[,HOST:PORT...]".into());
+    };
+    let mut seeds = Vec::new();
+    for item in list.split(',') {
+        let addr = item.trim().strip_prefix("redis://").unwrap_or(item.trim());
+        let addr = addr.strip_suffix('/').unwrap_or(addr);
+        let Some((host, port)) = addr.rsplit_once(':') else {
+            return Err(format!("{addr:?} has no port; give HOST:PORT"));
+        };
+        let valid_host = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
+        if !valid_host || port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(format!("{addr:?} is not HOST:PORT"));
+        }
+        seeds.push(addr.to_string());
+    }
+    Ok(BrokerChoice::Redis(seeds))
+}
+
+/// Parses `--broker-prefix`: printable ASCII without spaces or braces (braces are Redis Cluster hash tags, which
+/// spout sets itself so that a channel's keys and shard channel live on one shard).
+pub(super) fn parse_broker_prefix(s: &str) -> Result<String, String> {
+    if let Some(c) = s
+        .chars()
+        .find(|c| !c.is_ascii_graphic() || matches!(c, '{' | '}'))
+    {
+        return Err(format!(
+            "contains {c:?}; only printable ASCII without spaces or braces is allowed"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// Parses `--node-name`: 1 to 64 printable ASCII characters without spaces.
+pub(super) fn parse_node_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 64 || !s.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("must be 1 to 64 printable ASCII characters without spaces".into());
+    }
+    Ok(s.to_owned())
+}
+
 /// Parses `--cors-origin`: `*`, `none` or empty, or a comma-separated list.
 pub(super) fn parse_cors_origin(s: &str) -> Result<CorsOrigin, String> {
     let t = s.trim();
@@ -398,7 +448,7 @@ pub(super) fn check_non_zero(flag: &str, d: Duration, hint: &str) -> Result<(), 
 /// A size as an operator would write it: `1MiB` when exact, else bytes.
 pub(super) fn show_size(n: usize) -> String {
     for (unit, suffix) in [(1 << 30, "GiB"), (MIB, "MiB"), (KIB, "KiB")] {
-        if n >= unit && n % unit == 0 {
+        if n >= unit && n.is_multiple_of(unit) {
             return format!("{}{suffix}", n / unit);
         }
     }

@@ -130,8 +130,44 @@ fn no_arguments_give_the_defaults() {
     assert!(c.public_channels.is_empty());
     assert_eq!(c.log_level, LevelFilter::Info);
     assert_eq!(c.log_format, LogFormat::Text);
+    assert_eq!(c.broker, BrokerChoice::Local);
+    assert_eq!(c.broker_prefix, "spout:");
+    assert_eq!(c.broker_timeout, Duration::from_secs(2));
+    assert_eq!(c.broker_node_ttl, Duration::from_secs(15));
+    assert_eq!(c.broker_wait_replicas, 0);
+    assert_eq!(c.node_name, None);
     assert!(c.is_loopback_only());
     assert!(c.warnings().is_empty());
+}
+
+#[test]
+fn the_broker_is_local_or_redis_seeds() {
+    let seeds = |list: &[&str]| BrokerChoice::Redis(list.iter().map(|s| s.to_string()).collect());
+    assert_eq!(
+        config(&["--broker", "local"]).map(|c| c.broker),
+        Ok(BrokerChoice::Local)
+    );
+    assert_eq!(
+        config(&["--broker", "redis://10.0.0.1:7000,10.0.0.2:7000"]).map(|c| c.broker),
+        Ok(seeds(&["10.0.0.1:7000", "10.0.0.2:7000"]))
+    );
+    assert_eq!(
+        config(&["--broker", "redis://redis-a:6379/,redis://redis-b:6379"]).map(|c| c.broker),
+        Ok(seeds(&["redis-a:6379", "redis-b:6379"]))
+    );
+    for bad in [
+        "redis",
+        "http://x:1",
+        "redis://x",
+        "redis://x:0",
+        "redis://:6379",
+        "redis://a b:1",
+    ] {
+        let err = config(&["--broker", bad]).expect_err(bad);
+        assert!(err.to_string().contains("--broker (SPOUT_BROKER)"), "{err}");
+    }
+    assert!(config(&["--broker-prefix", "a{b"]).is_err());
+    assert!(config(&["--node-name", "has space"]).is_err());
 }
 
 /// The `[default: X]` in each option's help, fed back in as `--flag X`,
@@ -150,6 +186,7 @@ fn help_defaults_match_default_consts() {
         "jwt-audience",
         "jwt-issuer",
         "public-channels",
+        "node-name",
     ];
     let cmd = Args::command();
     let mut checked = 0;
@@ -176,7 +213,7 @@ fn help_defaults_match_default_consts() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 30);
+    assert_eq!(checked, 35);
 }
 
 #[test]

@@ -47,7 +47,7 @@ use crate::http::response::DateCache;
 use crate::metrics::Counters;
 use io::IoOutcome;
 use outq::{Chunk, OutQueue};
-pub use request::BodyState;
+pub use request::{BodyState, Parked};
 pub use stream::{Delivery, Format, StreamState};
 pub use ws::WsState;
 
@@ -69,6 +69,8 @@ pub enum Phase {
     ReadingBody(Box<BodyState>),
     /// An event stream, SSE or WebSocket.
     Stream(StreamState),
+    /// A complete request waits for the broker (`api::Action::Await`); nothing more is read until it is answered.
+    Awaiting(Box<Parked>),
 }
 
 /// What a connection waits for, and until when: one meaning per variant, each set by the phase it belongs to.
@@ -225,9 +227,10 @@ impl Conn {
             && self.out.bytes() >= PIPELINE_HOLD
     }
 
-    /// Whether `on_readable` has work now: input may be waiting and the connection is not holding.
+    /// Whether `on_readable` has work now: input may be waiting and the connection is neither holding nor
+    /// waiting for the broker.
     pub fn wants_read(&self) -> bool {
-        self.readable && !self.holding()
+        self.readable && !self.holding() && !matches!(self.phase, Phase::Awaiting(_))
     }
 
     /// Handles requests held back by `holding`, then reads until `WouldBlock` (or the budget, or a hold) and
@@ -241,6 +244,10 @@ impl Conn {
         }
         let mut budget = READ_BUDGET;
         while budget > 0 {
+            if matches!(self.phase, Phase::Awaiting(_)) {
+                // Read on once the broker has answered (`resume`).
+                return Next::Continue;
+            }
             if self.holding() {
                 // `readable` stays set: the worker resumes this connection once its answers drain.
                 return Next::Continue;
@@ -316,6 +323,12 @@ impl Conn {
         self.closing = true;
         if let Phase::ReadingHead { partial } = &mut self.phase {
             *partial = Vec::new();
+        }
+        if let Phase::Awaiting(_) = self.phase {
+            // A late answer from the broker finds no request to complete.
+            self.phase = Phase::ReadingHead {
+                partial: Vec::new(),
+            };
         }
         self.deadline = Deadline::Linger(now + linger);
     }

@@ -24,6 +24,16 @@ pub struct BodyState {
     decoder: BodyDecoder,
 }
 
+/// A complete request parked until the broker answers it: its head, body, the pipelined bytes behind it, and the
+/// ticket the answer must carry.
+pub struct Parked {
+    head_bytes: Vec<u8>,
+    head: Head,
+    body: Vec<u8>,
+    behind: Vec<u8>,
+    ticket: u64,
+}
+
 enum BodyDecoder {
     /// `Content-Length`: bytes still to come.
     Length(usize),
@@ -163,6 +173,11 @@ impl Conn {
                     self.phase = Phase::ReadingBody(Box::new(state));
                     at += head_len;
                 }
+                Phase::Awaiting(parked) => {
+                    // Requests pipelined behind a parked one wait for its answer, in order.
+                    parked.behind.extend_from_slice(rest);
+                    return (buf.len(), Next::Continue);
+                }
                 Phase::ReadingBody(state) => {
                     if rest.is_empty() {
                         return (at, Next::Continue);
@@ -213,6 +228,46 @@ impl Conn {
                 }
             }
             Action::Stream(stream) => self.open_stream(*stream, ctx),
+            Action::Await => {
+                self.phase = Phase::Awaiting(Box::new(Parked {
+                    head_bytes: head_bytes.to_vec(),
+                    head: head.clone(),
+                    body: body.to_vec(),
+                    behind: Vec::new(),
+                    ticket: ctx.waiter.ticket,
+                }));
+            }
         }
+    }
+
+    /// Whether the connection has a request parked with `ticket`.
+    pub fn parked_with(&self, ticket: u64) -> bool {
+        matches!(&self.phase, Phase::Awaiting(parked) if parked.ticket == ticket)
+    }
+
+    /// Handles the parked request again, with the broker's answer in `ctx`, then the requests pipelined behind it.
+    pub fn resume(&mut self, ctx: &mut Ctx) -> Next {
+        let Phase::Awaiting(parked) = std::mem::replace(
+            &mut self.phase,
+            Phase::ReadingHead {
+                partial: Vec::new(),
+            },
+        ) else {
+            return Next::Continue;
+        };
+        let Parked {
+            head_bytes,
+            head,
+            body,
+            behind,
+            ..
+        } = *parked;
+        self.dispatch(&head, &head_bytes, &body, ctx);
+        // Input that came while the request was parked is still in the socket.
+        self.readable = true;
+        if behind.is_empty() {
+            return Next::Continue;
+        }
+        self.ingest(&behind, ctx)
     }
 }

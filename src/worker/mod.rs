@@ -32,7 +32,8 @@ use slab::Slab;
 
 use crate::api::{self, Apps};
 use crate::auth::Auth;
-use crate::broker::Broker;
+use crate::broker::redis::RedisBroker;
+use crate::broker::{Broker, BrokerAnswer, Waiter};
 use crate::bus::{self, WorkerMsg};
 use crate::channels::ChannelTable;
 use crate::config::Config;
@@ -69,6 +70,8 @@ pub struct Shared {
     pub auth: Auth,
     pub table: Arc<ChannelTable>,
     pub broker: Arc<dyn Broker>,
+    /// `--broker redis://…`: the native API's channels go through Redis.
+    pub redis: Option<RedisBroker>,
     pub registry: Registry,
     pub apps: Apps,
     pub draining: AtomicBool,
@@ -128,6 +131,13 @@ macro_rules! ctx {
             draining: $w.drain.is_some(),
             counters: &mut $w.counters,
             ids: &mut $w.ids,
+            redis: $w.shared.redis.as_ref(),
+            waiter: $crate::broker::Waiter {
+                worker: $w.id,
+                conn: usize::MAX,
+                ticket: 0,
+            },
+            answer: None,
         }
     };
 }
@@ -284,12 +294,41 @@ impl Worker {
     }
 
     fn read(&mut self, key: usize, now: Instant) {
+        self.handle_conn(key, now, None, |conn, ctx, buf| conn.on_readable(ctx, buf));
+    }
+
+    /// The broker answered a request parked on one of this worker's connections: it is handled again with the
+    /// answer, and the connection reads on (input that came meanwhile waits in the socket).
+    fn on_broker_answer(&mut self, waiter: Waiter, answer: BrokerAnswer, now: Instant) {
+        let key = waiter.conn;
+        if !self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.parked_with(waiter.ticket))
+        {
+            return;
+        }
+        self.handle_conn(key, now, Some(answer), |conn, ctx, _| conn.resume(ctx));
+    }
+
+    /// Runs a handler of the connection at `key` with a fresh `Ctx`, then does what it asks: join the hub if it
+    /// became a stream, close it, or list it for a flush and a further read.
+    fn handle_conn(
+        &mut self,
+        key: usize,
+        now: Instant,
+        answer: Option<BrokerAnswer>,
+        handler: impl FnOnce(&mut Conn, &mut api::Ctx, &mut [u8]) -> Next,
+    ) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         let was_stream = conn.stream().is_some();
         let mut ctx = ctx!(self, now);
-        let next = conn.on_readable(&mut ctx, &mut self.read_buf);
+        ctx.waiter.conn = key;
+        ctx.waiter.ticket = ctx.ids.next_u64();
+        ctx.answer = answer;
+        let next = handler(conn, &mut ctx, &mut self.read_buf);
         if !was_stream && conn.stream().is_some() {
             self.join_hub(key);
         }

@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests: start the real binary on 127.0.0.1:0, speak raw bytes over `TcpStream`.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStdout, Command, Stdio};

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use super::input::{channel_name, Query};
 use super::{error, json_response, respond, ApiError, Handled};
 use crate::api::{channel_api, closes, Action, Ctx, Request};
+use crate::broker::BrokerAnswer;
 use crate::config::Api;
 
 /// Which channels `GET /channels` lists.
@@ -76,10 +77,18 @@ pub(super) fn list_channels(req: &Request, ctx: &mut Ctx) -> Handled {
 
 pub(super) fn channel_info(req: &Request, ctx: &mut Ctx, raw: &[u8]) -> Handled {
     let name = channel_name(raw)?;
-    let info = ctx
-        .table
-        .info(name)
-        .ok_or_else(|| ApiError::new(404, "channel_not_found", format!("no channel {name}")))?;
+    let info = match (ctx.redis, ctx.answer.take()) {
+        (None, _) => ctx.table.info(name),
+        (Some(_), Some(BrokerAnswer::Info(result))) => result.map_err(ApiError::from_broker)?,
+        (Some(redis), _) => {
+            redis
+                .info(name, ctx.waiter)
+                .map_err(ApiError::from_broker)?;
+            return Ok(Action::Await);
+        }
+    };
+    let info =
+        info.ok_or_else(|| ApiError::new(404, "channel_not_found", format!("no channel {name}")))?;
     let body = json!({
         "channel": &*info.name,
         "subscribers": info.subscribers,
@@ -93,7 +102,17 @@ pub(super) fn channel_info(req: &Request, ctx: &mut Ctx, raw: &[u8]) -> Handled 
 
 pub(super) fn delete_channel(req: &Request, ctx: &mut Ctx, raw: &[u8]) -> Handled {
     let name = channel_name(raw)?;
-    if !ctx.broker.delete_channel(name) {
+    let existed = match (ctx.redis, ctx.answer.take()) {
+        (None, _) => ctx.broker.delete_channel(name),
+        (Some(_), Some(BrokerAnswer::Deleted(result))) => result.map_err(ApiError::from_broker)?,
+        (Some(redis), _) => {
+            redis
+                .delete(name, ctx.waiter)
+                .map_err(ApiError::from_broker)?;
+            return Ok(Action::Await);
+        }
+    };
+    if !existed {
         return Err(ApiError::new(
             404,
             "channel_not_found",
@@ -113,11 +132,19 @@ pub(super) fn health(req: &Request, ctx: &mut Ctx) -> Action {
         let err = ApiError::new(503, "draining", "the server is shutting down");
         return error(req, ctx, err, closes(req, ctx));
     }
+    if ctx.redis.is_some_and(|redis| !redis.reachable()) {
+        // The load balancer should move traffic to a node that can reach Redis.
+        let err = ApiError::new(503, "broker_unavailable", "this node cannot reach Redis");
+        return error(req, ctx, err, closes(req, ctx));
+    }
     json_response(req, ctx, 200, &json!({"status": "ok"}))
 }
 
 pub(super) fn metrics(req: &Request, ctx: &mut Ctx) -> Action {
-    let text = ctx.registry.render(&ctx.table.stats(), ctx.draining);
+    let broker = ctx.redis.map(|redis| redis.figures());
+    let text = ctx
+        .registry
+        .render(&ctx.table.stats(), ctx.draining, broker);
     respond(
         req,
         ctx,

@@ -35,6 +35,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::{closes, Action, Ctx, Refusal, Request};
+use crate::broker::BrokerError;
 use crate::channels::TableError;
 use crate::config::CorsOrigin;
 use crate::http::request::Method;
@@ -66,6 +67,17 @@ impl ApiError {
 
     fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(400, code, message)
+    }
+
+    fn from_broker(e: BrokerError) -> ApiError {
+        match e {
+            BrokerError::Table(e) => ApiError::from_table(e),
+            BrokerError::Unavailable => ApiError::new(
+                503,
+                "broker_unavailable",
+                "Redis did not answer within --broker-timeout; nothing was done, retry shortly",
+            ),
+        }
     }
 
     fn from_table(e: TableError) -> ApiError {

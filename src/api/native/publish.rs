@@ -10,8 +10,9 @@ use serde_json::{json, Value};
 use super::access;
 use super::input::{channel_name, event_name, recipients, Query};
 use super::{json_response, respond, ApiError, Handled};
-use crate::api::{Ctx, Request};
-use crate::channels::{NewEvent, TableError};
+use crate::api::{Action, Ctx, Request};
+use crate::broker::BrokerAnswer;
+use crate::channels::{NewEvent, Receipt, TableError};
 
 /// Events in one batch publish (the body limit bounds it too).
 const MAX_BATCH: usize = 10_000;
@@ -35,10 +36,9 @@ pub(super) fn publish_one(req: &Request, ctx: &mut Ctx, raw_channel: &[u8]) -> H
         to,
         ..Default::default()
     };
-    let receipts = ctx
-        .broker
-        .publish(vec![new], ctx.wall, ctx.now)
-        .map_err(|e| count_table_error(ctx, e))?;
+    let Some(receipts) = publish_events(ctx, vec![new])? else {
+        return Ok(Action::Await);
+    };
     ctx.counters.published += 1;
     let receipt = receipts
         .first()
@@ -114,13 +114,33 @@ pub(super) fn publish_batch(req: &Request, ctx: &mut Ctx) -> Handled {
         });
     }
     publisher.check(ctx, events.iter().map(|e| &*e.channel))?;
-    let receipts = ctx
-        .broker
-        .publish(events, ctx.wall, ctx.now)
-        .map_err(|e| count_table_error(ctx, e))?;
+    let Some(receipts) = publish_events(ctx, events)? else {
+        return Ok(Action::Await);
+    };
     ctx.counters.published += 1;
     let ids: Vec<String> = receipts.iter().map(|r| r.id.to_string()).collect();
     Ok(json_response(req, ctx, 200, &json!({ "ids": ids })))
+}
+
+/// Publishes through the broker: at once with the local one; with Redis, the first handling queues the events
+/// and parks the request (`None`), and the second gets the receipts (`ctx.answer`).
+fn publish_events(ctx: &mut Ctx, events: Vec<NewEvent>) -> Result<Option<Vec<Receipt>>, ApiError> {
+    let Some(redis) = ctx.redis else {
+        return ctx
+            .broker
+            .publish(events, ctx.wall, ctx.now)
+            .map(Some)
+            .map_err(|e| count_table_error(ctx, e));
+    };
+    match ctx.answer.take() {
+        Some(BrokerAnswer::Published(result)) => result.map(Some).map_err(ApiError::from_broker),
+        _ => {
+            redis
+                .publish(events, ctx.waiter)
+                .map_err(ApiError::from_broker)?;
+            Ok(None)
+        }
+    }
 }
 
 pub(super) fn count_table_error(ctx: &mut Ctx, e: TableError) -> ApiError {

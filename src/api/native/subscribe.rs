@@ -12,7 +12,8 @@ use super::{cors_origin, push_cors, respond_error, ApiError, Handled, CLIENT_ID_
 use crate::api::{
     closes, keep_alive_field, Action, ChannelLoss, Ctx, Request, Stream, TokenExpired,
 };
-use crate::channels::{ResetNotice, Resume};
+use crate::broker::BrokerAnswer;
+use crate::channels::{ResetNotice, Resume, Subscription};
 use crate::config::{Api, CorsOrigin};
 use crate::http::response::write_stream_head;
 use crate::message::ws_text_frame;
@@ -93,10 +94,9 @@ pub(super) fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
                 "this Origin is not in --cors-origin",
             ));
         }
-        let subscription = ctx
-            .table
-            .subscribe(ctx.worker, &names, &client_id, resume)
-            .map_err(ApiError::from_table)?;
+        let Some(subscription) = register(ctx, &names, &client_id, resume)? else {
+            return Ok(Action::Await);
+        };
         let mut opening = Vec::with_capacity(256);
         handshake::write_switching_protocols(
             &mut opening,
@@ -140,10 +140,9 @@ pub(super) fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
             close,
         });
     }
-    let subscription = ctx
-        .table
-        .subscribe(ctx.worker, &names, &client_id, resume)
-        .map_err(ApiError::from_table)?;
+    let Some(subscription) = register(ctx, &names, &client_id, resume)? else {
+        return Ok(Action::Await);
+    };
     write_stream_head(&mut opening, ctx.date, &headers);
     sse::encode_comment(&mut opening, &format!("spout client_id={client_id}"));
     sse::encode_retry(
@@ -158,6 +157,50 @@ pub(super) fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
         websocket: false,
         expires,
     })))
+}
+
+/// Registers the stream's subscription: in the channel table at once, or, with the Redis broker, once the
+/// channel is fed on this node from the stream's cursor on (`None`: the broker was asked to warm it, and the
+/// request is handled again with its answer).
+fn register(
+    ctx: &mut Ctx,
+    names: &[&str],
+    client_id: &str,
+    resume: Resume,
+) -> Result<Option<Subscription>, ApiError> {
+    let Some(redis) = ctx.redis else {
+        return ctx
+            .table
+            .subscribe(ctx.worker, names, client_id, resume)
+            .map(Some)
+            .map_err(ApiError::from_table);
+    };
+    let [name] = names else {
+        return Err(ApiError::bad(
+            "too_many_subscriptions",
+            "with --broker redis a stream carries one channel",
+        ));
+    };
+    let just_read = match ctx.answer.take() {
+        Some(BrokerAnswer::Warmed(Err(e))) => return Err(ApiError::from_broker(e)),
+        Some(BrokerAnswer::Warmed(Ok(()))) => true,
+        _ => false,
+    };
+    let fed = ctx
+        .table
+        .subscribe_fed(ctx.worker, name, client_id, resume, just_read)
+        .map_err(ApiError::from_table)?;
+    if fed.is_some() {
+        return Ok(fed);
+    }
+    let after = match resume {
+        Resume::After(id) => Some(id),
+        Resume::Fresh | Resume::Unparseable => None,
+    };
+    redis
+        .warm(name, after, ctx.waiter)
+        .map_err(ApiError::from_broker)?;
+    Ok(None)
 }
 
 /// A refused WebSocket upgrade: 400 naming the one version spout speaks (RFC 6455 §4.2.2, §4.4). The connection

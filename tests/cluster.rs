@@ -1,0 +1,469 @@
+//! Several spout nodes on one Redis Cluster (`--broker redis://…`), as they are deployed: a 3-master cluster and
+//! 3 nodes on loopback ports, started by each test, and HAProxy in front where a test goes through a balancer.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::cluster::{start_node, Haproxy, RedisCluster};
+use common::{
+    get, publish, publish_batch, publish_id, require_program, signal, sse_subscribe, wait_for,
+    Server,
+};
+use serde_json::json;
+
+/// Whether redis-server, redis-cli (and HAProxy, when `haproxy`) are installed; under CI=true they must be.
+fn have_tools(haproxy: bool) -> bool {
+    require_program("redis-server")
+        && require_program("redis-cli")
+        && (!haproxy || require_program("haproxy"))
+}
+
+fn three_nodes(cluster: &RedisCluster, args: &[&str]) -> Vec<Server> {
+    (0..3).map(|_| start_node(cluster, args)).collect()
+}
+
+/// Channel names whose keys live on `count` different masters.
+fn channels_on_distinct_shards(cluster: &RedisCluster, count: usize) -> Vec<String> {
+    let mut found: Vec<(u16, String)> = Vec::new();
+    for i in 0..1000 {
+        let name = format!("ch{i}");
+        let master = cluster.master_of(&format!("spout:{{{name}}}"));
+        if !found.iter().any(|(m, _)| *m == master) {
+            found.push((master, name));
+        }
+        if found.len() == count {
+            break;
+        }
+    }
+    assert_eq!(found.len(), count, "not enough shards");
+    found.into_iter().map(|(_, name)| name).collect()
+}
+
+#[test]
+fn through_haproxy_every_subscriber_gets_every_event_byte_for_byte_whichever_node_it_is_on() {
+    if !have_tools(true) {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 0);
+    let nodes = three_nodes(&cluster, &[]);
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+    let balancer = Haproxy::start(&addrs);
+    // Round robin spreads six subscribers over the three nodes.
+    let mut subs: Vec<_> = (0..6)
+        .map(|_| sse_subscribe(balancer.addr, "/sub/news", ""))
+        .collect();
+    for addr in &addrs {
+        wait_for("two local subscribers on each node", || {
+            get(*addr, "/channels/news").json()["subscribers"] == 2
+        });
+    }
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        let data = format!("event {i}: äöü \"quoted\"");
+        let id = publish_id(balancer.addr, "news", &data);
+        sent.push(format!("id: {id}\ndata: {data}\n\n"));
+    }
+    let expected = sent.concat();
+    for sub in &mut subs {
+        let got = sub.read_until(sent.last().expect("sent").as_bytes());
+        assert!(
+            String::from_utf8_lossy(&got).ends_with(&expected),
+            "got {:?}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+    let ids: Vec<&str> = sent
+        .iter()
+        .map(|s| &s[4..s.find('\n').expect("line")])
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort_by_key(|id| id.parse::<u64>().expect("numeric id"));
+    assert_eq!(ids, sorted, "ids rise in publish order");
+}
+
+#[test]
+fn a_batch_over_channels_on_different_shards_reaches_subscribers_on_other_nodes() {
+    if !have_tools(false) {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 0);
+    let nodes = three_nodes(&cluster, &[]);
+    let names = channels_on_distinct_shards(&cluster, 3);
+    let mut subs: Vec<_> = names
+        .iter()
+        .zip(&nodes)
+        .map(|(name, node)| sse_subscribe(node.addr, &format!("/sub/{name}"), ""))
+        .collect();
+    let events: Vec<_> = names
+        .iter()
+        .flat_map(|name| {
+            (0..2).map(move |i| json!({"channel": name, "data": format!("{name}-{i}")}))
+        })
+        .collect();
+    let ids = publish_batch(nodes[2].addr, &json!(events));
+    assert_eq!(ids.len(), 6);
+    for (i, (name, sub)) in names.iter().zip(&mut subs).enumerate() {
+        let got = sub.events(2);
+        assert_eq!(got[0].data, format!("{name}-0"));
+        assert_eq!(got[1].data, format!("{name}-1"));
+        assert_eq!(got[0].id.as_deref(), Some(ids[2 * i].as_str()));
+        assert_eq!(got[1].id.as_deref(), Some(ids[2 * i + 1].as_str()));
+    }
+}
+
+#[test]
+fn a_subscriber_whose_node_is_killed_resumes_exactly_on_another_node() {
+    if !have_tools(false) {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 0);
+    let mut nodes = three_nodes(&cluster, &[]);
+    let mut sub = sse_subscribe(nodes[0].addr, "/sub/orders", "");
+    for i in 0..3 {
+        publish_id(nodes[1].addr, "orders", &format!("o{i}"));
+    }
+    let seen = sub.events(3);
+    let last = seen[2].id.clone().expect("id");
+    signal(nodes[0].child.id(), "KILL");
+    let _ = nodes[0].child.wait();
+    let missed: Vec<String> = (3..7)
+        .map(|i| publish_id(nodes[1].addr, "orders", &format!("o{i}")))
+        .collect();
+    let mut resumed = sse_subscribe(
+        nodes[2].addr,
+        "/sub/orders",
+        &format!("Last-Event-ID: {last}\r\n"),
+    );
+    let got = resumed.events(4);
+    let got_ids: Vec<String> = got.iter().map(|e| e.id.clone().expect("id")).collect();
+    assert_eq!(got_ids, missed, "exactly the missed events, in order");
+    assert!(got.iter().zip(3..).all(|(e, i)| e.data == format!("o{i}")));
+    let live = publish_id(nodes[1].addr, "orders", "o7");
+    assert_eq!(resumed.next_event().expect("live event").id, Some(live));
+}
+
+#[test]
+fn subscribers_dropping_and_resuming_on_other_nodes_get_every_event_once_in_order() {
+    if !have_tools(false) {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 0);
+    let nodes = three_nodes(&cluster, &[]);
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+    const PER_PUBLISHER: usize = 60;
+    let subscribers: Vec<_> = (0..4)
+        .map(|s| {
+            let addrs = addrs.clone();
+            std::thread::spawn(move || {
+                let mut got: Vec<(String, String)> = Vec::new();
+                let mut last: Option<String> = None;
+                let deadline = Instant::now() + Duration::from_secs(60);
+                let mut hop = s;
+                while got.len() < 3 * PER_PUBLISHER {
+                    assert!(Instant::now() < deadline, "resume storm took too long");
+                    let header = last
+                        .as_ref()
+                        .map(|id| format!("Last-Event-ID: {id}\r\n"))
+                        .unwrap_or_default();
+                    let mut sub = sse_subscribe(addrs[hop % 3], "/sub/storm", &header);
+                    hop += 1;
+                    // Read a few events, then drop the connection and resume elsewhere.
+                    let take = (3 + hop % 7).min(3 * PER_PUBLISHER - got.len());
+                    for event in sub.events(take) {
+                        let id = event
+                            .id
+                            .clone()
+                            .unwrap_or_else(|| panic!("an event without id: {event:?}"));
+                        last = Some(id.clone());
+                        got.push((id, event.data));
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    // Let every subscriber open its first stream before the first event, so each must see all of them.
+    for addr in &addrs {
+        wait_for("the first subscribers", || {
+            get(*addr, "/channels/storm").status == 200
+        });
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let publishers: Vec<_> = addrs
+        .iter()
+        .enumerate()
+        .map(|(p, addr)| {
+            let addr = *addr;
+            std::thread::spawn(move || {
+                for n in 0..PER_PUBLISHER {
+                    publish_id(addr, "storm", &format!("p{p}-{n}"));
+                }
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.join().expect("publisher");
+    }
+    let runs: Vec<Vec<(String, String)>> = subscribers
+        .into_iter()
+        .map(|s| s.join().expect("subscriber"))
+        .collect();
+    for run in &runs {
+        assert_eq!(
+            run, &runs[0],
+            "every subscriber sees the same events in the same order"
+        );
+        let ids: Vec<u64> = run.iter().map(|(id, _)| id.parse().expect("id")).collect();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "no duplicate, ids rise"
+        );
+        for p in 0..3 {
+            let from_p: Vec<&str> = run
+                .iter()
+                .map(|(_, data)| data.as_str())
+                .filter(|d| d.starts_with(&format!("p{p}-")))
+                .collect();
+            let expected: Vec<String> = (0..PER_PUBLISHER).map(|n| format!("p{p}-{n}")).collect();
+            assert_eq!(
+                from_p, expected,
+                "publisher {p}'s events, each once, in its order"
+            );
+        }
+    }
+}
+
+#[test]
+fn targeted_events_and_deletions_reach_every_node() {
+    if !have_tools(false) {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 0);
+    let nodes = three_nodes(&cluster, &[]);
+    let mut ann = sse_subscribe(nodes[0].addr, "/sub/room?client_id=ann", "");
+    let mut bob = sse_subscribe(nodes[1].addr, "/sub/room?client_id=bob", "");
+    publish_id(nodes[2].addr, "room?to=ann", "for ann");
+    publish_id(nodes[2].addr, "room", "for all");
+    assert_eq!(
+        ann.events(2)
+            .iter()
+            .map(|e| e.data.as_str())
+            .collect::<Vec<_>>(),
+        ["for ann", "for all"]
+    );
+    assert_eq!(bob.next_event().expect("event").data, "for all");
+
+    let deleted = common::request(nodes[2].addr, "DELETE", "/channels/room", "", b"");
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    for sub in [&mut ann, &mut bob] {
+        let last = sub.next_event().expect("deleted event");
+        assert_eq!(last.event.as_deref(), Some("deleted"));
+        assert!(
+            sub.next_event().is_none(),
+            "the stream ends after its last channel is deleted"
+        );
+    }
+    let again = common::request(nodes[0].addr, "DELETE", "/channels/room", "", b"");
+    assert_eq!(again.status, 404, "{}", again.text());
+}
+
+#[test]
+fn history_kept_in_redis_answers_resumes_with_the_documented_resets() {
+    if !have_tools(false) {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 0);
+    let nodes = three_nodes(&cluster, &["--history", "3"]);
+    let ids: Vec<String> = (0..6)
+        .map(|i| publish_id(nodes[0].addr, "ticker", &format!("t{i}")))
+        .collect();
+    // Only the last 3 are kept: a cursor before them gets `evicted`, then what is left.
+    let mut old = sse_subscribe(
+        nodes[1].addr,
+        "/sub/ticker",
+        &format!("Last-Event-ID: {}\r\n", ids[0]),
+    );
+    let got = old.events(4);
+    assert_eq!(got[0].event.as_deref(), Some("reset"));
+    assert!(got[0].data.contains("\"evicted\""), "{}", got[0].data);
+    let data: Vec<&str> = got[1..].iter().map(|e| e.data.as_str()).collect();
+    assert_eq!(data, ["t3", "t4", "t5"]);
+    // An id above the last one is from the future.
+    let future = format!("{}", ids[5].parse::<u64>().expect("id") + (1 << 30));
+    let mut ahead = sse_subscribe(
+        nodes[2].addr,
+        "/sub/ticker",
+        &format!("Last-Event-ID: {future}\r\n"),
+    );
+    let reset = ahead.next_event().expect("reset");
+    assert!(reset.data.contains("\"future\""), "{}", reset.data);
+}
+
+#[test]
+fn while_redis_is_down_publishes_get_503_and_health_fails_then_both_recover() {
+    if !have_tools(false) {
+        return;
+    }
+    let mut cluster = RedisCluster::start(3, 0);
+    let nodes = three_nodes(&cluster, &["--broker-timeout", "1s"]);
+    let mut sub = sse_subscribe(nodes[0].addr, "/sub/alerts", "");
+    let before = publish_id(nodes[1].addr, "alerts", "before");
+    assert_eq!(sub.next_event().expect("event").id, Some(before));
+
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    let refused = publish(nodes[1].addr, "alerts", "during");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.json()["error"], "broker_unavailable");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    for node in &nodes {
+        wait_for("health to fail", || {
+            get(node.addr, "/healthz").status == 503
+        });
+    }
+
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+    cluster.wait_ok();
+    for node in &nodes {
+        wait_for("health to recover", || {
+            get(node.addr, "/healthz").status == 200
+        });
+    }
+    // The subscriber stayed connected; its node subscribes the channel again and it gets what is published next.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let resp = publish(nodes[2].addr, "alerts", "after");
+        if resp.status == 200 {
+            break resp.json()["id"].as_str().expect("id").to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "publishing did not recover: {}",
+            resp.text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let next = sub.next_event().expect("event after the outage");
+    assert_eq!((next.id, next.data.as_str()), (Some(after), "after"));
+}
+
+#[test]
+fn when_a_master_dies_its_replica_takes_over_and_publishing_and_delivery_resume() {
+    if !have_tools(false) {
+        return;
+    }
+    let mut cluster = RedisCluster::start(3, 1);
+    let nodes = three_nodes(&cluster, &["--broker-timeout", "1s"]);
+    let mut sub = sse_subscribe(nodes[0].addr, "/sub/failover", "");
+    let first = publish_id(nodes[1].addr, "failover", "before");
+    assert_eq!(sub.next_event().expect("event").id, Some(first));
+
+    let master = cluster.master_of("spout:{failover}");
+    let index = cluster
+        .ports
+        .iter()
+        .position(|p| *p == master)
+        .expect("master");
+    cluster.kill(index);
+    let killed = Instant::now();
+    // Publishing answers 503 until the replica is promoted, then 200 again by itself.
+    let deadline = killed + Duration::from_secs(30);
+    let after = loop {
+        let resp = publish(nodes[1].addr, "failover", "after");
+        if resp.status == 200 {
+            break resp.json()["id"].as_str().expect("id").to_string();
+        }
+        assert_eq!(resp.status, 503, "{}", resp.text());
+        assert!(
+            Instant::now() < deadline,
+            "publishing did not resume after the failover: {:?}",
+            common::cluster::cli(cluster.ports[(index + 1) % 6], &["CLUSTER", "NODES"])
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!(
+        "publishing resumed {:?} after the master was killed",
+        killed.elapsed()
+    );
+    let next = sub.next_event().expect("event after the failover");
+    assert_eq!((next.id, next.data.as_str()), (Some(after), "after"));
+}
+
+#[test]
+fn every_node_shows_the_subscribers_of_all_nodes_and_a_killed_nodes_leave_after_their_ttl() {
+    if !have_tools(false) {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 0);
+    let mut nodes = three_nodes(&cluster, &["--broker-node-ttl", "2s"]);
+    let _ann = sse_subscribe(nodes[0].addr, "/sub/lobby?client_id=ann", "");
+    let bob = sse_subscribe(nodes[1].addr, "/sub/lobby?client_id=bob", "");
+    let _carol: Vec<_> = (0..2)
+        .map(|_| sse_subscribe(nodes[2].addr, "/sub/lobby?client_id=carol", ""))
+        .collect();
+    let seen = |addr: SocketAddr| {
+        let info = get(addr, "/channels/lobby").json();
+        (info["subscribers"].as_u64(), info["client_ids"].clone())
+    };
+    for node in &nodes {
+        wait_for("every node's subscribers on every node", || {
+            seen(node.addr) == (Some(4), json!(["ann", "bob", "carol"]))
+        });
+    }
+    drop(bob);
+    wait_for("bob to leave", || {
+        seen(nodes[0].addr) == (Some(3), json!(["ann", "carol"]))
+    });
+    let id = publish_id(nodes[1].addr, "lobby", "hello");
+    let info = get(nodes[1].addr, "/channels/lobby").json();
+    assert_eq!(info["last_id"], json!(id));
+    assert_eq!(info["retained"], 1);
+
+    signal(nodes[0].child.id(), "KILL");
+    let _ = nodes[0].child.wait();
+    wait_for("the killed node's subscriber to expire", || {
+        seen(nodes[2].addr) == (Some(2), json!(["carol"]))
+    });
+    assert_eq!(get(nodes[2].addr, "/channels/nowhere").status, 404);
+}
+
+#[test]
+fn with_wait_replicas_a_publish_is_answered_once_a_replica_has_it_and_refused_without_one() {
+    if !have_tools(false) {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 1);
+    let node = start_node(&cluster, &["--broker-wait-replicas", "1"]);
+    publish_id(node.addr, "durable", "kept");
+    let master = cluster.master_of("spout:{durable}");
+    let replica = *cluster.replicas_of(master).first().expect("a replica");
+    // Read on the replica itself (READONLY), right after the answer: it already has the event.
+    let mut cli = std::process::Command::new("redis-cli")
+        .args(["-p", &replica.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("redis-cli");
+    use std::io::Write as _;
+    cli.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"READONLY\nXLEN spout:{durable}:h\n")
+        .expect("write");
+    let out = cli.wait_with_output().expect("redis-cli output");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK\n1");
+
+    let lonely = RedisCluster::start(3, 0);
+    let node = start_node(
+        &lonely,
+        &["--broker-wait-replicas", "1", "--broker-timeout", "500ms"],
+    );
+    let refused = publish(node.addr, "durable", "not kept twice");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.json()["error"], "broker_unavailable");
+}
