@@ -2,7 +2,9 @@
 //!
 //! What this file owns: one bench binary (`cargo bench --bench hot_paths`) covering request-head parsing,
 //! chunked body decoding, SSE encoding, the encode-once `Message::sse_frame` and `Message::ws_frame`, fan-out (queueing one shared frame
-//! on 10,000 `OutQueue`s, and a per-recipient prefixed WebSocket frame on as many), the vectored write of a 64-frame queue, the history lookup behind `Last-Event-ID`, the channel table's side of a publish and a hub's joins and leaves.
+//! on 10,000 `OutQueue`s, and a per-recipient prefixed WebSocket frame on as many), the vectored write of a 64-frame queue, the history lookup behind `Last-Event-ID`, the channel table's side of a publish, a hub's joins and leaves,
+//! and the check of a subscriber's signed token (`auth/verify`: HS256, RS256, ES256, EdDSA; keys in `benches/keys`,
+//! made for this bench with `openssl genpkey`).
 //!
 //! What it must not do: touch sockets or threads, or benchmark anything that depends on the machine's network
 //! stack; those costs belong to `loadtest/`. Inputs are built outside the timed closures, so each figure is the
@@ -18,8 +20,10 @@ use std::time::{Duration, Instant, SystemTime};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use mio::{Poll, Token, Waker};
 
+use spout::auth::Auth;
 use spout::bus::Bus;
 use spout::channels::{ChannelTable, NewEvent, Resume, TableLimits};
+use spout::config::{AuthMode, Config};
 use spout::conn::outq::{Chunk, OutQueue};
 use spout::http::chunked::ChunkedDecoder;
 use spout::http::request::{parse_head, Limits};
@@ -466,8 +470,64 @@ fn bench_hub(c: &mut Criterion) {
     group.finish();
 }
 
+/// `Auth::verify` on a subscriber's token (a `sub`, an `exp` and two subscribe patterns), per algorithm: the whole
+/// check a subscribe with a token adds (header, key choice, signature, time claims, the claims spout reads).
+fn bench_auth(c: &mut Criterion) {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/keys");
+    let read = |name: &str| std::fs::read(format!("{keys}/{name}")).expect("bench key");
+    let config = Config {
+        auth: AuthMode::Jwt,
+        jwt_secrets: vec!["bench-secret-0123456789abcdef".into()],
+        jwt_public_keys: ["rsa.pub", "p256.pub", "ed.pub"]
+            .iter()
+            .map(|name| format!("{keys}/{name}").into())
+            .collect(),
+        ..Config::default()
+    };
+    let auth = Auth::load(&config).expect("bench keys load");
+    let claims = serde_json::json!({
+        "sub": "user-42",
+        "exp": jsonwebtoken::get_current_timestamp() + 3600,
+        "spout": {"subscribe": ["user.42", "room.*"]}
+    });
+    let signers = [
+        (
+            "hs256",
+            Algorithm::HS256,
+            EncodingKey::from_secret(b"bench-secret-0123456789abcdef"),
+        ),
+        (
+            "rs256",
+            Algorithm::RS256,
+            EncodingKey::from_rsa_pem(&read("rsa.pem")).expect("rsa"),
+        ),
+        (
+            "es256",
+            Algorithm::ES256,
+            EncodingKey::from_ec_pem(&read("p256.pem")).expect("p256"),
+        ),
+        (
+            "eddsa",
+            Algorithm::EdDSA,
+            EncodingKey::from_ed_pem(&read("ed.pem")).expect("ed"),
+        ),
+    ];
+    let mut group = c.benchmark_group("auth/verify");
+    group.throughput(Throughput::Elements(1));
+    for (name, alg, key) in signers {
+        let token = encode(&Header::new(alg), &claims, &key).expect("sign");
+        assert!(auth.verify(token.as_bytes()).is_ok(), "{name}");
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(auth.verify(black_box(token.as_bytes()))).is_ok())
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    bench_auth,
     bench_publish,
     bench_hub,
     bench_parse_head,

@@ -22,11 +22,13 @@
 //! - `channels`: the channel table (the sequencer, the registry of subscribers per worker and presence, and
 //!   `channels::history`: retention); `broker`: the publish seam; `bus`: the worker inboxes; `hub`: a worker's
 //!   channel → subscribers index, with the members' positions.
+//! - `auth`: token keys, token checks and channel patterns for private channels (`--auth jwt`).
 //! - `message`: event ids and shared messages; `metrics`: counters and the Prometheus exposition.
 //! - Leaves every layer may use: `date` (calendar dates), `ids` (random client ids), `sync` (the lock helper), `secret` (comparing keys).
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod auth;
 pub mod broker;
 pub mod bus;
 pub mod channels;

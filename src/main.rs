@@ -16,11 +16,12 @@ use mio::{Poll, Waker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use spout::auth::Auth;
 use spout::broker::local::LocalBroker;
 use spout::broker::redis::{RedisBroker, Settings};
 use spout::bus::{Bus, WorkerMsg};
 use spout::channels::{ChannelTable, TableLimits};
-use spout::config::{BrokerChoice, Config, Listen};
+use spout::config::{AuthMode, BrokerChoice, Config, Listen};
 use spout::conn::body_budget::BodyBudget;
 use spout::metrics::Registry;
 use spout::peers::Peers;
@@ -92,7 +93,7 @@ fn node_name(config: &Config, bound: &[Listen]) -> String {
     }
 }
 
-fn run(config: Config) -> Result<(), String> {
+fn run(config: Config, auth: Auth) -> Result<(), String> {
     let max_connections = connection_ceiling(&config);
     log_kernel_limits();
     let workers = config.workers.get();
@@ -144,7 +145,7 @@ fn run(config: Config) -> Result<(), String> {
             )
         }
     };
-    if config.publish_key.is_none() && !config.is_loopback_only() {
+    if config.publish_key.is_none() && config.auth == AuthMode::None && !config.is_loopback_only() {
         log::warn!(
             "publishing is open to anyone who can reach a non-loopback listener: set --publish-key"
         );
@@ -156,6 +157,7 @@ fn run(config: Config) -> Result<(), String> {
         bodies: Arc::new(BodyBudget::new(config.max_pending_body_bytes)),
         peers: Peers::new(config.max_connections_per_ip),
         config,
+        auth,
         table,
         broker,
         redis,
@@ -244,7 +246,23 @@ fn main() -> ExitCode {
     for warning in config.warnings() {
         log::warn!("{warning}");
     }
-    match run(config) {
+    // Key files are read here, not in `Config::load` (which reads no file); a key that cannot be used is a bad
+    // option, as a bad value is.
+    let auth = match Auth::load(&config) {
+        Ok(auth) => auth,
+        Err(e) => {
+            eprintln!("spout: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if auth.is_on() {
+        log::info!(
+            "--auth jwt: tokens checked with {} keys; {} public channel patterns",
+            auth.key_count(),
+            config.public_channels.len()
+        );
+    }
+    match run(config, auth) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Once: as a log line where the logger writes errors (to stderr, in the chosen format), else plain.

@@ -6,6 +6,7 @@
 //! - `heartbeat`: what a quiet SSE stream is sent, and when;
 //! - `replay_reset`: the `reset` event of a resuming stream;
 //! - `channel_deleted`: what a stream gets when one of its channels is deleted;
+//! - `token_expired`: what a stream gets when the token that opened it expires;
 //! - `stream_closed`: a stream ended; the API updates its own bookkeeping.
 
 use std::time::Duration;
@@ -97,6 +98,23 @@ pub fn channel_deleted(api: Api, channel: &str) -> ChannelLoss {
     match api {
         Api::Native => native::channel_deleted(channel),
         Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => ChannelLoss::Silent,
+    }
+}
+
+/// A stream's last frames when the token that opened it expires: on SSE one event, on WebSocket a message and a
+/// close frame.
+pub struct TokenExpired {
+    pub sse: &'static [u8],
+    pub ws: &'static [&'static [u8]],
+}
+
+/// What a stream of `api` gets when its token expires. Only native streams are opened with a token (the compatible
+/// APIs keep their own rules), so every API answers with the native frames.
+pub fn token_expired(api: Api) -> TokenExpired {
+    match api {
+        Api::Native | Api::Pipely | Api::NodeSse | Api::Flychat | Api::WsPush | Api::Keker => {
+            native::TOKEN_EXPIRED
+        }
     }
 }
 

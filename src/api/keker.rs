@@ -272,6 +272,7 @@ fn subscribe(req: &Request, ctx: &mut Ctx) -> Action {
         subscription,
         client_id: ctx.ids.next_client_id(),
         websocket: true,
+        expires: None,
     }))
 }
 

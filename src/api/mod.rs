@@ -34,6 +34,7 @@ mod ws_session;
 
 use std::time::{Instant, SystemTime};
 
+use crate::auth::Auth;
 use crate::broker::redis::RedisBroker;
 use crate::broker::{Broker, BrokerAnswer, Waiter};
 use crate::channels::{ChannelTable, Subscription};
@@ -46,8 +47,8 @@ use crate::reload::Live;
 use crate::ws::handshake::Upgrade;
 
 pub use hooks::{
-    channel_deleted, heartbeat, refusal, replay_reset, stream_closed, ChannelLoss, Heartbeat,
-    Refusal, SSE_COMMENT_HEARTBEAT,
+    channel_deleted, heartbeat, refusal, replay_reset, stream_closed, token_expired, ChannelLoss,
+    Heartbeat, Refusal, TokenExpired, SSE_COMMENT_HEARTBEAT,
 };
 pub use respond::{answer, closes, keep_alive_field, respond};
 pub use ws_session::{
@@ -63,6 +64,8 @@ pub struct Ctx<'a> {
     pub config: &'a Config,
     /// The reloadable values in force (the publish key).
     pub live: &'a Live,
+    /// Who may subscribe and publish (`--auth`): token keys and public channels.
+    pub auth: &'a Auth,
     pub table: &'a ChannelTable,
     pub broker: &'a dyn Broker,
     pub registry: &'a Registry,
@@ -151,6 +154,9 @@ pub struct Stream {
     pub client_id: Box<str>,
     /// A WebSocket stream (the opening is a 101 answer); else SSE.
     pub websocket: bool,
+    /// When the token that opened the stream expires: the stream ends then, with its API's `token_expired`
+    /// frames. `None`: it never expires.
+    pub expires: Option<Instant>,
 }
 
 /// The bookkeeping of the compatible APIs, shared by all workers (see the module doc).

@@ -344,6 +344,76 @@ pub struct Args {
     )]
     pub publish_key: Option<String>,
 
+    /// Who may subscribe and publish on the native API: none (anyone who can
+    /// reach a listener) or jwt (a signed token; see the --jwt-* options)
+    /// [default: none]
+    #[arg(long, env = "SPOUT_AUTH", value_name = "MODE")]
+    pub auth: Option<String>,
+
+    /// HMAC secret of signed tokens (HS256, HS384, HS512); repeatable, each
+    /// secret accepted (rotation) [default: none]
+    #[arg(
+        long,
+        env = "SPOUT_JWT_SECRET",
+        value_name = "SECRET",
+        action = ArgAction::Append,
+        hide_env_values = true
+    )]
+    pub jwt_secret: Vec<String>,
+
+    /// File of HMAC secrets for signed tokens, one per line [default: none]
+    #[arg(long, env = "SPOUT_JWT_SECRET_FILE", value_name = "FILE")]
+    pub jwt_secret_file: Option<String>,
+
+    /// PEM public key of signed tokens: RSA (RS256/384/512, PS256/384/512),
+    /// EC (ES256, ES384) or Ed25519 (EdDSA); repeatable, comma-separated in
+    /// the environment [default: none]
+    #[arg(
+        long,
+        env = "SPOUT_JWT_PUBLIC_KEY",
+        value_name = "FILE",
+        action = ArgAction::Append,
+        value_delimiter = ','
+    )]
+    pub jwt_public_key: Vec<String>,
+
+    /// JWKS document (a JSON key set) of token keys, chosen by a token's
+    /// kid [default: none]
+    #[arg(long, env = "SPOUT_JWT_JWKS", value_name = "FILE")]
+    pub jwt_jwks: Option<String>,
+
+    /// Audience a token's aud must name [default: none (aud is not checked)]
+    #[arg(long, env = "SPOUT_JWT_AUDIENCE", value_name = "AUD")]
+    pub jwt_audience: Option<String>,
+
+    /// Issuer a token's iss must be [default: none (iss is not checked)]
+    #[arg(long, env = "SPOUT_JWT_ISSUER", value_name = "ISS")]
+    pub jwt_issuer: Option<String>,
+
+    /// Clock skew allowed when checking a token's exp and nbf
+    /// [default: 30s]
+    #[arg(
+        long,
+        env = "SPOUT_JWT_LEEWAY",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
+    pub jwt_leeway: Option<String>,
+
+    /// Cookie a subscribe's token may come in [default: spout_token]
+    #[arg(long, env = "SPOUT_JWT_COOKIE", value_name = "NAME")]
+    pub jwt_cookie: Option<String>,
+
+    /// With --auth jwt, channels anyone may subscribe to without a token:
+    /// comma-separated names or prefixes ending in * [default: none]
+    #[arg(
+        long,
+        env = "SPOUT_PUBLIC_CHANNELS",
+        value_name = "PATTERNS",
+        value_delimiter = ','
+    )]
+    pub public_channels: Vec<String>,
+
     /// Allowed CORS origins: '*' for any, 'none' or empty to send no CORS
     /// headers, or a comma-separated list of origins, each scheme://host or
     /// scheme://host:port

@@ -31,6 +31,7 @@
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue};
@@ -201,6 +202,20 @@ pub const DEFAULT_PUBLISH_KEY: Option<&str> = None;
 /// Publish keys shorter than this, in characters, are accepted but reported
 /// by [`Config::warnings`].
 pub const MIN_PUBLISH_KEY_LEN: usize = 16;
+/// Token secrets shorter than this, in bytes, are accepted but reported by
+/// [`Config::warnings`]: an HMAC key should be at least as long as its hash
+/// output, 32 bytes for HS256 (RFC 7518 §3.2).
+pub const MIN_JWT_SECRET_LEN: usize = 32;
+
+/// Who may subscribe and publish on the native API: anyone.
+pub const DEFAULT_AUTH: AuthMode = AuthMode::None;
+/// Clock skew allowed when a token's `exp` and `nbf` are checked (30 s): a
+/// token minted on a machine whose clock is a little ahead is not refused as
+/// not yet valid, nor one a little behind as expired.
+pub const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(30);
+/// The cookie a subscribe's token may come in, for an `EventSource` with
+/// `withCredentials` (which cannot set headers).
+pub const DEFAULT_JWT_COOKIE: &str = "spout_token";
 
 /// Allowed CORS origins: any (`*`).
 pub const DEFAULT_CORS_ORIGIN: CorsOrigin = CorsOrigin::Any;
@@ -332,6 +347,25 @@ pub enum CorsOrigin {
     Disabled,
 }
 
+/// Who may subscribe and publish on the native API (`--auth`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Anyone who can reach a listener (publishing still needs `--publish-key` when it is set).
+    None,
+    /// A signed token (JWT) names what its bearer may subscribe to and publish; `--public-channels` are open.
+    Jwt,
+}
+
+impl AuthMode {
+    /// The name used by `--auth`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AuthMode::None => "none",
+            AuthMode::Jwt => "jwt",
+        }
+    }
+}
+
 /// Where published events meet between nodes (`--broker`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BrokerChoice {
@@ -386,6 +420,14 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    /// An error about `flag`'s value, naming both its spellings (for checks made outside this module, such as
+    /// reading the key files `flag` names).
+    pub fn for_flag(flag: &str, reason: String) -> ConfigError {
+        error(flag, reason)
+    }
+}
 
 /// The validated server configuration; see the module doc for precedence.
 /// Field docs give only the type's sense; meaning, unit and default are on
@@ -455,6 +497,26 @@ pub struct Config {
     /// See [`DEFAULT_PUBLISH_KEY`]; non-empty, printable, no whitespace.
     /// Redacted in `Debug`.
     pub publish_key: Option<String>,
+    /// See [`DEFAULT_AUTH`]; `Jwt` has at least one key source.
+    pub auth: AuthMode,
+    /// HMAC secrets of tokens, each non-empty. Redacted in `Debug`.
+    pub jwt_secrets: Vec<String>,
+    /// A file of HMAC secrets, one per line (read by `auth::Auth::load`).
+    pub jwt_secret_file: Option<PathBuf>,
+    /// PEM public keys of tokens (read by `auth::Auth::load`).
+    pub jwt_public_keys: Vec<PathBuf>,
+    /// A JWKS document of token keys (read by `auth::Auth::load`).
+    pub jwt_jwks: Option<PathBuf>,
+    /// The `aud` a token must name, when set.
+    pub jwt_audience: Option<String>,
+    /// The `iss` a token must carry, when set.
+    pub jwt_issuer: Option<String>,
+    /// See [`DEFAULT_JWT_LEEWAY`].
+    pub jwt_leeway: Duration,
+    /// See [`DEFAULT_JWT_COOKIE`]; a cookie name (RFC 6265 token).
+    pub jwt_cookie: String,
+    /// Channel patterns open without a token under `AuthMode::Jwt`: names, or prefixes ending in `*`.
+    pub public_channels: Vec<String>,
     /// See [`DEFAULT_CORS_ORIGIN`].
     pub cors_origin: CorsOrigin,
     /// See [`DEFAULT_LOG_LEVEL`].
@@ -509,6 +571,16 @@ impl Default for Config {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             inbox_capacity: DEFAULT_INBOX_CAPACITY,
             publish_key: DEFAULT_PUBLISH_KEY.map(String::from),
+            auth: DEFAULT_AUTH,
+            jwt_secrets: Vec::new(),
+            jwt_secret_file: None,
+            jwt_public_keys: Vec::new(),
+            jwt_jwks: None,
+            jwt_audience: None,
+            jwt_issuer: None,
+            jwt_leeway: DEFAULT_JWT_LEEWAY,
+            jwt_cookie: DEFAULT_JWT_COOKIE.to_string(),
+            public_channels: Vec::new(),
             cors_origin: DEFAULT_CORS_ORIGIN,
             log_level: DEFAULT_LOG_LEVEL,
             log_format: DEFAULT_LOG_FORMAT,
@@ -522,7 +594,7 @@ impl Default for Config {
     }
 }
 
-/// Hand-written so that the publish key never reaches a log line.
+/// Hand-written so that the publish key and token secrets never reach a log line.
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
@@ -560,6 +632,19 @@ impl fmt::Debug for Config {
                 "publish_key",
                 &self.publish_key.as_ref().map(|_| "<redacted>"),
             )
+            .field("auth", &self.auth)
+            .field(
+                "jwt_secrets",
+                &format_args!("<{} redacted>", self.jwt_secrets.len()),
+            )
+            .field("jwt_secret_file", &self.jwt_secret_file)
+            .field("jwt_public_keys", &self.jwt_public_keys)
+            .field("jwt_jwks", &self.jwt_jwks)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_leeway", &self.jwt_leeway)
+            .field("jwt_cookie", &self.jwt_cookie)
+            .field("public_channels", &self.public_channels)
             .field("cors_origin", &self.cors_origin)
             .field("log_level", &self.log_level)
             .field("log_format", &self.log_format)
@@ -822,6 +907,29 @@ impl Config {
             Some(raw) => Some(parse_field("--publish-key", &raw, parse_publish_key)?),
         };
 
+        let auth = match args.auth.as_deref() {
+            None => DEFAULT_AUTH,
+            Some(raw) => parse_field("--auth", raw, parse_auth_mode)?,
+        };
+        let jwt_secrets = args
+            .jwt_secret
+            .iter()
+            .map(|raw| parse_field("--jwt-secret", raw, parse_jwt_secret))
+            .collect::<Result<Vec<_>, _>>()?;
+        let public_channels = args
+            .public_channels
+            .iter()
+            .map(|raw| parse_field("--public-channels", raw, parse_channel_pattern))
+            .collect::<Result<Vec<_>, _>>()?;
+        let jwt = JwtArgs {
+            secrets: !jwt_secrets.is_empty(),
+            secret_file: args.jwt_secret_file.is_some(),
+            public_keys: !args.jwt_public_key.is_empty(),
+            jwks: args.jwt_jwks.is_some(),
+            public_channels: !public_channels.is_empty(),
+        };
+        check_auth(auth, &jwt)?;
+
         let broker_timeout = duration_field(
             "--broker-timeout",
             args.broker_timeout.as_deref(),
@@ -885,6 +993,23 @@ impl Config {
             )?,
             inbox_capacity,
             publish_key,
+            auth,
+            jwt_secrets,
+            jwt_secret_file: args.jwt_secret_file.map(PathBuf::from),
+            jwt_public_keys: args.jwt_public_key.iter().map(PathBuf::from).collect(),
+            jwt_jwks: args.jwt_jwks.map(PathBuf::from),
+            jwt_audience: args.jwt_audience,
+            jwt_issuer: args.jwt_issuer,
+            jwt_leeway: duration_field(
+                "--jwt-leeway",
+                args.jwt_leeway.as_deref(),
+                DEFAULT_JWT_LEEWAY,
+            )?,
+            jwt_cookie: match args.jwt_cookie.as_deref() {
+                None => DEFAULT_JWT_COOKIE.to_string(),
+                Some(raw) => parse_field("--jwt-cookie", raw, parse_cookie_name)?,
+            },
+            public_channels,
             cors_origin: match args.cors_origin.as_deref() {
                 None => DEFAULT_CORS_ORIGIN,
                 Some(raw) => parse_field("--cors-origin", raw, parse_cors_origin)?,
@@ -934,6 +1059,15 @@ impl Config {
                 out.push(format!(
                     "--publish-key is only {len} characters long; use at least \
                      {MIN_PUBLISH_KEY_LEN} random characters"
+                ));
+            }
+        }
+        for secret in &self.jwt_secrets {
+            let len = secret.len();
+            if len < MIN_JWT_SECRET_LEN {
+                out.push(format!(
+                    "a --jwt-secret is only {len} bytes long; HS256 wants at least \
+                     {MIN_JWT_SECRET_LEN} random bytes (RFC 7518 §3.2)"
                 ));
             }
         }

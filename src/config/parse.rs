@@ -263,6 +263,80 @@ pub(super) fn parse_origin(s: &str) -> Result<String, String> {
     Ok(lower)
 }
 
+pub(super) fn parse_auth_mode(s: &str) -> Result<AuthMode, String> {
+    match s {
+        "none" => Ok(AuthMode::None),
+        "jwt" => Ok(AuthMode::Jwt),
+        _ => Err(format!("unknown mode '{s}'; use none or jwt")),
+    }
+}
+
+pub(super) fn parse_jwt_secret(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("an empty secret would let anyone sign tokens".to_string());
+    }
+    Ok(s.to_string())
+}
+
+/// A channel pattern: a native channel name, or a prefix of one followed by `*` (`room.*`, `*`).
+pub(super) fn parse_channel_pattern(s: &str) -> Result<String, String> {
+    let name = s.strip_suffix('*').unwrap_or(s);
+    let valid_byte =
+        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':' | b'@');
+    if (name.is_empty() && !s.ends_with('*')) || name.len() > 128 || !name.bytes().all(valid_byte) {
+        return Err(format!(
+            "'{s}' is not a channel pattern: a channel name (ASCII letters, digits, -_.~:@) \
+             or a prefix of one followed by *"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// A cookie name is an RFC 6265 §4.1.1 token: visible ASCII except separators.
+pub(super) fn parse_cookie_name(s: &str) -> Result<String, String> {
+    let separator = |c: char| "()<>@,;:\\\"/[]?={} \t".contains(c);
+    if s.is_empty() || !s.chars().all(|c| c.is_ascii_graphic() && !separator(c)) {
+        return Err(format!(
+            "'{s}' is not a cookie name (visible ASCII, no separators such as = ; ,)"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// Which token options were given, for `check_auth`.
+pub(super) struct JwtArgs {
+    pub secrets: bool,
+    pub secret_file: bool,
+    pub public_keys: bool,
+    pub jwks: bool,
+    pub public_channels: bool,
+}
+
+/// `--auth jwt` needs a key; keys and public channels without it would be silently unused, so they are refused.
+pub(super) fn check_auth(auth: AuthMode, jwt: &JwtArgs) -> Result<(), ConfigError> {
+    let any_key = jwt.secrets || jwt.secret_file || jwt.public_keys || jwt.jwks;
+    match auth {
+        AuthMode::Jwt if !any_key => Err(error(
+            "--auth",
+            "jwt needs a key to check tokens with: --jwt-secret, --jwt-secret-file, \
+             --jwt-public-key or --jwt-jwks"
+                .to_string(),
+        )),
+        AuthMode::None if any_key || jwt.public_channels => {
+            let flag = if jwt.public_channels && !any_key {
+                "--public-channels"
+            } else {
+                "token keys (--jwt-*)"
+            };
+            Err(error(
+                "--auth",
+                format!("{flag} given, but --auth is none; set --auth jwt to use them"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 pub(super) fn parse_log_level(s: &str) -> Result<LevelFilter, String> {
     s.trim()
         .parse::<LevelFilter>()

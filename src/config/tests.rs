@@ -128,6 +128,10 @@ fn no_arguments_give_the_defaults() {
     assert_eq!(c.inbox_capacity, 65_536);
     assert_eq!(c.publish_key, None);
     assert_eq!(c.cors_origin, CorsOrigin::Any);
+    assert_eq!(c.auth, AuthMode::None);
+    assert_eq!(c.jwt_leeway, Duration::from_secs(30));
+    assert_eq!(c.jwt_cookie, "spout_token");
+    assert!(c.public_channels.is_empty());
     assert_eq!(c.log_level, LevelFilter::Info);
     assert_eq!(c.log_format, LogFormat::Text);
     assert_eq!(c.broker, BrokerChoice::Local);
@@ -182,6 +186,13 @@ fn help_defaults_match_default_consts() {
         "max-connections-per-ip",
         "max-channels-per-ip",
         "publish-key",
+        "jwt-secret",
+        "jwt-secret-file",
+        "jwt-public-key",
+        "jwt-jwks",
+        "jwt-audience",
+        "jwt-issuer",
+        "public-channels",
         "node-name",
     ];
     let cmd = Args::command();
@@ -209,7 +220,7 @@ fn help_defaults_match_default_consts() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 34);
+    assert_eq!(checked, 38);
 }
 
 #[test]
@@ -622,5 +633,66 @@ fn listen_help_names_every_api() {
             help.contains(api.as_str()),
             "--listen help lacks {api}: {help}"
         );
+    }
+}
+
+#[test]
+fn auth_options_are_checked_together() {
+    let c = config(&[
+        "--auth",
+        "jwt",
+        "--jwt-secret",
+        "s1",
+        "--jwt-secret",
+        "s2",
+        "--jwt-public-key",
+        "a.pem,b.pem",
+        "--public-channels",
+        "news,room.*,*",
+        "--jwt-cookie",
+        "tok",
+        "--jwt-leeway",
+        "0s",
+    ])
+    .expect("valid");
+    assert_eq!(c.auth, AuthMode::Jwt);
+    assert_eq!(c.jwt_secrets, ["s1", "s2"]);
+    assert_eq!(c.jwt_public_keys.len(), 2);
+    assert_eq!(c.public_channels, ["news", "room.*", "*"]);
+    assert_eq!(c.jwt_cookie, "tok");
+    assert_eq!(c.jwt_leeway, Duration::ZERO);
+    assert!(!format!("{c:?}").contains("s1"), "secrets are redacted");
+    assert_eq!(c.warnings().len(), 2, "two short secrets");
+    let refusals: [(&[&str], &str); 7] = [
+        (
+            &["--auth", "jwt"],
+            "invalid --auth (SPOUT_AUTH): jwt needs a key",
+        ),
+        (&["--auth", "hook"], "unknown mode 'hook'"),
+        (&["--jwt-secret", "s"], "but --auth is none"),
+        (
+            &["--public-channels", "news"],
+            "--public-channels given, but --auth is none",
+        ),
+        (&["--auth", "jwt", "--jwt-secret", ""], "an empty secret"),
+        (
+            &[
+                "--auth",
+                "jwt",
+                "--jwt-secret",
+                "s",
+                "--public-channels",
+                "a*b",
+            ],
+            "'a*b' is not a channel pattern",
+        ),
+        (
+            &["--auth", "jwt", "--jwt-secret", "s", "--jwt-cookie", "a=b"],
+            "'a=b' is not a cookie name",
+        ),
+    ];
+    for (args, want) in refusals {
+        let e = config(args).expect_err(want).to_string();
+        assert!(e.contains(want), "{args:?}: {e}");
     }
 }

@@ -88,6 +88,9 @@ pub enum Deadline {
     Liveness(Instant),
     /// An SSE stream has been silent long enough for a heartbeat (`api::Heartbeat`).
     Heartbeat(Instant),
+    /// The token that opened a stream expires before its next heartbeat or liveness check: the stream ends with
+    /// its API's `token_expired` frames. Set in place of those deadlines (`stream::until_expiry`), never beside.
+    Expiry(Instant),
 }
 
 impl Deadline {
@@ -97,7 +100,8 @@ impl Deadline {
             | Deadline::KeepAlive(at)
             | Deadline::Linger(at)
             | Deadline::Liveness(at)
-            | Deadline::Heartbeat(at) => at,
+            | Deadline::Heartbeat(at)
+            | Deadline::Expiry(at) => at,
         }
     }
 
@@ -376,6 +380,10 @@ impl Conn {
             Deadline::Liveness(_) => self.check_liveness(now, ctx),
             Deadline::Heartbeat(_) => {
                 self.beat_after_silence(now, ctx);
+                Next::Continue
+            }
+            Deadline::Expiry(_) => {
+                self.on_token_expired(ctx);
                 Next::Continue
             }
         }

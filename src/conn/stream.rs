@@ -36,6 +36,8 @@ pub struct StreamState {
     pub skip_upto: EventId,
     pub replay: Option<Box<ReplayCursor>>,
     pub format: Format,
+    /// When the token that opened the stream expires (`Deadline::Expiry`); `None` for a stream opened without one.
+    pub expires: Option<Instant>,
 }
 
 /// How a stream's events go on the wire.
@@ -151,16 +153,22 @@ impl Conn {
             subscription,
             client_id,
             websocket,
+            expires,
         } = stream;
         self.out.push(Chunk::Owned(opening.into()));
         let format = if websocket {
             let ws = WsState::new(ctx.now, WsSession::new(api, &client_id));
-            self.deadline =
-                Deadline::Liveness(ws.next_check(&api::ws_rules(&ws.session, ctx.config)));
+            self.deadline = until_expiry(
+                Deadline::Liveness(ws.next_check(&api::ws_rules(&ws.session, ctx.config))),
+                expires,
+            );
             Format::WebSocket(Box::new(ws))
         } else {
             let beat = api::heartbeat(api, ctx.config);
-            self.deadline = Deadline::Heartbeat(ctx.now + beat.every + spread(beat.every, ctx));
+            self.deadline = until_expiry(
+                Deadline::Heartbeat(ctx.now + beat.every + spread(beat.every, ctx)),
+                expires,
+            );
             Format::Sse
         };
         // Under a prefix of a native listener, the stream belongs to the compatible API that opened it.
@@ -171,6 +179,7 @@ impl Conn {
             skip_upto: subscription.head,
             replay: subscription.replay.map(Box::new),
             format,
+            expires,
         });
     }
 
@@ -197,8 +206,9 @@ impl Conn {
     /// An event was queued: an SSE stream's heartbeat is due one interval from now. Only SSE streams have a
     /// `Heartbeat` deadline, so for the others this is one test.
     pub fn push_back_heartbeat(&mut self, now: Instant, config: &Config) {
-        if let Deadline::Heartbeat(_) = self.deadline {
-            self.deadline = Deadline::Heartbeat(now + api::heartbeat(self.api, config).every);
+        if let (Deadline::Heartbeat(_), Phase::Stream(stream)) = (self.deadline, &self.phase) {
+            let beat = Deadline::Heartbeat(now + api::heartbeat(self.api, config).every);
+            self.deadline = until_expiry(beat, stream.expires);
         }
     }
 
@@ -295,6 +305,7 @@ impl Conn {
             client_id,
             channels,
             format: Format::WebSocket(ws),
+            expires,
             ..
         }) = &mut self.phase
         else {
@@ -337,8 +348,8 @@ impl Conn {
         );
         if restart {
             ws.restart_schedule(ctx.now);
-            self.deadline =
-                Deadline::Liveness(ws.next_check(&api::ws_rules(&ws.session, ctx.config)));
+            let check = Deadline::Liveness(ws.next_check(&api::ws_rules(&ws.session, ctx.config)));
+            self.deadline = until_expiry(check, *expires);
         }
         match input {
             WsInput::Open => {}
@@ -367,6 +378,7 @@ impl Conn {
     pub(super) fn check_liveness(&mut self, now: Instant, ctx: &mut Ctx) -> Next {
         let Phase::Stream(StreamState {
             format: Format::WebSocket(ws),
+            expires,
             ..
         }) = &mut self.phase
         else {
@@ -384,7 +396,7 @@ impl Conn {
                 ws.last_ping = now;
             }
         }
-        self.deadline = Deadline::Liveness(ws.next_check(&rules));
+        self.deadline = until_expiry(Deadline::Liveness(ws.next_check(&rules)), *expires);
         Next::Continue
     }
 
@@ -395,7 +407,41 @@ impl Conn {
         if self.out.is_empty() {
             self.out.push(Chunk::Static(beat.frame));
         }
-        self.deadline = Deadline::Heartbeat(now + beat.every + spread(beat.every, ctx));
+        let next = Deadline::Heartbeat(now + beat.every + spread(beat.every, ctx));
+        self.deadline = until_expiry(next, self.stream().and_then(|s| s.expires));
+    }
+
+    /// The token that opened the stream has expired: the stream gets its API's last frames (after the events
+    /// already queued, none after them: a replay under way stops) and closes once they are written. The client
+    /// gets a fresh token and resumes with `Last-Event-ID`.
+    pub(super) fn on_token_expired(&mut self, ctx: &mut Ctx) {
+        let Phase::Stream(stream) = &mut self.phase else {
+            return;
+        };
+        if self.closing {
+            return;
+        }
+        stream.replay = None;
+        let frames = api::token_expired(self.api);
+        if stream.is_sse() {
+            self.out.push(Chunk::Static(frames.sse));
+        } else {
+            for frame in frames.ws {
+                self.out.push(Chunk::Static(frame));
+            }
+        }
+        ctx.counters.tokens_expired += 1;
+        self.start_closing(ctx.now, ctx.config.request_timeout);
+    }
+}
+
+/// `deadline`, or the stream's token expiry when that comes first. A connection has one deadline; a stream whose
+/// token expires before its next heartbeat or liveness check waits for the expiry instead (and has nothing else to
+/// wait for after it).
+fn until_expiry(deadline: Deadline, expires: Option<Instant>) -> Deadline {
+    match expires {
+        Some(at) if at <= deadline.at() => Deadline::Expiry(at),
+        _ => deadline,
     }
 }
 

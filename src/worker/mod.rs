@@ -32,6 +32,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::api::{self, Apps, Refusal};
+use crate::auth::Auth;
 use crate::broker::redis::RedisBroker;
 use crate::broker::{Broker, BrokerAnswer, Waiter};
 use crate::bus::{self, WorkerMsg};
@@ -71,6 +72,8 @@ pub struct Shared {
     pub config: Config,
     /// The values a reload changes (the publish key); read them here, not in `config`.
     pub live: Live,
+    /// Token keys and public channels (`--auth`), loaded once at startup.
+    pub auth: Auth,
     pub table: Arc<ChannelTable>,
     pub broker: Arc<dyn Broker>,
     /// `--broker redis://…`: the native API's channels go through Redis.
@@ -132,6 +135,7 @@ macro_rules! ctx {
             worker: $w.id,
             config: &$w.shared.config,
             live: &$w.shared.live,
+            auth: &$w.shared.auth,
             table: &$w.shared.table,
             broker: &*$w.shared.broker,
             registry: &$w.shared.registry,

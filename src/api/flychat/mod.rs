@@ -427,6 +427,7 @@ fn stream(req: &Request, ctx: &mut Ctx, room: &str) -> Action {
         subscription,
         client_id,
         websocket: false,
+        expires: None,
     }))
 }
 

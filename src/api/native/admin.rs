@@ -62,9 +62,10 @@ const LIST_SCAN: usize = 10_000;
 
 /// `GET /channels`: one page of the channels, in name order, native channels only unless `?api=` asks for another
 /// API's or all; the compatible APIs' channel names can be credentials (keker's tokens), so the operator view never
-/// shows them unasked. Both need the publish key when one is set (`authorized`, checked before). `next`, present
-/// while channels remain, is the opaque cursor of the next page (`?cursor=`); each page takes the table lock for a bounded walk, so
-/// listing a large table never stalls a worker's deliveries for long.
+/// shows them unasked. Both need the publish key when one is set, and always with `--auth jwt`
+/// (`access::channel_admin`, checked before). `next`, present while channels remain, is the opaque cursor of the
+/// next page (`?cursor=`); each page takes the table lock for a bounded walk, so listing a large table never stalls
+/// a worker's deliveries for long.
 pub(super) fn list_channels(req: &Request, ctx: &mut Ctx) -> Handled {
     let query = Query::parse(req.query())?;
     let listing = Listing::parse(&query)?;

@@ -13,19 +13,22 @@
 //! `reset_frame` and `channel_deleted`. A message with an `id` is an event; one without is the server's (see
 //! README, "WebSocket").
 //!
-//! Files: this one routes, checks the publish key and CORS, and answers; `subscribe`, `publish` and `admin` handle
-//! their routes; `input` checks names and query keys.
+//! Files: this one routes, checks CORS, and answers; `subscribe`, `publish` and `admin` handle their routes;
+//! `access` decides who may subscribe, publish and administer (publish key, signed tokens); `input` checks names
+//! and query keys.
 
+mod access;
 mod admin;
 mod input;
 mod publish;
 mod subscribe;
 
+use access::channel_admin;
 use admin::{channel_info, delete_channel, health, list_channels, metrics};
 use input::QueryRule;
 use publish::{publish_batch, publish_one};
 use subscribe::subscribe;
-pub use subscribe::{channel_deleted, reset_frame, ws_open_frame};
+pub use subscribe::{channel_deleted, reset_frame, ws_open_frame, TOKEN_EXPIRED};
 
 use std::borrow::Cow;
 
@@ -38,7 +41,6 @@ use crate::config::CorsOrigin;
 use crate::http::request::Method;
 use crate::http::response::{json_error_body, write_response, DateCache, Response};
 use crate::http::HttpError;
-use crate::secret::constant_time_eq;
 
 /// Header carrying the client id of a new stream (the opening comment carries it too, for `EventSource`).
 const CLIENT_ID_HEADER: &str = "Spout-Client-Id";
@@ -49,6 +51,8 @@ struct ApiError {
     status: u16,
     code: &'static str,
     message: String,
+    /// The channel a `forbidden_channel` refusal names (a `"channel"` field of the answer).
+    channel: Option<Box<str>>,
 }
 
 impl ApiError {
@@ -57,6 +61,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            channel: None,
         }
     }
 
@@ -141,7 +146,7 @@ impl Route<'_> {
             // `lastEventIdQueryParameterName`); refusing it would end their streams at the first reconnect.
             (Route::Subscribe(_), Method::Get | Method::Head) => (
                 "GET /sub/{channels}",
-                &["client_id", "last_event_id", "lastEventId"],
+                &["client_id", "last_event_id", "lastEventId", "token"],
             ),
             (Route::PublishOne(_), Method::Post) => ("POST /pub/{channel}", &["event", "to"]),
             (Route::PublishBatch, Method::Post) => ("POST /pub", &[]),
@@ -187,20 +192,16 @@ pub fn handle(req: &Request, ctx: &mut Ctx) -> Action {
     }
     let result = match (&route, req.head.method) {
         (Route::Subscribe(list), Method::Get | Method::Head) => subscribe(req, ctx, list),
-        (Route::PublishOne(channel), Method::Post) => {
-            authorized(req, ctx).and_then(|()| publish_one(req, ctx, channel))
-        }
-        (Route::PublishBatch, Method::Post) => {
-            authorized(req, ctx).and_then(|()| publish_batch(req, ctx))
-        }
+        (Route::PublishOne(channel), Method::Post) => publish_one(req, ctx, channel),
+        (Route::PublishBatch, Method::Post) => publish_batch(req, ctx),
         (Route::Channels, Method::Get | Method::Head) => {
-            authorized(req, ctx).and_then(|()| list_channels(req, ctx))
+            channel_admin(req, ctx).and_then(|()| list_channels(req, ctx))
         }
         (Route::Channel(name), Method::Get | Method::Head) => {
-            authorized(req, ctx).and_then(|()| channel_info(req, ctx, name))
+            channel_admin(req, ctx).and_then(|()| channel_info(req, ctx, name))
         }
         (Route::Channel(name), Method::Delete) => {
-            authorized(req, ctx).and_then(|()| delete_channel(req, ctx, name))
+            channel_admin(req, ctx).and_then(|()| delete_channel(req, ctx, name))
         }
         (Route::Health, Method::Get | Method::Head) => Ok(health(req, ctx)),
         (Route::Metrics, Method::Get | Method::Head) => Ok(metrics(req, ctx)),
@@ -276,33 +277,7 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
     out
 }
 
-// ---- auth and CORS ---------------------------------------------------------------------------------------------
-
-/// With `--publish-key`, publishing and channel admin need `Authorization: Bearer KEY` (compared in constant time).
-fn authorized(req: &Request, ctx: &Ctx) -> Result<(), ApiError> {
-    let Some(key) = ctx.live.publish_key() else {
-        return Ok(());
-    };
-    let given = req
-        .header("authorization")
-        .and_then(bearer_token)
-        .unwrap_or(b"");
-    if constant_time_eq(given, key.as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            401,
-            "unauthorized",
-            "this needs Authorization: Bearer <publish key>",
-        ))
-    }
-}
-
-/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive (RFC 9110 §11.1).
-fn bearer_token(value: &[u8]) -> Option<&[u8]> {
-    let (scheme, token) = value.split_at_checked(b"Bearer ".len())?;
-    scheme.eq_ignore_ascii_case(b"Bearer ").then_some(token)
-}
+// ---- CORS ------------------------------------------------------------------------------------------------------
 
 /// The `Access-Control-Allow-Origin` value for this request, if any.
 fn cors_origin(req: &Request, ctx: &Ctx) -> Option<String> {
@@ -322,6 +297,11 @@ fn cors_origin(req: &Request, ctx: &Ctx) -> Option<String> {
 fn push_cors<'a>(headers: &mut Vec<(&'static str, &'a str)>, origin: Option<&'a str>, ctx: &Ctx) {
     if let Some(origin) = origin {
         headers.push(("Access-Control-Allow-Origin", origin));
+        // With tokens, a listed origin's page may send its cookie (`EventSource` with `withCredentials`): browsers
+        // then want this field, and an exact origin rather than `*` (Fetch, "CORS check").
+        if ctx.auth.is_on() && matches!(ctx.config.cors_origin, CorsOrigin::List(_)) {
+            headers.push(("Access-Control-Allow-Credentials", "true"));
+        }
     }
     if matches!(ctx.config.cors_origin, CorsOrigin::List(_)) {
         headers.push(("Vary", "Origin"));
@@ -375,10 +355,11 @@ fn error(req: &Request, ctx: &Ctx, e: ApiError, close: bool) -> Action {
     } else {
         &[]
     };
-    let auth: &[(&'static str, &str)] = if e.status == 401 {
-        &[("WWW-Authenticate", "Bearer")]
-    } else {
-        &[]
+    // RFC 6750 §3: a refused token is named as such; the publish key is a plain bearer credential.
+    let auth: &[(&'static str, &str)] = match (e.status, e.code) {
+        (401, "invalid_token") => &[("WWW-Authenticate", r#"Bearer error="invalid_token""#)],
+        (401, _) => &[("WWW-Authenticate", "Bearer")],
+        _ => &[],
     };
     respond_error(
         req,
@@ -399,6 +380,11 @@ fn respond_error(
     log::debug!("native API {} {}: {}", e.status, e.code, e.message);
     let mut body = Vec::with_capacity(64 + e.message.len());
     json_error_body(&mut body, e.code, &e.message);
+    if let Some(channel) = &e.channel {
+        // A channel name holds no byte JSON escapes (`input::channel_name`).
+        body.pop();
+        body.extend_from_slice(format!(r#","channel":"{channel}"}}"#).as_bytes());
+    }
     match respond(req, ctx, e.status, Some("application/json"), &body, extra) {
         Action::Respond { bytes, close: keep } => Action::Respond {
             bytes,

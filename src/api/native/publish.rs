@@ -1,10 +1,13 @@
 //! Native publish: `POST /pub/{channel}` (the body is the data) and `POST /pub` (a batch, all or nothing).
+//! Who publishes is settled first (`access::publisher`: a missing or bad credential is 401 before the body is
+//! read), what they may publish to once the channels are known (a batch is authorized whole).
 
 use std::fmt::Write as _;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::access;
 use super::input::{channel_name, event_name, recipients, Query};
 use super::{json_response, respond, ApiError, Handled};
 use crate::api::{Action, Ctx, Request};
@@ -21,7 +24,9 @@ fn creator(ctx: &Ctx) -> Option<std::net::IpAddr> {
 }
 
 pub(super) fn publish_one(req: &Request, ctx: &mut Ctx, raw_channel: &[u8]) -> Handled {
+    let publisher = access::publisher(req, ctx)?;
     let channel = channel_name(raw_channel)?;
+    publisher.check(ctx, std::iter::once(channel))?;
     let data = std::str::from_utf8(req.body)
         .map_err(|_| ApiError::bad("invalid_utf8", "the body must be UTF-8 text"))?;
     let query = Query::parse(req.query())?;
@@ -81,6 +86,7 @@ pub(super) struct BatchEvent {
 }
 
 pub(super) fn publish_batch(req: &Request, ctx: &mut Ctx) -> Handled {
+    let publisher = access::publisher(req, ctx)?;
     let batch: Batch = serde_json::from_slice(req.body)
         .map_err(|e| ApiError::bad("invalid_json", e.to_string()))?;
     if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
@@ -115,6 +121,7 @@ pub(super) fn publish_batch(req: &Request, ctx: &mut Ctx) -> Handled {
             ..Default::default()
         });
     }
+    publisher.check(ctx, events.iter().map(|e| &*e.channel))?;
     let Some(receipts) = publish_events(ctx, events)? else {
         return Ok(Action::Await);
     };

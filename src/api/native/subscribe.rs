@@ -1,11 +1,17 @@
 //! Native subscribe: `GET /sub/{channels}`, as an SSE stream or a WebSocket upgrade, and the server's own messages
-//! on a native stream (`open`, `reset`, `deleted`).
+//! on a native stream (`open`, `reset`, `deleted`, `expired`).
+//!
+//! With `--auth jwt` the channels are the path's and the token's `spout.channels` (`/sub/` may name none), each
+//! public or covered by the token (`access`), and the stream ends when the token expires.
 
 use serde_json::json;
 
-use super::input::{channel_name, client_id, Query};
+use super::access;
+use super::input::{channel_name, Query};
 use super::{cors_origin, push_cors, respond_error, ApiError, Handled, CLIENT_ID_HEADER};
-use crate::api::{closes, keep_alive_field, Action, ChannelLoss, Ctx, Request, Stream};
+use crate::api::{
+    closes, keep_alive_field, Action, ChannelLoss, Ctx, Request, Stream, TokenExpired,
+};
 use crate::broker::BrokerAnswer;
 use crate::channels::{ResetNotice, Resume, Subscription};
 use crate::config::{Api, CorsOrigin};
@@ -31,12 +37,23 @@ pub(super) fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
     } else {
         None
     };
+    let query = Query::parse(req.query())?;
+    let grants = access::subscriber_grants(req, ctx, &query)?;
+    let token_channels = grants.iter().flat_map(|g| g.channels.iter());
     let mut names: Vec<&str> = Vec::new();
-    for raw in list.split(|b| *b == b',') {
+    // `/sub/` names no channel in its path: then a token's `spout.channels` must.
+    let listed = list.split(|b| *b == b',').filter(|_| !list.is_empty());
+    for raw in listed.chain(token_channels.map(|c| c.as_bytes())) {
         let name = channel_name(raw)?;
         if !names.contains(&name) {
             names.push(name);
         }
+    }
+    if names.is_empty() {
+        return Err(ApiError::bad(
+            "invalid_channel",
+            "name a channel: /sub/{channels}, or a token whose spout.channels lists some",
+        ));
     }
     if names.len() > ctx.config.max_subscriptions {
         let max = ctx.config.max_subscriptions;
@@ -45,11 +62,13 @@ pub(super) fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
             format!("at most {max} channels per stream (--max-subscriptions)"),
         ));
     }
-    let query = Query::parse(req.query())?;
-    let client_id: Box<str> = match query.get("client_id") {
-        Some(id) => client_id(id.as_bytes())?.into(),
-        None => ctx.ids.next_client_id(),
-    };
+    access::may_subscribe(ctx, grants.as_ref(), &names)?;
+    let client_id: Box<str> =
+        match access::stream_client_id(ctx, grants.as_ref(), query.get("client_id"))? {
+            Some(id) => id,
+            None => ctx.ids.next_client_id(),
+        };
+    let expires = access::stream_expiry(ctx, grants.as_ref());
     let resume = match req
         .header("last-event-id")
         .or(query.get("last_event_id").map(str::as_bytes))
@@ -91,6 +110,7 @@ pub(super) fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
             subscription,
             client_id,
             websocket: true,
+            expires,
         })));
     }
 
@@ -135,6 +155,7 @@ pub(super) fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
         subscription,
         client_id,
         websocket: false,
+        expires,
     })))
 }
 
@@ -231,5 +252,39 @@ pub fn channel_deleted(channel: &str) -> ChannelLoss {
     ChannelLoss::Final {
         sse: sse_frame.into(),
         ws: ws_text_frame(ws.as_bytes()).into(),
+    }
+}
+
+/// A native stream's last word when its token expires: on SSE `event: expired` with `{"reason":"token_expired"}`
+/// and no id (a resume goes on from the last event); on WebSocket the same as `{"event":"expired",..}`, then a
+/// close with 4001 (a private-use code, RFC 6455 §7.4.2). The page gets a fresh token and reconnects.
+pub const TOKEN_EXPIRED: TokenExpired = TokenExpired {
+    sse: b"event: expired\ndata: {\"reason\":\"token_expired\"}\n\n",
+    ws: &[
+        b"\x81\x2c{\"event\":\"expired\",\"reason\":\"token_expired\"}",
+        b"\x88\x02\x0f\xa1",
+    ],
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ws::frame::encode_close;
+
+    #[test]
+    fn the_expired_frames_are_what_the_encoders_make() {
+        let mut sse_frame = Vec::new();
+        sse::encode_event(
+            &mut sse_frame,
+            None,
+            Some("expired"),
+            r#"{"reason":"token_expired"}"#,
+        );
+        assert_eq!(TOKEN_EXPIRED.sse, sse_frame);
+        let text = json!({"event": "expired", "reason": "token_expired"}).to_string();
+        assert_eq!(TOKEN_EXPIRED.ws[0], ws_text_frame(text.as_bytes()));
+        let mut close = Vec::new();
+        encode_close(Some(4001), &mut close);
+        assert_eq!(TOKEN_EXPIRED.ws[1], close);
     }
 }

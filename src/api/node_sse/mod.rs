@@ -253,6 +253,7 @@ fn subscribe(req: &Request, ctx: &mut Ctx) -> Action {
         subscription,
         client_id: id.into(),
         websocket: false,
+        expires: None,
     }))
 }
 

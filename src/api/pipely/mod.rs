@@ -261,6 +261,7 @@ fn subscribe(req: &Request, ctx: &mut Ctx) -> Action {
         subscription,
         client_id: client,
         websocket: false,
+        expires: None,
     }))
 }
 

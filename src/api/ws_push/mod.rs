@@ -514,6 +514,7 @@ fn upgrade(req: &Request, ctx: &mut Ctx) -> Action {
         },
         client_id: uuid.into(),
         websocket: true,
+        expires: None,
     }))
 }
 
