@@ -444,12 +444,13 @@ pub fn refuse_at_accept(socket: &mut TcpStream, api: Api, refusal: Refusal, date
 mod tests {
     use super::*;
 
-    /// Idle connections are the common case: keep them small. Grows only on purpose (the last time: 16 bytes for
-    /// the client's address, which `--max-connections-per-ip` counts and a PROXY header may change).
+    /// Idle connections are the common case: keep them small. Grows only on purpose (the last time: the client's
+    /// address, 17 bytes, which `--max-connections-per-ip` counts and a PROXY header may change, and two flags:
+    /// 185 bytes of fields, 192 with alignment).
     #[test]
     fn conn_stays_small() {
         let size = std::mem::size_of::<Conn>();
-        assert!(size <= 184, "Conn grew to {size} bytes");
+        assert!(size <= 192, "Conn grew to {size} bytes");
         assert!(
             std::mem::size_of::<StreamState>() <= 72,
             "StreamState grew to {} bytes",
