@@ -49,7 +49,17 @@ impl Config {
             CorsOrigin::List(origins) => origins.join(","),
         };
         // `None`: the option has no value to print; its line is a comment saying why.
-        let options: [(&str, Result<String, &str>); 40] = [
+        let path_list = |paths: &[std::path::PathBuf]| {
+            let quoted: Vec<String> = paths.iter().map(|p| string(&p.to_string_lossy())).collect();
+            format!("[{}]", quoted.join(", "))
+        };
+        let optional_path = |path: &Option<std::path::PathBuf>| {
+            path.as_ref()
+                .map(|p| string(&p.to_string_lossy()))
+                .ok_or("none")
+        };
+        let public: Vec<String> = self.public_channels.iter().map(|c| string(c)).collect();
+        let options: [(&str, Result<String, &str>); 50] = [
             ("listen", Ok(format!("[{}]", listen.join(", ")))),
             ("workers", Ok(self.workers.to_string())),
             ("history", Ok(self.history.to_string())),
@@ -112,6 +122,29 @@ impl Config {
                 Ok(string(&self.log_level.as_str().to_ascii_lowercase())),
             ),
             ("log-format", Ok(string(self.log_format.as_str()))),
+            ("auth", Ok(string(self.auth.as_str()))),
+            (
+                "jwt-secret",
+                Err(if self.jwt_secrets.is_empty() {
+                    "none"
+                } else {
+                    "set, not printed"
+                }),
+            ),
+            ("jwt-secret-file", optional_path(&self.jwt_secret_file)),
+            ("jwt-public-key", Ok(path_list(&self.jwt_public_keys))),
+            ("jwt-jwks", optional_path(&self.jwt_jwks)),
+            (
+                "jwt-audience",
+                self.jwt_audience.as_deref().map(string).ok_or("none"),
+            ),
+            (
+                "jwt-issuer",
+                self.jwt_issuer.as_deref().map(string).ok_or("none"),
+            ),
+            ("jwt-leeway", Ok(duration(self.jwt_leeway))),
+            ("jwt-cookie", Ok(string(&self.jwt_cookie))),
+            ("public-channels", Ok(format!("[{}]", public.join(", ")))),
             ("broker", Ok(string(&self.broker.to_string()))),
             ("broker-prefix", Ok(string(&self.broker_prefix))),
             ("broker-timeout", Ok(duration(self.broker_timeout))),
