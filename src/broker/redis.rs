@@ -180,15 +180,42 @@ pub struct Settings {
     pub node_name: String,
 }
 
-/// Counters for `/metrics`.
+/// Whether Redis answers, and the counters of what was asked of it (`/metrics`): shared by the workers' handle,
+/// the broker thread and its tasks.
 #[derive(Debug, Default)]
-struct BrokerStats {
+struct Health {
+    reachable: AtomicBool,
     /// Scripts and subscriptions sent to Redis.
     round_trips: AtomicU64,
     /// Operations that failed or timed out.
     errors: AtomicU64,
     /// Events received from shard channels.
     received: AtomicU64,
+}
+
+impl Health {
+    /// Runs one Redis operation within `timeout`. A failure or a timeout counts as an error, marks Redis
+    /// unreachable (logged once, when it was reachable) and is `BrokerError::Unavailable`.
+    async fn within<T>(
+        &self,
+        timeout: Duration,
+        what: impl FnOnce() -> String,
+        operation: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, BrokerError> {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let why = match tokio::time::timeout(timeout, operation).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer within --broker-timeout".to_string(),
+        };
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if self.reachable.swap(false, Ordering::Relaxed) {
+            log::warn!("broker: {}: {why}", what());
+        } else {
+            log::debug!("broker: {}: {why}", what());
+        }
+        Err(BrokerError::Unavailable)
+    }
 }
 
 enum Command {
@@ -205,8 +232,7 @@ enum Command {
 /// The workers' handle on the broker thread.
 pub struct RedisBroker {
     commands: mpsc::Sender<Command>,
-    reachable: Arc<AtomicBool>,
-    stats: Arc<BrokerStats>,
+    health: Arc<Health>,
 }
 
 impl RedisBroker {
@@ -217,8 +243,7 @@ impl RedisBroker {
         bus: Arc<Bus>,
     ) -> std::io::Result<RedisBroker> {
         let (commands, inbox) = mpsc::channel(QUEUE);
-        let reachable = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(BrokerStats::default());
+        let health = Arc::new(Health::default());
         let node = Node {
             scripts: Scripts {
                 publish: Script::new(PUBLISH),
@@ -230,12 +255,12 @@ impl RedisBroker {
             settings,
             table,
             bus,
-            reachable: Arc::clone(&reachable),
-            stats: Arc::clone(&stats),
+            health: Arc::clone(&health),
             con: None,
             subscribed: HashMap::new(),
             catch_up: false,
             presence_refreshed: Instant::now(),
+            connect_failures: 0,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -243,11 +268,7 @@ impl RedisBroker {
         std::thread::Builder::new()
             .name("spout-broker".into())
             .spawn(move || runtime.block_on(node.run(inbox)))?;
-        Ok(RedisBroker {
-            commands,
-            reachable,
-            stats,
-        })
+        Ok(RedisBroker { commands, health })
     }
 
     /// Queues a batch; the answer reaches `waiter`'s worker. Err when the queue is full.
@@ -281,22 +302,22 @@ impl RedisBroker {
 
     /// Whether the last health check (or operation) reached Redis.
     pub fn reachable(&self) -> bool {
-        self.reachable.load(Ordering::Relaxed)
+        self.health.reachable.load(Ordering::Relaxed)
     }
 
     /// What `/metrics` shows of the broker.
     pub fn figures(&self) -> BrokerFigures {
         BrokerFigures {
             reachable: self.reachable(),
-            round_trips: self.stats.round_trips.load(Ordering::Relaxed),
-            errors: self.stats.errors.load(Ordering::Relaxed),
-            received: self.stats.received.load(Ordering::Relaxed),
+            round_trips: self.health.round_trips.load(Ordering::Relaxed),
+            errors: self.health.errors.load(Ordering::Relaxed),
+            received: self.health.received.load(Ordering::Relaxed),
         }
     }
 
     fn queue(&self, command: Command) -> Result<(), BrokerError> {
         self.commands.try_send(command).map_err(|_| {
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            self.health.errors.fetch_add(1, Ordering::Relaxed);
             BrokerError::Table(TableError::Overloaded)
         })
     }
@@ -317,8 +338,7 @@ struct Node {
     scripts: Scripts,
     table: Arc<ChannelTable>,
     bus: Arc<Bus>,
-    reachable: Arc<AtomicBool>,
-    stats: Arc<BrokerStats>,
+    health: Arc<Health>,
     con: Option<ClusterConnection>,
     /// Channels whose shard channel this node subscribes, and when each was last needed.
     subscribed: HashMap<Box<str>, Instant>,
@@ -326,6 +346,8 @@ struct Node {
     catch_up: bool,
     /// When this node's whole presence was last written.
     presence_refreshed: Instant,
+    /// Failed attempts to connect since the last success.
+    connect_failures: u64,
 }
 
 impl Node {
@@ -382,8 +404,12 @@ impl Node {
             .ok()
     }
 
+    /// Tries to connect (once per tick until it succeeds); the first failure is logged as a warning, the
+    /// following ones at debug level.
     async fn connect(&mut self, client: &redis::cluster::ClusterClient) {
-        match tokio::time::timeout(self.settings.timeout, client.get_async_connection()).await {
+        let why = match tokio::time::timeout(self.settings.timeout, client.get_async_connection())
+            .await
+        {
             Ok(Ok(con)) => {
                 log::info!(
                     "broker: node {} connected to Redis ({})",
@@ -391,19 +417,23 @@ impl Node {
                     self.settings.seeds.join(",")
                 );
                 self.con = Some(con);
-                self.reachable.store(true, Ordering::Relaxed);
+                self.connect_failures = 0;
+                self.health.reachable.store(true, Ordering::Relaxed);
+                return;
             }
-            Ok(Err(e)) => self.unreachable(&format!("cannot connect to Redis: {e}")),
-            Err(_) => self.unreachable("connecting to Redis timed out"),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer within --broker-timeout".to_string(),
+        };
+        self.health.errors.fetch_add(1, Ordering::Relaxed);
+        if self.connect_failures == 0 {
+            log::warn!(
+                "broker: cannot connect to Redis ({}): {why}; retrying every second",
+                self.settings.seeds.join(",")
+            );
+        } else {
+            log::debug!("broker: cannot connect to Redis: {why}");
         }
-    }
-
-    /// Marks Redis unreachable, logging the first failure of a run of them.
-    fn unreachable(&self, why: &str) {
-        self.stats.errors.fetch_add(1, Ordering::Relaxed);
-        if self.reachable.swap(false, Ordering::Relaxed) || self.con.is_none() {
-            log::warn!("broker: {why}");
-        }
+        self.connect_failures += 1;
     }
 
     async fn handle(&mut self, command: Command) {
@@ -420,8 +450,7 @@ impl Node {
                     con,
                     script: self.scripts.publish.clone(),
                     settings: self.settings.clone(),
-                    stats: Arc::clone(&self.stats),
-                    reachable: Arc::clone(&self.reachable),
+                    health: Arc::clone(&self.health),
                 };
                 let bus = Arc::clone(&self.bus);
                 tokio::spawn(async move {
@@ -450,23 +479,17 @@ impl Node {
                 let script = self.scripts.info.clone();
                 let timeout = self.settings.timeout;
                 let bus = Arc::clone(&self.bus);
-                self.stats.round_trips.fetch_add(1, Ordering::Relaxed);
+                let health = Arc::clone(&self.health);
                 tokio::spawn(async move {
                     let mut invocation = script.key(&keys.nodes);
                     invocation.key(&keys.stream).arg(&keys.presence_prefix);
-                    let reply =
-                        tokio::time::timeout(timeout, invocation.invoke_async::<Value>(&mut con))
-                            .await;
-                    let result = match reply {
-                        Ok(Ok(reply)) => {
-                            parse_info(&channel, reply).ok_or(BrokerError::Unavailable)
-                        }
-                        Ok(Err(e)) => {
-                            log::warn!("broker: cannot read {channel}: {e}");
-                            Err(BrokerError::Unavailable)
-                        }
-                        Err(_) => Err(BrokerError::Unavailable),
-                    };
+                    let read = || format!("cannot read {channel}");
+                    let reply = health
+                        .within(timeout, read, invocation.invoke_async::<Value>(&mut con))
+                        .await;
+                    let result = reply.and_then(|reply| {
+                        parse_info(&channel, reply).ok_or(BrokerError::Unavailable)
+                    });
                     send_answer(&bus, waiter, BrokerAnswer::Info(result));
                 });
             }
@@ -483,18 +506,10 @@ impl Node {
         if !self.subscribed.contains_key(channel) {
             let shard = keys(&self.settings.prefix, channel).shard;
             let con = self.con.as_mut().ok_or(BrokerError::Unavailable)?;
-            self.stats.round_trips.fetch_add(1, Ordering::Relaxed);
-            match tokio::time::timeout(self.settings.timeout, con.ssubscribe(&shard)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    self.unreachable(&format!("cannot subscribe {shard}: {e}"));
-                    return Err(BrokerError::Unavailable);
-                }
-                Err(_) => {
-                    self.unreachable(&format!("subscribing {shard} timed out"));
-                    return Err(BrokerError::Unavailable);
-                }
-            }
+            let what = || format!("cannot subscribe {shard}");
+            self.health
+                .within(self.settings.timeout, what, con.ssubscribe(&shard))
+                .await?;
         }
         self.subscribed.insert(channel.into(), Instant::now());
         self.load(channel, after).await
@@ -512,21 +527,13 @@ impl Node {
         let keys = keys(&self.settings.prefix, channel);
         let con = self.con.as_mut().ok_or(BrokerError::Unavailable)?;
         let cursor = after.map(EventId::stream_id).unwrap_or_default();
-        self.stats.round_trips.fetch_add(1, Ordering::Relaxed);
         let mut invocation = self.scripts.fill.key(&keys.stream);
         invocation.key(&keys.deleted).key(&keys.trimmed).arg(cursor);
-        let reply: Value =
-            match tokio::time::timeout(self.settings.timeout, invocation.invoke_async(con)).await {
-                Ok(Ok(reply)) => reply,
-                Ok(Err(e)) => {
-                    self.unreachable(&format!("cannot read the history of {channel}: {e}"));
-                    return Err(BrokerError::Unavailable);
-                }
-                Err(_) => {
-                    self.unreachable(&format!("reading the history of {channel} timed out"));
-                    return Err(BrokerError::Unavailable);
-                }
-            };
+        let what = || format!("cannot read the history of {channel}");
+        let reply: Value = self
+            .health
+            .within(self.settings.timeout, what, invocation.invoke_async(con))
+            .await?;
         let fill = parse_fill(channel, reply, after).ok_or_else(|| {
             log::error!("broker: unexpected history reply for {channel}");
             BrokerError::Unavailable
@@ -540,25 +547,18 @@ impl Node {
         let keys = keys(&self.settings.prefix, channel);
         let con = self.con.as_mut().ok_or(BrokerError::Unavailable)?;
         let ttl = millis(self.settings.history_ttl);
-        self.stats.round_trips.fetch_add(1, Ordering::Relaxed);
         let mut invocation = self.scripts.delete.key(&keys.stream);
         invocation
             .key(&keys.deleted)
             .key(&keys.shard)
             .key(&keys.trimmed)
             .arg(ttl);
-        match tokio::time::timeout(self.settings.timeout, invocation.invoke_async::<i64>(con)).await
-        {
-            Ok(Ok(existed)) => Ok(existed == 1),
-            Ok(Err(e)) => {
-                self.unreachable(&format!("cannot delete {channel}: {e}"));
-                Err(BrokerError::Unavailable)
-            }
-            Err(_) => {
-                self.unreachable(&format!("deleting {channel} timed out"));
-                Err(BrokerError::Unavailable)
-            }
-        }
+        let what = || format!("cannot delete {channel}");
+        let existed: i64 = self
+            .health
+            .within(self.settings.timeout, what, invocation.invoke_async(con))
+            .await?;
+        Ok(existed == 1)
     }
 
     /// Messages from Redis, as many as were waiting: events and deletions on shard channels, news of the
@@ -579,7 +579,7 @@ impl Node {
                     let Some(channel) = channel_of(&self.settings.prefix, &shard) else {
                         continue;
                     };
-                    self.stats.received.fetch_add(1, Ordering::Relaxed);
+                    self.health.received.fetch_add(1, Ordering::Relaxed);
                     if payload == "D" {
                         self.feed(std::mem::take(&mut events));
                         self.table.delete(channel, &self.bus);
@@ -616,20 +616,17 @@ impl Node {
             return;
         };
         let ping = redis::cmd("PING");
-        match tokio::time::timeout(self.settings.timeout, ping.query_async::<String>(con)).await {
-            Ok(Ok(_)) => {
-                if !self.reachable.swap(true, Ordering::Relaxed) {
-                    log::info!("broker: Redis is reachable again");
-                }
-            }
-            Ok(Err(e)) => {
-                self.unreachable(&format!("Redis health check failed: {e}"));
-                return;
-            }
-            Err(_) => {
-                self.unreachable("Redis health check timed out");
-                return;
-            }
+        let what = || "health check".to_string();
+        if self
+            .health
+            .within(self.settings.timeout, what, ping.query_async::<String>(con))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        if !self.health.reachable.swap(true, Ordering::Relaxed) {
+            log::info!("broker: Redis is reachable again");
         }
         self.write_presence();
         if std::mem::take(&mut self.catch_up) {
@@ -688,20 +685,14 @@ impl Node {
             let script = self.scripts.presence.clone();
             let mut con = con.clone();
             let timeout = self.settings.timeout;
-            let stats = Arc::clone(&self.stats);
-            stats.round_trips.fetch_add(1, Ordering::Relaxed);
+            let health = Arc::clone(&self.health);
             tokio::spawn(async move {
                 let mut invocation = script.key(node_key);
                 invocation.key(&keys.nodes).arg(args);
-                let written =
-                    tokio::time::timeout(timeout, invocation.invoke_async::<i64>(&mut con)).await;
-                if !matches!(written, Ok(Ok(_))) {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
-                    log::debug!(
-                        "broker: could not write the presence of {}",
-                        presence.channel
-                    );
-                }
+                let what = || format!("cannot write the presence of {}", presence.channel);
+                let _ = health
+                    .within(timeout, what, invocation.invoke_async::<i64>(&mut con))
+                    .await;
             });
         }
     }
@@ -715,8 +706,7 @@ struct PublishJob {
     con: ClusterConnection,
     script: Script,
     settings: Settings,
-    stats: Arc<BrokerStats>,
-    reachable: Arc<AtomicBool>,
+    health: Arc<Health>,
 }
 
 impl PublishJob {
@@ -746,40 +736,28 @@ impl PublishJob {
             let script = self.script.clone();
             let timeout = self.settings.timeout;
             let replicas = self.settings.wait_replicas;
-            self.stats.round_trips.fetch_add(1, Ordering::Relaxed);
+            let health = Arc::clone(&self.health);
             tasks.push(tokio::spawn(async move {
                 let mut invocation = script.key(&keys.stream);
                 invocation.key(&keys.shard).key(&keys.trimmed).arg(args);
-                let reply = tokio::time::timeout(timeout, async {
+                let what = || format!("publish to {channel} failed");
+                let published = async {
                     let reply = invocation.invoke_async::<Vec<Value>>(&mut con).await?;
                     if replicas > 0 {
                         wait_for_replicas(&mut con, &keys.stream, replicas, timeout).await?;
                     }
-                    Ok::<_, redis::RedisError>(reply)
-                })
-                .await;
-                (channel, indexes, reply)
+                    Ok(reply)
+                };
+                let reply = health.within(timeout, what, published).await;
+                (indexes, reply)
             }));
         }
         let mut receipts = vec![None; count];
         let mut failed = false;
         for task in tasks {
-            let Ok((channel, indexes, reply)) = task.await else {
+            let Ok((indexes, Ok(reply))) = task.await else {
                 failed = true;
                 continue;
-            };
-            let reply = match reply {
-                Ok(Ok(reply)) => reply,
-                Ok(Err(e)) => {
-                    log::warn!("broker: publish to {channel} failed: {e}");
-                    failed = true;
-                    continue;
-                }
-                Err(_) => {
-                    log::warn!("broker: publish to {channel} timed out");
-                    failed = true;
-                    continue;
-                }
             };
             let nodes = reply.last().and_then(integer).unwrap_or(0);
             for (index, id) in indexes.iter().zip(&reply) {
@@ -793,8 +771,6 @@ impl PublishJob {
             }
         }
         if failed {
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
-            self.reachable.store(false, Ordering::Relaxed);
             return Err(BrokerError::Unavailable);
         }
         receipts
