@@ -6,7 +6,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::cluster::{start_node, Haproxy, RedisCluster};
+use common::cluster::{balancer, start_node, RedisCluster};
 use common::{
     get, publish, publish_batch, publish_id, require_program, signal, sse_subscribe, wait_for,
     Server,
@@ -17,9 +17,7 @@ use serde_json::json;
 fn have_tools(haproxy: bool) -> bool {
     require_program("redis-server")
         && require_program("redis-cli")
-        && (!haproxy
-            || std::path::Path::new("/usr/sbin/haproxy").exists()
-            || require_program("haproxy"))
+        && (!haproxy || common::haproxy::installed())
 }
 
 fn three_nodes(cluster: &RedisCluster, args: &[&str]) -> Vec<Server> {
@@ -67,10 +65,10 @@ fn through_haproxy_every_subscriber_gets_every_event_byte_for_byte_whichever_nod
     let cluster = RedisCluster::start(3, 0);
     let nodes = three_nodes(&cluster, &[]);
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-    let balancer = Haproxy::start(&addrs);
+    let (_haproxy, balanced) = balancer(&addrs);
     // Round robin spreads six subscribers over the three nodes.
     let mut subs: Vec<_> = (0..6)
-        .map(|_| sse_subscribe(balancer.addr, "/sub/news", ""))
+        .map(|_| sse_subscribe(balanced, "/sub/news", ""))
         .collect();
     for addr in &addrs {
         wait_for("two local subscribers on each node", || {
@@ -80,7 +78,7 @@ fn through_haproxy_every_subscriber_gets_every_event_byte_for_byte_whichever_nod
     let mut sent = Vec::new();
     for i in 0..5 {
         let data = format!("event {i}: äöü \"quoted\"");
-        let id = publish_id(balancer.addr, "news", &data);
+        let id = publish_id(balanced, "news", &data);
         sent.push(format!("id: {id}\ndata: {data}\n\n"));
     }
     let expected = sent.concat();

@@ -5,46 +5,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::haproxy::{self, free_port, Haproxy};
 use common::*;
-
-/// A running HAProxy, killed on drop.
-struct Haproxy {
-    child: Child,
-    _config: tempfile_path::TempPath,
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A temporary file removed on drop (the HAProxy configuration).
-mod tempfile_path {
-    pub struct TempPath(pub std::path::PathBuf);
-
-    impl Drop for TempPath {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-}
-
-/// Debian's haproxy, in /usr/sbin, which is not on a normal user's PATH.
-const HAPROXY: &str = "/usr/sbin/haproxy";
-
-/// A loopback port free at the moment of the call.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
 
 /// Starts HAProxy in TCP mode with two frontends in front of `spout`: the first sends a v1 PROXY header
 /// (`send-proxy`), the second a v2 one (`send-proxy-v2`). Returns it and the two frontends' addresses.
@@ -60,29 +26,8 @@ fn start_haproxy(spout: SocketAddr) -> (Haproxy, [SocketAddr; 2]) {
         p1 = ports[0],
         p2 = ports[1],
     );
-    let path = std::env::temp_dir().join(format!(
-        "spout-haproxy-{}-{}.cfg",
-        std::process::id(),
-        ports[0]
-    ));
-    std::fs::write(&path, config).expect("write haproxy config");
-    let child = Command::new(HAPROXY)
-        .arg("-db")
-        .arg("-f")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start haproxy");
-    let haproxy = Haproxy {
-        child,
-        _config: tempfile_path::TempPath(path),
-    };
     let frontends = ports.map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
-    for addr in frontends {
-        wait_for("haproxy to listen", || TcpStream::connect(addr).is_ok());
-    }
-    (haproxy, frontends)
+    (Haproxy::start(&config, &frontends), frontends)
 }
 
 /// Connects to `to` from the loopback address `from` (127.0.0.x), so that each test client has its own address.
@@ -116,7 +61,7 @@ fn subscribe_from(from: [u8; 4], to: SocketAddr, channel: &str) -> (TcpStream, S
 
 #[test]
 fn haproxy_v1_and_v2_headers_give_spout_the_client_address_for_per_ip_limits() {
-    if !std::path::Path::new(HAPROXY).is_file() && !require_program(HAPROXY) {
+    if !haproxy::installed() {
         return;
     }
     let server = start_server(&[

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::haproxy::{free_port, Haproxy};
 use super::{get, start_server, Server};
 
 /// A loopback port that is free now, with its cluster bus port (port + 10000) free too.
@@ -141,20 +142,22 @@ impl RedisCluster {
 }
 
 impl RedisCluster {
-    /// The ports of the replicas of the master on `port`.
+    /// The ports of the replicas of the master on `port`, each as it sees itself (a master learns of its replicas
+    /// by gossip, a moment later).
     pub fn replicas_of(&self, port: u16) -> Vec<u16> {
-        let nodes = cli(port, &["CLUSTER", "NODES"]).expect("nodes");
-        let id = nodes
-            .lines()
-            .find(|l| l.contains("myself"))
-            .and_then(|l| l.split_whitespace().next())
-            .expect("own id")
-            .to_string();
-        nodes
-            .lines()
-            .filter(|l| l.split_whitespace().nth(3) == Some(id.as_str()))
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter_map(|addr| addr.split(['@', ':']).nth(1)?.parse().ok())
+        let master = cli(port, &["CLUSTER", "MYID"]).unwrap_or_default();
+        self.ports
+            .iter()
+            .copied()
+            .filter(|replica| {
+                cli(*replica, &["CLUSTER", "NODES"]).is_some_and(|nodes| {
+                    nodes
+                        .lines()
+                        .find(|l| l.contains("myself"))
+                        .and_then(|l| l.split_whitespace().nth(3))
+                        == Some(master.as_str())
+                })
+            })
             .collect()
     }
 }
@@ -221,56 +224,21 @@ pub fn start_node(cluster: &RedisCluster, args: &[&str]) -> Server {
     node
 }
 
-/// HAProxy balancing round robin over `nodes`, health-checked by `/healthz`; killed on drop.
-pub struct Haproxy {
-    pub addr: SocketAddr,
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Haproxy {
-    pub fn start(nodes: &[SocketAddr]) -> Haproxy {
-        let dir = scratch_dir("haproxy");
-        let port = free_port_pair();
-        let mut config = format!(
-            "global\n  maxconn 4096\n\
-             defaults\n  mode http\n  timeout connect 2s\n  timeout client 60s\n  timeout server 60s\n  timeout tunnel 60s\n\
-             frontend spout\n  bind 127.0.0.1:{port}\n  default_backend nodes\n\
-             backend nodes\n  balance roundrobin\n  option httpchk GET /healthz\n"
-        );
-        for (i, node) in nodes.iter().enumerate() {
-            config.push_str(&format!(
-                "  server n{i} {node} check inter 500ms fall 1 rise 1\n"
-            ));
-        }
-        let file = dir.join("haproxy.cfg");
-        std::fs::write(&file, config).expect("write haproxy.cfg");
-        // Debian's haproxy is in /usr/sbin, which is not on a normal user's PATH.
-        let program = if Path::new("/usr/sbin/haproxy").exists() {
-            "/usr/sbin/haproxy"
-        } else {
-            "haproxy"
-        };
-        let child = Command::new(program)
-            .arg("-db")
-            .arg("-f")
-            .arg(&file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start haproxy");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
-        wait_until("haproxy to listen", || {
-            std::net::TcpStream::connect(addr).is_ok()
-        });
-        Haproxy { addr, child, dir }
+/// HAProxy balancing round robin over `nodes` in HTTP mode, health-checked by `/healthz`, as a deployment puts
+/// it in front of them; returns it and its frontend's address.
+pub fn balancer(nodes: &[SocketAddr]) -> (Haproxy, SocketAddr) {
+    let port = free_port();
+    let mut config = format!(
+        "global\n  maxconn 4096\n\
+         defaults\n  mode http\n  timeout connect 2s\n  timeout client 60s\n  timeout server 60s\n  timeout tunnel 60s\n\
+         frontend spout\n  bind 127.0.0.1:{port}\n  default_backend nodes\n\
+         backend nodes\n  balance roundrobin\n  option httpchk GET /healthz\n"
+    );
+    for (i, node) in nodes.iter().enumerate() {
+        config.push_str(&format!(
+            "  server n{i} {node} check inter 500ms fall 1 rise 1\n"
+        ));
     }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    (Haproxy::start(&config, &[addr]), addr)
 }
