@@ -52,6 +52,11 @@ impl EventId {
         Some(EventId((ms << STREAM_SEQ_BITS) | seq)).filter(|id| id.0 > 0)
     }
 
+    /// The milliseconds part of the Redis stream entry id this id stands for: when Redis took the entry.
+    pub fn stream_millis(self) -> u64 {
+        self.0 >> STREAM_SEQ_BITS
+    }
+
     /// The Redis stream entry id `MS-SEQ` this id stands for (see `from_stream_id`).
     pub fn stream_id(self) -> String {
         let seq = self.0 & ((1 << STREAM_SEQ_BITS) - 1);
@@ -239,6 +244,7 @@ mod tests {
         let c = EventId::from_stream_id("1796297698227-0").expect("id");
         assert!(a < b && b < c);
         assert_eq!(b.stream_id(), "1796297698226-1");
+        assert_eq!(b.stream_millis(), 1_796_297_698_226);
         assert_eq!(EventId::parse(&c.to_string()), Some(c));
         for bad in ["", "1", "a-1", "1-1048576", "0-0", "-1-0"] {
             assert_eq!(EventId::from_stream_id(bad), None, "{bad:?}");

@@ -481,8 +481,8 @@ impl Node {
                 let bus = Arc::clone(&self.bus);
                 let health = Arc::clone(&self.health);
                 tokio::spawn(async move {
-                    let mut invocation = script.key(&keys.nodes);
-                    invocation.key(&keys.stream).arg(&keys.presence_prefix);
+                    let mut invocation = script.key(keys.nodes());
+                    invocation.key(keys.stream()).arg(keys.presence_prefix());
                     let read = || format!("cannot read {channel}");
                     let reply = health
                         .within(timeout, read, invocation.invoke_async::<Value>(&mut con))
@@ -527,8 +527,11 @@ impl Node {
         let keys = keys(&self.settings.prefix, channel);
         let con = self.con.as_mut().ok_or(BrokerError::Unavailable)?;
         let cursor = after.map(EventId::stream_id).unwrap_or_default();
-        let mut invocation = self.scripts.fill.key(&keys.stream);
-        invocation.key(&keys.deleted).key(&keys.trimmed).arg(cursor);
+        let mut invocation = self.scripts.fill.key(keys.stream());
+        invocation
+            .key(keys.deleted())
+            .key(keys.trimmed())
+            .arg(cursor);
         let what = || format!("cannot read the history of {channel}");
         let reply: Value = self
             .health
@@ -547,11 +550,11 @@ impl Node {
         let keys = keys(&self.settings.prefix, channel);
         let con = self.con.as_mut().ok_or(BrokerError::Unavailable)?;
         let ttl = millis(self.settings.history_ttl);
-        let mut invocation = self.scripts.delete.key(&keys.stream);
+        let mut invocation = self.scripts.delete.key(keys.stream());
         invocation
-            .key(&keys.deleted)
+            .key(keys.deleted())
             .key(&keys.shard)
-            .key(&keys.trimmed)
+            .key(keys.trimmed())
             .arg(ttl);
         let what = || format!("cannot delete {channel}");
         let existed: i64 = self
@@ -681,14 +684,14 @@ impl Node {
                 args.push(client.into());
                 args.push(count.to_string());
             }
-            let node_key = format!("{}{}", keys.presence_prefix, self.settings.node_name);
+            let node_key = format!("{}{}", keys.presence_prefix(), self.settings.node_name);
             let script = self.scripts.presence.clone();
             let mut con = con.clone();
             let timeout = self.settings.timeout;
             let health = Arc::clone(&self.health);
             tokio::spawn(async move {
                 let mut invocation = script.key(node_key);
-                invocation.key(&keys.nodes).arg(args);
+                invocation.key(keys.nodes()).arg(args);
                 let what = || format!("cannot write the presence of {}", presence.channel);
                 let _ = health
                     .within(timeout, what, invocation.invoke_async::<i64>(&mut con))
@@ -738,13 +741,13 @@ impl PublishJob {
             let replicas = self.settings.wait_replicas;
             let health = Arc::clone(&self.health);
             tasks.push(tokio::spawn(async move {
-                let mut invocation = script.key(&keys.stream);
-                invocation.key(&keys.shard).key(&keys.trimmed).arg(args);
+                let mut invocation = script.key(keys.stream());
+                invocation.key(&keys.shard).key(keys.trimmed()).arg(args);
                 let what = || format!("publish to {channel} failed");
                 let published = async {
                     let reply = invocation.invoke_async::<Vec<Value>>(&mut con).await?;
                     if replicas > 0 {
-                        wait_for_replicas(&mut con, &keys.stream, replicas, timeout).await?;
+                        wait_for_replicas(&mut con, &keys.stream(), replicas, timeout).await?;
                     }
                     Ok(reply)
                 };
@@ -817,31 +820,43 @@ fn send_answer(bus: &Bus, waiter: Waiter, answer: BrokerAnswer) {
     bus.wake(waiter.worker);
 }
 
-/// A channel's names in Redis, under one hash tag so that they live on one shard.
+/// A channel's names in Redis, under one hash tag so that they live on one shard. Each name is made when an
+/// operation needs it (a publish uses three of them).
 struct Keys {
-    /// The shard channel its events travel on.
+    /// The shard channel its events travel on (`PREFIX{channel}`); the other names extend it.
     shard: String,
+}
+
+impl Keys {
     /// Its stream: history and ids.
-    stream: String,
+    fn stream(&self) -> String {
+        format!("{}:h", self.shard)
+    }
+
     /// Its deletion record: the last id it had when it was deleted.
-    deleted: String,
+    fn deleted(&self) -> String {
+        format!("{}:d", self.shard)
+    }
+
     /// Its trim record: the highest id trimmed from its stream, and why (`evicted` or `expired`).
-    trimmed: String,
+    fn trimmed(&self) -> String {
+        format!("{}:t", self.shard)
+    }
+
     /// The set of nodes holding subscribers of it.
-    nodes: String,
+    fn nodes(&self) -> String {
+        format!("{}:nodes", self.shard)
+    }
+
     /// The start of each node's presence hash (the node's name follows).
-    presence_prefix: String,
+    fn presence_prefix(&self) -> String {
+        format!("{}:n:", self.shard)
+    }
 }
 
 fn keys(prefix: &str, channel: &str) -> Keys {
-    let shard = format!("{prefix}{{{channel}}}");
     Keys {
-        stream: format!("{shard}:h"),
-        deleted: format!("{shard}:d"),
-        trimmed: format!("{shard}:t"),
-        nodes: format!("{shard}:nodes"),
-        presence_prefix: format!("{shard}:n:"),
-        shard,
+        shard: format!("{prefix}{{{channel}}}"),
     }
 }
 
@@ -989,7 +1004,7 @@ fn parse_fill(channel: &str, reply: Value, after: Option<EventId>) -> Option<Fil
                 .map(String::as_str)
                 .unwrap_or("")
         };
-        let published_ms = id.stream_id().split('-').next()?.parse::<u64>().ok()?;
+        let published_ms = id.stream_millis();
         let age = Duration::from_millis(wall_ms.saturating_sub(published_ms));
         events.push(FedEvent {
             id,
@@ -1024,9 +1039,9 @@ mod tests {
     fn a_channel_and_its_keys_share_one_hash_tag() {
         let keys = keys("spout:", "news");
         assert_eq!(keys.shard, "spout:{news}");
-        assert_eq!(keys.stream, "spout:{news}:h");
-        assert_eq!(keys.deleted, "spout:{news}:d");
-        assert_eq!(keys.trimmed, "spout:{news}:t");
+        assert_eq!(keys.stream(), "spout:{news}:h");
+        assert_eq!(keys.deleted(), "spout:{news}:d");
+        assert_eq!(keys.trimmed(), "spout:{news}:t");
         assert_eq!(channel_of("spout:", &keys.shard), Some("news"));
         assert_eq!(channel_of("other:", &keys.shard), None);
     }
