@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::{get, publish, start_failure, start_server_env};
+use common::{announced_addr, get, publish, start_failure, start_server_env};
 
 /// A file in a fresh temporary directory, removed with it on drop.
 struct TempFile {
@@ -69,11 +69,7 @@ fn the_files_listeners_and_limits_take_effect() {
         stdout.read_line(&mut line).expect("read stdout");
         announced.push(line.trim().to_owned());
     }
-    let addr: SocketAddr = announced[0]
-        .strip_prefix("listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("{announced:?}"));
+    let addr: SocketAddr = announced_addr(&announced[0]).unwrap_or_else(|| panic!("{announced:?}"));
     assert!(announced[0].ends_with("(native)"), "{announced:?}");
     assert!(announced[1].ends_with("(pipely)"), "{announced:?}");
     assert_eq!(publish(addr, "c", &body(2000)).status, 200);

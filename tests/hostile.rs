@@ -151,17 +151,7 @@ fn slow_subscribers_that_are_dropped_leave_nothing_unsent_in_the_kernel() {
     // Subscribers with a small receive window (set before connecting, so the window never grows), that send
     // their request and never read.
     let slow: Vec<std::net::TcpStream> = (0..SLOW)
-        .map(|_| {
-            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-                .expect("socket");
-            socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-            socket.connect(&addr.into()).expect("connect");
-            let mut stream: std::net::TcpStream = socket.into();
-            stream
-                .write_all(b"GET /sub/heavy HTTP/1.1\r\nHost: test\r\n\r\n")
-                .expect("subscribe");
-            stream
-        })
+        .map(|_| non_reader(addr, b"GET /sub/heavy HTTP/1.1\r\nHost: test\r\n\r\n"))
         .collect();
     wait_for("the slow subscribers subscribed", || {
         subscribers(addr, "heavy") == SLOW as u64
@@ -324,16 +314,10 @@ fn connections_that_do_not_take_their_last_answer_leave_nothing_in_the_kernel() 
     let addr = server.addr;
     let peers: Vec<std::net::TcpStream> = (0..PEERS)
         .map(|_| {
-            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-                .expect("socket");
-            socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-            socket.connect(&addr.into()).expect("connect");
-            let mut stream: std::net::TcpStream = socket.into();
             let request = "GET /sub/stuck HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n\
                            Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
                            Sec-WebSocket-Version: 13\r\n\r\n";
-            stream.write_all(request.as_bytes()).expect("upgrade");
-            stream
+            non_reader(addr, request.as_bytes())
         })
         .collect();
     wait_for("the peers subscribed", || {
@@ -504,17 +488,7 @@ fn a_stream_that_is_not_read_holds_at_most_its_send_buffer_in_the_kernel() {
     let server = start_server(&["--workers", "1"]);
     let addr = server.addr;
     let stuck: Vec<std::net::TcpStream> = (0..STUCK)
-        .map(|_| {
-            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-                .expect("socket");
-            socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-            socket.connect(&addr.into()).expect("connect");
-            let mut stream: std::net::TcpStream = socket.into();
-            stream
-                .write_all(b"GET /sub/backlog HTTP/1.1\r\nHost: test\r\n\r\n")
-                .expect("subscribe");
-            stream
-        })
+        .map(|_| non_reader(addr, b"GET /sub/backlog HTTP/1.1\r\nHost: test\r\n\r\n"))
         .collect();
     wait_for("the subscribers subscribed", || {
         subscribers(addr, "backlog") == STUCK as u64

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{get, publish, require_program, signal, sse_subscribe, ws_connect};
+use common::{announced_addr, get, publish, require_program, signal, sse_subscribe, ws_connect};
 use spout::config::{parse_duration, DEFAULT_DRAIN_TIMEOUT};
 
 fn packaging(file: &str) -> PathBuf {
@@ -192,10 +192,7 @@ fn spout_starts_with_the_packaged_settings() {
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
     stdout.read_line(&mut line).expect("read stdout");
-    let addr = line
-        .strip_prefix("listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| a.parse().ok());
+    let addr = announced_addr(&line);
     let status = addr.map(|addr| get(addr, "/healthz").status);
     let _ = child.kill();
     let out = child.wait_with_output().expect("wait");
@@ -283,11 +280,7 @@ fn spout_makes_only_system_calls_the_unit_allows() {
     let mut stdout = BufReader::new(tracer.stdout.take().expect("stdout"));
     let mut line = String::new();
     stdout.read_line(&mut line).expect("read stdout");
-    let addr = line
-        .strip_prefix("listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address: {line:?}"));
+    let addr = announced_addr(&line).unwrap_or_else(|| panic!("no address: {line:?}"));
 
     let mut sse = sse_subscribe(addr, "/sub/traced", "");
     let (mut ws, _) = ws_connect(addr, "/sub/traced", "");

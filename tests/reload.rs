@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use common::{request, signal, sse_subscribe, Response, WAIT};
+use common::{announced_addr, request, signal, sse_subscribe, Response, WAIT};
 
 /// spout started with `--config FILE`, its stderr lines arriving on a channel.
 struct Spout {
@@ -38,11 +38,7 @@ impl Spout {
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
         stdout.read_line(&mut line).expect("read stdout");
-        let addr = line
-            .strip_prefix("listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("{line:?}"));
+        let addr = announced_addr(&line).unwrap_or_else(|| panic!("{line:?}"));
         let stderr = BufReader::new(child.stderr.take().expect("stderr"));
         let (lines, log) = mpsc::channel();
         std::thread::spawn(move || {

@@ -87,9 +87,8 @@ pub fn start_server_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut line = String::new();
         let n = stdout.read_line(&mut line).expect("read stdout");
         assert!(n > 0, "spout exited before announcing its listeners");
-        if let Some(rest) = line.strip_prefix("listening on ") {
-            let addr = rest.split_whitespace().next().expect("address");
-            addrs.push(addr.parse().expect("socket address"));
+        if let Some(addr) = announced_addr(&line) {
+            addrs.push(addr);
         }
     }
     Server {
@@ -98,6 +97,27 @@ pub fn start_server_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         addrs,
         _stdout: stdout,
     }
+}
+
+/// The address of a `listening on ADDR (API)` line spout prints, `None` for any other line.
+pub fn announced_addr(line: &str) -> Option<SocketAddr> {
+    line.strip_prefix("listening on ")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A connection with a 4 KiB receive window (set before connecting, so the window never grows) that sends
+/// `request` and then reads nothing: a subscriber that stops reading, as hostile-client tests need them.
+pub fn non_reader(addr: SocketAddr, request: &[u8]) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.connect(&addr.into()).expect("connect");
+    let mut stream: TcpStream = socket.into();
+    stream.write_all(request).expect("request");
+    stream
 }
 
 /// Runs spout with `args` expecting it to refuse to start; returns (exit code, stderr). A spout that is still
