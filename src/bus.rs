@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 
-use crate::broker::{BrokerAnswer, Waiter};
+use crate::broker::seam::{BrokerAnswer, Waiter};
 use crate::message::Message;
 
 /// Slots kept free above the event capacity for control messages (channel deleted, drain).

@@ -32,8 +32,9 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+pub use crate::broker::seam::{ChannelInfo, NewEvent, Receipt, Resume, TableError};
 use crate::bus::{Bus, WorkerMsg};
-use crate::message::{EventId, Message, Wire};
+use crate::message::{EventId, Message};
 use crate::sync::lock;
 pub use fed::{FedEvent, Fill, Presence};
 use history::History;
@@ -83,38 +84,6 @@ impl ResetReason {
     }
 }
 
-/// Where a new subscriber starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Resume {
-    /// Live events only.
-    Fresh,
-    /// Everything after this id, then live events.
-    After(EventId),
-    /// The client sent a `Last-Event-ID` that does not parse.
-    Unparseable,
-}
-
-/// Errors the table answers with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TableError {
-    /// Creating the channel(s) would exceed `--max-channels`.
-    TooManyChannels,
-    /// Creating the channel(s) would give the client's address more than `--max-channels-per-ip`.
-    ClientChannelLimit,
-    /// A worker's inbox is full (it is too far behind); nothing was published.
-    Overloaded,
-}
-
-impl TableError {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            TableError::TooManyChannels => "too_many_channels",
-            TableError::ClientChannelLimit => "too_many_channels_created",
-            TableError::Overloaded => "overloaded",
-        }
-    }
-}
-
 /// One subscribed channel of a stream, as the worker keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubscribedChannel {
@@ -153,31 +122,6 @@ pub struct ReplayStep {
     pub done: bool,
 }
 
-/// An event to publish, validated by the API layer.
-#[derive(Debug, Default)]
-pub struct NewEvent {
-    pub channel: Box<str>,
-    pub event: Option<Box<str>>,
-    pub data: Box<str>,
-    pub to: Option<Box<[Box<str>]>>,
-    /// The encoding, made by a compatible API whose channels have a single wire format; `None` for native events,
-    /// which are encoded on first need.
-    pub wire: Option<Wire>,
-    /// Delivered live but not kept in history: for compatible APIs that have no replay (or keep their own).
-    pub ephemeral: bool,
-    /// The client address a channel this event creates is counted against (`--max-channels-per-ip`); `None` for
-    /// publishers that are not counted (those holding the publish key).
-    pub creator: Option<IpAddr>,
-}
-
-/// What a publish did with one event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Receipt {
-    pub id: EventId,
-    /// Subscribers the event was queued for (addressees present, for a targeted event).
-    pub subscribers: usize,
-}
-
 /// A channel as listed by `GET /channels`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelSummary {
@@ -193,17 +137,6 @@ pub struct ChannelPage {
     pub channels: Vec<ChannelSummary>,
     /// The last name the page looked at, when names remain after it: the next page starts after it.
     pub next_after: Option<Arc<str>>,
-}
-
-/// A channel as shown by `GET /channels/{channel}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelInfo {
-    pub name: Arc<str>,
-    pub subscribers: usize,
-    pub client_ids: Vec<Box<str>>,
-    pub last_id: Option<EventId>,
-    pub retained: usize,
-    pub retained_bytes: usize,
 }
 
 /// Whole-table figures for `/metrics`.
