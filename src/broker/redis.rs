@@ -221,8 +221,7 @@ impl Health {
 enum Command {
     Publish(Vec<NewEvent>, Waiter),
     Warm {
-        channel: Box<str>,
-        after: Option<EventId>,
+        channels: Vec<(Box<str>, Option<EventId>)>,
         waiter: Waiter,
     },
     Delete(Box<str>, Waiter),
@@ -276,18 +275,14 @@ impl RedisBroker {
         self.queue(Command::Publish(events, waiter))
     }
 
-    /// Asks for `channel` to be fed on this node from `after` on (`None`: live only).
+    /// Asks for `channels` to be fed on this node, each from its cursor on (`None`: live only); one answer
+    /// once all are.
     pub fn warm(
         &self,
-        channel: &str,
-        after: Option<EventId>,
+        channels: Vec<(Box<str>, Option<EventId>)>,
         waiter: Waiter,
     ) -> Result<(), BrokerError> {
-        self.queue(Command::Warm {
-            channel: channel.into(),
-            after,
-            waiter,
-        })
+        self.queue(Command::Warm { channels, waiter })
     }
 
     /// Deletes `channel` on every node.
@@ -458,12 +453,14 @@ impl Node {
                     send_answer(&bus, waiter, BrokerAnswer::Published(result));
                 });
             }
-            Command::Warm {
-                channel,
-                after,
-                waiter,
-            } => {
-                let result = self.warm(&channel, after).await;
+            Command::Warm { channels, waiter } => {
+                let mut result = Ok(());
+                for (channel, after) in channels {
+                    result = self.warm(&channel, after).await;
+                    if result.is_err() {
+                        break;
+                    }
+                }
                 self.answer(waiter, BrokerAnswer::Warmed(result));
             }
             Command::Delete(channel, waiter) => {
