@@ -248,12 +248,31 @@ fn subscribers_dropping_and_resuming_on_other_nodes_get_every_event_once_in_orde
         return;
     }
     let cluster = RedisCluster::start(3, 0);
-    let nodes = three_nodes(&cluster, &[]);
+    resume_storm(&cluster, &["storm".to_string()]);
+}
+
+#[test]
+fn streams_over_channels_on_several_shards_survive_the_resume_storm_exactly() {
+    if !have_tools(false) {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 0);
+    resume_storm(&cluster, &channels_on_distinct_shards(&cluster, 3));
+}
+
+/// Three publishers, one per node, publish round robin over `names`; four subscribers of all of `names` read a
+/// few events, drop the connection and resume on another node, until each has every event. Each must get every
+/// channel's events once, in the order of that channel, the same for every subscriber, and each publisher's in
+/// the order it sent them.
+fn resume_storm(cluster: &RedisCluster, names: &[String]) {
+    let nodes = three_nodes(cluster, &[]);
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
     const PER_PUBLISHER: usize = 60;
+    let path = format!("/sub/{}", names.join(","));
     let subscribers: Vec<_> = (0..4)
         .map(|s| {
             let addrs = addrs.clone();
+            let path = path.clone();
             std::thread::spawn(move || {
                 let mut got: Vec<(String, String)> = Vec::new();
                 let mut last: Option<String> = None;
@@ -265,7 +284,7 @@ fn subscribers_dropping_and_resuming_on_other_nodes_get_every_event_once_in_orde
                         .as_ref()
                         .map(|id| format!("Last-Event-ID: {id}\r\n"))
                         .unwrap_or_default();
-                    let mut sub = sse_subscribe(addrs[hop % 3], "/sub/storm", &header);
+                    let mut sub = sse_subscribe(addrs[hop % 3], &path, &header);
                     hop += 1;
                     // Read a few events, then drop the connection and resume elsewhere.
                     let take = (3 + hop % 7).min(3 * PER_PUBLISHER - got.len());
@@ -285,7 +304,7 @@ fn subscribers_dropping_and_resuming_on_other_nodes_get_every_event_once_in_orde
     // Let every subscriber open its first stream before the first event, so each must see all of them.
     for addr in &addrs {
         wait_for("the first subscribers", || {
-            get(*addr, "/channels/storm").status == 200
+            get(*addr, &format!("/channels/{}", names[0])).status == 200
         });
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -294,9 +313,11 @@ fn subscribers_dropping_and_resuming_on_other_nodes_get_every_event_once_in_orde
         .enumerate()
         .map(|(p, addr)| {
             let addr = *addr;
+            let names = names.to_vec();
             std::thread::spawn(move || {
                 for n in 0..PER_PUBLISHER {
-                    publish_id(addr, "storm", &format!("p{p}-{n}"));
+                    let channel = &names[n % names.len()];
+                    publish_id(addr, channel, &format!("{channel}:p{p}-{n}"));
                 }
             })
         })
@@ -308,27 +329,44 @@ fn subscribers_dropping_and_resuming_on_other_nodes_get_every_event_once_in_orde
         .into_iter()
         .map(|s| s.join().expect("subscriber"))
         .collect();
-    for run in &runs {
-        assert_eq!(
-            run, &runs[0],
-            "every subscriber sees the same events in the same order"
-        );
-        let ids: Vec<u64> = run.iter().map(|(id, _)| id.parse().expect("id")).collect();
-        assert!(
-            ids.windows(2).all(|w| w[0] < w[1]),
-            "no duplicate, ids rise"
-        );
-        for p in 0..3 {
-            let from_p: Vec<&str> = run
-                .iter()
-                .map(|(_, data)| data.as_str())
-                .filter(|d| d.starts_with(&format!("p{p}-")))
-                .collect();
-            let expected: Vec<String> = (0..PER_PUBLISHER).map(|n| format!("p{p}-{n}")).collect();
+    for (at, channel) in names.iter().enumerate() {
+        // A channel's events, with the stream's position on that channel after each (the whole id for one
+        // channel, its `at`-th position for several).
+        let of_channel = |run: &[(String, String)]| -> Vec<(u64, String)> {
+            run.iter()
+                .filter(|(_, data)| data.starts_with(&format!("{channel}:")))
+                .map(|(id, data)| {
+                    let position = id.split(',').nth(at).expect("a position per channel");
+                    (position.parse().expect("numeric position"), data.clone())
+                })
+                .collect()
+        };
+        let first = of_channel(&runs[0]);
+        for run in &runs {
+            let events = of_channel(run);
             assert_eq!(
-                from_p, expected,
-                "publisher {p}'s events, each once, in its order"
+                events, first,
+                "every subscriber sees {channel}'s events in one order"
             );
+            assert!(
+                events.windows(2).all(|w| w[0].0 < w[1].0),
+                "no duplicate, {channel}'s positions rise"
+            );
+            for p in 0..3 {
+                let from_p: Vec<&str> = events
+                    .iter()
+                    .map(|(_, data)| data.as_str())
+                    .filter(|d| d.starts_with(&format!("{channel}:p{p}-")))
+                    .collect();
+                let expected: Vec<String> = (0..PER_PUBLISHER)
+                    .filter(|n| names[n % names.len()] == *channel)
+                    .map(|n| format!("{channel}:p{p}-{n}"))
+                    .collect();
+                assert_eq!(
+                    from_p, expected,
+                    "publisher {p}'s events on {channel}, each once, in its order"
+                );
+            }
         }
     }
 }

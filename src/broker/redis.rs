@@ -1020,8 +1020,11 @@ fn parse_fill(channel: &str, reply: Value, after: Option<EventId>) -> Option<Fil
             return Some((deleted?, ResetReason::Deleted));
         }
         if !exists {
-            // Nothing left of a channel the cursor came from: it expired with `--history-ttl`.
-            return Some((cursor.successor(), ResetReason::Expired));
+            // Nothing left of a channel the cursor came from: it expired with `--history-ttl`. A position of 0
+            // (a stream over several channels that has had nothing of this one, which had no stream then) came
+            // from no event: a channel that still has none lost none. (Had it had events since that all
+            // expired, and their trim record with them, the client was away longer than `--history-ttl`.)
+            return (cursor > EventId::ZERO).then(|| (cursor.successor(), ResetReason::Expired));
         }
         trimmed.filter(|(trimmed, _)| *trimmed > cursor)
     });
