@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{balancer, start_node, RedisCluster};
 use common::{
-    get, publish, publish_batch, publish_id, require_program, signal, sse_subscribe, wait_for,
-    Server,
+    get, publish, publish_batch, publish_id, request, require_program, signal, sse_subscribe,
+    wait_for, Server,
 };
 use serde_json::json;
 
@@ -577,4 +577,107 @@ fn with_wait_replicas_a_publish_is_answered_once_a_replica_has_it_and_refused_wi
     let refused = publish(node.addr, "durable", "not kept twice");
     assert_eq!(refused.status, 503, "{}", refused.text());
     assert_eq!(refused.json()["error"], "broker_unavailable");
+}
+
+#[test]
+fn nodes_sharing_one_redis_not_in_cluster_mode_share_channels_resume_and_survive_its_restart() {
+    if !have_tools(false) {
+        return;
+    }
+    let mut redis = RedisCluster::standalone();
+    let mut nodes: Vec<Server> = (0..2)
+        .map(|_| start_node(&redis, &["--broker-timeout", "1s"]))
+        .collect();
+    let mut sub = sse_subscribe(nodes[0].addr, "/sub/news,sport", "");
+    wait_for("the stream on node A", || {
+        get(nodes[1].addr, "/channels/sport").json()["subscribers"] == 1
+    });
+    let news = publish_id(nodes[1].addr, "news", "n0");
+    let sport = publish_id(nodes[1].addr, "sport", "s0");
+    let seen = sub.events(2);
+    assert_eq!(seen[1].id, Some(format!("{news},{sport}")));
+
+    // Redis restarts (from its append-only file): publishing comes back, and the open stream gets what follows.
+    redis.kill(0);
+    wait_for("health to fail", || {
+        get(nodes[0].addr, "/healthz").status == 503
+    });
+    redis.restart(0);
+    for node in &nodes {
+        wait_for("health to recover", || {
+            get(node.addr, "/healthz").status == 200
+        });
+    }
+    let after = publish_once_back(nodes[1].addr, "news", "n1");
+    let next = sub.next_event().expect("event after the restart");
+    assert_eq!(
+        (next.id, next.data.as_str()),
+        (Some(format!("{after},{sport}")), "n1")
+    );
+
+    // Node A dies; its client resumes on node B exactly.
+    signal(nodes[0].child.id(), "KILL");
+    let _ = nodes[0].child.wait();
+    let missed = publish_id(nodes[1].addr, "sport", "s1");
+    let last = format!("{after},{sport}");
+    let mut resumed = sse_subscribe(
+        nodes[1].addr,
+        "/sub/news,sport",
+        &format!("Last-Event-ID: {last}\r\n"),
+    );
+    let got = resumed.next_event().expect("the missed event");
+    assert_eq!(
+        (got.id, got.data.as_str()),
+        (Some(format!("{after},{missed}")), "s1")
+    );
+    assert_eq!(
+        request(nodes[1].addr, "DELETE", "/channels/news", "", b"").status,
+        200
+    );
+    let deleted = resumed.next_event().expect("deleted");
+    assert_eq!(deleted.event.as_deref(), Some("deleted"));
+}
+
+#[test]
+fn every_node_lists_the_channels_with_history_or_subscribers_on_any_node() {
+    if !have_tools(false) {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 0);
+    let nodes = three_nodes(&cluster, &[]);
+    // History only, published on node A; a subscriber only, on node B; both on node C.
+    publish_id(nodes[0].addr, "kept", "k0");
+    let _live = sse_subscribe(nodes[1].addr, "/sub/watched", "");
+    let _both = sse_subscribe(nodes[2].addr, "/sub/kept", "");
+    let listing = |addr: SocketAddr, query: &str| -> serde_json::Value {
+        let resp = get(addr, &format!("/channels{query}"));
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        resp.json()
+    };
+    let expected = json!([
+        {"channel": "kept", "subscribers": 1, "retained": 1},
+        {"channel": "watched", "subscribers": 1, "retained": 0},
+    ]);
+    for node in &nodes {
+        wait_for("every node to list both channels", || {
+            listing(node.addr, "")["channels"] == expected
+        });
+    }
+    // A page at a time, from another node than the one that gave the cursor.
+    let first = listing(nodes[0].addr, "?limit=1");
+    assert_eq!(first["channels"], json!([expected[0]]));
+    let next = first["next"].as_str().expect("a next page");
+    let second = listing(nodes[1].addr, &format!("?limit=1&cursor={next}"));
+    assert_eq!(second["channels"], json!([expected[1]]));
+    // A deleted channel with no subscriber left is listed nowhere.
+    drop(_both);
+    assert_eq!(
+        request(nodes[1].addr, "DELETE", "/channels/kept", "", b"").status,
+        200
+    );
+    for node in &nodes {
+        wait_for("the deleted channel to leave every listing", || {
+            listing(node.addr, "")["channels"] == json!([expected[1]])
+        });
+    }
 }

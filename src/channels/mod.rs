@@ -32,7 +32,9 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-pub use crate::broker::seam::{ChannelInfo, NewEvent, Receipt, Resume, TableError};
+pub use crate::broker::seam::{
+    ChannelInfo, ChannelPage, ChannelSummary, NewEvent, Receipt, Resume, TableError,
+};
 use crate::bus::{Bus, WorkerMsg};
 use crate::message::{EventId, Message};
 use crate::sync::lock;
@@ -123,23 +125,6 @@ pub struct ReplayStep {
     pub done: bool,
     /// For a per-channel cursor, each channel's position after this step, in the stream's channel order.
     pub reached: Vec<EventId>,
-}
-
-/// A channel as listed by `GET /channels`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelSummary {
-    pub name: Arc<str>,
-    pub subscribers: usize,
-    pub retained: usize,
-}
-
-/// One page of the channel listing (`ChannelTable::list_page`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelPage {
-    /// The channels of the page that the filter kept, in name order.
-    pub channels: Vec<ChannelSummary>,
-    /// The last name the page looked at, when names remain after it: the next page starts after it.
-    pub next_after: Option<Arc<str>>,
 }
 
 /// Whole-table figures for `/metrics`.
