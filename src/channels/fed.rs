@@ -14,6 +14,7 @@
 //! the channel first. Such a stream's position is one id per channel, each from that channel's stream in Redis
 //! (several channels live on several shards, whose ids no one order relates): its `Last-Event-ID` lists them.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -70,10 +71,11 @@ impl ChannelTable {
         wanted: &[(&str, Resume)],
         client_id: &str,
         just_read: bool,
+        creator: Option<IpAddr>,
     ) -> Result<FedSubscribe, TableError> {
         let mut st = self.lock();
         let locked = Instant::now();
-        let mut cold = Vec::new();
+        let mut cold: Vec<(Box<str>, Option<EventId>)> = Vec::new();
         for (name, resume) in wanted {
             let after = match resume {
                 Resume::After(id) => Some(*id),
@@ -93,6 +95,15 @@ impl ChannelTable {
             }
         }
         if !cold.is_empty() {
+            // Warming makes the channels this node does not have: they count against the table's limits now.
+            let new = cold
+                .iter()
+                .filter(|(name, _)| !st.channels.contains_key(&**name))
+                .count();
+            if st.channels.len() + new > self.limits.max_channels {
+                return Err(TableError::TooManyChannels);
+            }
+            self.check_creator(&st, self.counted_creator(creator), new)?;
             return Ok(FedSubscribe::Warm(cold));
         }
         let mut channels = Vec::with_capacity(wanted.len());
@@ -160,21 +171,24 @@ impl ChannelTable {
 
     /// Makes `name` a fed channel held from `after` on (`None`: from Redis's last id, for live subscribers only),
     /// with what Redis holds of it: events the node has not seen go to its subscribers as live events, older ones
-    /// are put in front of its history. Called by the broker thread once its shard subscription is confirmed.
+    /// are put in front of its history. Called by the broker thread once its shard subscription is confirmed; a
+    /// channel it makes counts against `creator` (`--max-channels-per-ip`), the client whose subscribe asked.
     pub fn fill(
         &self,
         name: &str,
         after: Option<EventId>,
         fill: Fill,
         bus: &Bus,
+        creator: Option<IpAddr>,
     ) -> Result<(), TableError> {
+        let creator = self.counted_creator(creator);
         let mut wake = vec![false; bus.workers()];
         {
             let mut st = self.lock();
             if !st.channels.contains_key(name) && st.channels.len() >= self.limits.max_channels {
                 return Err(TableError::TooManyChannels);
             }
-            let (key, channel) = st.entry(name, self.limits.workers, None);
+            let (key, channel) = st.entry(name, self.limits.workers, creator);
             let start = after.or(fill.last).unwrap_or(EventId::ZERO);
             let covered = channel.covered_after.map_or(start, |c| c.min(start));
             channel.covered_after = Some(covered);

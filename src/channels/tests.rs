@@ -468,7 +468,7 @@ fn subscribe_fed(
     just_read: bool,
 ) -> Option<Subscription> {
     match t
-        .subscribe_fed(worker, wanted, client, just_read)
+        .subscribe_fed(worker, wanted, client, just_read, None)
         .expect("subscribe")
     {
         FedSubscribe::Subscribed(sub) => Some(sub),
@@ -493,6 +493,7 @@ fn a_fed_channel_takes_subscribers_only_from_where_it_is_held() {
         Some(sid(5)),
         fill_with(vec![fed(6, "six")], 6, None),
         &bus,
+        None,
     )
     .expect("fill");
     // Held from 5 on: a cursor before it needs another read, one after the head may still be on its way.
@@ -521,6 +522,7 @@ fn live_events_already_read_are_dropped_and_older_reads_go_in_front() {
         Some(sid(3)),
         fill_with(vec![fed(4, "4"), fed(5, "5")], 5, None),
         &bus,
+        None,
     )
     .expect("fill");
     let _sub = subscribe_fed(&t, 1, &[("news", Resume::Fresh)], "a", false).expect("held");
@@ -540,6 +542,7 @@ fn live_events_already_read_are_dropped_and_older_reads_go_in_front() {
         Some(sid(1)),
         fill_with(vec![fed(2, "2"), fed(3, "3"), fed(4, "4")], 6, None),
         &bus,
+        None,
     )
     .expect("fill");
     assert_eq!(inboxes[1].try_iter().count(), 0);
@@ -558,6 +561,7 @@ fn what_redis_trimmed_after_a_cursor_is_reported_and_an_idle_fed_channel_retires
         Some(sid(2)),
         fill_with(vec![fed(5, "5")], 5, lost),
         &bus,
+        None,
     )
     .expect("fill");
     let mut sub =
@@ -585,13 +589,17 @@ fn a_stream_over_fed_channels_resumes_each_channel_from_its_own_position() {
         Some(sid(10)),
         fill_with(vec![on("news", 11, "n11"), on("news", 12, "n12")], 12, None),
         &bus,
+        None,
     )
     .expect("fill");
     let wanted = [
         ("news", Resume::After(sid(10))),
         ("sport", Resume::After(sid(3))),
     ];
-    match t.subscribe_fed(0, &wanted, "a", false).expect("subscribe") {
+    match t
+        .subscribe_fed(0, &wanted, "a", false, None)
+        .expect("subscribe")
+    {
         FedSubscribe::Warm(cold) => assert_eq!(cold, vec![("sport".into(), Some(sid(3)))]),
         FedSubscribe::Subscribed(_) => panic!("sport is not held yet"),
     }
@@ -601,6 +609,7 @@ fn a_stream_over_fed_channels_resumes_each_channel_from_its_own_position() {
         Some(sid(3)),
         fill_with(vec![on("sport", 4, "s4"), on("sport", 5, "s5")], 5, None),
         &bus,
+        None,
     )
     .expect("fill");
     // A cursor of 10 on sport would replay nothing of it: each channel has its own.
@@ -611,4 +620,42 @@ fn a_stream_over_fed_channels_resumes_each_channel_from_its_own_position() {
     assert!(resets.is_empty());
     let positions: Vec<EventId> = sub.channels.iter().map(|c| c.since).collect();
     assert_eq!(positions, [sid(12), sid(5)]);
+}
+
+#[test]
+fn fed_channels_a_subscribe_makes_count_against_its_client() {
+    let limits = TableLimits {
+        history: 10,
+        history_ttl: Duration::from_secs(3600),
+        history_max_bytes: 1 << 20,
+        max_channels: 100,
+        max_channels_per_client: Some(1),
+        workers: 2,
+    };
+    let t = ChannelTable::new(limits, UNIX_EPOCH);
+    let (bus, _inboxes) = Bus::for_tests(2, 16);
+    let ip: IpAddr = "192.0.2.7".parse().expect("ip");
+    let two = [("x", Resume::Fresh), ("y", Resume::Fresh)];
+    assert_eq!(
+        t.subscribe_fed(0, &two, "c", false, Some(ip)).err(),
+        Some(TableError::ClientChannelLimit),
+        "two new channels for a client allowed one"
+    );
+    assert!(matches!(
+        t.subscribe_fed(0, &two[..1], "c", false, Some(ip)),
+        Ok(FedSubscribe::Warm(_))
+    ));
+    t.fill("x", None, fill_with(Vec::new(), 1, None), &bus, Some(ip))
+        .expect("fill");
+    assert_eq!(
+        t.subscribe_fed(0, &two[1..], "c", false, Some(ip)).err(),
+        Some(TableError::ClientChannelLimit),
+        "the warmed channel counts"
+    );
+    // Another client may; a channel the node holds already creates nothing.
+    assert!(subscribe_fed(&t, 0, &two[..1], "d", false).is_some());
+    assert!(matches!(
+        t.subscribe_fed(0, &two[1..], "d", false, "192.0.2.8".parse().ok()),
+        Ok(FedSubscribe::Warm(_))
+    ));
 }

@@ -196,13 +196,13 @@ fn register(
     };
     let fed = ctx
         .table
-        .subscribe_fed(ctx.worker, &wanted, client_id, just_read)
+        .subscribe_fed(ctx.worker, &wanted, client_id, just_read, ctx.peer)
         .map_err(ApiError::from_table)?;
     match fed {
         FedSubscribe::Subscribed(subscription) => Ok(Some(subscription)),
         FedSubscribe::Warm(cold) => {
             redis
-                .warm(cold, ctx.waiter)
+                .warm(cold, ctx.peer, ctx.waiter)
                 .map_err(ApiError::from_broker)?;
             Ok(None)
         }

@@ -28,6 +28,7 @@ mod connection;
 mod scripts;
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -117,6 +118,7 @@ enum Command {
     Publish(Vec<NewEvent>, Waiter),
     Warm {
         channels: Vec<(Box<str>, Option<EventId>)>,
+        creator: Option<IpAddr>,
         waiter: Waiter,
     },
     Delete(Box<str>, Waiter),
@@ -171,13 +173,18 @@ impl RedisBroker {
     }
 
     /// Asks for `channels` to be fed on this node, each from its cursor on (`None`: live only); one answer
-    /// once all are.
+    /// once all are. Channels this makes count against `creator` (`--max-channels-per-ip`).
     pub fn warm(
         &self,
         channels: Vec<(Box<str>, Option<EventId>)>,
+        creator: Option<IpAddr>,
         waiter: Waiter,
     ) -> Result<(), BrokerError> {
-        self.queue(Command::Warm { channels, waiter })
+        self.queue(Command::Warm {
+            channels,
+            creator,
+            waiter,
+        })
     }
 
     /// Deletes `channel` on every node.
@@ -339,10 +346,14 @@ impl Node {
                     send_answer(&bus, waiter, BrokerAnswer::Published(result));
                 });
             }
-            Command::Warm { channels, waiter } => {
+            Command::Warm {
+                channels,
+                creator,
+                waiter,
+            } => {
                 let mut result = Ok(());
                 for (channel, after) in channels {
-                    result = self.warm(&channel, after).await;
+                    result = self.warm(&channel, after, creator).await;
                     if result.is_err() {
                         break;
                     }
@@ -406,7 +417,12 @@ impl Node {
 
     /// Subscribes the channel's shard channel (once) and reads its stream from `after`, so that the table holds
     /// it from there on.
-    async fn warm(&mut self, channel: &str, after: Option<EventId>) -> Result<(), BrokerError> {
+    async fn warm(
+        &mut self,
+        channel: &str,
+        after: Option<EventId>,
+        creator: Option<IpAddr>,
+    ) -> Result<(), BrokerError> {
         if !self.subscribed.contains_key(channel) {
             let shard = keys(&self.settings.prefix, channel).shard;
             let con = self.con.as_mut().ok_or(BrokerError::Unavailable)?;
@@ -416,13 +432,18 @@ impl Node {
                 .await?;
         }
         self.subscribed.insert(channel.into(), Instant::now());
-        self.load(channel, after).await
+        self.load(channel, after, creator).await
     }
 
     /// Reads what Redis holds of `channel` after `after` and hands it to the table. A channel the node already
     /// holds is read from no later than its last id: events between that and the cursor may still be on their
     /// way here live, and the table drops live events at or below what it was handed.
-    async fn load(&mut self, channel: &str, after: Option<EventId>) -> Result<(), BrokerError> {
+    async fn load(
+        &mut self,
+        channel: &str,
+        after: Option<EventId>,
+        creator: Option<IpAddr>,
+    ) -> Result<(), BrokerError> {
         let after = match (self.table.fed_head(channel), after) {
             (Some(head), Some(after)) => Some(head.min(after)),
             (Some(head), None) => Some(head),
@@ -446,7 +467,7 @@ impl Node {
             BrokerError::Unavailable
         })?;
         self.table
-            .fill(channel, after, fill, &self.bus)
+            .fill(channel, after, fill, &self.bus, creator)
             .map_err(BrokerError::Table)
     }
 
@@ -538,7 +559,7 @@ impl Node {
         self.write_presence();
         if std::mem::take(&mut self.catch_up) {
             for (channel, last) in self.table.fed_channels() {
-                if self.load(&channel, Some(last)).await.is_err() {
+                if self.load(&channel, Some(last), None).await.is_err() {
                     self.catch_up = true;
                 }
             }
