@@ -681,3 +681,48 @@ fn every_node_lists_the_channels_with_history_or_subscribers_on_any_node() {
         });
     }
 }
+
+#[test]
+fn concurrent_publishes_on_one_node_each_get_their_own_receipts_and_every_event_arrives_once() {
+    if !have_tools(false) {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 0);
+    let nodes = three_nodes(&cluster, &[]);
+    let mut sub = sse_subscribe(nodes[0].addr, "/sub/busy", "");
+    wait_for("the subscriber", || {
+        get(nodes[1].addr, "/channels/busy").json()["subscribers"] == 1
+    });
+    // Eight keep-alive publishers at once on node B: their requests queue up together at its broker thread.
+    let publishers: Vec<_> = (0..8)
+        .map(|p| {
+            let addr = nodes[1].addr;
+            std::thread::spawn(move || {
+                let mut conn = common::KeepAlive::new(addr);
+                (0..25)
+                    .map(|n| {
+                        let data = format!("p{p}-{n}");
+                        (conn.publish_id("busy", &data), data)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut sent: Vec<(u64, String)> = publishers
+        .into_iter()
+        .flat_map(|p| p.join().expect("publisher"))
+        .map(|(id, data)| (id.parse().expect("numeric id"), data))
+        .collect();
+    sent.sort();
+    sent.dedup_by_key(|(id, _)| *id);
+    assert_eq!(sent.len(), 200, "every publish has an id of its own");
+    let got: Vec<(u64, String)> = sub
+        .events(200)
+        .into_iter()
+        .map(|e| (e.id.expect("id").parse().expect("numeric id"), e.data))
+        .collect();
+    assert_eq!(
+        got, sent,
+        "each event once, in id order, with the data its receipt names"
+    );
+}

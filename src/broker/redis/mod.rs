@@ -22,7 +22,8 @@
 //! Everything Redis runs on this module's thread, on a single-threaded tokio runtime: the workers keep their mio
 //! loops and never wait on Redis. They queue commands here (`publish`, `warm`, `delete`), each answered through
 //! the worker's inbox within `--broker-timeout` (a `503 broker_unavailable` after it). Publishes run concurrently
-//! and share the client's pipelined connections; a batch makes one round trip per channel.
+//! and share the client's pipelined connections; a batch makes one round trip per channel, and publishes queued
+//! behind one another go together (one script call per channel for all of them).
 
 mod connection;
 mod scripts;
@@ -52,6 +53,8 @@ use crate::metrics::BrokerFigures;
 
 /// Commands waiting for the broker thread; past this, requests are answered 503 at once.
 const QUEUE: usize = 65_536;
+/// Publish requests taken at once from the queue into one job (`PublishJob::run`).
+const PUBLISH_GATHER: usize = 64;
 /// Messages from Redis taken at once before they go to the table.
 const FEED_BATCH: usize = 256;
 /// How often the thread checks Redis's health, retires idle channels and catches up after a disconnection.
@@ -262,6 +265,25 @@ impl Node {
         loop {
             tokio::select! {
                 command = inbox.recv() => match command {
+                    Some(Command::Publish(events, waiter)) => {
+                        // Publishes queued behind this one go with it (see `PublishJob::run`).
+                        let mut publishes = vec![(events, waiter)];
+                        let mut next = None;
+                        while publishes.len() < PUBLISH_GATHER {
+                            match inbox.try_recv() {
+                                Ok(Command::Publish(events, waiter)) => publishes.push((events, waiter)),
+                                Ok(other) => {
+                                    next = Some(other);
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        self.publish(publishes);
+                        if let Some(command) = next {
+                            self.handle(command).await;
+                        }
+                    }
                     Some(command) => self.handle(command).await,
                     None => return,
                 },
@@ -321,31 +343,7 @@ impl Node {
 
     async fn handle(&mut self, command: Command) {
         match command {
-            Command::Publish(events, waiter) => {
-                for event in &events {
-                    if !self.published.contains(&event.channel) {
-                        self.published.insert(event.channel.clone());
-                    }
-                }
-                let Some(con) = self.con.clone() else {
-                    self.answer(
-                        waiter,
-                        BrokerAnswer::Published(Err(BrokerError::Unavailable)),
-                    );
-                    return;
-                };
-                let job = PublishJob {
-                    con,
-                    script: self.scripts.publish.clone(),
-                    settings: self.settings.clone(),
-                    health: Arc::clone(&self.health),
-                };
-                let bus = Arc::clone(&self.bus);
-                tokio::spawn(async move {
-                    let result = job.run(events).await;
-                    send_answer(&bus, waiter, BrokerAnswer::Published(result));
-                });
-            }
+            Command::Publish(events, waiter) => self.publish(vec![(events, waiter)]),
             Command::Warm {
                 channels,
                 creator,
@@ -409,6 +407,41 @@ impl Node {
                 });
             }
         }
+    }
+
+    /// Sends the batches of several publish requests to Redis together, as a task of its own; each request is
+    /// answered with its receipts.
+    fn publish(&mut self, publishes: Vec<(Vec<NewEvent>, Waiter)>) {
+        for (events, _) in &publishes {
+            for event in events {
+                if !self.published.contains(&event.channel) {
+                    self.published.insert(event.channel.clone());
+                }
+            }
+        }
+        let Some(con) = self.con.clone() else {
+            for (_, waiter) in publishes {
+                self.answer(
+                    waiter,
+                    BrokerAnswer::Published(Err(BrokerError::Unavailable)),
+                );
+            }
+            return;
+        };
+        let job = PublishJob {
+            con,
+            script: self.scripts.publish.clone(),
+            settings: self.settings.clone(),
+            health: Arc::clone(&self.health),
+        };
+        let bus = Arc::clone(&self.bus);
+        tokio::spawn(async move {
+            let (batches, waiters): (Vec<Vec<NewEvent>>, Vec<Waiter>) =
+                publishes.into_iter().unzip();
+            for (waiter, result) in waiters.into_iter().zip(job.run(batches).await) {
+                send_answer(&bus, waiter, BrokerAnswer::Published(result));
+            }
+        });
     }
 
     fn answer(&self, waiter: Waiter, answer: BrokerAnswer) {
@@ -737,8 +770,8 @@ fn wall_millis() -> u64 {
     )
 }
 
-/// A batch's events of one channel, each with its index in the batch.
-type ChannelGroup = (Box<str>, Vec<(usize, NewEvent)>);
+/// The events of one channel in a publish job, each with its place: its batch, and its index there.
+type ChannelGroup = (Box<str>, Vec<((usize, usize), NewEvent)>);
 
 /// A batch publish, run as a task of its own so that publishes share round trips.
 struct PublishJob {
@@ -749,20 +782,29 @@ struct PublishJob {
 }
 
 impl PublishJob {
-    /// One script per channel (its events in batch order), all channels at once; receipts in batch order.
-    async fn run(self, events: Vec<NewEvent>) -> Result<Vec<Receipt>, BrokerError> {
-        let count = events.len();
+    /// Publishes the batches of several requests together: one script per channel (its events in request and
+    /// batch order), all channels at once, so that concurrent publishes to a channel share one round trip and
+    /// one script run. Returns each batch's receipts in its order, or its error: a batch fails when any of its
+    /// channels does.
+    async fn run(self, batches: Vec<Vec<NewEvent>>) -> Vec<Result<Vec<Receipt>, BrokerError>> {
+        let mut receipts: Vec<Vec<Option<Receipt>>> = batches
+            .iter()
+            .map(|events| vec![None; events.len()])
+            .collect();
         let mut groups: Vec<ChannelGroup> = Vec::new();
-        for (index, event) in events.into_iter().enumerate() {
-            match groups.iter_mut().find(|(name, _)| *name == event.channel) {
-                Some((_, group)) => group.push((index, event)),
-                None => groups.push((event.channel.clone(), vec![(index, event)])),
+        for (batch, events) in batches.into_iter().enumerate() {
+            for (index, event) in events.into_iter().enumerate() {
+                let at = (batch, index);
+                match groups.iter_mut().find(|(name, _)| *name == event.channel) {
+                    Some((_, group)) => group.push((at, event)),
+                    None => groups.push((event.channel.clone(), vec![(at, event)])),
+                }
             }
         }
         let mut tasks = Vec::with_capacity(groups.len());
         for (channel, group) in groups {
             let keys = keys(&self.settings.prefix, &channel);
-            let indexes: Vec<usize> = group.iter().map(|(index, _)| *index).collect();
+            let places: Vec<(usize, usize)> = group.iter().map(|(at, _)| *at).collect();
             let mut args: Vec<String> = Vec::with_capacity(2 + 3 * group.len());
             args.push(self.settings.history.to_string());
             args.push(millis(self.settings.history_ttl).to_string());
@@ -788,21 +830,32 @@ impl PublishJob {
                     }
                     Ok(reply)
                 };
-                let reply = health.within(timeout, what, published).await;
-                (indexes, reply)
+                (places, health.within(timeout, what, published).await)
             }));
         }
-        let mut receipts = vec![None; count];
-        let mut failed = false;
+        let mut failed = vec![false; receipts.len()];
         for task in tasks {
-            let Ok((indexes, Ok(reply))) = task.await else {
-                failed = true;
+            let (places, reply) = match task.await {
+                Ok(done) => done,
+                // A task that did not finish (the runtime is shutting down): nothing is confirmed.
+                Err(_) => {
+                    return receipts
+                        .iter()
+                        .map(|_| Err(BrokerError::Unavailable))
+                        .collect()
+                }
+            };
+            let Ok(reply) = reply else {
+                for (batch, _) in places {
+                    failed[batch] = true;
+                }
                 continue;
             };
             let nodes = reply.last().and_then(integer).unwrap_or(0);
-            for (index, id) in indexes.iter().zip(&reply) {
+            for ((batch, index), id) in places.into_iter().zip(&reply) {
                 let id = text(id.clone()).and_then(|id| EventId::from_stream_id(&id));
-                if let (Some(slot), Some(id)) = (receipts.get_mut(*index), id) {
+                let slot = receipts.get_mut(batch).and_then(|b| b.get_mut(index));
+                if let (Some(slot), Some(id)) = (slot, id) {
                     *slot = Some(Receipt {
                         id,
                         subscribers: usize::try_from(nodes).unwrap_or(0),
@@ -810,13 +863,19 @@ impl PublishJob {
                 }
             }
         }
-        if failed {
-            return Err(BrokerError::Unavailable);
-        }
         receipts
             .into_iter()
-            .collect::<Option<Vec<Receipt>>>()
-            .ok_or(BrokerError::Unavailable)
+            .zip(failed)
+            .map(|(batch, failed)| {
+                if failed {
+                    return Err(BrokerError::Unavailable);
+                }
+                batch
+                    .into_iter()
+                    .collect::<Option<Vec<Receipt>>>()
+                    .ok_or(BrokerError::Unavailable)
+            })
+            .collect()
     }
 }
 
