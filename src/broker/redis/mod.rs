@@ -53,8 +53,10 @@ use crate::metrics::BrokerFigures;
 
 /// Commands waiting for the broker thread; past this, requests are answered 503 at once.
 const QUEUE: usize = 65_536;
-/// Publish requests taken at once from the queue into one job (`PublishJob::run`).
+/// Publish requests taken at once from the queue into one job (`PublishJob::run`), and the events past which it
+/// takes no more: a script call holds its shard for as long as it runs.
 const PUBLISH_GATHER: usize = 64;
+const PUBLISH_GATHER_EVENTS: usize = 512;
 /// Messages from Redis taken at once before they go to the table.
 const FEED_BATCH: usize = 256;
 /// How often the thread checks Redis's health, retires idle channels and catches up after a disconnection.
@@ -267,11 +269,15 @@ impl Node {
                 command = inbox.recv() => match command {
                     Some(Command::Publish(events, waiter)) => {
                         // Publishes queued behind this one go with it (see `PublishJob::run`).
+                        let mut gathered = events.len();
                         let mut publishes = vec![(events, waiter)];
                         let mut next = None;
-                        while publishes.len() < PUBLISH_GATHER {
+                        while publishes.len() < PUBLISH_GATHER && gathered < PUBLISH_GATHER_EVENTS {
                             match inbox.try_recv() {
-                                Ok(Command::Publish(events, waiter)) => publishes.push((events, waiter)),
+                                Ok(Command::Publish(events, waiter)) => {
+                                    gathered += events.len();
+                                    publishes.push((events, waiter));
+                                }
                                 Ok(other) => {
                                     next = Some(other);
                                     break;
