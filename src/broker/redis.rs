@@ -35,7 +35,7 @@ use redis::{PushInfo, PushKind, Script, Value};
 use tokio::sync::mpsc;
 
 use super::{BrokerAnswer, BrokerError, Waiter};
-use crate::bus::{Bus, WorkerMsg};
+use crate::bus::{Answer, Bus};
 use crate::channels::{
     ChannelInfo, ChannelTable, FedEvent, Fill, NewEvent, Receipt, ResetReason, TableError,
 };
@@ -808,16 +808,7 @@ async fn wait_for_replicas(
 }
 
 fn send_answer(bus: &Bus, waiter: Waiter, answer: BrokerAnswer) {
-    if bus
-        .send(waiter.worker, WorkerMsg::Broker(waiter, answer))
-        .is_err()
-    {
-        log::warn!(
-            "broker: inbox of worker {} is full; a request waits for its timeout",
-            waiter.worker
-        );
-    }
-    bus.wake(waiter.worker);
+    bus.answer(waiter, Answer::Broker(answer));
 }
 
 /// A channel's names in Redis, under one hash tag so that they live on one shard. Each name is made when an
