@@ -162,7 +162,8 @@ pub(super) fn hook_check(
     let Some(hook) = ctx.auth.hook() else {
         return Ok(Some(HookAllowed::default()));
     };
-    let verdict = match ctx.verdict.take() {
+    // Left in `ctx`, not taken: a subscribe that parks again for Redis keeps its verdict (`conn::Parked`).
+    let verdict = match ctx.verdict.clone() {
         Some(verdict) => verdict,
         None => {
             let (body, cacheable) = hook_request(req, ctx, names, asked_id);
