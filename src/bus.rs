@@ -6,6 +6,8 @@
 //!
 //! Inboxes are bounded. `has_room` is checked for a whole publish before anything is sent, so a batch is either
 //! handed to every worker or refused with 503; control messages get a small reserve above the event capacity.
+//! The answers to parked requests (`Answer`: the Redis broker thread's, the auth hook threads') use that reserve
+//! too, sent and woken in one step (`Bus::answer`).
 
 use std::cell::Cell;
 use std::sync::Arc;
