@@ -36,7 +36,7 @@ const CACHE_ENTRIES: usize = 65_536;
 /// The largest answer body read: the answer names channels of one subscribe and a client id.
 const MAX_ANSWER: u64 = 64 * 1024;
 
-/// The hook's queue and its bound; cloned into nothing: the workers share it through `Auth`.
+/// The hook's queue and its bound, shared by the workers through `Auth`.
 pub struct Hook {
     checks: Sender<Check>,
     pending: Arc<AtomicUsize>,
