@@ -6,6 +6,8 @@
 //!
 //! Inboxes are bounded. `has_room` is checked for a whole publish before anything is sent, so a batch is either
 //! handed to every worker or refused with 503; control messages get a small reserve above the event capacity.
+//! The answers to parked requests (`Answer`: the Redis broker thread's, the auth hook threads') use that reserve
+//! too, sent and woken in one step (`Bus::answer`).
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::Waker;
 
+use crate::auth::verdict::HookVerdict;
 use crate::broker::seam::{BrokerAnswer, Waiter};
 use crate::message::Message;
 
@@ -40,8 +43,18 @@ pub enum WorkerMsg {
     ChannelDeleted { channel: Arc<str>, incarnation: u64 },
     /// Graceful shutdown has begun.
     Drain,
-    /// The broker's answer to a request parked on one of this worker's connections.
-    Broker(Waiter, BrokerAnswer),
+    /// The answer to a request parked on one of this worker's connections.
+    Answer(Waiter, Answer),
+}
+
+/// What a parked request waited for (`api::Action::Await`). Both kinds come back the same way, with the waiter's
+/// ticket, so a late answer for a connection that closed (or whose key was reused) is recognised and dropped.
+#[derive(Debug)]
+pub enum Answer {
+    /// The Redis broker's (`broker::redis`).
+    Broker(BrokerAnswer),
+    /// The auth hook's (`auth::hook`).
+    Hook(HookVerdict),
 }
 
 /// The sending side of every worker's inbox.
@@ -92,6 +105,21 @@ impl Bus {
             Err(TrySendError::Disconnected(_)) => Ok(()),
             Err(TrySendError::Full(_)) => Err(InboxFull),
         }
+    }
+
+    /// Hands `answer` to the worker `waiter` names and wakes it. An inbox too full to take it loses it: the
+    /// request stays parked until its connection's request timeout.
+    pub fn answer(&self, waiter: Waiter, answer: Answer) {
+        if self
+            .send(waiter.worker, WorkerMsg::Answer(waiter, answer))
+            .is_err()
+        {
+            log::warn!(
+                "inbox of worker {} is full; a parked request waits for its timeout",
+                waiter.worker
+            );
+        }
+        self.wake(waiter.worker);
     }
 
     /// Wakes one worker's poll so it drains its inbox (not the calling worker itself: see `CURRENT_WORKER`).

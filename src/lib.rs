@@ -20,9 +20,11 @@
 //! - `api`: the router and the public APIs (`api::native`, and the drop-ins `api::pipely`, `api::node_sse`,
 //!   `api::flychat`, `api::keker` and `api::ws_push`), above `http`.
 //! - `channels`: the channel table (the sequencer, the registry of subscribers per worker and presence, and
-//!   `channels::history`: retention); `broker`: the publish seam; `bus`: the worker inboxes; `hub`: a worker's
+//!   `channels::history`: retention); `broker`: the publish seam; `bus`: the worker inboxes (events,
+//!   control messages, and the answers of the broker and the auth hook to parked requests); `hub`: a worker's
 //!   channel → subscribers index, with the members' positions.
-//! - `auth`: token keys, token checks and channel patterns for private channels (`--auth jwt`).
+//! - `auth`: token keys, token checks and channel patterns for private channels (`--auth jwt`), and the auth hook's
+//!   threads and cache (`auth::hook`, `--auth hook`), whose verdicts reach a worker through its inbox.
 //! - `message`: event ids and shared messages; `metrics`: counters and the Prometheus exposition.
 //! - Leaves every layer may use: `date` (calendar dates), `ids` (random client ids), `sync` (the lock helper), `secret` (comparing keys).
 #![forbid(unsafe_code)]

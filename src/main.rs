@@ -93,7 +93,7 @@ fn node_name(config: &Config, bound: &[Listen]) -> String {
     }
 }
 
-fn run(config: Config, auth: Auth) -> Result<(), String> {
+fn run(config: Config, mut auth: Auth) -> Result<(), String> {
     let max_connections = connection_ceiling(&config);
     log_kernel_limits();
     let workers = config.workers.get();
@@ -121,6 +121,8 @@ fn run(config: Config, auth: Auth) -> Result<(), String> {
     };
     let table = Arc::new(ChannelTable::new(limits, SystemTime::now()));
     let broker = Arc::new(LocalBroker::new(Arc::clone(&table), Arc::clone(&bus)));
+    auth.start_hook(&config, Arc::clone(&bus))
+        .map_err(|e| format!("cannot start the auth hook's threads: {e}"))?;
     let redis = match &config.broker {
         BrokerChoice::Local => None,
         BrokerChoice::Redis(seeds) => {
@@ -255,12 +257,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if auth.is_on() {
+    if auth.checks_tokens() {
         log::info!(
             "--auth jwt: tokens checked with {} keys; {} public channel patterns",
             auth.key_count(),
             config.public_channels.len()
         );
+    }
+    if let Some(url) = &config.auth_hook {
+        log::info!("--auth hook: each subscribe is checked by {url}");
     }
     match run(config, auth) {
         Ok(()) => ExitCode::SUCCESS,

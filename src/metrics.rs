@@ -45,7 +45,8 @@ counters! {
     dropped_slow: "spout_dropped_slow_subscribers_total", "counter", "Subscribers closed for exceeding --max-queued-bytes.";
     ws_protocol_errors: "spout_ws_protocol_errors_total", "counter", "WebSocket subscribers closed for a protocol error (close code 1002, 1007 or 1009).";
     ws_timeouts: "spout_ws_ping_timeouts_total", "counter", "WebSocket subscribers dropped by their liveness timer (--ws-timeout, --ws-push-timeout, or keker's HELLO deadline and pings).";
-    auth_refused: "spout_auth_refused_total", "counter", "Native requests refused by --auth jwt: a token missing, invalid or expired (401), or not allowing a channel or client id (403).";
+    auth_refused: "spout_auth_refused_total", "counter", "Native requests refused by --auth jwt or --auth hook: a token missing, invalid or expired, or credentials the hook refused (401), or a channel or client id not allowed (403).";
+    auth_hook_failed: "spout_auth_hook_failed_total", "counter", "Subscribes answered 503 because the auth hook gave no decision (timeout, unreachable, an unexpected status or answer, too many pending).";
     tokens_expired: "spout_token_expired_streams_total", "counter", "Streams ended because the token that opened them expired.";
     bytes_out: "spout_bytes_out_total", "counter", "Bytes written to client sockets.";
     writes: "spout_vectored_writes_total", "counter", "Vectored write calls; frames_written / this = frames per write.";

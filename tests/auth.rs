@@ -1,8 +1,9 @@
 //! Private channels (`--auth jwt`) against the real binary: tokens of every supported algorithm (keys made by
-//! `openssl`, tokens signed by `jsonwebtoken` here, checked by spout), every refusal with its exact answer, the
-//! three places a token may come from, channel patterns and public channels, publishing by token (a batch all or
-//! nothing), a stream's end at its token's `exp` and the exact resume after it, on SSE and WebSocket; and the
-//! real clients: curl with `Authorization`, the npm `eventsource` with `?token=`, the npm `ws` with `?token=`.
+//! `openssl`, tokens signed by `jsonwebtoken` here and, independently, by the npm `jose`, checked by spout), every
+//! refusal with its exact answer, key rotation by `kid` in a JWKS, the three places a token may come from, channel
+//! patterns and public channels, publishing by token (a batch all or nothing), a stream's end at its token's `exp`
+//! and the exact resume after it, on SSE and WebSocket; and the real clients: curl with `Authorization`, the npm
+//! `eventsource` with `?token=`, the npm `ws` with `?token=`.
 
 mod common;
 
@@ -864,4 +865,209 @@ fn chromium_sends_the_cookie_across_origins_and_a_websocket_the_query_token() {
     );
     page.close_stdin();
     page.assert_exits_ok(Instant::now() + WAIT);
+}
+
+/// Runs `tests/js/jose_mint.mjs` on `job`: the tokens it asks for, in order, and the JWKS of its `jwks` keys.
+fn jose(job: &Value) -> (Vec<String>, Value) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/jose_mint.mjs");
+    let out = Command::new("node")
+        .args([script, &job.to_string()])
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "jose_mint.mjs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let minted: Value = serde_json::from_slice(&out.stdout).expect("jose_mint.mjs JSON");
+    let tokens = minted["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .map(|t| t.as_str().expect("token").to_string())
+        .collect();
+    (tokens, minted["jwks"].clone())
+}
+
+/// Tokens minted by `jose` (npm), not by the `jsonwebtoken` crate spout verifies with: every algorithm spout
+/// accepts, every refusal, and keys picked by `kid` from a JWKS that `jose` exported.
+#[test]
+fn tokens_minted_by_jose_are_accepted_and_refused_as_documented() {
+    if !require_program("node") || !require_node_package("jose") {
+        return;
+    }
+    let Some(keys) = Keys::make(
+        "jose",
+        &[
+            ("rsa", RSA),
+            ("rsa2", RSA),
+            ("p256", P256),
+            ("p384", P384),
+            ("ed", ED25519),
+        ],
+    ) else {
+        return;
+    };
+    let (aud, iss) = ("spout-test", "the-app");
+    let server = start(&[
+        "--jwt-public-key",
+        &[
+            keys.path("rsa.pub"),
+            keys.path("p256.pub"),
+            keys.path("p384.pub"),
+            keys.path("ed.pub"),
+        ]
+        .join(","),
+        "--jwt-audience",
+        aud,
+        "--jwt-issuer",
+        iss,
+    ]);
+    let good =
+        json!({"aud": aud, "iss": iss, "exp": now() + 300, "spout": {"subscribe": ["room.*"]}});
+    let with = |change: Value| {
+        let mut claims = good.clone();
+        for (k, v) in change.as_object().expect("object") {
+            claims[k] = v.clone();
+        }
+        claims
+    };
+    let pem = |name: &str| keys.path(&format!("{name}.pem"));
+    let mut specs = Vec::new();
+    for alg in ["HS256", "HS384", "HS512"] {
+        specs.push(json!({"alg": alg, "secret": SECRET, "claims": good}));
+    }
+    for alg in ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"] {
+        specs.push(json!({"alg": alg, "pem": pem("rsa"), "claims": good}));
+    }
+    specs.push(json!({"alg": "ES256", "pem": pem("p256"), "claims": good}));
+    specs.push(json!({"alg": "ES384", "pem": pem("p384"), "claims": good}));
+    specs.push(json!({"alg": "EdDSA", "pem": pem("ed"), "claims": good}));
+    let accepted = specs.len();
+    let refusals: [(Value, &str); 11] = [
+        (
+            json!({"alg": "HS256", "secret": "another-secret-0123456789abcdef", "claims": good}),
+            "signature does not verify",
+        ),
+        (
+            json!({"alg": "RS256", "pem": pem("rsa2"), "claims": good}),
+            "signature does not verify",
+        ),
+        (
+            json!({"alg": "none", "claims": good}),
+            "not a well-formed JWT",
+        ),
+        (
+            json!({"alg": "HS256", "secret": SECRET, "claims": with(json!({"exp": now() - 120}))}),
+            "expired",
+        ),
+        (
+            json!({"alg": "ES256", "pem": pem("p256"), "claims": with(json!({"nbf": now() + 120}))}),
+            "not valid yet",
+        ),
+        (
+            json!({"alg": "EdDSA", "pem": pem("ed"), "claims": with(json!({"aud": "another-app"}))}),
+            "audience",
+        ),
+        (
+            json!({"alg": "RS256", "pem": pem("rsa"), "claims": with(json!({"iss": "someone-else"}))}),
+            "issuer",
+        ),
+        (
+            json!({"alg": "HS256", "secret": SECRET, "claims": {"iss": iss, "exp": now() + 300}}),
+            "audience",
+        ),
+        // HMAC "signed" with the RSA public key (algorithm confusion): checked against the secret only.
+        (
+            json!({"alg": "HS256", "bytes": keys.path("rsa.pub"), "claims": good}),
+            "signature does not verify",
+        ),
+        (
+            json!({"alg": "HS384", "bytes": keys.path("p256.pub"), "claims": good}),
+            "signature does not verify",
+        ),
+        (
+            json!({"alg": "PS256", "pem": pem("rsa2"), "claims": good}),
+            "signature does not verify",
+        ),
+    ];
+    specs.extend(refusals.iter().map(|(spec, _)| spec.clone()));
+    let (tokens, _) = jose(&json!({ "tokens": specs }));
+    for (spec, token) in specs.iter().zip(&tokens).take(accepted) {
+        let resp = subscribe_status(server.addr, "/sub/room.1", &bearer(token));
+        assert_eq!(resp.status, 200, "{}: {}", spec["alg"], resp.text());
+    }
+    for ((spec, says), token) in refusals.iter().zip(&tokens[accepted..]) {
+        let resp = subscribe_status(server.addr, "/sub/room.1", &bearer(token));
+        assert_eq!(resp.status, 401, "{spec}");
+        assert_invalid_token(&resp, says);
+        assert!(!resp.text().contains(token.as_str()), "the token is echoed");
+    }
+
+    // The wrong algorithm for the keys there are: with only an EC P-256 key, RSA and HMAC tokens (the one
+    // "signed" with the public key too) name an algorithm no key accepts.
+    let ec_only = start_server(&["--auth", "jwt", "--jwt-public-key", &keys.path("p256.pub")]);
+    let plain = json!({"exp": now() + 300, "spout": {"subscribe": ["*"]}});
+    let (tokens, _) = jose(&json!({"tokens": [
+        {"alg": "ES256", "pem": pem("p256"), "claims": plain},
+        {"alg": "RS256", "pem": pem("rsa"), "claims": plain},
+        {"alg": "HS256", "bytes": keys.path("p256.pub"), "claims": plain},
+        {"alg": "ES384", "pem": pem("p384"), "claims": plain},
+    ]}));
+    assert_eq!(
+        subscribe_status(ec_only.addr, "/sub/a", &bearer(&tokens[0])).status,
+        200
+    );
+    for token in &tokens[1..] {
+        assert_invalid_token(
+            &subscribe_status(ec_only.addr, "/sub/a", &bearer(token)),
+            "no configured key accepts the token's algorithm",
+        );
+    }
+
+    // Rotation with kid: a JWKS that jose exported holds this month's and last month's keys; a token's kid picks
+    // its key, a retired key's tokens are refused, and a kid naming a key of another algorithm is refused.
+    let (_, jwks) = jose(&json!({"jwks": [
+        {"kid": "2026-11", "alg": "RS256", "public": keys.path("rsa.pub")},
+        {"kid": "2026-12", "alg": "ES256", "public": keys.path("p256.pub")},
+        {"kid": "2026-12-ed", "alg": "EdDSA", "public": keys.path("ed.pub")},
+    ]}));
+    let jwks_path = keys.path("jwks.json");
+    std::fs::write(&jwks_path, jwks.to_string()).expect("write jwks");
+    let rotating = start_server(&["--auth", "jwt", "--jwt-jwks", &jwks_path]);
+    let rotation: [(Value, u16); 6] = [
+        (
+            json!({"alg": "RS256", "kid": "2026-11", "pem": pem("rsa"), "claims": plain}),
+            200,
+        ),
+        (
+            json!({"alg": "ES256", "kid": "2026-12", "pem": pem("p256"), "claims": plain}),
+            200,
+        ),
+        (
+            json!({"alg": "EdDSA", "kid": "2026-12-ed", "pem": pem("ed"), "claims": plain}),
+            200,
+        ),
+        // Without a kid, each key that takes the algorithm is tried.
+        (
+            json!({"alg": "ES256", "pem": pem("p256"), "claims": plain}),
+            200,
+        ),
+        // A retired key (no longer in the set) under an old kid.
+        (
+            json!({"alg": "RS256", "kid": "2026-10", "pem": pem("rsa2"), "claims": plain}),
+            401,
+        ),
+        // This month's kid on a token of the other key's algorithm.
+        (
+            json!({"alg": "RS256", "kid": "2026-12", "pem": pem("rsa"), "claims": plain}),
+            401,
+        ),
+    ];
+    let specs: Vec<Value> = rotation.iter().map(|(spec, _)| spec.clone()).collect();
+    let (tokens, _) = jose(&json!({ "tokens": specs }));
+    for ((spec, status), token) in rotation.iter().zip(&tokens) {
+        let resp = subscribe_status(rotating.addr, "/sub/a", &bearer(token));
+        assert_eq!(resp.status, *status, "{spec}: {}", resp.text());
+    }
 }

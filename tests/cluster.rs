@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::cluster::{balancer, start_node, RedisCluster};
+use common::hook::HookServer;
 use common::{
     get, publish, publish_batch, publish_id, request, require_program, signal, sse_subscribe,
     wait_for, Server,
@@ -725,4 +726,29 @@ fn concurrent_publishes_on_one_node_each_get_their_own_receipts_and_every_event_
         got, sent,
         "each event once, in id order, with the data its receipt names"
     );
+}
+
+/// With `--auth hook` and Redis, a subscribe to a channel not yet fed on the node parks twice, for the hook and
+/// then for Redis: the hook's verdict stays with the request, so the hook is asked once, and the stream opens with
+/// the client id the hook set.
+#[test]
+fn a_subscribe_checked_by_the_auth_hook_then_warmed_from_redis_asks_the_hook_once() {
+    if !have_tools(false) {
+        return;
+    }
+    let hook = HookServer::start(|_| {
+        let allowed = json!({"client_id": "hooked-1"}).to_string();
+        (200, allowed, Duration::ZERO)
+    });
+    let cluster = RedisCluster::start(3, 0);
+    let url = hook.url();
+    let node = start_node(&cluster, &["--auth", "hook", "--auth-hook", &url]);
+    let other = start_node(&cluster, &[]);
+    let mut sub = sse_subscribe(node.addr, "/sub/cold-channel", "");
+    assert_eq!(sub.response.header("spout-client-id"), Some("hooked-1"));
+    assert_eq!(hook.requests().len(), 1, "{:?}", hook.requests());
+    let id = publish_id(other.addr, "cold-channel", "across nodes");
+    let got = sub.events(1);
+    assert_eq!(got[0].data, "across nodes");
+    assert_eq!(got[0].id.as_deref(), Some(id.as_str()));
 }

@@ -265,3 +265,35 @@ fn print_config_shows_the_files_values_under_flags_and_variables() {
         "{printed}"
     );
 }
+
+#[test]
+fn the_auth_hook_options_come_from_the_file_and_print_back_the_same() {
+    let text = "auth = \"hook\"\nauth-hook = \"http://127.0.0.1:3000/spout-auth\"\n\
+                auth-hook-headers = [\"X-Tenant\", \"X-Request-Id\"]\nauth-hook-timeout = \"500ms\"\n\
+                auth-hook-max-pending = 100\nauth-hook-cache = \"30s\"\n";
+    let file = TempFile::new("hook.toml", text);
+    let (code, printed, stderr) = run(&["--config", file.path(), "--print-config"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    for line in [
+        "\nauth = \"hook\"\n",
+        "\nauth-hook = \"http://127.0.0.1:3000/spout-auth\"\n",
+        "\nauth-hook-headers = [\"x-tenant\", \"x-request-id\"]\n",
+        "\nauth-hook-timeout = \"500ms\"\n",
+        "\nauth-hook-max-pending = 100\n",
+        "\nauth-hook-cache = \"30s\"\n",
+    ] {
+        assert!(printed.contains(line), "{line}: {printed}");
+    }
+    let again = TempFile::new("hook-printed.toml", &printed);
+    let (code, reprinted, stderr) = run(&["--config", again.path(), "--print-config"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(reprinted, printed);
+    // A hook URL the file gives without --auth hook is refused, naming the file's line.
+    let stray = TempFile::new("stray.toml", "auth-hook = \"http://127.0.0.1:3000/\"\n");
+    let (code, _, stderr) = run(&["--config", stray.path()], &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--auth-hook given, but --auth is none"),
+        "{stderr}"
+    );
+}

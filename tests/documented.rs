@@ -1,6 +1,7 @@
 //! Behaviour the README states that a user could easily guess wrong, held to it against the real binary: the
 //! answer to `DELETE /channels/{channel}`, which routes need the publish key, which names are percent-decoded,
-//! heartbeats after each stream's silence, and the `lastEventId` spelling of EventSource polyfills.
+//! heartbeats after each stream's silence, the `lastEventId` spelling of EventSource polyfills, and the minimal
+//! auth hook the README prints, run as printed (its port swapped for a free one).
 
 mod common;
 
@@ -135,4 +136,56 @@ fn a_polyfills_last_event_id_query_resumes_the_stream() {
     let mut sse = sse_subscribe(addr, &format!("/sub/resume?lastEventId={id}"), "");
     let text = read_to(&mut sse, "data: two\n\n");
     assert!(!text.contains("data: one"), "{text:?}");
+}
+
+/// The README's minimal auth hook: the `js` block after "A minimal hook".
+fn readme_hook() -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let after = readme
+        .split_once("A minimal hook")
+        .expect("README has 'A minimal hook'")
+        .1;
+    let block = after.split_once("```js\n").expect("a js block").1;
+    block
+        .split_once("```")
+        .expect("the block's end")
+        .0
+        .to_string()
+}
+
+#[test]
+fn the_readmes_minimal_auth_hook_works_as_printed() {
+    if !require_program("node") {
+        return;
+    }
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = free.local_addr().expect("address").port();
+    drop(free);
+    let script = readme_hook();
+    assert!(script.contains(".listen(3000, '127.0.0.1')"), "{script}");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("readme-hook.js");
+    std::fs::write(&path, script.replace("3000", &port.to_string())).expect("write the hook");
+    let mut hook = std::process::Command::new("node")
+        .arg(&path)
+        .spawn()
+        .expect("run node");
+    wait_for("the hook listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let url = format!("http://127.0.0.1:{port}/spout-auth");
+    let server = start(&["--auth", "hook", "--auth-hook", &url]);
+    // The session's user gets their own channel and the rooms, and is the stream's client id.
+    let session = "Cookie: theme=dark; session=s3cret\r\n";
+    let mut sse = sse_subscribe(server.addr, "/sub/user.42,room.7,user.43", session);
+    assert_eq!(sse.response.header("spout-client-id"), Some("user-42"));
+    publish_json(server.addr, "user.43", "not yours");
+    publish_json(server.addr, "room.7", "hello room");
+    assert!(!read_to(&mut sse, "hello room").contains("not yours"));
+    // No session: 401.
+    let (status, body) = send(server.addr, "GET", "/sub/user.42", "", "");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("\"invalid_token\""), "{body}");
+    let _ = hook.kill();
+    let _ = hook.wait();
 }

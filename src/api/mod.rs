@@ -34,6 +34,7 @@ mod ws_session;
 
 use std::time::{Instant, SystemTime};
 
+use crate::auth::verdict::HookVerdict;
 use crate::auth::Auth;
 use crate::broker::redis::RedisBroker;
 use crate::broker::{Broker, BrokerAnswer, Waiter};
@@ -85,10 +86,13 @@ pub struct Ctx<'a> {
     pub ids: &'a mut IdSource,
     /// The Redis broker, when the native API's channels are shared between nodes (`--broker redis://…`).
     pub redis: Option<&'a RedisBroker>,
-    /// Where the broker's answer to this request goes if the API parks it (`Action::Await`).
+    /// Where the broker's or the hook's answer to this request goes if the API parks it (`Action::Await`).
     pub waiter: Waiter,
     /// The broker's answer, when a parked request is handled again.
     pub answer: Option<BrokerAnswer>,
+    /// The auth hook's verdict on this request, once it has one (`--auth hook`); kept while the request parks
+    /// again for the broker (`conn::Parked`).
+    pub verdict: Option<HookVerdict>,
 }
 
 /// A complete request: its parsed head, the bytes the head's spans point into, and the decoded body.
@@ -140,8 +144,8 @@ pub enum Action {
     Respond { bytes: Vec<u8>, close: bool },
     /// Become an event stream: queue `opening` (response head and first bytes), then live and replayed events.
     Stream(Box<Stream>),
-    /// The API asked the broker for something (with `ctx.waiter`): park the request, and handle it again with the
-    /// broker's answer (`ctx.answer`).
+    /// The API asked the broker or the auth hook for something (with `ctx.waiter`): park the request, and handle
+    /// it again with the answer (`ctx.answer`, `ctx.verdict`).
     Await,
 }
 

@@ -1,4 +1,5 @@
-//! Private channels: checking a signed token (JWT) and reading what it grants.
+//! Private channels: checking a signed token (JWT) and reading what it grants, or asking the application's auth
+//! hook (`hook`, `--auth hook`).
 //!
 //! Owns the token keys (loaded once at startup by `Auth::load`, see `keys`), the checks a token must pass and the
 //! channel patterns of its grants and of `--public-channels`. The cryptography is `jsonwebtoken`'s; nothing here
@@ -15,19 +16,27 @@
 //! Must not: log, echo or keep a token (a `TokenError` says what failed, never what the token held), or touch a
 //! connection. A stream keeps only what `Grants` resolves to (its client id and expiry), never the token.
 
+pub mod hook;
 mod keys;
+pub mod verdict;
+
+use std::sync::Arc;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
+use crate::bus::Bus;
 use crate::config::{AuthMode, Config, ConfigError};
+use hook::Hook;
 
 /// Who may subscribe and publish, as configured: the mode, the token keys and the public channels.
 pub struct Auth {
     pub mode: AuthMode,
     keys: Vec<Key>,
     public: Patterns,
+    /// With `--auth hook`, once started (`start_hook`).
+    hook: Option<Hook>,
 }
 
 /// One key a token may be signed with.
@@ -164,13 +173,14 @@ impl Auth {
     /// option whose file or value cannot be used.
     pub fn load(config: &Config) -> Result<Auth, ConfigError> {
         let keys = match config.auth {
-            AuthMode::None => Vec::new(),
+            AuthMode::None | AuthMode::Hook => Vec::new(),
             AuthMode::Jwt => keys::load(config)?,
         };
         Ok(Auth {
             mode: config.auth,
             keys,
             public: Patterns::new(&config.public_channels),
+            hook: None,
         })
     }
 
@@ -180,11 +190,26 @@ impl Auth {
             mode: AuthMode::None,
             keys: Vec::new(),
             public: Patterns::default(),
+            hook: None,
         }
     }
 
-    pub fn is_on(&self) -> bool {
+    /// With `--auth hook`, starts the hook's threads, which answer parked subscribes through `bus`.
+    pub fn start_hook(&mut self, config: &Config, bus: Arc<Bus>) -> std::io::Result<()> {
+        if let Some(url) = &config.auth_hook {
+            self.hook = Some(Hook::start(config, url, bus)?);
+        }
+        Ok(())
+    }
+
+    /// Whether subscribes and publishes are checked against signed tokens (`--auth jwt`).
+    pub fn checks_tokens(&self) -> bool {
         self.mode == AuthMode::Jwt
+    }
+
+    /// The auth hook, with `--auth hook`.
+    pub fn hook(&self) -> Option<&Hook> {
+        self.hook.as_ref()
     }
 
     /// How many keys tokens are checked with (for the startup log).

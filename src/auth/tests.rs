@@ -107,6 +107,7 @@ fn alg_none_and_algorithm_confusion_are_refused() {
         mode: AuthMode::Jwt,
         keys: vec![ed_key(None, &config)],
         public: Patterns::default(),
+        hook: None,
     };
     // `alg: none` with an empty signature: no such algorithm.
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);

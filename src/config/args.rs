@@ -345,7 +345,8 @@ pub struct Args {
     pub publish_key: Option<String>,
 
     /// Who may subscribe and publish on the native API: none (anyone who can
-    /// reach a listener) or jwt (a signed token; see the --jwt-* options)
+    /// reach a listener), jwt (a signed token; see the --jwt-* options) or
+    /// hook (the application decides each subscribe; see --auth-hook)
     /// [default: none]
     #[arg(long, env = "SPOUT_AUTH", value_name = "MODE")]
     pub auth: Option<String>,
@@ -403,6 +404,51 @@ pub struct Args {
     /// Cookie a subscribe's token may come in [default: spout_token]
     #[arg(long, env = "SPOUT_JWT_COOKIE", value_name = "NAME")]
     pub jwt_cookie: Option<String>,
+
+    /// With --auth hook, the URL each subscribe is POSTed to (plain http)
+    /// [default: none]
+    #[arg(long, env = "SPOUT_AUTH_HOOK", value_name = "URL")]
+    pub auth_hook: Option<String>,
+
+    /// Request headers passed to the auth hook besides Authorization and
+    /// Cookie; comma-separated [default: none]
+    #[arg(
+        long,
+        env = "SPOUT_AUTH_HOOK_HEADERS",
+        value_name = "NAMES",
+        value_delimiter = ','
+    )]
+    pub auth_hook_headers: Vec<String>,
+
+    /// How long a subscribe waits for the auth hook before it is answered
+    /// 503 auth_hook_timeout [default: 2s]
+    #[arg(
+        long,
+        env = "SPOUT_AUTH_HOOK_TIMEOUT",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
+    pub auth_hook_timeout: Option<String>,
+
+    /// Subscribes waiting for the auth hook at most; further ones are
+    /// answered 503 auth_hook_busy [default: 10000]
+    #[arg(
+        long,
+        env = "SPOUT_AUTH_HOOK_MAX_PENDING",
+        value_name = "N",
+        allow_hyphen_values = true
+    )]
+    pub auth_hook_max_pending: Option<String>,
+
+    /// How long the auth hook's decision on the same credentials and
+    /// request is reused; 0s to ask every time [default: 0s]
+    #[arg(
+        long,
+        env = "SPOUT_AUTH_HOOK_CACHE",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
+    pub auth_hook_cache: Option<String>,
 
     /// With --auth jwt, channels anyone may subscribe to without a token:
     /// comma-separated names or prefixes ending in * [default: none]

@@ -217,6 +217,16 @@ pub const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(30);
 /// `withCredentials` (which cannot set headers).
 pub const DEFAULT_JWT_COOKIE: &str = "spout_token";
 
+/// How long a subscribe waits for the auth hook (`--auth hook`) before a 503 (2 s): as long as a request waits
+/// for Redis.
+pub const DEFAULT_AUTH_HOOK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Subscribes waiting for the auth hook at most (10,000); past it a subscribe is answered 503 at once. A
+/// parked subscribe holds its request (under a kilobyte), so this bounds that memory and the hook's queue.
+pub const DEFAULT_AUTH_HOOK_MAX_PENDING: usize = 10_000;
+/// How long the hook's decision is reused for the same credentials and request: not at all (0 s), so a
+/// revoked session is refused at its next subscribe.
+pub const DEFAULT_AUTH_HOOK_CACHE: Duration = Duration::ZERO;
+
 /// Allowed CORS origins: any (`*`).
 pub const DEFAULT_CORS_ORIGIN: CorsOrigin = CorsOrigin::Any;
 
@@ -354,6 +364,8 @@ pub enum AuthMode {
     None,
     /// A signed token (JWT) names what its bearer may subscribe to and publish; `--public-channels` are open.
     Jwt,
+    /// The application decides each subscribe (`--auth-hook`); publishing is as with `None`.
+    Hook,
 }
 
 impl AuthMode {
@@ -362,6 +374,7 @@ impl AuthMode {
         match self {
             AuthMode::None => "none",
             AuthMode::Jwt => "jwt",
+            AuthMode::Hook => "hook",
         }
     }
 }
@@ -517,6 +530,16 @@ pub struct Config {
     pub jwt_cookie: String,
     /// Channel patterns open without a token under `AuthMode::Jwt`: names, or prefixes ending in `*`.
     pub public_channels: Vec<String>,
+    /// The auth hook's URL (`http://…`); set exactly when `auth` is `Hook`.
+    pub auth_hook: Option<String>,
+    /// Header names passed to the hook besides `Authorization` and `Cookie`, lowercase.
+    pub auth_hook_headers: Vec<String>,
+    /// See [`DEFAULT_AUTH_HOOK_TIMEOUT`]; not zero.
+    pub auth_hook_timeout: Duration,
+    /// See [`DEFAULT_AUTH_HOOK_MAX_PENDING`]; at least 1.
+    pub auth_hook_max_pending: usize,
+    /// See [`DEFAULT_AUTH_HOOK_CACHE`]; zero is off.
+    pub auth_hook_cache: Duration,
     /// See [`DEFAULT_CORS_ORIGIN`].
     pub cors_origin: CorsOrigin,
     /// See [`DEFAULT_LOG_LEVEL`].
@@ -580,6 +603,11 @@ impl Default for Config {
             jwt_issuer: None,
             jwt_leeway: DEFAULT_JWT_LEEWAY,
             jwt_cookie: DEFAULT_JWT_COOKIE.to_string(),
+            auth_hook: None,
+            auth_hook_headers: Vec::new(),
+            auth_hook_timeout: DEFAULT_AUTH_HOOK_TIMEOUT,
+            auth_hook_max_pending: DEFAULT_AUTH_HOOK_MAX_PENDING,
+            auth_hook_cache: DEFAULT_AUTH_HOOK_CACHE,
             public_channels: Vec::new(),
             cors_origin: DEFAULT_CORS_ORIGIN,
             log_level: DEFAULT_LOG_LEVEL,
@@ -644,6 +672,11 @@ impl fmt::Debug for Config {
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_leeway", &self.jwt_leeway)
             .field("jwt_cookie", &self.jwt_cookie)
+            .field("auth_hook", &self.auth_hook)
+            .field("auth_hook_headers", &self.auth_hook_headers)
+            .field("auth_hook_timeout", &self.auth_hook_timeout)
+            .field("auth_hook_max_pending", &self.auth_hook_max_pending)
+            .field("auth_hook_cache", &self.auth_hook_cache)
             .field("public_channels", &self.public_channels)
             .field("cors_origin", &self.cors_origin)
             .field("log_level", &self.log_level)
@@ -927,8 +960,36 @@ impl Config {
             public_keys: !args.jwt_public_key.is_empty(),
             jwks: args.jwt_jwks.is_some(),
             public_channels: !public_channels.is_empty(),
+            hook: args.auth_hook.is_some(),
         };
         check_auth(auth, &jwt)?;
+        let auth_hook = args
+            .auth_hook
+            .as_deref()
+            .map(|raw| parse_field("--auth-hook", raw, parse_hook_url))
+            .transpose()?;
+        let auth_hook_headers = args
+            .auth_hook_headers
+            .iter()
+            .map(|raw| parse_field("--auth-hook-headers", raw, parse_header_name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let auth_hook_timeout = duration_field(
+            "--auth-hook-timeout",
+            args.auth_hook_timeout.as_deref(),
+            DEFAULT_AUTH_HOOK_TIMEOUT,
+        )?;
+        check_non_zero("--auth-hook-timeout", auth_hook_timeout, "")?;
+        let auth_hook_max_pending = count_field(
+            "--auth-hook-max-pending",
+            args.auth_hook_max_pending.as_deref(),
+            DEFAULT_AUTH_HOOK_MAX_PENDING,
+        )?;
+        check_count_range("--auth-hook-max-pending", auth_hook_max_pending, 1, 1 << 20)?;
+        let auth_hook_cache = duration_field(
+            "--auth-hook-cache",
+            args.auth_hook_cache.as_deref(),
+            DEFAULT_AUTH_HOOK_CACHE,
+        )?;
 
         let broker_timeout = duration_field(
             "--broker-timeout",
@@ -1010,6 +1071,11 @@ impl Config {
                 Some(raw) => parse_field("--jwt-cookie", raw, parse_cookie_name)?,
             },
             public_channels,
+            auth_hook,
+            auth_hook_headers,
+            auth_hook_timeout,
+            auth_hook_max_pending,
+            auth_hook_cache,
             cors_origin: match args.cors_origin.as_deref() {
                 None => DEFAULT_CORS_ORIGIN,
                 Some(raw) => parse_field("--cors-origin", raw, parse_cors_origin)?,

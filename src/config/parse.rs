@@ -267,8 +267,31 @@ pub(super) fn parse_auth_mode(s: &str) -> Result<AuthMode, String> {
     match s {
         "none" => Ok(AuthMode::None),
         "jwt" => Ok(AuthMode::Jwt),
-        _ => Err(format!("unknown mode '{s}'; use none or jwt")),
+        "hook" => Ok(AuthMode::Hook),
+        _ => Err(format!("unknown mode '{s}'; use none, jwt or hook")),
     }
+}
+
+/// The hook's URL: `http://host[:port]/path`. Plain http only: the hook is the application beside spout, and a
+/// TLS client on the hook threads would be a second TLS stack to keep.
+pub(super) fn parse_hook_url(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("'{s}' is not an http:// URL"))?;
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    if host.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("'{s}' has no host, or has spaces"));
+    }
+    Ok(s.to_string())
+}
+
+/// A request header's name (an RFC 9110 §5.6.2 token), lowercased.
+pub(super) fn parse_header_name(s: &str) -> Result<String, String> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if s.is_empty() || !s.chars().all(token) {
+        return Err(format!("'{s}' is not a header name"));
+    }
+    Ok(s.to_ascii_lowercase())
 }
 
 pub(super) fn parse_jwt_secret(s: &str) -> Result<String, String> {
@@ -310,12 +333,32 @@ pub(super) struct JwtArgs {
     pub public_keys: bool,
     pub jwks: bool,
     pub public_channels: bool,
+    /// `--auth-hook`.
+    pub hook: bool,
 }
 
-/// `--auth jwt` needs a key; keys and public channels without it would be silently unused, so they are refused.
+/// `--auth jwt` needs a key and `--auth hook` a URL; keys, public channels or a hook URL that the mode would not
+/// use would be silently unused, so they are refused.
 pub(super) fn check_auth(auth: AuthMode, jwt: &JwtArgs) -> Result<(), ConfigError> {
     let any_key = jwt.secrets || jwt.secret_file || jwt.public_keys || jwt.jwks;
     match auth {
+        AuthMode::Hook if !jwt.hook => Err(error(
+            "--auth",
+            "hook needs the URL to ask: --auth-hook".to_string(),
+        )),
+        AuthMode::Hook if any_key || jwt.public_channels => Err(error(
+            "--auth",
+            "token keys (--jwt-*) or --public-channels given, but --auth is hook, which asks the hook for \
+             every subscribe"
+                .to_string(),
+        )),
+        AuthMode::None | AuthMode::Jwt if jwt.hook => Err(error(
+            "--auth",
+            format!(
+                "--auth-hook given, but --auth is {}; set --auth hook to use it",
+                auth.as_str()
+            ),
+        )),
         AuthMode::Jwt if !any_key => Err(error(
             "--auth",
             "jwt needs a key to check tokens with: --jwt-secret, --jwt-secret-file, \

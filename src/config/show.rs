@@ -59,7 +59,8 @@ impl Config {
                 .ok_or("none")
         };
         let public: Vec<String> = self.public_channels.iter().map(|c| string(c)).collect();
-        let options: [(&str, Result<String, &str>); 50] = [
+        let hook_headers: Vec<String> = self.auth_hook_headers.iter().map(|h| string(h)).collect();
+        let options: [(&str, Result<String, &str>); 55] = [
             ("listen", Ok(format!("[{}]", listen.join(", ")))),
             ("workers", Ok(self.workers.to_string())),
             ("history", Ok(self.history.to_string())),
@@ -145,6 +146,20 @@ impl Config {
             ("jwt-leeway", Ok(duration(self.jwt_leeway))),
             ("jwt-cookie", Ok(string(&self.jwt_cookie))),
             ("public-channels", Ok(format!("[{}]", public.join(", ")))),
+            (
+                "auth-hook",
+                self.auth_hook.as_deref().map(string).ok_or("none"),
+            ),
+            (
+                "auth-hook-headers",
+                Ok(format!("[{}]", hook_headers.join(", "))),
+            ),
+            ("auth-hook-timeout", Ok(duration(self.auth_hook_timeout))),
+            (
+                "auth-hook-max-pending",
+                Ok(self.auth_hook_max_pending.to_string()),
+            ),
+            ("auth-hook-cache", Ok(duration(self.auth_hook_cache))),
             ("broker", Ok(string(&self.broker.to_string()))),
             ("broker-prefix", Ok(string(&self.broker_prefix))),
             ("broker-timeout", Ok(duration(self.broker_timeout))),

@@ -193,6 +193,8 @@ fn help_defaults_match_default_consts() {
         "jwt-audience",
         "jwt-issuer",
         "public-channels",
+        "auth-hook",
+        "auth-hook-headers",
         "node-name",
     ];
     let cmd = Args::command();
@@ -220,7 +222,7 @@ fn help_defaults_match_default_consts() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 37);
+    assert_eq!(checked, 40);
 }
 
 #[test]
@@ -663,12 +665,66 @@ fn auth_options_are_checked_together() {
     assert_eq!(c.jwt_leeway, Duration::ZERO);
     assert!(!format!("{c:?}").contains("s1"), "secrets are redacted");
     assert_eq!(c.warnings().len(), 2, "two short secrets");
-    let refusals: [(&[&str], &str); 7] = [
+    let refusals: [(&[&str], &str); 14] = [
         (
             &["--auth", "jwt"],
             "invalid --auth (SPOUT_AUTH): jwt needs a key",
         ),
-        (&["--auth", "hook"], "unknown mode 'hook'"),
+        (&["--auth", "oauth"], "unknown mode 'oauth'"),
+        (
+            &["--auth", "hook"],
+            "hook needs the URL to ask: --auth-hook",
+        ),
+        (
+            &["--auth-hook", "http://127.0.0.1:9/check"],
+            "--auth-hook given, but --auth is none",
+        ),
+        (
+            &[
+                "--auth",
+                "hook",
+                "--auth-hook",
+                "https://auth.example/check",
+            ],
+            "is not an http:// URL",
+        ),
+        (
+            &["--auth", "hook", "--auth-hook", "http:///check"],
+            "has no host",
+        ),
+        (
+            &[
+                "--auth",
+                "hook",
+                "--auth-hook",
+                "http://127.0.0.1:9/",
+                "--jwt-secret",
+                "s",
+            ],
+            "but --auth is hook",
+        ),
+        (
+            &[
+                "--auth",
+                "hook",
+                "--auth-hook",
+                "http://127.0.0.1:9/",
+                "--auth-hook-headers",
+                "X Tenant",
+            ],
+            "'X Tenant' is not a header name",
+        ),
+        (
+            &[
+                "--auth",
+                "hook",
+                "--auth-hook",
+                "http://127.0.0.1:9/",
+                "--auth-hook-max-pending",
+                "0",
+            ],
+            "--auth-hook-max-pending",
+        ),
         (&["--jwt-secret", "s"], "but --auth is none"),
         (
             &["--public-channels", "news"],

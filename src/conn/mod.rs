@@ -6,8 +6,8 @@
 //!              ▼
 //!   ┌──► ReadingHead ──(head with an incomplete body)──► ReadingBody
 //!   │      │    │                                          │
-//!   │      │    └──(complete request)──► api::handle ◄─────┴──────(the broker's answer)──┐
-//!   │      │                               │   │   └──(the request needs Redis)──► Awaiting ┘
+//!   │      │    └──(complete request)──► api::handle ◄─────┴──(the broker's or the hook's answer)──┐
+//!   │      │                               │   │   └──(needs Redis, or the auth hook)──► Awaiting ─┘
 //!   └──────┼────(response, keep-alive)─────┘   └──(subscribe)──► Stream ──► (closed by the worker)
 //!          │                                                          format: Sse
 //!          │                                                           or WebSocket (after a 101 answer)
@@ -71,7 +71,8 @@ pub enum Phase {
     ReadingBody(Box<BodyState>),
     /// An event stream, SSE or WebSocket.
     Stream(StreamState),
-    /// A complete request waits for the broker (`api::Action::Await`); nothing more is read until it is answered.
+    /// A complete request waits for the broker or the auth hook (`api::Action::Await`); nothing more is read until it
+    /// is answered.
     Awaiting(Box<Parked>),
 }
 
@@ -276,7 +277,7 @@ impl Conn {
         let mut budget = READ_BUDGET;
         while budget > 0 {
             if matches!(self.phase, Phase::Awaiting(_)) {
-                // Read on once the broker has answered (`resume`).
+                // Read on once the broker or the hook has answered (`resume`).
                 return Next::Continue;
             }
             if self.holding() {
@@ -358,7 +359,7 @@ impl Conn {
             *partial = Vec::new();
         }
         if let Phase::Awaiting(_) = self.phase {
-            // A late answer from the broker finds no request to complete.
+            // A late answer from the broker or the hook finds no request to complete.
             self.phase = Phase::ReadingHead {
                 partial: Vec::new(),
             };

@@ -13,6 +13,7 @@ use super::body_budget::Reservation;
 use super::outq::Chunk;
 use super::{CloseReason, Conn, Deadline, Next, Phase, PIPELINE_HOLD};
 use crate::api::{self, Action, Ctx, Refusal, Request};
+use crate::auth::verdict::HookVerdict;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{check_host, parse_head, BodyFraming, Head, Limits};
 use crate::http::{HttpError, Parsed};
@@ -32,14 +33,16 @@ pub struct BodyState {
     reservation: Reservation,
 }
 
-/// A complete request parked until the broker answers it: its head, body, the pipelined bytes behind it, and the
-/// ticket the answer must carry.
+/// A complete request parked until the broker or the auth hook answers it: its head, body, the pipelined bytes
+/// behind it, the ticket the answer must carry, and the hook's verdict when it already has one (a subscribe the
+/// hook allowed that then waits for Redis is not checked twice).
 pub struct Parked {
     head_bytes: Vec<u8>,
     head: Head,
     body: Vec<u8>,
     behind: Vec<u8>,
     ticket: u64,
+    verdict: Option<HookVerdict>,
 }
 
 enum BodyDecoder {
@@ -295,6 +298,7 @@ impl Conn {
                     body: body.to_vec(),
                     behind: Vec::new(),
                     ticket: ctx.waiter.ticket,
+                    verdict: ctx.verdict.take(),
                 }));
             }
         }
@@ -305,7 +309,7 @@ impl Conn {
         matches!(&self.phase, Phase::Awaiting(parked) if parked.ticket == ticket)
     }
 
-    /// Handles the parked request again, with the broker's answer in `ctx`, then the requests pipelined behind it.
+    /// Handles the parked request again, with the answer in `ctx`, then the requests pipelined behind it.
     pub fn resume(&mut self, ctx: &mut Ctx) -> Next {
         let Phase::Awaiting(parked) = std::mem::replace(
             &mut self.phase,
@@ -320,9 +324,15 @@ impl Conn {
             head,
             body,
             behind,
+            verdict,
             ..
         } = *parked;
+        if ctx.verdict.is_none() {
+            ctx.verdict = verdict;
+        }
         self.dispatch(&head, &head_bytes, &body, ctx);
+        // A verdict is for the parked request alone, never for one pipelined behind it.
+        ctx.verdict = None;
         // Input that came while the request was parked is still in the socket.
         self.readable = true;
         if behind.is_empty() {

@@ -34,8 +34,8 @@ use slab::Slab;
 use crate::api::{self, Apps, Refusal};
 use crate::auth::Auth;
 use crate::broker::redis::RedisBroker;
-use crate::broker::{Broker, BrokerAnswer, Waiter};
-use crate::bus::{self, WorkerMsg};
+use crate::broker::{Broker, Waiter};
+use crate::bus::{self, Answer, WorkerMsg};
 use crate::channels::ChannelTable;
 use crate::config::Config;
 use crate::conn::body_budget::BodyBudget;
@@ -154,6 +154,7 @@ macro_rules! ctx {
                 ticket: 0,
             },
             answer: None,
+            verdict: None,
         }
     };
 }
@@ -316,9 +317,10 @@ impl Worker {
         self.handle_conn(key, now, None, |conn, ctx, buf| conn.on_readable(ctx, buf));
     }
 
-    /// The broker answered a request parked on one of this worker's connections: it is handled again with the
-    /// answer, and the connection reads on (input that came meanwhile waits in the socket).
-    fn on_broker_answer(&mut self, waiter: Waiter, answer: BrokerAnswer, now: Instant) {
+    /// The broker or the auth hook answered a request parked on one of this worker's connections: it is handled
+    /// again with the answer, and the connection reads on (input that came meanwhile waits in the socket). An
+    /// answer whose ticket the connection does not hold is for a request gone with its connection: dropped.
+    fn on_answer(&mut self, waiter: Waiter, answer: Answer, now: Instant) {
         let key = waiter.conn;
         if !self
             .conns
@@ -336,7 +338,7 @@ impl Worker {
         &mut self,
         key: usize,
         now: Instant,
-        answer: Option<BrokerAnswer>,
+        answer: Option<Answer>,
         handler: impl FnOnce(&mut Conn, &mut api::Ctx, &mut [u8]) -> Next,
     ) {
         let Some(conn) = self.conns.get_mut(key) else {
@@ -347,7 +349,11 @@ impl Worker {
         ctx.peer = Some(conn.peer);
         ctx.waiter.conn = key;
         ctx.waiter.ticket = ctx.ids.next_u64();
-        ctx.answer = answer;
+        match answer {
+            Some(Answer::Broker(answer)) => ctx.answer = Some(answer),
+            Some(Answer::Hook(verdict)) => ctx.verdict = Some(verdict),
+            None => {}
+        }
         let next = handler(conn, &mut ctx, &mut self.read_buf);
         if !was_stream && conn.stream().is_some() {
             net::size_stream_send_buffer(conn.socket_mut(), self.shared.config.socket_send_buffer);

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod haproxy;
+pub mod hook;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

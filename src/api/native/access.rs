@@ -1,7 +1,12 @@
-//! Who may do what on the native API: the publish key (`--publish-key`) and, with `--auth jwt`, signed tokens.
-//! The token checks are `auth`'s; this file finds a request's token, maps the grants onto the request and words
-//! the refusals: `401 invalid_token` (missing, malformed, bad signature, expired, wrong audience or issuer) and
-//! `403 forbidden_channel` naming the first channel the token does not cover.
+//! Who may do what on the native API: the publish key (`--publish-key`) and, with `--auth jwt`, signed tokens, or
+//! with `--auth hook`, the application's auth hook. The token checks are `auth`'s; this file finds a request's
+//! token, maps the grants onto the request and words the refusals: `401 invalid_token` (missing, malformed, bad
+//! signature, expired, wrong audience or issuer) and `403 forbidden_channel` naming the first channel the token
+//! does not cover. The hook's `401` and `403` are worded the same way, so a client handles both modes alike;
+//! a hook that gives no decision is a `503` naming why (`HookFailure::code`).
+//!
+//! Under `--auth hook` publishing and channel admin are as without auth: they need `--publish-key` when it is
+//! set (the hook is asked about subscribes only).
 //!
 //! Where a token comes from, first found wins: `Authorization: Bearer`, the `token` query key (a browser's
 //! `EventSource` cannot set headers), the `--jwt-cookie` cookie (an `EventSource` with `withCredentials`). A
@@ -14,6 +19,7 @@ use std::time::{Duration, Instant};
 use super::input::{client_id, Query};
 use super::ApiError;
 use crate::api::{Ctx, Request};
+use crate::auth::verdict::{HookFailure, HookVerdict};
 use crate::auth::{Grants, TokenError};
 use crate::secret::constant_time_eq;
 
@@ -23,13 +29,13 @@ fn invalid_token(ctx: &mut Ctx, message: impl Into<String>) -> ApiError {
     ApiError::new(401, "invalid_token", message)
 }
 
-/// `403 forbidden_channel` naming `channel`, counted.
-fn forbidden(ctx: &mut Ctx, channel: &str, what: &str) -> ApiError {
+/// `403 forbidden_channel` naming `channel`, counted; `by` is who refused (the token, the auth hook).
+fn forbidden(ctx: &mut Ctx, channel: &str, what: &str, by: &str) -> ApiError {
     ctx.counters.auth_refused += 1;
     let mut e = ApiError::new(
         403,
         "forbidden_channel",
-        format!("the token does not allow {what} channel {channel}"),
+        format!("{by} does not allow {what} channel {channel}"),
     );
     e.channel = Some(channel.into());
     e
@@ -70,7 +76,7 @@ pub(super) fn subscriber_grants(
     ctx: &mut Ctx,
     query: &Query,
 ) -> Result<Option<Grants>, ApiError> {
-    if !ctx.auth.is_on() {
+    if !ctx.auth.checks_tokens() {
         return Ok(None);
     }
     let token = req
@@ -95,7 +101,7 @@ pub(super) fn may_subscribe(
     grants: Option<&Grants>,
     names: &[&str],
 ) -> Result<(), ApiError> {
-    if !ctx.auth.is_on() {
+    if !ctx.auth.checks_tokens() {
         return Ok(());
     }
     for name in names.iter().filter(|name| !ctx.auth.is_public(name)) {
@@ -107,12 +113,135 @@ pub(super) fn may_subscribe(
                 ))
             }
             Some(g) if !g.subscribe.covers(name) && !g.channels.iter().any(|c| **c == **name) => {
-                return Err(forbidden(ctx, name, "subscribing to"))
+                return Err(forbidden(ctx, name, "subscribing to", "the token"))
             }
             Some(_) => {}
         }
     }
     Ok(())
+}
+
+/// What the auth hook allowed: the channels (`None`: all those asked for) and the stream's client id.
+#[derive(Default)]
+pub(super) struct HookAllowed {
+    pub channels: Option<Box<[Box<str>]>>,
+    pub client_id: Option<Box<str>>,
+}
+
+impl HookAllowed {
+    /// The channels of `names` the hook allowed, in request order; `403` when it allowed none of them.
+    pub(super) fn narrow<'n>(
+        &self,
+        ctx: &mut Ctx,
+        names: &[&'n str],
+    ) -> Result<Vec<&'n str>, ApiError> {
+        let Some(allowed) = &self.channels else {
+            return Ok(names.to_vec());
+        };
+        let kept: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|name| allowed.iter().any(|a| **a == **name))
+            .collect();
+        match (kept.is_empty(), names.first()) {
+            (true, Some(first)) => Err(forbidden(ctx, first, "subscribing to", "the auth hook")),
+            _ => Ok(kept),
+        }
+    }
+}
+
+/// With `--auth hook`, the hook's decision on a subscribe to `names`: `Ok(None)` when the request was just sent
+/// to the hook (the caller parks it with `Action::Await` and gets here again with the verdict in `ctx`). Without
+/// the hook, everything asked is allowed.
+pub(super) fn hook_check(
+    req: &Request,
+    ctx: &mut Ctx,
+    names: &[&str],
+    asked_id: Option<&str>,
+) -> Result<Option<HookAllowed>, ApiError> {
+    let Some(hook) = ctx.auth.hook() else {
+        return Ok(Some(HookAllowed::default()));
+    };
+    // Left in `ctx`, not taken: a subscribe that parks again for Redis keeps its verdict (`conn::Parked`).
+    let verdict = match ctx.verdict.clone() {
+        Some(verdict) => verdict,
+        None => {
+            let (body, cacheable) = hook_request(req, ctx, names, asked_id);
+            return match hook.ask(ctx.waiter, body, cacheable, ctx.now) {
+                Ok(()) => Ok(None),
+                Err(failure) => Err(hook_failed(ctx, failure)),
+            };
+        }
+    };
+    match verdict {
+        HookVerdict::Allowed {
+            channels,
+            client_id: None,
+        } => Ok(Some(HookAllowed {
+            channels,
+            client_id: None,
+        })),
+        HookVerdict::Allowed {
+            channels,
+            client_id: Some(id),
+        } => match client_id(id.as_bytes()) {
+            Ok(_) => Ok(Some(HookAllowed {
+                channels,
+                client_id: Some(id),
+            })),
+            Err(_) => Err(hook_failed(ctx, HookFailure::BadAnswer)),
+        },
+        HookVerdict::Unauthorized => Err(invalid_token(
+            ctx,
+            "the auth hook did not accept the request's credentials",
+        )),
+        HookVerdict::Forbidden => {
+            let first = names.first().copied().unwrap_or_default();
+            Err(forbidden(ctx, first, "subscribing to", "the auth hook"))
+        }
+        HookVerdict::Failed(failure) => Err(hook_failed(ctx, failure)),
+    }
+}
+
+/// `503` naming why the hook gave no decision, counted.
+fn hook_failed(ctx: &mut Ctx, failure: HookFailure) -> ApiError {
+    ctx.counters.auth_hook_failed += 1;
+    log::debug!("auth hook: {failure}");
+    ApiError::new(503, failure.code(), failure.to_string())
+}
+
+/// The hook's request, `{"channels":[..],"client_id":..,"headers":{..}}`, and whether it carries credentials
+/// (`Authorization` or `Cookie`; only then may its decision be cached). Headers go under their lowercase names;
+/// a field sent on several lines is joined as HTTP reads it (`; ` for cookies, RFC 6265 §5.4; `, ` else).
+fn hook_request(
+    req: &Request,
+    ctx: &Ctx,
+    names: &[&str],
+    asked_id: Option<&str>,
+) -> (Vec<u8>, bool) {
+    let mut headers = serde_json::Map::new();
+    let passed = ["authorization", "cookie"]
+        .into_iter()
+        .chain(ctx.config.auth_hook_headers.iter().map(String::as_str));
+    for name in passed {
+        let separator: &[u8] = if name == "cookie" { b"; " } else { b", " };
+        let mut lines = req.head.header_lines(req.buf, name).peekable();
+        if lines.peek().is_none() || headers.contains_key(name) {
+            continue;
+        }
+        let joined = lines.collect::<Vec<_>>().join(separator);
+        headers.insert(
+            name.to_string(),
+            String::from_utf8_lossy(&joined).into_owned().into(),
+        );
+    }
+    let cacheable = headers.contains_key("authorization") || headers.contains_key("cookie");
+    let body = serde_json::json!({
+        "channels": names,
+        "client_id": asked_id,
+        "headers": headers,
+    });
+    (body.to_string().into_bytes(), cacheable)
 }
 
 /// A stream's client id, if not the server's to assign. Without auth, the `client_id` query key; with `--auth
@@ -123,7 +252,7 @@ pub(super) fn stream_client_id(
     grants: Option<&Grants>,
     asked: Option<&str>,
 ) -> Result<Option<Box<str>>, ApiError> {
-    if !ctx.auth.is_on() {
+    if !ctx.auth.checks_tokens() {
         return asked
             .map(|id| client_id(id.as_bytes()).map(Into::into))
             .transpose();
@@ -185,7 +314,7 @@ impl Publisher {
             return Ok(());
         };
         match channels.find(|c| !grants.publish.covers(c)) {
-            Some(channel) => Err(forbidden(ctx, channel, "publishing to")),
+            Some(channel) => Err(forbidden(ctx, channel, "publishing to", "the token")),
             None => Ok(()),
         }
     }
@@ -200,7 +329,7 @@ pub(super) fn publisher(req: &Request, ctx: &mut Ctx) -> Result<Publisher, ApiEr
             return Ok(Publisher::Anyone);
         }
     }
-    if ctx.auth.is_on() {
+    if ctx.auth.checks_tokens() {
         return match given {
             None => Err(invalid_token(
                 ctx,
@@ -219,7 +348,7 @@ pub(super) fn publisher(req: &Request, ctx: &mut Ctx) -> Result<Publisher, ApiEr
 /// Channel admin (listing, info, delete) needs `Authorization: Bearer <publish key>` when a key is set, and
 /// always with `--auth jwt` (channel names and client ids may be private too); no token grants it.
 pub(super) fn channel_admin(req: &Request, ctx: &Ctx) -> Result<(), ApiError> {
-    if ctx.auth.is_on() && ctx.live.publish_key().is_none() {
+    if ctx.auth.checks_tokens() && ctx.live.publish_key().is_none() {
         return Err(ApiError::new(
             401,
             "unauthorized",

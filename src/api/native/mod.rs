@@ -37,7 +37,7 @@ use serde_json::Value;
 use super::{closes, Action, Ctx, Refusal, Request};
 use crate::broker::BrokerError;
 use crate::channels::TableError;
-use crate::config::CorsOrigin;
+use crate::config::{AuthMode, CorsOrigin};
 use crate::http::request::Method;
 use crate::http::response::{json_error_body, write_response, DateCache, Response};
 use crate::http::HttpError;
@@ -297,9 +297,11 @@ fn cors_origin(req: &Request, ctx: &Ctx) -> Option<String> {
 fn push_cors<'a>(headers: &mut Vec<(&'static str, &'a str)>, origin: Option<&'a str>, ctx: &Ctx) {
     if let Some(origin) = origin {
         headers.push(("Access-Control-Allow-Origin", origin));
-        // With tokens, a listed origin's page may send its cookie (`EventSource` with `withCredentials`): browsers
-        // then want this field, and an exact origin rather than `*` (Fetch, "CORS check").
-        if ctx.auth.is_on() && matches!(ctx.config.cors_origin, CorsOrigin::List(_)) {
+        // With tokens or the hook, a listed origin's page may send its cookie (`EventSource` with
+        // `withCredentials`): browsers then want this field, and an exact origin rather than `*` (Fetch, "CORS
+        // check").
+        if ctx.auth.mode != AuthMode::None && matches!(ctx.config.cors_origin, CorsOrigin::List(_))
+        {
             headers.push(("Access-Control-Allow-Credentials", "true"));
         }
     }

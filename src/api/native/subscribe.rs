@@ -2,7 +2,9 @@
 //! on a native stream (`open`, `reset`, `deleted`, `expired`).
 //!
 //! With `--auth jwt` the channels are the path's and the token's `spout.channels` (`/sub/` may name none), each
-//! public or covered by the token (`access`), and the stream ends when the token expires.
+//! public or covered by the token (`access`), and the stream ends when the token expires. With `--auth hook` the
+//! request parks while the hook decides (`access::hook_check`), and is handled again from the start with its
+//! verdict, which may narrow the channels and set the client id.
 
 use serde_json::json;
 
@@ -63,11 +65,17 @@ pub(super) fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
         ));
     }
     access::may_subscribe(ctx, grants.as_ref(), &names)?;
-    let client_id: Box<str> =
-        match access::stream_client_id(ctx, grants.as_ref(), query.get("client_id"))? {
+    let Some(hooked) = access::hook_check(req, ctx, &names, query.get("client_id"))? else {
+        return Ok(Action::Await);
+    };
+    let names = hooked.narrow(ctx, &names)?;
+    let client_id: Box<str> = match hooked.client_id {
+        Some(id) => id,
+        None => match access::stream_client_id(ctx, grants.as_ref(), query.get("client_id"))? {
             Some(id) => id,
             None => ctx.ids.next_client_id(),
-        };
+        },
+    };
     let expires = access::stream_expiry(ctx, grants.as_ref());
     let cursor = req
         .header("last-event-id")

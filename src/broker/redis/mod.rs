@@ -44,7 +44,7 @@ use scripts::{
 };
 
 use super::{BrokerAnswer, BrokerError, Waiter};
-use crate::bus::{Bus, WorkerMsg};
+use crate::bus::{Answer, Bus};
 use crate::channels::{
     ChannelPage, ChannelSummary, ChannelTable, FedEvent, NewEvent, Receipt, TableError,
 };
@@ -886,14 +886,5 @@ impl PublishJob {
 }
 
 fn send_answer(bus: &Bus, waiter: Waiter, answer: BrokerAnswer) {
-    if bus
-        .send(waiter.worker, WorkerMsg::Broker(waiter, answer))
-        .is_err()
-    {
-        log::warn!(
-            "broker: inbox of worker {} is full; a request waits for its timeout",
-            waiter.worker
-        );
-    }
-    bus.wake(waiter.worker);
+    bus.answer(waiter, Answer::Broker(answer));
 }
