@@ -5,29 +5,36 @@
 #
 #   loadtest/broker-profile.sh                     # 2,000 publishes to one channel with one subscriber
 #   loadtest/broker-profile.sh --publishes 5000 --out DIR
+#   loadtest/broker-profile.sh --publishers 8      # closed loop, 8 publisher connections, for 20 s
+#   loadtest/broker-profile.sh --spout OTHER/spout # another build of spout (a before/after comparison)
 #
-# spout (one worker) runs under `valgrind --tool=callgrind --separate-threads=yes`; spout-load publishes paced
-# (200/s, so that valgrind's slowness never backs up the queues) to one channel with one SSE subscriber. The
-# script prints each thread's instructions per publish and the top functions of the broker thread; the callgrind
-# files stay in DIR for callgrind_annotate. Every process is stopped on exit; the run is bounded by --publishes.
+# spout (one worker) runs under `valgrind --tool=callgrind --separate-threads=yes`; spout-load publishes to one
+# channel with one SSE subscriber, paced (200/s, so that valgrind's slowness never backs up the queues), or closed
+# loop with --publishers N (requests then queue at the node, as under load). The script prints each thread's
+# instructions per publish and the top functions of the broker thread; the callgrind files stay in DIR for
+# callgrind_annotate. Every process is stopped on exit; each run is bounded in time.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PUBLISHES=2000
+PUBLISHERS=""
+SPOUT=""
 OUT=$ROOT/loadtest/results/broker-profile
 PORT=8097
 REDIS_PORT=7413
 while [ $# -gt 0 ]; do
     case "$1" in
         --publishes) PUBLISHES=$2; shift 2 ;;
+        --publishers) PUBLISHERS=$2; shift 2 ;;
+        --spout) SPOUT=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+        -h|--help) sed -n 2,16p "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 
-SPOUT=$ROOT/target/release/spout
+SPOUT=${SPOUT:-$ROOT/target/release/spout}
 LOAD=$ROOT/target/release/spout-load
 (cd "$ROOT" && cargo build --release -q --bin spout --bin spout-load)
 mkdir -p "$OUT"
@@ -49,7 +56,13 @@ redis-cli -p "$REDIS_PORT" cluster addslotsrange 0 16383 >/dev/null
 for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" cluster info | grep -q cluster_state:ok && break; sleep 0.1; done
 
 RATE=200
-SECONDS_OF_LOAD=$(( (PUBLISHES + RATE - 1) / RATE ))
+if [ -n "$PUBLISHERS" ]; then
+    SECONDS_OF_LOAD=20
+    PACE=(--publishers "$PUBLISHERS")
+else
+    SECONDS_OF_LOAD=$(( (PUBLISHES + RATE - 1) / RATE ))
+    PACE=(--rate "$RATE")
+fi
 for broker in local "redis://127.0.0.1:$REDIS_PORT"; do
     name=${broker%%:*}
     rm -f "$OUT/$name".*
@@ -59,7 +72,7 @@ for broker in local "redis://127.0.0.1:$REDIS_PORT"; do
     for _ in $(seq 600); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
     timeout $((SECONDS_OF_LOAD + 120)) "$LOAD" -q --sub-url "http://127.0.0.1:$PORT/sub/{channel}" \
         --pub-url "http://127.0.0.1:$PORT/pub/{channel}" \
-        --json "$SCRATCH/$name.jsonl" fanout -n 1 --rate "$RATE" --duration "${SECONDS_OF_LOAD}s" >/dev/null
+        --json "$SCRATCH/$name.jsonl" fanout -n 1 "${PACE[@]}" --duration "${SECONDS_OF_LOAD}s" >/dev/null
     kill -INT "$SERVER"
     wait "$SERVER" 2>/dev/null || true
     SERVER=""
