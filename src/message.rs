@@ -139,6 +139,10 @@ pub struct Message {
     pub data: Box<str>,
     /// When set, only subscribers with one of these client ids receive it (live and on replay).
     pub to: Option<Box<[Box<str>]>>,
+    /// The id is a position in its channel's own stream in Redis (a channel the Redis broker feeds), not in one
+    /// order over every channel: a stream over several such channels says where it is in each (a position per
+    /// channel in its ids).
+    pub per_channel_id: bool,
     sse: OnceLock<Frame>,
     /// The native WebSocket encoding: a whole text frame, header and JSON payload.
     ws: OnceLock<Frame>,
@@ -158,9 +162,16 @@ impl Message {
             event,
             data,
             to,
+            per_channel_id: false,
             sse: OnceLock::new(),
             ws: OnceLock::new(),
         }
+    }
+
+    /// Marks the id as a position in its channel's own stream (see `per_channel_id`).
+    pub fn with_per_channel_id(mut self) -> Message {
+        self.per_channel_id = true;
+        self
     }
 
     /// Sets the encoding the publishing API made (see `Wire`).

@@ -212,7 +212,8 @@ impl ChannelTable {
                             fed.event.event,
                             fed.event.data,
                             fed.event.to,
-                        );
+                        )
+                        .with_per_channel_id();
                         (Arc::new(message), fed.at)
                     })
                     .collect();

@@ -680,10 +680,12 @@ impl State {
             .filter(|_| limits.max_channels_per_client.is_some())
             .map(|ip| ip.to_canonical());
         let (name, channel) = self.entry(&event.channel, limits.workers, creator);
-        let message = Arc::new(
-            Message::new(id, Arc::clone(&name), event.event, event.data, event.to)
-                .with_wire(event.wire),
-        );
+        let mut message = Message::new(id, Arc::clone(&name), event.event, event.data, event.to)
+            .with_wire(event.wire);
+        if channel.covered_after.is_some() {
+            message = message.with_per_channel_id();
+        }
+        let message = Arc::new(message);
         let subscribers = match &message.to {
             None => channel.subscribers,
             Some(to) => to

@@ -33,8 +33,8 @@ pub struct StreamState {
     /// Per slot, a subscribed channel; a slot whose channel was left or deleted has incarnation 0 (and is reused
     /// by the next channel joined).
     pub channels: Box<[SubscribedChannel]>,
-    /// Live events at or below it are not for this stream. `EventId::ZERO` on a stream whose position is one
-    /// per channel, each slot's `since` (channels fed by the Redis broker, `per_channel`).
+    /// Live events at or below it are not for this stream. `EventId::ZERO` on a stream of channels the Redis
+    /// broker feeds, whose position is one per channel, each slot's `since` (`Message::per_channel_id`).
     pub skip_upto: EventId,
     pub replay: Option<Box<ReplayCursor>>,
     pub format: Format,
@@ -83,18 +83,13 @@ impl StreamState {
             && message.is_for(&self.client_id)
     }
 
-    /// Whether the stream's position is one per channel, each slot's `since`, which it moves as it queues
-    /// events: its channels are fed by the Redis broker, whose ids are per channel.
-    fn per_channel(&self) -> bool {
-        self.skip_upto == EventId::ZERO
-    }
-
     /// Queues this stream's encoding of an event of the channel in `slot`: the frame built once per message and
     /// format, shared; for a stream whose frames name their recipient, a few-byte header, its own prefix and the
-    /// shared tail; for a stream over several channels whose position is one per channel, an id made of them
-    /// all in front of the shared rest of the frame (with one channel, that id is the event's own).
+    /// shared tail. An event whose id is a position in its channel alone (`Message::per_channel_id`) moves the
+    /// slot's position; on a stream over several channels it goes behind an id made of every slot's position, in
+    /// front of the shared rest of the frame (with one channel, that id is the event's own).
     fn queue_event(&mut self, message: &Message, slot: u32, out: &mut OutQueue) {
-        if self.per_channel() {
+        if message.per_channel_id {
             if let Some(channel) = self.channels.get_mut(slot as usize) {
                 channel.since = message.id;
             }
