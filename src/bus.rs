@@ -40,8 +40,9 @@ pub enum WorkerMsg {
     ChannelDeleted { channel: Arc<str>, incarnation: u64 },
     /// Graceful shutdown has begun.
     Drain,
-    /// The broker's answer to a request parked on one of this worker's connections.
-    Broker(Waiter, BrokerAnswer),
+    /// The broker's answer to a request parked on one of this worker's connections. Boxed: with its waiter it
+    /// is about 100 bytes and rare, and every inbox slot is as large as the largest message (see the size test).
+    Broker(Box<(Waiter, BrokerAnswer)>),
 }
 
 /// The sending side of every worker's inbox.
@@ -126,5 +127,23 @@ impl Bus {
             }
             self.wake(worker);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WorkerMsg;
+
+    /// An inbox is a bounded crossbeam array: all of its slots (`--inbox-capacity`, 65,536 by default, plus the
+    /// reserve) are allocated and touched when the worker starts, so every byte of `WorkerMsg` costs some 66 KB
+    /// of resident memory per worker before the first connection. The common messages are an `Arc` or two; a rare
+    /// large one is boxed.
+    #[test]
+    fn a_worker_message_is_small_because_every_inbox_slot_is_resident() {
+        assert!(
+            std::mem::size_of::<WorkerMsg>() <= 32,
+            "WorkerMsg is {} bytes",
+            std::mem::size_of::<WorkerMsg>()
+        );
     }
 }

@@ -809,7 +809,7 @@ async fn wait_for_replicas(
 
 fn send_answer(bus: &Bus, waiter: Waiter, answer: BrokerAnswer) {
     if bus
-        .send(waiter.worker, WorkerMsg::Broker(waiter, answer))
+        .send(waiter.worker, WorkerMsg::Broker(Box::new((waiter, answer))))
         .is_err()
     {
         log::warn!(

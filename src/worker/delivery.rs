@@ -124,7 +124,10 @@ impl Worker {
                     incarnation,
                 } => self.close_channel(&channel, incarnation, now),
                 WorkerMsg::Drain => self.start_drain(now),
-                WorkerMsg::Broker(waiter, answer) => self.on_broker_answer(waiter, answer, now),
+                WorkerMsg::Broker(reply) => {
+                    let (waiter, answer) = *reply;
+                    self.on_broker_answer(waiter, answer, now)
+                }
             }
         }
     }
