@@ -12,12 +12,13 @@
 #     compared with doctor's within 25%. proc_inode_cache is left out: it grows when something lists
 #     /proc/PID/fd, not with sockets.
 # Bounded: every step has a timeout; the server and the tool are stopped on exit. Exit 1 when an estimate is off.
+# Port 8096, or SPOUT_LOAD_PORT.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PORT=8096
+source "$(dirname "$0")/lib.sh"
 N=19000
 WORKERS=2
-PORT=8096
 while [ $# -gt 0 ]; do
     case "$1" in
         -n) N=$2; shift 2 ;;
@@ -26,21 +27,15 @@ while [ $# -gt 0 ]; do
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
-SPOUT=$ROOT/target/release/spout
-LOAD=$ROOT/target/release/spout-load
-(cd "$ROOT" && cargo build --release -q --bin spout --bin spout-load)
-ulimit -n "$(ulimit -Hn)"
-SERVER=""
-LOADER=""
-trap '[ -n "$LOADER" ] && kill $LOADER 2>/dev/null; [ -n "$SERVER" ] && kill $SERVER 2>/dev/null; true' EXIT
+build
 
-rss() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$1/status"; }
 # Bytes held by each slab cache: slabs × pages per slab × page size.
 slab() { [ -r /proc/slabinfo ] && awk 'NR > 2 && $1 != "proc_inode_cache" {s += $15 * $6 * 4096} END {print s}' /proc/slabinfo || echo ""; }
 
 "$SPOUT" --listen "127.0.0.1:$PORT" --workers "$WORKERS" --log-level warn >/tmp/spout-doctor.log 2>&1 &
 SERVER=$!
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+started $SERVER
+wait_port "$PORT"
 sleep 0.5
 rss_before=$(rss "$SERVER")
 slab_before=$(slab)
@@ -48,6 +43,7 @@ timeout 120 "$LOAD" -q --server-pid "$SERVER" --sub-url "http://127.0.0.1:$PORT/
     --pub-url "http://127.0.0.1:$PORT/pub/doctor{channel}" --processes 2 --source-addrs 4 \
     idle -n "$N" --hold 15s >/tmp/spout-doctor-idle.log 2>&1 &
 LOADER=$!
+started $LOADER
 for _ in $(seq 600); do
     n=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^spout_subscribers[{ ]/ {n += $2} END {print n + 0}')
     [ "$n" -ge "$N" ] && break
@@ -80,6 +76,6 @@ else
     echo "  kernel: /proc/slabinfo is not readable (run as root to measure it)"
 fi
 wait "$LOADER" || true
-LOADER=""
+forget "$LOADER"
 tail -n 4 /tmp/spout-doctor-idle.log
 exit $status

@@ -8,37 +8,33 @@
 # CHANNELS channels (default 100,000) are created with batch publishes; then 100 subscribers on one channel get
 # 200 events/s for 10 s (spout-load fanout) twice: alone, and while LISTERS clients (default 4) walk the whole
 # `GET /channels` listing page by page in a loop (1,000 channels a page, the default; at nice 19, so that they do
-# not delay the tool that measures on the same core). Reported: the events'
-# publish-to-receipt latency in both runs, and how many full listings the listers made. Bounded: every step has a
-# timeout; the server and the listers are stopped on exit.
+# not delay the tool that measures on the same core). Reported: the events' publish-to-receipt latency in both
+# runs, their p99 ratio, and how many full listings the listers made. Bounded: every step has a timeout; the
+# server and the listers are stopped on exit. Port 8097, or SPOUT_LOAD_PORT.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PORT=8097
+source "$(dirname "$0")/lib.sh"
 CHANNELS=100000
 LISTERS=4
 RESULTS=$ROOT/loadtest/results/listing.jsonl
-PORT=8097
 while [ $# -gt 0 ]; do
     case "$1" in
         --channels) CHANNELS=$2; shift 2 ;;
         --listers) LISTERS=$2; shift 2 ;;
         --results) RESULTS=$2; shift 2 ;;
-        -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+        -h|--help) sed -n 2,13p "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
-SPOUT=$ROOT/target/release/spout
-LOAD=$ROOT/target/release/spout-load
-(cd "$ROOT" && cargo build --release -q --bin spout --bin spout-load)
+build
 mkdir -p "$(dirname "$RESULTS")"
-SERVER=""
-LISTING=""
-trap '[ -n "$LISTING" ] && kill $LISTING 2>/dev/null; [ -n "$SERVER" ] && kill $SERVER 2>/dev/null; true' EXIT
 
 taskset -c 0 "$SPOUT" --listen "127.0.0.1:$PORT" --workers 1 --max-channels $((CHANNELS + 1000)) \
     >/tmp/spout-listing.log 2>&1 &
 SERVER=$!
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+started $SERVER
+wait_port "$PORT"
 
 # The channels, 10,000 to a batch.
 python3 - "$PORT" "$CHANNELS" <<'EOF'
@@ -59,8 +55,10 @@ fanout() {
         >/tmp/spout-listing-fanout.log
     tail -n 1 "$RESULTS" | python3 -c 'import json,sys; l=json.load(sys.stdin)["results"]["latency_us"]; print("p50", l["p50"], "p99", l["p99"], "max", l["max"], "(us)")'
 }
+p99() { field "r['latency_us']['p99']" "$RESULTS"; }
 
 echo "alone: $(fanout "listing-$CHANNELS-none")"
+alone_p99=$(p99)
 
 passes_file=$(mktemp)
 timeout 40 taskset -c 1 nice -n 19 python3 - "$PORT" "$LISTERS" "$passes_file" <<'EOF' &
@@ -85,8 +83,10 @@ for i in range(listers):
 threading.Event().wait()
 EOF
 LISTING=$!
+started $LISTING
 sleep 2
 echo "while $LISTERS clients list $CHANNELS channels: $(fanout "listing-$CHANNELS-listers$LISTERS")"
+echo "p99 with listers / alone: $(python3 -c "print(f'{$(p99) / $alone_p99:.2f}')")"
+stop $LISTING
 echo "full listings made meanwhile: $(cat "$passes_file")"
-kill $LISTING 2>/dev/null || true; wait $LISTING 2>/dev/null || true; LISTING=""
 rm -f "$passes_file"

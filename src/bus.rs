@@ -43,8 +43,9 @@ pub enum WorkerMsg {
     ChannelDeleted { channel: Arc<str>, incarnation: u64 },
     /// Graceful shutdown has begun.
     Drain,
-    /// The answer to a request parked on one of this worker's connections.
-    Answer(Waiter, Answer),
+    /// The answer to a request parked on one of this worker's connections. Boxed: with its waiter it is about
+    /// 100 bytes and rare, and every inbox slot is as large as the largest message (see the size test).
+    Answer(Box<(Waiter, Answer)>),
 }
 
 /// What a parked request waited for (`api::Action::Await`). Both kinds come back the same way, with the waiter's
@@ -111,7 +112,7 @@ impl Bus {
     /// request stays parked until its connection's request timeout.
     pub fn answer(&self, waiter: Waiter, answer: Answer) {
         if self
-            .send(waiter.worker, WorkerMsg::Answer(waiter, answer))
+            .send(waiter.worker, WorkerMsg::Answer(Box::new((waiter, answer))))
             .is_err()
         {
             log::warn!(
@@ -154,5 +155,23 @@ impl Bus {
             }
             self.wake(worker);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WorkerMsg;
+
+    /// An inbox is a bounded crossbeam array: all of its slots (`--inbox-capacity`, 65,536 by default, plus the
+    /// reserve) are allocated and touched when the worker starts, so every byte of `WorkerMsg` costs some 66 KB
+    /// of resident memory per worker before the first connection. The common messages are an `Arc` or two; a rare
+    /// large one is boxed.
+    #[test]
+    fn a_worker_message_is_small_because_every_inbox_slot_is_resident() {
+        assert!(
+            std::mem::size_of::<WorkerMsg>() <= 32,
+            "WorkerMsg is {} bytes",
+            std::mem::size_of::<WorkerMsg>()
+        );
     }
 }

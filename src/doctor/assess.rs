@@ -19,10 +19,10 @@ pub struct Figure {
 
 /// spout's user-space memory per idle subscriber, in bytes, its channel not counted.
 pub const USER_BYTES_PER_CONNECTION: Figure = Figure {
-    value: 384,
+    value: 422,
     source: "VmRSS growth of spout (2 workers) holding 19,000 idle SSE subscribers of one channel, divided by \
-             19,000; loadtest/doctor.sh on a 2-vCPU VM, Linux 6.18 x86_64, 2026-12-03 (docs/BENCHMARKS.md: \
-             375 B PSS with 1 worker)",
+             19,000 (423 and 422 B in two runs); loadtest/doctor.sh on a 2-vCPU VM, Linux 6.18 x86_64, \
+             2026-12-03 (docs/BENCHMARKS.md: 412 B PSS with 1 worker, loadtest/hostile.sh idle)",
 };
 
 /// spout's user-space memory per channel that has a subscriber, in bytes: its entries in the channel table
@@ -43,9 +43,10 @@ pub const KERNEL_BYTES_PER_CONNECTION: Figure = Figure {
 
 /// spout's VmRSS with no connection: a fixed part (binary, allocator, main thread) in bytes ...
 pub const BASE_RSS: Figure = Figure {
-    value: 2_900 * 1024,
-    source: "VmRSS 0.7 s after start with 1, 2 and 4 workers (5.4, 8.0 and 13.4 MiB): 2.9 MiB + 2.7 MiB per \
-             worker; same machine and day",
+    value: 4_000 * 1024,
+    source: "VmRSS 0.7 s after start with 1, 2 and 4 workers (6.6, 9.3 and 14.5 MiB, medians of 3): 4.0 MiB + \
+             2.7 MiB per worker, most of it the worker's inbox (65,536 slots of 40 bytes, all touched at start); \
+             same machine and day",
 };
 
 /// ... and a part per worker (thread stack, read buffer, poll, connection slab), in bytes.
@@ -444,8 +445,8 @@ mod tests {
         assert_eq!(a.capacity, 19_958);
         assert_eq!(a.limited_by, Limit::Rlimit);
         assert_eq!(a.deliveries_per_second, 4_000_000);
-        // 2,900 + 2 × 2,700 KiB of base, 19,958 × (384 + 475) B in spout, 19,958 × 4,400 B in the kernel.
-        assert_eq!(a.at_capacity.rss, 8_300 * 1024 + 19_958 * (384 + 475));
+        // 4,000 + 2 × 2,700 KiB of base, 19,958 × (422 + 475) B in spout, 19,958 × 4,400 B in the kernel.
+        assert_eq!(a.at_capacity.rss, 9_400 * 1024 + 19_958 * (422 + 475));
         assert_eq!(a.at_capacity.kernel, 19_958 * 4_400);
         assert!(a.target.is_none());
     }
@@ -454,7 +455,7 @@ mod tests {
     fn connections_on_one_channel_cost_less_than_on_a_channel_each() {
         let one = MemoryEstimate::new(19_000, Some(1), 2);
         let each = MemoryEstimate::new(19_000, None, 2);
-        assert_eq!(one.rss, 8_300 * 1024 + 19_000 * 384 + 475);
+        assert_eq!(one.rss, 9_400 * 1024 + 19_000 * 422 + 475);
         assert_eq!(each.rss - one.rss, 18_999 * 475);
         assert_eq!(one.kernel, each.kernel);
         // More channels than connections: each connection has its own, no more.

@@ -124,7 +124,10 @@ impl Worker {
                     incarnation,
                 } => self.close_channel(&channel, incarnation, now),
                 WorkerMsg::Drain => self.start_drain(now),
-                WorkerMsg::Answer(waiter, answer) => self.on_answer(waiter, answer, now),
+                WorkerMsg::Answer(reply) => {
+                    let (waiter, answer) = *reply;
+                    self.on_answer(waiter, answer, now)
+                }
             }
         }
     }
