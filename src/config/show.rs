@@ -59,7 +59,7 @@ impl Config {
                 .ok_or("none")
         };
         let public: Vec<String> = self.public_channels.iter().map(|c| string(c)).collect();
-        let options: [(&str, Result<String, &str>); 50] = [
+        let options: [(&str, Result<String, &str>); 51] = [
             ("listen", Ok(format!("[{}]", listen.join(", ")))),
             ("workers", Ok(self.workers.to_string())),
             ("history", Ok(self.history.to_string())),
@@ -122,6 +122,7 @@ impl Config {
                 Ok(string(&self.log_level.as_str().to_ascii_lowercase())),
             ),
             ("log-format", Ok(string(self.log_format.as_str()))),
+            ("status", Ok(string(if self.status { "on" } else { "off" }))),
             ("auth", Ok(string(self.auth.as_str()))),
             (
                 "jwt-secret",

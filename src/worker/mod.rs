@@ -49,6 +49,7 @@ use crate::net::{self, BoundListener};
 use crate::peers::{Admission, Peers};
 use crate::reload::Live;
 use crate::sse;
+use crate::status::Status;
 use crate::ws::frame as ws_frame;
 
 /// The waker's token: the top of the token range, above every slab key.
@@ -79,6 +80,8 @@ pub struct Shared {
     /// `--broker redis://…`: the native API's channels go through Redis.
     pub redis: Option<RedisBroker>,
     pub registry: Registry,
+    /// The status stream's recent samples (`--status`).
+    pub status: Status,
     pub apps: Apps,
     /// `--max-pending-body-bytes`, shared by every connection of every worker.
     pub bodies: Arc<BodyBudget>,
@@ -139,6 +142,7 @@ macro_rules! ctx {
             table: &$w.shared.table,
             broker: &*$w.shared.broker,
             registry: &$w.shared.registry,
+            status: &$w.shared.status,
             apps: &$w.shared.apps,
             bodies: &$w.shared.bodies,
             peers: &$w.shared.peers,
@@ -387,13 +391,20 @@ impl Worker {
     /// were handled before this (`Conn::on_readable`), so a channel may already have been joined over the socket
     /// (it is in the list: added here) or left (its slot is gone: skipped).
     fn join_hub(&mut self, key: usize) {
-        let Some(stream) = self.conns.get(key).and_then(Conn::stream) else {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let conn_api = conn.api as usize;
+        let Some(stream) = conn.stream() else {
             return;
         };
         for (slot, channel) in stream.live_slots() {
             self.hub.join(&channel.name, Member { key, slot });
         }
         self.streams += 1;
+        if let Some(count) = self.counters.streams_by_api.get_mut(conn_api) {
+            *count += 1;
+        }
         self.shared.open_streams.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -628,6 +639,9 @@ impl Worker {
                     self.hub.leave(&channel.name, Member { key, slot });
                 }
                 self.streams -= 1;
+                if let Some(count) = self.counters.streams_by_api.get_mut(conn.api as usize) {
+                    *count -= 1;
+                }
                 self.shared.open_streams.fetch_sub(1, Ordering::Relaxed);
             }
             // A last answer written but perhaps not taken: the socket lingers until its peer takes it (`linger`).

@@ -8,6 +8,7 @@ use super::{error, json_response, respond, ApiError, Handled};
 use crate::api::{channel_api, closes, Action, Ctx, Request};
 use crate::broker::BrokerAnswer;
 use crate::config::Api;
+use crate::metrics::Figures;
 
 /// Which channels `GET /channels` lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,10 +226,7 @@ pub(super) fn health(req: &Request, ctx: &mut Ctx) -> Action {
 }
 
 pub(super) fn metrics(req: &Request, ctx: &mut Ctx) -> Action {
-    let broker = ctx.redis.map(|redis| redis.figures());
-    let text = ctx
-        .registry
-        .render(&ctx.table.stats(), ctx.draining, broker);
+    let text = figures(ctx).render();
     respond(
         req,
         ctx,
@@ -237,6 +235,12 @@ pub(super) fn metrics(req: &Request, ctx: &mut Ctx) -> Action {
         text.as_bytes(),
         &[],
     )
+}
+
+/// What `/metrics` and the status page show, read now.
+pub(super) fn figures(ctx: &Ctx) -> Figures {
+    let broker = ctx.redis.map(|redis| redis.figures());
+    Figures::read(ctx.registry, ctx.table, ctx.draining, broker)
 }
 
 #[cfg(test)]
