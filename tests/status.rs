@@ -78,6 +78,12 @@ fn the_status_stream_sends_a_sample_a_second_from_the_metrics_counters() {
         "{metrics}"
     );
 
+    // The status stream's channel is spout's own: no listing shows it.
+    for listing in ["/channels", "/channels?api=all"] {
+        let text = get(addr, listing).text();
+        assert!(!text.contains("spout status"), "{listing}: {text}");
+    }
+
     // A second viewer's opening holds the samples sent so far, oldest first.
     let mut second = sse_subscribe(addr, "/status/stream", "");
     let opening = sample(&mut second);

@@ -87,7 +87,8 @@ pub(super) fn list_channels(req: &Request, ctx: &mut Ctx) -> Handled {
     let page = ctx
         .table
         .list_page(after.as_deref(), limit, LIST_SCAN, |name| {
-            listing.keeps(channel_api(name))
+            // The status page's channel is spout's own, in no API's namespace.
+            name != crate::status::CHANNEL && listing.keeps(channel_api(name))
         });
     // Serialized straight from borrowed fields: a page is built on the event loop, and a `serde_json::Value` per
     // entry (an ordered map each) cost several times as much.
