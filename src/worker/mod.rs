@@ -240,7 +240,7 @@ impl Worker {
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    log::error!("worker {}: poll failed: {e}", self.id);
+                    log::error!(worker = self.id; "worker {}: poll failed: {e}", self.id);
                     return;
                 }
             }
@@ -262,7 +262,7 @@ impl Worker {
             if self.drain_finished(started) {
                 self.close_all();
                 self.shared.registry.publish(self.id, &self.counters);
-                log::debug!("worker {} finished draining", self.id);
+                log::debug!(worker = self.id; "worker {} finished draining", self.id);
                 return;
             }
         }
@@ -469,7 +469,10 @@ impl Worker {
                         token_of(key),
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
-                        log::warn!("worker {}: cannot register a connection: {e}", self.id);
+                        log::warn!(
+                            worker = self.id, peer:% = peer.ip();
+                            "worker {}: cannot register a connection: {e}", self.id
+                        );
                         if counted {
                             self.shared.peers.release(peer.ip());
                         }
@@ -499,7 +502,7 @@ impl Worker {
                     self.refuse_without_descriptors(index)
                 }
                 Err(e) => {
-                    log::warn!("worker {}: accept failed: {e}", self.id);
+                    log::warn!(worker = self.id; "worker {}: accept failed: {e}", self.id);
                     return;
                 }
             }
@@ -518,7 +521,7 @@ impl Worker {
         }
         self.spare_fd = open_spare();
         if self.spare_fd.is_none() {
-            log::warn!("worker {}: out of file descriptors", self.id);
+            log::warn!(worker = self.id; "worker {}: out of file descriptors", self.id);
         }
     }
 
@@ -614,20 +617,28 @@ impl Worker {
                 CloseReason::Slow => {
                     self.counters.dropped_slow += 1;
                     log::debug!(
+                        worker = self.id, conn = key, peer:% = conn.peer, reason = reason.as_str();
                         "worker {} conn {key} from {}: closed, over --max-queued-bytes",
                         self.id,
                         conn.peer
                     );
                 }
                 CloseReason::Abandoned => log::debug!(
+                    worker = self.id, conn = key, peer:% = conn.peer, reason = reason.as_str();
                     "worker {} conn {key} from {}: closed with output its peer did not take",
                     self.id,
                     conn.peer
                 ),
                 CloseReason::Error => {
-                    log::debug!("worker {} conn {key}: closed after a socket error", self.id)
+                    log::debug!(
+                        worker = self.id, conn = key, peer:% = conn.peer, reason = reason.as_str();
+                        "worker {} conn {key}: closed after a socket error", self.id
+                    )
                 }
-                _ => log::trace!("worker {} conn {key}: closed ({reason:?})", self.id),
+                _ => log::trace!(
+                    worker = self.id, conn = key, peer:% = conn.peer, reason = reason.as_str();
+                    "worker {} conn {key}: closed ({reason:?})", self.id
+                ),
             }
             if let Some(stream) = conn.stream() {
                 self.shared

@@ -252,34 +252,34 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
         // The limit and the option that sets it, so that a publisher knows what to send or what to change.
         Refusal::Http(e @ HttpError::BodyTooLarge { limit }) => (
             e.status(),
-            e.as_str(),
+            refusal.as_str(),
             format!(
                 "The request body is larger than this server accepts: at most {limit} bytes, \
                  set by --max-body (SPOUT_MAX_BODY)."
             )
             .into(),
         ),
-        Refusal::Http(e) => (e.status(), e.as_str(), e.message().into()),
+        Refusal::Http(e) => (e.status(), refusal.as_str(), e.message().into()),
         Refusal::Timeout => (
             408,
-            "request_timeout",
+            refusal.as_str(),
             "the request did not arrive within --request-timeout".into(),
         ),
         Refusal::Busy => (
             503,
-            "busy",
+            refusal.as_str(),
             "the server is at its connection limit; retry shortly".into(),
         ),
         Refusal::PeerLimit => (
             503,
-            "too_many_connections",
+            refusal.as_str(),
             "this client address has as many connections open as --max-connections-per-ip \
              (SPOUT_MAX_CONNECTIONS_PER_IP) allows; close one or retry later"
                 .into(),
         ),
         Refusal::BodyBudget => (
             503,
-            "body_budget_full",
+            refusal.as_str(),
             "the request bodies being read fill --max-pending-body-bytes \
              (SPOUT_MAX_PENDING_BODY_BYTES); retry shortly"
                 .into(),
@@ -405,7 +405,10 @@ fn respond_error(
     extra: &[(&'static str, &str)],
     close: bool,
 ) -> Action {
-    log::debug!("native API {} {}: {}", e.status, e.code, e.message);
+    log::debug!(
+        worker = ctx.worker, peer = ctx.peer.map(|ip| ip.to_string()), reason = e.code;
+        "native API {} {}: {}", e.status, e.code, e.message
+    );
     let mut body = Vec::with_capacity(64 + e.message.len());
     json_error_body(&mut body, e.code, &e.message);
     if let Some(channel) = &e.channel {
