@@ -173,7 +173,8 @@ fn chromium_shows_the_status_page_with_figures_rising_under_load() {
     };
 
     let url = server.url(&format!("/status?key={key}"));
-    let samples = 6;
+    // Live samples the page must take after the first figures it shows.
+    let samples = 4;
     let mut browser = NodeScript::start(
         "status_browser.mjs",
         &[
@@ -213,7 +214,7 @@ fn chromium_shows_the_status_page_with_figures_rising_under_load() {
         "publishes did not rise on the page: {seen:?}"
     );
     assert!(
-        last["deliveredRate"].as_u64() > Some(0),
+        last["deliveredRate"].as_f64() > Some(0.0),
         "no deliveries per second on the page: {last}"
     );
     assert!(sent > 0);
@@ -222,4 +223,26 @@ fn chromium_shows_the_status_page_with_figures_rising_under_load() {
     files.assert_screenshot();
     drop(server);
     let _ = reading.join();
+}
+
+#[test]
+fn a_viewers_opening_holds_only_the_newest_samples_that_fit_half_the_queue_cap() {
+    let server = start_server(&[
+        "--workers",
+        "1",
+        "--status",
+        "--max-body",
+        "1KiB",
+        "--max-queued-bytes",
+        "2KiB",
+    ]);
+    let mut first = sse_subscribe(server.addr, "/status/stream", "");
+    let third = (0..3).map(|_| sample(&mut first)).last().expect("samples");
+    // A sample of one worker is some 700 bytes: half of 2 KiB holds one.
+    let mut second = sse_subscribe(server.addr, "/status/stream", "");
+    let opening = sample(&mut second);
+    assert!(
+        opening["time"].as_u64() >= third["time"].as_u64(),
+        "the opening began with an older sample: {opening} (the third was {third})"
+    );
 }

@@ -5,6 +5,7 @@
 
 const KEEP = 300; // samples charted: five minutes, as many as the server keeps
 const samples = [];
+let received = 0; // samples taken since the page opened (its opening's included)
 const $ = (id) => document.getElementById(id);
 const number = (n) => (n === null || n === undefined ? '–' : Number(n).toLocaleString('en-US'));
 const bytes = (n) => {
@@ -73,7 +74,7 @@ function show(s) {
   rows('workers', s.workers.map((w, i) => [i, number(w.connections), number(w.subscribers), bytes(w.queued_bytes)]));
   rows('apis', Object.entries(s.apis).map(([api, n]) => [api, number(n)]));
   rows('errors', Object.entries(s.errors).map(([code, n]) => [code, number(n)]));
-  document.body.dataset.samples = String(samples.length);
+  document.body.dataset.samples = String(received);
 }
 
 function connect() {
@@ -86,6 +87,7 @@ function connect() {
     // A reconnect's opening repeats the recent samples this page already holds.
     if (samples.length && s.time <= samples[samples.length - 1].time) return;
     samples.push(s);
+    received += 1;
     if (samples.length > KEEP) samples.shift();
     show(s);
     redraw();

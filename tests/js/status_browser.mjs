@@ -3,7 +3,8 @@
 // Usage: node status_browser.mjs PAGE_URL PROFILE_DIR SCREENSHOT SAMPLES
 //
 // Opens PAGE_URL (spout's /status, reached by host and port only, with its ?key=) and reads the figures the page
-// shows from its DOM once per sample, until the page has taken SAMPLES samples from its stream. Prints one JSON
+// shows from its DOM once per sample, until SAMPLES live samples have come after the first figures it showed (its
+// opening may bring many at once: the samples of the minutes before). Prints one JSON
 // line per sample read: {"samples","delivered","published","deliveredRate","subscribers","state","workers"}, then
 // {"state":"done","errors":[...]} after saving a screenshot of the page. Exits when stdin closes.
 import { launchChromium } from './chromium.mjs';
@@ -40,13 +41,15 @@ const read = () => page.evaluate(() => {
 });
 
 let last = -1;
+let first = null;
 for (;;) {
   const figures = await read();
   if (figures.samples !== last) {
     print(figures);
     last = figures.samples;
   }
-  if (figures.samples >= Number(wanted)) break;
+  if (first === null && figures.samples > 0) first = figures.samples;
+  if (first !== null && figures.samples >= first + Number(wanted)) break;
   await page.waitForTimeout(200);
 }
 await page.screenshot({ path: screenshot, fullPage: true });

@@ -81,14 +81,25 @@ pub(super) fn stream(req: &Request, ctx: &mut Ctx) -> Handled {
     ];
     let origin = cors_origin(req, ctx);
     push_cors(&mut headers, origin.as_deref(), ctx);
-    let mut opening =
-        Vec::with_capacity(320 + recent.iter().map(|frame| frame.len()).sum::<usize>());
+    // The newest samples that fill at most half of --max-queued-bytes: the next live sample, a second later, must
+    // never find the viewer over the cap while a slow link still carries its opening.
+    let room = ctx.config.max_queued_bytes / 2;
+    let mut kept = 0;
+    let mut used = 0;
+    for frame in recent.iter().rev() {
+        if used + frame.len() > room {
+            break;
+        }
+        used += frame.len();
+        kept += 1;
+    }
+    let mut opening = Vec::with_capacity(320 + used);
     write_stream_head(&mut opening, ctx.date, &headers);
     sse::encode_retry(
         &mut opening,
         u64::try_from(ctx.config.retry.as_millis()).unwrap_or(u64::MAX),
     );
-    for frame in &recent {
+    for frame in recent.iter().skip(recent.len() - kept) {
         opening.extend_from_slice(frame);
     }
     Ok(Action::Stream(Box::new(Stream {
