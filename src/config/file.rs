@@ -212,6 +212,17 @@ mod tests {
     }
 
     #[test]
+    fn a_boolean_is_the_flag_value_true_or_false() {
+        assert_eq!(
+            parse("f.toml", "workers = true\nmax-body = false\n", &KNOWN),
+            Ok(vec![
+                entry("workers", &["true"], 1),
+                entry("max-body", &["false"], 2)
+            ])
+        );
+    }
+
+    #[test]
     fn lines_of_offsets() {
         assert_eq!(line_of("a\nb\nc", 0), 1);
         assert_eq!(line_of("a\nb\nc", 2), 2);
