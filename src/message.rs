@@ -68,6 +68,29 @@ impl EventId {
         EventId(self.0.saturating_add(1))
     }
 
+    /// Parses a stream's cursor of positions, one per channel in the stream's order (`per_channel_text`): `n`
+    /// ids joined by commas, `0` for a channel of which nothing was seen. `None` for anything else.
+    pub fn parse_per_channel(text: &str, n: usize) -> Option<Vec<EventId>> {
+        let positions: Vec<EventId> = text
+            .split(',')
+            .map(|part| match part {
+                "0" => Some(EventId::ZERO),
+                _ => EventId::parse(part),
+            })
+            .collect::<Option<_>>()?;
+        (positions.len() == n).then_some(positions)
+    }
+
+    /// Appends the wire form of a cursor of positions, one per channel (see `parse_per_channel`).
+    pub fn write_per_channel(out: &mut Vec<u8>, positions: impl Iterator<Item = EventId>) {
+        use std::io::Write;
+        for (at, position) in positions.enumerate() {
+            let comma = if at == 0 { "" } else { "," };
+            // Writing to a `Vec` cannot fail.
+            let _ = write!(out, "{comma}{}", position.0);
+        }
+    }
+
     /// The id that follows `self` at wall-clock time `now`.
     pub fn next_at(self, now: SystemTime) -> EventId {
         EventId(self.0.saturating_add(1).max(unix_micros(now)))
@@ -186,6 +209,34 @@ impl Message {
         })
     }
 
+    /// The native SSE encoding without its `id:` line, as a frame and the offset its remainder starts at: for a
+    /// stream whose id is a cursor over its channels, which writes its own `id:` line in front of the shared rest
+    /// (SSE fields may come in any order before the blank line that ends an event).
+    pub fn sse_after_id(&self) -> (&Frame, usize) {
+        let frame = self.sse_frame();
+        let line = b"id: ".len() + decimal_digits(self.id.0) + 1;
+        let at = if frame.get(line - 1) == Some(&b'\n') && frame.starts_with(b"id: ") {
+            line
+        } else {
+            0
+        };
+        (frame, at)
+    }
+
+    /// The native WebSocket encoding after its `{"id":"N"` (the header and the id), as a frame and the offset its
+    /// remainder (`,"channel":..}`) starts at: for a stream whose id is a cursor over its channels, which frames
+    /// its own header and id in front of the shared rest.
+    pub fn ws_after_id(&self) -> (&Frame, usize) {
+        let frame = self.ws_frame();
+        let id = b"{\"id\":\"".len() + decimal_digits(self.id.0) + 1;
+        let header = match frame.get(1).map(|b| b & 0x7f) {
+            Some(126) => 4,
+            Some(127) => 10,
+            _ => 2,
+        };
+        (frame, (header + id).min(frame.len()))
+    }
+
     /// Whether a subscriber with `client_id` receives this event.
     pub fn is_for(&self, client_id: &str) -> bool {
         match &self.to {
@@ -216,6 +267,11 @@ impl Message {
         let to_make = if made == 0 { self.data.len() } else { made };
         std::mem::size_of::<Message>() + self.data.len() + to_make + event + to + 64
     }
+}
+
+/// How many decimal digits `n` is written with.
+fn decimal_digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
 /// Appends `text` as a JSON string literal.
@@ -336,5 +392,51 @@ mod tests {
             body,
             serde_json::json!({"id": "8", "channel": "c", "data": "x".repeat(200)})
         );
+    }
+
+    #[test]
+    fn per_channel_cursors_round_trip_and_refuse_any_other_shape() {
+        let positions = [EventId(12), EventId::ZERO, EventId(u64::MAX)];
+        let mut text = Vec::new();
+        EventId::write_per_channel(&mut text, positions.iter().copied());
+        assert_eq!(text, b"12,0,18446744073709551615");
+        let text = std::str::from_utf8(&text).expect("ascii");
+        assert_eq!(
+            EventId::parse_per_channel(text, 3),
+            Some(positions.to_vec())
+        );
+        assert_eq!(EventId::parse_per_channel("7", 1), Some(vec![EventId(7)]));
+        for (bad, n) in [
+            ("12,0", 3),
+            ("12,0,5,6", 3),
+            ("1,,2", 3),
+            ("1,x,2", 3),
+            ("1, 2,3", 3),
+            ("", 1),
+        ] {
+            assert_eq!(EventId::parse_per_channel(bad, n), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_rest_after_the_id_is_what_a_per_channel_cursor_goes_in_front_of() {
+        for data in ["x".to_string(), "y".repeat(200), "z".repeat(70_000)] {
+            let m = Message::new(
+                EventId(1234),
+                "c".into(),
+                Some("e".into()),
+                data.into(),
+                None,
+            );
+            let (frame, at) = m.sse_after_id();
+            assert_eq!(frame.get(..at), Some(&b"id: 1234\n"[..]));
+            let (frame, at) = m.ws_after_id();
+            let rest = frame.get(at..).expect("rest");
+            assert!(
+                rest.starts_with(br#","channel":"c","event":"e","data":""#),
+                "{at}"
+            );
+            assert!(frame.get(..at).expect("head").ends_with(br#"{"id":"1234""#));
+        }
     }
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{balancer, start_node, RedisCluster};
 use common::{
-    get, publish, publish_batch, publish_id, require_program, signal, sse_subscribe, wait_for,
-    Server,
+    get, publish, publish_batch, publish_id, request, require_program, signal, sse_subscribe,
+    wait_for, Server,
 };
 use serde_json::json;
 
@@ -161,17 +161,118 @@ fn a_subscriber_whose_node_is_killed_resumes_exactly_on_another_node() {
 }
 
 #[test]
+fn a_stream_over_channels_on_different_shards_resumes_each_exactly_on_another_node() {
+    if !have_tools(false) {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 0);
+    let mut nodes = three_nodes(&cluster, &[]);
+    let names = channels_on_distinct_shards(&cluster, 2);
+    let path = format!("/sub/{},{}", names[0], names[1]);
+    let mut sub = sse_subscribe(nodes[0].addr, &path, "");
+    wait_for("the stream on node A", || {
+        get(nodes[0].addr, &format!("/channels/{}", names[1])).json()["subscribers"] == 1
+    });
+    let first = publish_id(nodes[1].addr, &names[0], "a0");
+    let second = publish_id(nodes[2].addr, &names[1], "b0");
+    let seen = sub.events(2);
+    // One position per channel, in the order of the path: each id says where the stream is on both.
+    assert_eq!(seen[0].data, "a0");
+    let (before, _) = seen[0]
+        .id
+        .as_deref()
+        .expect("id")
+        .split_once(',')
+        .expect("two positions");
+    assert_eq!(before, first);
+    assert_eq!(
+        seen[1].id.as_deref(),
+        Some(format!("{first},{second}").as_str())
+    );
+    let last = seen[1].id.clone().expect("id");
+    signal(nodes[0].child.id(), "KILL");
+    let _ = nodes[0].child.wait();
+    let mut missed = Vec::new();
+    for i in 1..4 {
+        for (name, tag) in names.iter().zip(["a", "b"]) {
+            let data = format!("{tag}{i}");
+            publish_id(nodes[1].addr, name, &data);
+            missed.push((tag, data));
+        }
+    }
+    let mut resumed = sse_subscribe(nodes[2].addr, &path, &format!("Last-Event-ID: {last}\r\n"));
+    let got = resumed.events(missed.len());
+    for tag in ["a", "b"] {
+        let want: Vec<&str> = missed
+            .iter()
+            .filter(|(t, _)| *t == tag)
+            .map(|(_, d)| d.as_str())
+            .collect();
+        let have: Vec<&str> = got
+            .iter()
+            .map(|e| e.data.as_str())
+            .filter(|d| d.starts_with(tag))
+            .collect();
+        assert_eq!(
+            have, want,
+            "exactly the missed events of {tag}, in order, once"
+        );
+    }
+    assert_eq!(got.len(), missed.len(), "nothing else: {got:?}");
+    // The last replayed id resumes both channels where the replay left them: on a third node, nothing is missing
+    // or repeated either.
+    let resume_at = got.last().and_then(|e| e.id.clone()).expect("id");
+    drop(resumed);
+    let live = publish_id(nodes[2].addr, &names[1], "b4");
+    let mut again = sse_subscribe(
+        nodes[1].addr,
+        &path,
+        &format!("Last-Event-ID: {resume_at}\r\n"),
+    );
+    let next = again.next_event().expect("the one event since");
+    assert_eq!(next.data, "b4");
+    let next_id = next.id.clone().expect("id");
+    assert!(next_id.ends_with(&format!(",{live}")), "{next_id}");
+    // A WebSocket stream carries the same cursor in its messages' `id` (and resumes from it as a query value).
+    let query = format!("{path}?last_event_id={resume_at}");
+    let (mut ws, _) = common::ws_connect(nodes[2].addr, &query, "");
+    let replayed = ws.next_json();
+    assert_eq!(replayed["data"], "b4");
+    assert_eq!(replayed["channel"], names[1].as_str());
+    assert_eq!(replayed["id"].as_str(), Some(next_id.as_str()));
+}
+
+#[test]
 fn subscribers_dropping_and_resuming_on_other_nodes_get_every_event_once_in_order() {
     if !have_tools(false) {
         return;
     }
     let cluster = RedisCluster::start(3, 0);
-    let nodes = three_nodes(&cluster, &[]);
+    resume_storm(&cluster, &["storm".to_string()]);
+}
+
+#[test]
+fn streams_over_channels_on_several_shards_survive_the_resume_storm_exactly() {
+    if !have_tools(false) {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 0);
+    resume_storm(&cluster, &channels_on_distinct_shards(&cluster, 3));
+}
+
+/// Three publishers, one per node, publish round robin over `names`; four subscribers of all of `names` read a
+/// few events, drop the connection and resume on another node, until each has every event. Each must get every
+/// channel's events once, in the order of that channel, the same for every subscriber, and each publisher's in
+/// the order it sent them.
+fn resume_storm(cluster: &RedisCluster, names: &[String]) {
+    let nodes = three_nodes(cluster, &[]);
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
     const PER_PUBLISHER: usize = 60;
+    let path = format!("/sub/{}", names.join(","));
     let subscribers: Vec<_> = (0..4)
         .map(|s| {
             let addrs = addrs.clone();
+            let path = path.clone();
             std::thread::spawn(move || {
                 let mut got: Vec<(String, String)> = Vec::new();
                 let mut last: Option<String> = None;
@@ -183,7 +284,7 @@ fn subscribers_dropping_and_resuming_on_other_nodes_get_every_event_once_in_orde
                         .as_ref()
                         .map(|id| format!("Last-Event-ID: {id}\r\n"))
                         .unwrap_or_default();
-                    let mut sub = sse_subscribe(addrs[hop % 3], "/sub/storm", &header);
+                    let mut sub = sse_subscribe(addrs[hop % 3], &path, &header);
                     hop += 1;
                     // Read a few events, then drop the connection and resume elsewhere.
                     let take = (3 + hop % 7).min(3 * PER_PUBLISHER - got.len());
@@ -203,7 +304,7 @@ fn subscribers_dropping_and_resuming_on_other_nodes_get_every_event_once_in_orde
     // Let every subscriber open its first stream before the first event, so each must see all of them.
     for addr in &addrs {
         wait_for("the first subscribers", || {
-            get(*addr, "/channels/storm").status == 200
+            get(*addr, &format!("/channels/{}", names[0])).status == 200
         });
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -212,9 +313,11 @@ fn subscribers_dropping_and_resuming_on_other_nodes_get_every_event_once_in_orde
         .enumerate()
         .map(|(p, addr)| {
             let addr = *addr;
+            let names = names.to_vec();
             std::thread::spawn(move || {
                 for n in 0..PER_PUBLISHER {
-                    publish_id(addr, "storm", &format!("p{p}-{n}"));
+                    let channel = &names[n % names.len()];
+                    publish_id(addr, channel, &format!("{channel}:p{p}-{n}"));
                 }
             })
         })
@@ -226,27 +329,44 @@ fn subscribers_dropping_and_resuming_on_other_nodes_get_every_event_once_in_orde
         .into_iter()
         .map(|s| s.join().expect("subscriber"))
         .collect();
-    for run in &runs {
-        assert_eq!(
-            run, &runs[0],
-            "every subscriber sees the same events in the same order"
-        );
-        let ids: Vec<u64> = run.iter().map(|(id, _)| id.parse().expect("id")).collect();
-        assert!(
-            ids.windows(2).all(|w| w[0] < w[1]),
-            "no duplicate, ids rise"
-        );
-        for p in 0..3 {
-            let from_p: Vec<&str> = run
-                .iter()
-                .map(|(_, data)| data.as_str())
-                .filter(|d| d.starts_with(&format!("p{p}-")))
-                .collect();
-            let expected: Vec<String> = (0..PER_PUBLISHER).map(|n| format!("p{p}-{n}")).collect();
+    for (at, channel) in names.iter().enumerate() {
+        // A channel's events, with the stream's position on that channel after each (the whole id for one
+        // channel, its `at`-th position for several).
+        let of_channel = |run: &[(String, String)]| -> Vec<(u64, String)> {
+            run.iter()
+                .filter(|(_, data)| data.starts_with(&format!("{channel}:")))
+                .map(|(id, data)| {
+                    let position = id.split(',').nth(at).expect("a position per channel");
+                    (position.parse().expect("numeric position"), data.clone())
+                })
+                .collect()
+        };
+        let first = of_channel(&runs[0]);
+        for run in &runs {
+            let events = of_channel(run);
             assert_eq!(
-                from_p, expected,
-                "publisher {p}'s events, each once, in its order"
+                events, first,
+                "every subscriber sees {channel}'s events in one order"
             );
+            assert!(
+                events.windows(2).all(|w| w[0].0 < w[1].0),
+                "no duplicate, {channel}'s positions rise"
+            );
+            for p in 0..3 {
+                let from_p: Vec<&str> = events
+                    .iter()
+                    .map(|(_, data)| data.as_str())
+                    .filter(|d| d.starts_with(&format!("{channel}:p{p}-")))
+                    .collect();
+                let expected: Vec<String> = (0..PER_PUBLISHER)
+                    .filter(|n| names[n % names.len()] == *channel)
+                    .map(|n| format!("{channel}:p{p}-{n}"))
+                    .collect();
+                assert_eq!(
+                    from_p, expected,
+                    "publisher {p}'s events on {channel}, each once, in its order"
+                );
+            }
         }
     }
 }
@@ -457,4 +577,152 @@ fn with_wait_replicas_a_publish_is_answered_once_a_replica_has_it_and_refused_wi
     let refused = publish(node.addr, "durable", "not kept twice");
     assert_eq!(refused.status, 503, "{}", refused.text());
     assert_eq!(refused.json()["error"], "broker_unavailable");
+}
+
+#[test]
+fn nodes_sharing_one_redis_not_in_cluster_mode_share_channels_resume_and_survive_its_restart() {
+    if !have_tools(false) {
+        return;
+    }
+    let mut redis = RedisCluster::standalone();
+    let mut nodes: Vec<Server> = (0..2)
+        .map(|_| start_node(&redis, &["--broker-timeout", "1s"]))
+        .collect();
+    let mut sub = sse_subscribe(nodes[0].addr, "/sub/news,sport", "");
+    wait_for("the stream on node A", || {
+        get(nodes[1].addr, "/channels/sport").json()["subscribers"] == 1
+    });
+    let news = publish_id(nodes[1].addr, "news", "n0");
+    let sport = publish_id(nodes[1].addr, "sport", "s0");
+    let seen = sub.events(2);
+    assert_eq!(seen[1].id, Some(format!("{news},{sport}")));
+
+    // Redis restarts (from its append-only file): publishing comes back, and the open stream gets what follows.
+    redis.kill(0);
+    wait_for("health to fail", || {
+        get(nodes[0].addr, "/healthz").status == 503
+    });
+    redis.restart(0);
+    for node in &nodes {
+        wait_for("health to recover", || {
+            get(node.addr, "/healthz").status == 200
+        });
+    }
+    let after = publish_once_back(nodes[1].addr, "news", "n1");
+    let next = sub.next_event().expect("event after the restart");
+    assert_eq!(
+        (next.id, next.data.as_str()),
+        (Some(format!("{after},{sport}")), "n1")
+    );
+
+    // Node A dies; its client resumes on node B exactly.
+    signal(nodes[0].child.id(), "KILL");
+    let _ = nodes[0].child.wait();
+    let missed = publish_id(nodes[1].addr, "sport", "s1");
+    let last = format!("{after},{sport}");
+    let mut resumed = sse_subscribe(
+        nodes[1].addr,
+        "/sub/news,sport",
+        &format!("Last-Event-ID: {last}\r\n"),
+    );
+    let got = resumed.next_event().expect("the missed event");
+    assert_eq!(
+        (got.id, got.data.as_str()),
+        (Some(format!("{after},{missed}")), "s1")
+    );
+    assert_eq!(
+        request(nodes[1].addr, "DELETE", "/channels/news", "", b"").status,
+        200
+    );
+    let deleted = resumed.next_event().expect("deleted");
+    assert_eq!(deleted.event.as_deref(), Some("deleted"));
+}
+
+#[test]
+fn every_node_lists_the_channels_with_history_or_subscribers_on_any_node() {
+    if !have_tools(false) {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 0);
+    let nodes = three_nodes(&cluster, &[]);
+    // History only, published on node A; a subscriber only, on node B; both on node C.
+    publish_id(nodes[0].addr, "kept", "k0");
+    let _live = sse_subscribe(nodes[1].addr, "/sub/watched", "");
+    let _both = sse_subscribe(nodes[2].addr, "/sub/kept", "");
+    let listing = |addr: SocketAddr, query: &str| -> serde_json::Value {
+        let resp = get(addr, &format!("/channels{query}"));
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        resp.json()
+    };
+    let expected = json!([
+        {"channel": "kept", "subscribers": 1, "retained": 1},
+        {"channel": "watched", "subscribers": 1, "retained": 0},
+    ]);
+    for node in &nodes {
+        wait_for("every node to list both channels", || {
+            listing(node.addr, "")["channels"] == expected
+        });
+    }
+    // A page at a time, from another node than the one that gave the cursor.
+    let first = listing(nodes[0].addr, "?limit=1");
+    assert_eq!(first["channels"], json!([expected[0]]));
+    let next = first["next"].as_str().expect("a next page");
+    let second = listing(nodes[1].addr, &format!("?limit=1&cursor={next}"));
+    assert_eq!(second["channels"], json!([expected[1]]));
+    // A deleted channel with no subscriber left is listed nowhere.
+    drop(_both);
+    assert_eq!(
+        request(nodes[1].addr, "DELETE", "/channels/kept", "", b"").status,
+        200
+    );
+    for node in &nodes {
+        wait_for("the deleted channel to leave every listing", || {
+            listing(node.addr, "")["channels"] == json!([expected[1]])
+        });
+    }
+}
+
+#[test]
+fn concurrent_publishes_on_one_node_each_get_their_own_receipts_and_every_event_arrives_once() {
+    if !have_tools(false) {
+        return;
+    }
+    let cluster = RedisCluster::start(3, 0);
+    let nodes = three_nodes(&cluster, &[]);
+    let mut sub = sse_subscribe(nodes[0].addr, "/sub/busy", "");
+    wait_for("the subscriber", || {
+        get(nodes[1].addr, "/channels/busy").json()["subscribers"] == 1
+    });
+    // Eight keep-alive publishers at once on node B: their requests queue up together at its broker thread.
+    let publishers: Vec<_> = (0..8)
+        .map(|p| {
+            let addr = nodes[1].addr;
+            std::thread::spawn(move || {
+                let mut conn = common::KeepAlive::new(addr);
+                (0..25)
+                    .map(|n| {
+                        let data = format!("p{p}-{n}");
+                        (conn.publish_id("busy", &data), data)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut sent: Vec<(u64, String)> = publishers
+        .into_iter()
+        .flat_map(|p| p.join().expect("publisher"))
+        .map(|(id, data)| (id.parse().expect("numeric id"), data))
+        .collect();
+    sent.sort();
+    sent.dedup_by_key(|(id, _)| *id);
+    assert_eq!(sent.len(), 200, "every publish has an id of its own");
+    let got: Vec<(u64, String)> = sub
+        .events(200)
+        .into_iter()
+        .map(|e| (e.id.expect("id").parse().expect("numeric id"), e.data))
+        .collect();
+    assert_eq!(
+        got, sent,
+        "each event once, in id order, with the data its receipt names"
+    );
 }

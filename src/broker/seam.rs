@@ -1,5 +1,5 @@
 //! The types that cross the broker seam: what the APIs hand a broker (`NewEvent`, `Resume`), what it answers
-//! (`Receipt`, `ChannelInfo`, the errors), and how an answer that takes a round trip finds its request (`Waiter`,
+//! (`Receipt`, `ChannelInfo`, `ChannelPage`, the errors), and how an answer that takes a round trip finds its request (`Waiter`,
 //! `BrokerAnswer`). They depend on nothing but ids and wire frames, so the bus that carries answers to the
 //! workers, the channel table and both brokers all build on them without importing one another.
 
@@ -76,6 +76,23 @@ pub struct ChannelInfo {
     pub retained_bytes: usize,
 }
 
+/// A channel as listed by `GET /channels`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelSummary {
+    pub name: Arc<str>,
+    pub subscribers: usize,
+    pub retained: usize,
+}
+
+/// One page of the channel listing (`ChannelTable::list_page`, or the Redis broker's registry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelPage {
+    /// The channels of the page that the filter kept, in name order.
+    pub channels: Vec<ChannelSummary>,
+    /// The last name the page looked at, when names remain after it: the next page starts after it.
+    pub next_after: Option<Arc<str>>,
+}
+
 /// A request waiting for the broker: the connection (slab key) of a worker, and the ticket it waits with (a
 /// connection that closed and whose key was reused holds another ticket, so a late answer finds no taker).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +113,8 @@ pub enum BrokerAnswer {
     Deleted(Result<bool, BrokerError>),
     /// The channel as every node sees it (`None`: no history and no subscriber anywhere).
     Info(Result<Option<ChannelInfo>, BrokerError>),
+    /// A page of the channels that have history or subscribers on some node.
+    Listed(Result<ChannelPage, BrokerError>),
 }
 
 /// Why the broker could not do what was asked.

@@ -11,12 +11,16 @@
 //! (`fill`) only after the node's shard subscription is confirmed, so every later event arrives live, and the fill
 //! brings everything before it; overlap between the two is dropped by id. A subscriber is registered only on a fed
 //! channel whose coverage reaches back to its cursor (`subscribe_fed`), otherwise the API asks the broker to warm
-//! the channel first.
+//! the channel first. Such a stream's position is one id per channel, each from that channel's stream in Redis
+//! (several channels live on several shards, whose ids no one order relates): its `Last-Event-ID` lists them.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Channel, ChannelTable, NewEvent, ResetReason, Resume, Subscription, TableError};
+use super::{
+    Channel, ChannelTable, NewEvent, ReplayCursor, ResetReason, Resume, Subscription, TableError,
+};
 use crate::bus::Bus;
 use crate::message::{EventId, Message};
 
@@ -25,6 +29,15 @@ pub struct FedEvent {
     pub id: EventId,
     pub event: NewEvent,
     pub at: Instant,
+}
+
+/// What `subscribe_fed` did.
+#[derive(Debug)]
+pub enum FedSubscribe {
+    /// Every channel is held from its cursor on: the stream is registered.
+    Subscribed(Subscription),
+    /// Nothing was registered: the broker must first warm these channels, each read after its cursor.
+    Warm(Vec<(Box<str>, Option<EventId>)>),
 }
 
 /// A node's subscribers of one channel: each client id with its number of streams.
@@ -44,51 +57,87 @@ pub struct Fill {
 }
 
 impl ChannelTable {
-    /// Registers a subscriber of `worker` on the fed channel `name`, if the node holds it from `resume` on;
-    /// `Ok(None)` when the broker must warm it first (`fill`). A cursor above what the node has seen is another
+    /// Registers a subscriber of `worker` on the fed channels `wanted` (each with where it resumes), if the node
+    /// holds every one of them from there on; otherwise registers nothing and names the channels the broker must
+    /// warm first (`fill`), each with the cursor to read after. A cursor above what the node has seen is another
     /// node's recent event still on its way here, unless the broker has just read the channel (`just_read`): only
-    /// then is it from the future. A stream of a fed channel carries that one channel.
+    /// then is it from the future.
+    ///
+    /// The subscription's position is one per channel (`ReplayCursor::per_channel`), each channel's `since`:
+    /// Redis sequences each channel on its own shard, so no one id orders the events of several channels.
     pub fn subscribe_fed(
         &self,
         worker: usize,
-        name: &str,
+        wanted: &[(&str, Resume)],
         client_id: &str,
-        resume: Resume,
         just_read: bool,
-    ) -> Result<Option<Subscription>, TableError> {
+        creator: Option<IpAddr>,
+    ) -> Result<FedSubscribe, TableError> {
         let mut st = self.lock();
         let locked = Instant::now();
-        let Some((key, channel)) = st.channels.get_key_value(name) else {
-            return Ok(None);
-        };
-        let Some(covered_after) = channel.covered_after else {
-            return Ok(None);
-        };
-        if matches!(resume, Resume::After(id) if id < covered_after) {
-            return Ok(None);
+        let mut cold: Vec<(Box<str>, Option<EventId>)> = Vec::new();
+        for (name, resume) in wanted {
+            let after = match resume {
+                Resume::After(id) => Some(*id),
+                Resume::Fresh | Resume::Unparseable => None,
+            };
+            let covered = st.channels.get(*name).and_then(|ch| {
+                let covered_after = ch.covered_after?;
+                let head = ch.fed_head();
+                match after {
+                    Some(id) if id < covered_after => None,
+                    Some(id) if id > head && !just_read => None,
+                    _ => Some(()),
+                }
+            });
+            if covered.is_none() {
+                cold.push(((*name).into(), after));
+            }
         }
-        let head = channel.fed_head();
-        if matches!(resume, Resume::After(id) if id > head) && !just_read {
-            return Ok(None);
+        if !cold.is_empty() {
+            // Warming makes the channels this node does not have: they count against the table's limits now.
+            let new = cold
+                .iter()
+                .filter(|(name, _)| !st.channels.contains_key(&**name))
+                .count();
+            if st.channels.len() + new > self.limits.max_channels {
+                return Err(TableError::TooManyChannels);
+            }
+            self.check_creator(&st, self.counted_creator(creator), new)?;
+            return Ok(FedSubscribe::Warm(cold));
         }
-        let key = Arc::clone(key);
-        let Some(channel) = st.channels.get_mut(name) else {
-            return Ok(None);
-        };
-        let subscribed = channel.register(Arc::clone(&key), worker, client_id, head);
-        st.presence_changed.insert(key);
-        let replay = match resume {
-            Resume::Fresh => None,
-            Resume::Unparseable => Some((EventId::ZERO, Some(ResetReason::Invalid))),
-            Resume::After(id) if id > head => Some((EventId::ZERO, Some(ResetReason::Future))),
-            Resume::After(id) => Some((id, None)),
+        let mut channels = Vec::with_capacity(wanted.len());
+        let mut pending_reason = None;
+        for (name, resume) in wanted {
+            let Some((key, channel)) = st.channels.get_key_value(*name) else {
+                continue;
+            };
+            let key = Arc::clone(key);
+            let head = channel.fed_head();
+            let since = match *resume {
+                Resume::Fresh => head,
+                Resume::Unparseable => {
+                    pending_reason = Some(ResetReason::Invalid);
+                    EventId::ZERO
+                }
+                Resume::After(id) if id > head => {
+                    pending_reason.get_or_insert(ResetReason::Future);
+                    EventId::ZERO
+                }
+                Resume::After(id) => id,
+            };
+            let Some(channel) = st.channels.get_mut(*name) else {
+                continue;
+            };
+            channels.push(channel.register(Arc::clone(&key), worker, client_id, since));
+            st.presence_changed.insert(key);
         }
-        .map(|(after, pending_reason)| super::ReplayCursor::new(after, pending_reason));
+        let resumes = wanted.iter().any(|(_, r)| *r != Resume::Fresh);
         st.subscribe_hold.record(locked.elapsed());
-        Ok(Some(Subscription {
-            channels: vec![subscribed],
-            head,
-            replay,
+        Ok(FedSubscribe::Subscribed(Subscription {
+            channels,
+            head: EventId::ZERO,
+            replay: resumes.then(|| ReplayCursor::per_channel(pending_reason)),
         }))
     }
 
@@ -122,21 +171,24 @@ impl ChannelTable {
 
     /// Makes `name` a fed channel held from `after` on (`None`: from Redis's last id, for live subscribers only),
     /// with what Redis holds of it: events the node has not seen go to its subscribers as live events, older ones
-    /// are put in front of its history. Called by the broker thread once its shard subscription is confirmed.
+    /// are put in front of its history. Called by the broker thread once its shard subscription is confirmed; a
+    /// channel it makes counts against `creator` (`--max-channels-per-ip`), the client whose subscribe asked.
     pub fn fill(
         &self,
         name: &str,
         after: Option<EventId>,
         fill: Fill,
         bus: &Bus,
+        creator: Option<IpAddr>,
     ) -> Result<(), TableError> {
+        let creator = self.counted_creator(creator);
         let mut wake = vec![false; bus.workers()];
         {
             let mut st = self.lock();
             if !st.channels.contains_key(name) && st.channels.len() >= self.limits.max_channels {
                 return Err(TableError::TooManyChannels);
             }
-            let (key, channel) = st.entry(name, self.limits.workers, None);
+            let (key, channel) = st.entry(name, self.limits.workers, creator);
             let start = after.or(fill.last).unwrap_or(EventId::ZERO);
             let covered = channel.covered_after.map_or(start, |c| c.min(start));
             channel.covered_after = Some(covered);

@@ -25,8 +25,11 @@ use crate::message::{EventId, Message};
 /// The replay position of a resuming subscriber.
 #[derive(Clone, Debug)]
 pub struct ReplayCursor {
-    /// Every event up to this id has been replayed (or deliberately skipped).
+    /// Every event up to this id has been replayed (or deliberately skipped); unused when `per_channel`.
     pub after: EventId,
+    /// The position is one per channel, each subscribed channel's `since` (channels fed by the Redis broker,
+    /// whose ids are per channel): the stream advances them as it queues events.
+    pub per_channel: bool,
     /// The trim sequence number the subscriber has been checked against.
     seen_trim_seq: u64,
     /// A reason found when the subscription was made, reported with the first replay batch.
@@ -37,8 +40,17 @@ impl ReplayCursor {
     pub(super) fn new(after: EventId, pending_reason: Option<ResetReason>) -> ReplayCursor {
         ReplayCursor {
             after,
+            per_channel: false,
             seen_trim_seq: 0,
             pending_reason,
+        }
+    }
+
+    /// The cursor of a stream whose position is one per channel (see `per_channel`).
+    pub(super) fn per_channel(pending_reason: Option<ResetReason>) -> ReplayCursor {
+        ReplayCursor {
+            per_channel: true,
+            ..ReplayCursor::new(EventId::ZERO, pending_reason)
         }
     }
 }
@@ -239,38 +251,35 @@ impl History {
         self.forget((upto, ResetReason::Deleted, self.trim_seq));
     }
 
-    /// Copies the next events after `cursor` on the channels in `rings` (in id order, at most about `budget` bytes
-    /// of data, only those addressed to `client_id`) into `out`, and advances the cursor; `None` when nothing
-    /// is left (the cursor is then at the last event copied or skipped).
+    /// Copies the next events of `channels` (in id order, each channel from after its own position, at most
+    /// about `budget` bytes of data, only those addressed to `client_id`) into `out`, and advances each position
+    /// past what it copied or skipped; true when nothing is left.
     pub fn replay_step(
         &self,
-        channels: &[&str],
+        channels: &mut [(&str, EventId)],
         client_id: &str,
-        cursor: &mut ReplayCursor,
         budget: usize,
         out: &mut Vec<Arc<Message>>,
     ) -> bool {
-        let mut positions: Vec<(&VecDeque<Retained>, usize)> = channels
-            .iter()
-            .filter_map(|name| self.rings.get(*name))
-            .map(|ring| {
-                let at = ring
-                    .events
-                    .partition_point(|r| r.message.id <= cursor.after);
-                (&ring.events, at)
+        let mut positions: Vec<(&VecDeque<Retained>, usize, &mut EventId)> = channels
+            .iter_mut()
+            .filter_map(|(name, after)| {
+                let ring = self.rings.get(*name)?;
+                let at = ring.events.partition_point(|r| r.message.id <= *after);
+                Some((&ring.events, at, after))
             })
             .collect();
         let mut spent = 0;
         loop {
             let next = positions
                 .iter_mut()
-                .filter_map(|(events, at)| events.get(*at).map(|r| (r, at)))
-                .min_by_key(|(r, _)| r.message.id);
-            let Some((retained, at)) = next else {
+                .filter_map(|(events, at, after)| events.get(*at).map(|r| (r, at, after)))
+                .min_by_key(|(r, _, _)| r.message.id);
+            let Some((retained, at, after)) = next else {
                 return true;
             };
             *at += 1;
-            cursor.after = retained.message.id;
+            **after = retained.message.id;
             if retained.message.is_for(client_id) {
                 spent += retained.message.data.len() + 64;
                 out.push(Arc::clone(&retained.message));
@@ -281,35 +290,37 @@ impl History {
         }
     }
 
-    /// The channels of a stream whose events after `cursor.after` may have been dropped since it last looked, and
-    /// why; marks the cursor as checked against every trim so far. `born_after` gives, for a channel that exists,
-    /// the last id assigned when it was made (`None`: it does not exist).
+    /// The channels of a stream whose events after their position (`after`) may have been dropped since the
+    /// cursor last looked, and why; marks the cursor as checked against every trim so far. `born_after` gives,
+    /// for a channel that exists, the last id assigned when it was made (`None`: it does not exist).
     pub fn gaps(
         &self,
         channels: &[SubscribedChannel],
         cursor: &mut ReplayCursor,
+        after: impl Fn(&SubscribedChannel) -> EventId,
         born_after: impl Fn(&SubscribedChannel) -> Option<EventId>,
     ) -> Option<ResetNotice> {
-        let after = cursor.after;
         let seen = cursor.seen_trim_seq;
         cursor.seen_trim_seq = self.trim_seq;
-        let unseen_loss =
-            |trim: Option<Trim>| trim.filter(|(upto, _, seq)| *seq > seen && *upto > after);
+        let unseen_loss = |trim: Option<Trim>, after: EventId| {
+            trim.filter(|(upto, _, seq)| *seq > seen && *upto > after)
+        };
         let mut reason = cursor.pending_reason.take();
         let mut names = Vec::new();
         for sub in channels.iter().filter(|sub| sub.incarnation != 0) {
+            let after = after(sub);
             let found = match born_after(sub) {
                 Some(born) => {
                     let trimmed = self.rings.get(&sub.name).and_then(|ring| ring.trimmed);
-                    unseen_loss(trimmed).or_else(|| {
+                    unseen_loss(trimmed, after).or_else(|| {
                         if born > after {
-                            unseen_loss(self.forgotten)
+                            unseen_loss(self.forgotten, after)
                         } else {
                             None
                         }
                     })
                 }
-                None => unseen_loss(self.forgotten),
+                None => unseen_loss(self.forgotten, after),
             };
             if let Some((_, why, _)) = found {
                 reason.get_or_insert(why);

@@ -32,11 +32,13 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-pub use crate::broker::seam::{ChannelInfo, NewEvent, Receipt, Resume, TableError};
+pub use crate::broker::seam::{
+    ChannelInfo, ChannelPage, ChannelSummary, NewEvent, Receipt, Resume, TableError,
+};
 use crate::bus::{Bus, WorkerMsg};
 use crate::message::{EventId, Message};
 use crate::sync::lock;
-pub use fed::{FedEvent, Fill, Presence};
+pub use fed::{FedEvent, FedSubscribe, Fill, Presence};
 use history::History;
 pub use history::{ReplayCursor, Retention};
 pub use hold::{LockHold, BOUNDS_NS as LOCK_HOLD_BOUNDS_NS};
@@ -118,25 +120,11 @@ pub struct ResetNotice {
 #[derive(Debug)]
 pub struct ReplayStep {
     pub reset: Option<ResetNotice>,
-    /// Nothing is left to replay: the subscriber is live from `cursor.after` on.
+    /// Nothing is left to replay: the subscriber is live from `cursor.after` on (from each channel's `since`,
+    /// for a per-channel cursor).
     pub done: bool,
-}
-
-/// A channel as listed by `GET /channels`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelSummary {
-    pub name: Arc<str>,
-    pub subscribers: usize,
-    pub retained: usize,
-}
-
-/// One page of the channel listing (`ChannelTable::list_page`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelPage {
-    /// The channels of the page that the filter kept, in name order.
-    pub channels: Vec<ChannelSummary>,
-    /// The last name the page looked at, when names remain after it: the next page starts after it.
-    pub next_after: Option<Arc<str>>,
+    /// For a per-channel cursor, each channel's position after this step, in the stream's channel order.
+    pub reached: Vec<EventId>,
 }
 
 /// Whole-table figures for `/metrics`.
@@ -375,7 +363,9 @@ impl ChannelTable {
 
     /// Copies the next events after `cursor` on `channels` (in id order, at most about `budget` bytes of data,
     /// only those addressed to `client_id`) into `out`, and advances the cursor. With `done`, the cursor stands at
-    /// the head: every later event reaches the subscriber live.
+    /// the head: every later event reaches the subscriber live. A per-channel cursor starts each channel after its
+    /// `since` and leaves it there: the step's `reached` says where each channel got to (the stream moves its
+    /// `since` as it queues the events, and to `reached` after them).
     pub fn replay(
         &self,
         channels: &[SubscribedChannel],
@@ -385,25 +375,52 @@ impl ChannelTable {
         out: &mut Vec<Arc<Message>>,
     ) -> ReplayStep {
         let st = self.lock();
-        let reset = st.history.gaps(channels, cursor, |sub| {
+        let (per_channel, after) = (cursor.per_channel, cursor.after);
+        let start = |sub: &SubscribedChannel| if per_channel { sub.since } else { after };
+        let mut positions: Vec<(&str, EventId)> = channels
+            .iter()
+            .map(|sub| (&*sub.name, start(sub)))
+            .collect();
+        let reset = st.history.gaps(channels, cursor, start, |sub| {
             st.channels.get(&sub.name).map(|ch| ch.born_after)
         });
-        let live: Vec<&str> = channels
+        let mut live: Vec<(&str, EventId)> = positions
             .iter()
-            .filter(|sub| {
+            .zip(channels)
+            .filter(|(_, sub)| {
                 st.channels
                     .get(&sub.name)
                     .is_some_and(|ch| ch.incarnation == sub.incarnation)
             })
-            .map(|sub| &*sub.name)
+            .map(|(position, _)| *position)
             .collect();
-        let done = st
-            .history
-            .replay_step(&live, client_id, cursor, budget, out);
-        if done {
-            cursor.after = st.head_of(channels);
+        let done = st.history.replay_step(&mut live, client_id, budget, out);
+        for (name, reached) in live {
+            if let Some(position) = positions.iter_mut().find(|(n, _)| *n == name) {
+                position.1 = reached;
+            }
         }
-        ReplayStep { reset, done }
+        if cursor.per_channel {
+            return ReplayStep {
+                reset,
+                done,
+                reached: positions.into_iter().map(|(_, at)| at).collect(),
+            };
+        }
+        cursor.after = if done {
+            st.last_id
+        } else {
+            positions
+                .iter()
+                .map(|(_, at)| *at)
+                .max()
+                .unwrap_or(cursor.after)
+        };
+        ReplayStep {
+            reset,
+            done,
+            reached: Vec::new(),
+        }
     }
 
     /// Assigns ids, appends to history and hands every event to the workers holding subscribers of its channel,
@@ -729,23 +746,6 @@ impl State {
             }
             None => self.history.remove(name),
         }
-    }
-
-    /// The id a stream of `channels` is live after: the table's last id, or for channels fed by the Redis broker
-    /// (whose ids are per channel, from Redis), the last id of those channels.
-    fn head_of(&self, channels: &[SubscribedChannel]) -> EventId {
-        let fed: Vec<&Channel> = channels
-            .iter()
-            .filter_map(|sub| self.channels.get(&sub.name))
-            .filter(|ch| ch.covered_after.is_some())
-            .collect();
-        if fed.is_empty() {
-            return self.last_id;
-        }
-        fed.iter()
-            .map(|ch| ch.fed_head())
-            .max()
-            .unwrap_or(EventId::ZERO)
     }
 }
 

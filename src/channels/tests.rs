@@ -58,6 +58,10 @@ fn replay_all(
         let mut out = Vec::new();
         let step = t.replay(&sub.channels, client, &mut cursor, budget, &mut out);
         data.extend(out.iter().map(|m| m.data.to_string()));
+        // What a stream does with a per-channel cursor once it has queued the step's events.
+        for (channel, reached) in sub.channels.iter_mut().zip(step.reached) {
+            channel.since = reached;
+        }
         resets.extend(step.reset);
         if step.done {
             return (data, resets);
@@ -455,6 +459,23 @@ fn sid(id: u64) -> EventId {
     EventId::from_stream_id(&format!("{id}-0")).expect("id")
 }
 
+/// Subscribes on fed channels; `None` when the broker must warm some first.
+fn subscribe_fed(
+    t: &ChannelTable,
+    worker: usize,
+    wanted: &[(&str, Resume)],
+    client: &str,
+    just_read: bool,
+) -> Option<Subscription> {
+    match t
+        .subscribe_fed(worker, wanted, client, just_read, None)
+        .expect("subscribe")
+    {
+        FedSubscribe::Subscribed(sub) => Some(sub),
+        FedSubscribe::Warm(_) => None,
+    }
+}
+
 fn fill_with(events: Vec<FedEvent>, last: u64, lost: Option<(EventId, ResetReason)>) -> Fill {
     Fill {
         last: Some(sid(last)),
@@ -466,35 +487,28 @@ fn fill_with(events: Vec<FedEvent>, last: u64, lost: Option<(EventId, ResetReaso
 #[test]
 fn a_fed_channel_takes_subscribers_only_from_where_it_is_held() {
     let (t, bus, _inboxes) = table(10, 1 << 20);
-    assert!(t
-        .subscribe_fed(0, "news", "a", Resume::Fresh, false)
-        .expect("subscribe")
-        .is_none());
+    assert!(subscribe_fed(&t, 0, &[("news", Resume::Fresh)], "a", false).is_none());
     t.fill(
         "news",
         Some(sid(5)),
         fill_with(vec![fed(6, "six")], 6, None),
         &bus,
+        None,
     )
     .expect("fill");
     // Held from 5 on: a cursor before it needs another read, one after the head may still be on its way.
     for cursor in [4, 7] {
-        assert!(t
-            .subscribe_fed(0, "news", "a", Resume::After(sid(cursor)), false)
-            .expect("subscribe")
-            .is_none());
+        assert!(
+            subscribe_fed(&t, 0, &[("news", Resume::After(sid(cursor)))], "a", false).is_none()
+        );
     }
-    let mut future = t
-        .subscribe_fed(0, "news", "a", Resume::After(sid(7)), true)
-        .expect("subscribe")
-        .expect("held");
+    let mut future =
+        subscribe_fed(&t, 0, &[("news", Resume::After(sid(7)))], "a", true).expect("held");
     let (_, resets) = replay_all(&t, &mut future, "a", 1 << 20);
     assert_eq!(resets.first().map(|r| r.reason), Some(ResetReason::Future));
-    let mut sub = t
-        .subscribe_fed(0, "news", "b", Resume::After(sid(5)), false)
-        .expect("subscribe")
-        .expect("held");
-    assert_eq!(sub.head, sid(6));
+    let mut sub =
+        subscribe_fed(&t, 0, &[("news", Resume::After(sid(5)))], "b", false).expect("held");
+    assert_eq!(sub.channels[0].since, sid(5));
     let (data, resets) = replay_all(&t, &mut sub, "b", 1 << 20);
     assert_eq!(data, ["six"]);
     assert!(resets.is_empty());
@@ -508,12 +522,10 @@ fn live_events_already_read_are_dropped_and_older_reads_go_in_front() {
         Some(sid(3)),
         fill_with(vec![fed(4, "4"), fed(5, "5")], 5, None),
         &bus,
+        None,
     )
     .expect("fill");
-    let _sub = t
-        .subscribe_fed(1, "news", "a", Resume::Fresh, false)
-        .expect("subscribe")
-        .expect("held");
+    let _sub = subscribe_fed(&t, 1, &[("news", Resume::Fresh)], "a", false).expect("held");
     // 5 came in the read and again live; 6 is new.
     t.feed("news", vec![fed(5, "5"), fed(6, "6")], &bus);
     let live: Vec<String> = inboxes[1]
@@ -530,13 +542,12 @@ fn live_events_already_read_are_dropped_and_older_reads_go_in_front() {
         Some(sid(1)),
         fill_with(vec![fed(2, "2"), fed(3, "3"), fed(4, "4")], 6, None),
         &bus,
+        None,
     )
     .expect("fill");
     assert_eq!(inboxes[1].try_iter().count(), 0);
-    let mut sub = t
-        .subscribe_fed(0, "news", "b", Resume::After(sid(1)), false)
-        .expect("subscribe")
-        .expect("held");
+    let mut sub =
+        subscribe_fed(&t, 0, &[("news", Resume::After(sid(1)))], "b", false).expect("held");
     let (data, _) = replay_all(&t, &mut sub, "b", 1 << 20);
     assert_eq!(data, ["2", "3", "4", "5", "6"]);
 }
@@ -550,12 +561,11 @@ fn what_redis_trimmed_after_a_cursor_is_reported_and_an_idle_fed_channel_retires
         Some(sid(2)),
         fill_with(vec![fed(5, "5")], 5, lost),
         &bus,
+        None,
     )
     .expect("fill");
-    let mut sub = t
-        .subscribe_fed(0, "news", "a", Resume::After(sid(2)), false)
-        .expect("subscribe")
-        .expect("held");
+    let mut sub =
+        subscribe_fed(&t, 0, &[("news", Resume::After(sid(2)))], "a", false).expect("held");
     let (data, resets) = replay_all(&t, &mut sub, "a", 1 << 20);
     assert_eq!(data, ["5"]);
     assert_eq!(resets.first().map(|r| r.reason), Some(ResetReason::Evicted));
@@ -563,4 +573,89 @@ fn what_redis_trimmed_after_a_cursor_is_reported_and_an_idle_fed_channel_retires
     t.unsubscribe(0, &sub.channels, "a");
     assert!(t.retire("news"));
     assert_eq!(t.fed_head("news"), None);
+}
+
+#[test]
+fn a_stream_over_fed_channels_resumes_each_channel_from_its_own_position() {
+    let (t, bus, _inboxes) = table(10, 1 << 20);
+    let on = |channel: &str, id: u64, data: &str| FedEvent {
+        id: sid(id),
+        event: event(channel, data),
+        at: Instant::now(),
+    };
+    // Two shards, two clocks: sport's ids run behind news's.
+    t.fill(
+        "news",
+        Some(sid(10)),
+        fill_with(vec![on("news", 11, "n11"), on("news", 12, "n12")], 12, None),
+        &bus,
+        None,
+    )
+    .expect("fill");
+    let wanted = [
+        ("news", Resume::After(sid(10))),
+        ("sport", Resume::After(sid(3))),
+    ];
+    match t
+        .subscribe_fed(0, &wanted, "a", false, None)
+        .expect("subscribe")
+    {
+        FedSubscribe::Warm(cold) => assert_eq!(cold, vec![("sport".into(), Some(sid(3)))]),
+        FedSubscribe::Subscribed(_) => panic!("sport is not held yet"),
+    }
+    assert_eq!(t.fed_head("sport"), None, "nothing was registered");
+    t.fill(
+        "sport",
+        Some(sid(3)),
+        fill_with(vec![on("sport", 4, "s4"), on("sport", 5, "s5")], 5, None),
+        &bus,
+        None,
+    )
+    .expect("fill");
+    // A cursor of 10 on sport would replay nothing of it: each channel has its own.
+    let mut sub = subscribe_fed(&t, 0, &wanted, "a", true).expect("held");
+    assert_eq!(sub.head, EventId::ZERO);
+    let (data, resets) = replay_all(&t, &mut sub, "a", 1);
+    assert_eq!(data, ["s4", "s5", "n11", "n12"]);
+    assert!(resets.is_empty());
+    let positions: Vec<EventId> = sub.channels.iter().map(|c| c.since).collect();
+    assert_eq!(positions, [sid(12), sid(5)]);
+}
+
+#[test]
+fn fed_channels_a_subscribe_makes_count_against_its_client() {
+    let limits = TableLimits {
+        history: 10,
+        history_ttl: Duration::from_secs(3600),
+        history_max_bytes: 1 << 20,
+        max_channels: 100,
+        max_channels_per_client: Some(1),
+        workers: 2,
+    };
+    let t = ChannelTable::new(limits, UNIX_EPOCH);
+    let (bus, _inboxes) = Bus::for_tests(2, 16);
+    let ip: IpAddr = "192.0.2.7".parse().expect("ip");
+    let two = [("x", Resume::Fresh), ("y", Resume::Fresh)];
+    assert_eq!(
+        t.subscribe_fed(0, &two, "c", false, Some(ip)).err(),
+        Some(TableError::ClientChannelLimit),
+        "two new channels for a client allowed one"
+    );
+    assert!(matches!(
+        t.subscribe_fed(0, &two[..1], "c", false, Some(ip)),
+        Ok(FedSubscribe::Warm(_))
+    ));
+    t.fill("x", None, fill_with(Vec::new(), 1, None), &bus, Some(ip))
+        .expect("fill");
+    assert_eq!(
+        t.subscribe_fed(0, &two[1..], "c", false, Some(ip)).err(),
+        Some(TableError::ClientChannelLimit),
+        "the warmed channel counts"
+    );
+    // Another client may; a channel the node holds already creates nothing.
+    assert!(subscribe_fed(&t, 0, &two[..1], "d", false).is_some());
+    assert!(matches!(
+        t.subscribe_fed(0, &two[1..], "d", false, "192.0.2.8".parse().ok()),
+        Ok(FedSubscribe::Warm(_))
+    ));
 }

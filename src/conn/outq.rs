@@ -22,6 +22,9 @@ pub const MAX_IOV: usize = 64;
 pub enum Chunk {
     /// A frame shared with other subscribers (an encoded event).
     Shared(Frame),
+    /// A shared frame from an offset on: the part of an event's encoding after its id, behind an id made for
+    /// this connection (a cursor over the stream's channels).
+    SharedFrom(Frame, u32),
     /// Bytes made for this connection alone (a response, a stream head).
     Owned(Box<[u8]>),
     /// Constant bytes (heartbeat comments).
@@ -35,6 +38,7 @@ impl Chunk {
     fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Shared(frame) => frame,
+            Chunk::SharedFrom(frame, from) => frame.get(*from as usize..).unwrap_or_default(),
             Chunk::Owned(bytes) => bytes,
             Chunk::Static(bytes) => bytes,
             Chunk::Inline(inline) => inline.as_bytes(),
@@ -213,6 +217,7 @@ mod tests {
         q.push(Chunk::Shared(Frame::from(&b"ent1;"[..])));
         q.push(Chunk::Static(b""));
         q.push(Chunk::Static(b"beat;"));
+        q.push(Chunk::SharedFrom(Frame::from(&b"xxend"[..]), 2));
         q
     }
 
@@ -234,7 +239,7 @@ mod tests {
     #[test]
     fn everything_goes_out_in_one_call_when_the_socket_takes_it() {
         let mut q = queue();
-        assert_eq!((q.bytes(), q.len()), (17, 4));
+        assert_eq!((q.bytes(), q.len()), (20, 5));
         let mut sink = Trickle {
             got: Vec::new(),
             limit: 1 << 20,
@@ -244,20 +249,20 @@ mod tests {
         assert_eq!(
             w,
             Written {
-                bytes: 17,
-                chunks: 4
+                bytes: 20,
+                chunks: 5
             }
         );
         assert_eq!(
             (sink.got.as_slice(), sink.calls),
-            (&b"head;event1;beat;"[..], 1)
+            (&b"head;event1;beat;end"[..], 1)
         );
         assert!(q.is_empty());
     }
 
     #[test]
     fn partial_writes_resume_at_the_right_byte() {
-        for limit in 1..18 {
+        for limit in 1..21 {
             let mut q = queue();
             let mut sink = Trickle {
                 got: Vec::new(),
@@ -267,7 +272,7 @@ mod tests {
             while !q.is_empty() {
                 q.write_to(&mut sink).expect("write");
             }
-            assert_eq!(sink.got, b"head;event1;beat;", "limit {limit}");
+            assert_eq!(sink.got, b"head;event1;beat;end", "limit {limit}");
         }
     }
 

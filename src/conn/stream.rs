@@ -33,6 +33,8 @@ pub struct StreamState {
     /// Per slot, a subscribed channel; a slot whose channel was left or deleted has incarnation 0 (and is reused
     /// by the next channel joined).
     pub channels: Box<[SubscribedChannel]>,
+    /// Live events at or below it are not for this stream. `EventId::ZERO` on a stream whose position is one
+    /// per channel, each slot's `since` (channels fed by the Redis broker, `per_channel`).
     pub skip_upto: EventId,
     pub replay: Option<Box<ReplayCursor>>,
     pub format: Format,
@@ -81,9 +83,26 @@ impl StreamState {
             && message.is_for(&self.client_id)
     }
 
-    /// Queues this stream's encoding of a published event: the frame built once per message and format, shared;
-    /// for a stream whose frames name their recipient, a few-byte header, its own prefix and the shared tail.
-    fn queue_event(&self, message: &Message, out: &mut OutQueue) {
+    /// Whether the stream's position is one per channel, each slot's `since`, which it moves as it queues
+    /// events: its channels are fed by the Redis broker, whose ids are per channel.
+    fn per_channel(&self) -> bool {
+        self.skip_upto == EventId::ZERO
+    }
+
+    /// Queues this stream's encoding of an event of the channel in `slot`: the frame built once per message and
+    /// format, shared; for a stream whose frames name their recipient, a few-byte header, its own prefix and the
+    /// shared tail; for a stream over several channels whose position is one per channel, an id made of them
+    /// all in front of the shared rest of the frame (with one channel, that id is the event's own).
+    fn queue_event(&mut self, message: &Message, slot: u32, out: &mut OutQueue) {
+        if self.per_channel() {
+            if let Some(channel) = self.channels.get_mut(slot as usize) {
+                channel.since = message.id;
+            }
+            if self.channels.len() > 1 {
+                self.queue_with_positions(message, out);
+                return;
+            }
+        }
         match &self.format {
             Format::Sse => out.push(Chunk::Shared(Frame::clone(message.sse_frame()))),
             Format::WebSocket(ws) => match ws.session.push_prefix() {
@@ -91,6 +110,35 @@ impl StreamState {
                 Some(prefix) => ws::queue_with_prefix(out, prefix, message.ws_frame()),
             },
         }
+    }
+
+    /// Queues an event behind an id that lists the stream's position on each of its channels, in slot order
+    /// (`EventId::write_per_channel`): the client resumes every channel from there.
+    fn queue_with_positions(&self, message: &Message, out: &mut OutQueue) {
+        let positions = self.channels.iter().map(|channel| channel.since);
+        let mut head = Vec::with_capacity(16 + 21 * self.channels.len());
+        let (frame, rest) = match &self.format {
+            Format::Sse => {
+                head.extend_from_slice(b"id: ");
+                EventId::write_per_channel(&mut head, positions);
+                head.push(b'\n');
+                message.sse_after_id()
+            }
+            Format::WebSocket(_) => {
+                let mut id = Vec::with_capacity(8 + 21 * self.channels.len());
+                id.extend_from_slice(b"{\"id\":\"");
+                EventId::write_per_channel(&mut id, positions);
+                id.push(b'"');
+                let (frame, rest) = message.ws_after_id();
+                let payload = id.len() + frame.len().saturating_sub(rest);
+                ws_frame::encode_header(ws_frame::Opcode::Text, payload, &mut head);
+                head.extend_from_slice(&id);
+                (frame, rest)
+            }
+        };
+        out.push(Chunk::Owned(head.into()));
+        let rest = u32::try_from(rest).unwrap_or(u32::MAX);
+        out.push(Chunk::SharedFrom(Frame::clone(frame), rest));
     }
 
     /// Applies a subscription change the API made: a joined channel takes a free slot (one left or deleted
@@ -185,14 +233,14 @@ impl Conn {
 
     /// Queues a live event of the channel in the stream's `slot`, unless it is not for this stream.
     pub fn deliver(&mut self, message: &Message, slot: u32, max_queued: usize) -> Delivery {
-        let Phase::Stream(stream) = &self.phase else {
+        let Phase::Stream(stream) = &mut self.phase else {
             return Delivery::Skipped;
         };
         if self.closing || !stream.wants(message, slot) {
             return Delivery::Skipped;
         }
         let queued_before = self.out.bytes();
-        stream.queue_event(message, &mut self.out);
+        stream.queue_event(message, slot, &mut self.out);
         // A stream always has room for one event, however large its encoding (framing a multi-line body makes it
         // bigger than the body, so `--max-body` alone cannot bound it); past that, more than `max_queued` bytes
         // waiting means the subscriber is too slow.
@@ -276,6 +324,7 @@ impl Conn {
             REPLAY_BATCH,
             &mut batch,
         );
+        let after = cursor.after;
         if let Some(reset) = step.reset {
             let frame = api::replay_reset(self.api, websocket, &reset);
             self.out.push(Chunk::Owned(frame.into()));
@@ -284,14 +333,17 @@ impl Conn {
         counters.replayed += batch.len() as u64;
         counters.delivered += batch.len() as u64;
         for message in &batch {
-            self.out.push(Chunk::Shared(Frame::clone(if websocket {
-                message.ws_frame()
-            } else {
-                message.sse_frame()
-            })));
+            let slot = stream
+                .live_slots()
+                .find(|(_, channel)| channel.name == message.channel)
+                .map_or(0, |(slot, _)| slot);
+            stream.queue_event(message, slot, &mut self.out);
+        }
+        for (channel, reached) in stream.channels.iter_mut().zip(step.reached) {
+            channel.since = reached;
         }
         if step.done {
-            stream.skip_upto = cursor.after;
+            stream.skip_upto = after;
             stream.replay = None;
         }
         true

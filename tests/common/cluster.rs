@@ -35,6 +35,8 @@ fn scratch_dir(what: &str) -> PathBuf {
 /// A Redis Cluster of `masters` masters (and `replicas` replicas each) on loopback ports; killed on drop.
 pub struct RedisCluster {
     pub ports: Vec<u16>,
+    /// False for one Redis not in cluster mode (`standalone`).
+    clustered: bool,
     dir: PathBuf,
     children: Vec<Option<Child>>,
 }
@@ -48,10 +50,11 @@ impl RedisCluster {
             .collect();
         let children = ports
             .iter()
-            .map(|port| Some(redis_server(&dir, *port)))
+            .map(|port| Some(redis_server(&dir, *port, true)))
             .collect();
         let cluster = RedisCluster {
             ports,
+            clustered: true,
             dir,
             children,
         };
@@ -76,8 +79,27 @@ impl RedisCluster {
         cluster
     }
 
+    /// One Redis not in cluster mode, which the nodes share (`ports[0]`).
+    pub fn standalone() -> RedisCluster {
+        let dir = scratch_dir("redis");
+        let port = free_port_pair();
+        let redis = RedisCluster {
+            ports: vec![port],
+            clustered: false,
+            children: vec![Some(redis_server(&dir, port, false))],
+            dir,
+        };
+        wait_until("redis-server to answer", || {
+            cli(port, &["PING"]).is_some_and(|r| r == "PONG")
+        });
+        redis
+    }
+
     /// Waits until every running node says `cluster_state:ok`.
     pub fn wait_ok(&self) {
+        if !self.clustered {
+            return;
+        }
         for (port, child) in self.ports.iter().zip(&self.children) {
             if child.is_some() {
                 wait_until("the cluster to be ok", || {
@@ -109,7 +131,7 @@ impl RedisCluster {
     /// Starts a killed server again, with its cluster configuration and append-only file.
     pub fn restart(&mut self, index: usize) {
         let port = self.ports[index];
-        self.children[index] = Some(redis_server(&self.dir, port));
+        self.children[index] = Some(redis_server(&self.dir, port, self.clustered));
         wait_until("redis-server to answer", || {
             cli(port, &["PING"]).is_some_and(|r| r == "PONG")
         });
@@ -172,10 +194,17 @@ impl Drop for RedisCluster {
     }
 }
 
-fn redis_server(dir: &Path, port: u16) -> Child {
+/// A `redis-server` on `port`, in cluster mode or not, with its files in `dir`.
+fn redis_server(dir: &Path, port: u16, cluster: bool) -> Child {
+    let cluster = if cluster { "yes" } else { "no" };
     Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+        .args([
+            "--cluster-enabled",
+            cluster,
+            "--cluster-node-timeout",
+            "2000",
+        ])
         .args(["--repl-diskless-sync-delay", "0"])
         .arg("--cluster-config-file")
         .arg(dir.join(format!("nodes-{port}.conf")))

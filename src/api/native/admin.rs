@@ -1,5 +1,7 @@
 //! Native channel admin (`GET /channels`, `GET` and `DELETE /channels/{channel}`), health and metrics.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::json;
 
@@ -7,6 +9,7 @@ use super::input::{channel_name, Query};
 use super::{error, json_response, respond, ApiError, Handled};
 use crate::api::{channel_api, closes, Action, Ctx, Request};
 use crate::broker::BrokerAnswer;
+use crate::channels::{ChannelPage, ChannelSummary};
 use crate::config::Api;
 use crate::metrics::Figures;
 
@@ -84,12 +87,37 @@ pub(super) fn list_channels(req: &Request, ctx: &mut Ctx) -> Handled {
             })?,
     };
     let after = query.get("cursor").map(decode_cursor).transpose()?;
-    let page = ctx
-        .table
-        .list_page(after.as_deref(), limit, LIST_SCAN, |name| {
-            // The status page's channel is spout's own, in no API's namespace.
-            name != crate::status::CHANNEL && listing.keeps(channel_api(name))
-        });
+    let page = match (ctx.redis, listing) {
+        // With the Redis broker, native channels are the cluster's: a page of its registry. The compatible APIs'
+        // channels stay this node's.
+        (Some(redis), Listing::Plain | Listing::All) => {
+            let shared = match ctx.answer.take() {
+                Some(BrokerAnswer::Listed(result)) => result.map_err(ApiError::from_broker)?,
+                _ => {
+                    redis
+                        .list(after.as_deref(), limit, ctx.waiter)
+                        .map_err(ApiError::from_broker)?;
+                    return Ok(Action::Await);
+                }
+            };
+            if listing == Listing::All {
+                let local = ctx
+                    .table
+                    .list_page(after.as_deref(), limit, LIST_SCAN, |name| {
+                        channel_api(name) != Api::Native
+                    });
+                merge_pages(shared, local, limit)
+            } else {
+                shared
+            }
+        }
+        _ => ctx
+            .table
+            .list_page(after.as_deref(), limit, LIST_SCAN, |name| {
+                // The status page's channel is spout's own, in no API's namespace.
+                name != crate::status::CHANNEL && listing.keeps(channel_api(name))
+            }),
+    };
     // Serialized straight from borrowed fields: a page is built on the event loop, and a `serde_json::Value` per
     // entry (an ordered map each) cost several times as much.
     let body = ListPage {
@@ -114,6 +142,26 @@ pub(super) fn list_channels(req: &Request, ctx: &mut Ctx) -> Handled {
         &bytes,
         &[],
     ))
+}
+
+/// One page of two listings of different channels (each in name order, each perhaps with more after it): at most
+/// `limit` channels, none past where either listing stopped, so that the next page, from the merged page's
+/// `next_after`, misses and repeats nothing of either.
+fn merge_pages(a: ChannelPage, b: ChannelPage, limit: usize) -> ChannelPage {
+    let mut channels: Vec<ChannelSummary> = a.channels.into_iter().chain(b.channels).collect();
+    channels.sort_by(|x, y| x.name.cmp(&y.name));
+    let mut stop = [a.next_after, b.next_after].into_iter().flatten().min();
+    if channels.len() > limit {
+        let last = Arc::clone(&channels[limit - 1].name);
+        stop = Some(stop.map_or(Arc::clone(&last), |stop| stop.min(last)));
+    }
+    if let Some(stop) = &stop {
+        channels.retain(|c| c.name <= *stop);
+    }
+    ChannelPage {
+        channels,
+        next_after: stop,
+    }
 }
 
 /// One page of `GET /channels`, as sent.

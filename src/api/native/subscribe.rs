@@ -13,7 +13,7 @@ use crate::api::{
     closes, keep_alive_field, Action, ChannelLoss, Ctx, Request, Stream, TokenExpired,
 };
 use crate::broker::BrokerAnswer;
-use crate::channels::{ResetNotice, Resume, Subscription};
+use crate::channels::{FedSubscribe, ResetNotice, Resume, Subscription};
 use crate::config::{Api, CorsOrigin};
 use crate::http::response::write_stream_head;
 use crate::message::ws_text_frame;
@@ -69,17 +69,11 @@ pub(super) fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
             None => ctx.ids.next_client_id(),
         };
     let expires = access::stream_expiry(ctx, grants.as_ref());
-    let resume = match req
+    let cursor = req
         .header("last-event-id")
         .or(query.get("last_event_id").map(str::as_bytes))
         .or(query.get("lastEventId").map(str::as_bytes))
-    {
-        None | Some(b"") => Resume::Fresh,
-        Some(raw) => std::str::from_utf8(raw)
-            .ok()
-            .and_then(EventId::parse)
-            .map_or(Resume::Unparseable, Resume::After),
-    };
+        .filter(|raw| !raw.is_empty());
 
     if let Some(accept) = accept {
         // Browsers apply no CORS to WebSocket: with an origin list, refuse a page from elsewhere here, as its
@@ -94,7 +88,7 @@ pub(super) fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
                 "this Origin is not in --cors-origin",
             ));
         }
-        let Some(subscription) = register(ctx, &names, &client_id, resume)? else {
+        let Some(subscription) = register(ctx, &names, &client_id, cursor)? else {
             return Ok(Action::Await);
         };
         let mut opening = Vec::with_capacity(256);
@@ -140,7 +134,7 @@ pub(super) fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
             close,
         });
     }
-    let Some(subscription) = register(ctx, &names, &client_id, resume)? else {
+    let Some(subscription) = register(ctx, &names, &client_id, cursor)? else {
         return Ok(Action::Await);
     };
     write_stream_head(&mut opening, ctx.date, &headers);
@@ -159,28 +153,42 @@ pub(super) fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
     })))
 }
 
-/// Registers the stream's subscription: in the channel table at once, or, with the Redis broker, once the
-/// channel is fed on this node from the stream's cursor on (`None`: the broker was asked to warm it, and the
-/// request is handled again with its answer).
+/// The most channels one stream carries with the Redis broker: its `Last-Event-ID` holds a position per channel
+/// (at most 21 bytes each), and stays well inside a request head.
+pub const MAX_FED_CHANNELS: usize = 32;
+
+/// Registers the stream's subscription: in the channel table at once, or, with the Redis broker, once its
+/// channels are fed on this node from the stream's cursor on (`None`: the broker was asked to warm them, and the
+/// request is handled again with its answer). `cursor` is the `Last-Event-ID` the client sent, if any.
 fn register(
     ctx: &mut Ctx,
     names: &[&str],
     client_id: &str,
-    resume: Resume,
+    cursor: Option<&[u8]>,
 ) -> Result<Option<Subscription>, ApiError> {
+    let text = cursor.map(|raw| std::str::from_utf8(raw).unwrap_or_default());
     let Some(redis) = ctx.redis else {
+        let resume = match text {
+            None => Resume::Fresh,
+            Some(text) => EventId::parse(text).map_or(Resume::Unparseable, Resume::After),
+        };
         return ctx
             .table
             .subscribe(ctx.worker, names, client_id, resume, ctx.peer)
             .map(Some)
             .map_err(ApiError::from_table);
     };
-    let [name] = names else {
+    if names.len() > MAX_FED_CHANNELS {
         return Err(ApiError::bad(
             "too_many_subscriptions",
-            "with --broker redis a stream carries one channel",
+            format!(
+                "with --broker redis a stream carries at most {MAX_FED_CHANNELS} channels (its Last-Event-ID \
+                 holds a position for each)"
+            ),
         ));
-    };
+    }
+    let resumes = per_channel_resume(text, names.len());
+    let wanted: Vec<(&str, Resume)> = names.iter().copied().zip(resumes).collect();
     let just_read = match ctx.answer.take() {
         Some(BrokerAnswer::Warmed(Err(e))) => return Err(ApiError::from_broker(e)),
         Some(BrokerAnswer::Warmed(Ok(()))) => true,
@@ -188,19 +196,35 @@ fn register(
     };
     let fed = ctx
         .table
-        .subscribe_fed(ctx.worker, name, client_id, resume, just_read)
+        .subscribe_fed(ctx.worker, &wanted, client_id, just_read, ctx.peer)
         .map_err(ApiError::from_table)?;
-    if fed.is_some() {
-        return Ok(fed);
+    match fed {
+        FedSubscribe::Subscribed(subscription) => Ok(Some(subscription)),
+        FedSubscribe::Warm(cold) => {
+            redis
+                .warm(cold, ctx.peer, ctx.waiter)
+                .map_err(ApiError::from_broker)?;
+            Ok(None)
+        }
     }
-    let after = match resume {
-        Resume::After(id) => Some(id),
-        Resume::Fresh | Resume::Unparseable => None,
+}
+
+/// Where each of a fed stream's `n` channels resumes, from the `Last-Event-ID` it sent: a position per channel
+/// (what such a stream's ids are), or, for a stream of several channels, one id for all of them (a cursor a
+/// client made itself); anything else does not parse.
+fn per_channel_resume(text: Option<&str>, n: usize) -> Vec<Resume> {
+    let Some(text) = text else {
+        return vec![Resume::Fresh; n];
     };
-    redis
-        .warm(name, after, ctx.waiter)
-        .map_err(ApiError::from_broker)?;
-    Ok(None)
+    let positions = match n {
+        1 => EventId::parse(text).map(|id| vec![id]),
+        _ => EventId::parse_per_channel(text, n)
+            .or_else(|| EventId::parse(text).map(|id| vec![id; n])),
+    };
+    match positions {
+        Some(positions) => positions.into_iter().map(Resume::After).collect(),
+        None => vec![Resume::Unparseable; n],
+    }
 }
 
 /// A refused WebSocket upgrade: 400 naming the one version spout speaks (RFC 6455 §4.2.2, §4.4). The connection
