@@ -130,7 +130,7 @@ impl Bus {
         }
         if let Some(waker) = self.wakers.get(worker) {
             if let Err(e) = waker.wake() {
-                log::warn!("could not wake worker {worker}: {e}");
+                log::warn!(worker; "could not wake worker {worker}: {e}");
             }
         }
     }
@@ -151,7 +151,7 @@ impl Bus {
     pub fn broadcast_control(&self, make: impl Fn() -> WorkerMsg) {
         for worker in 0..self.workers() {
             if self.send(worker, make()).is_err() {
-                log::warn!("inbox of worker {worker} is full; control message not delivered");
+                log::warn!(worker; "inbox of worker {worker} is full; control message not delivered");
             }
             self.wake(worker);
         }

@@ -25,7 +25,8 @@
 //!   channel → subscribers index, with the members' positions.
 //! - `auth`: token keys, token checks and channel patterns for private channels (`--auth jwt`), and the auth hook's
 //!   threads and cache (`auth::hook`, `--auth hook`), whose verdicts reach a worker through its inbox.
-//! - `message`: event ids and shared messages; `metrics`: counters and the Prometheus exposition.
+//! - `message`: event ids and shared messages; `metrics`: counters and the Prometheus exposition; `status`: the
+//!   status page and the once-a-second stream of samples behind it (`--status`).
 //! - Leaves every layer may use: `date` (calendar dates), `ids` (random client ids), `sync` (the lock helper), `secret` (comparing keys).
 #![forbid(unsafe_code)]
 
@@ -50,6 +51,7 @@ pub mod proxy;
 pub mod reload;
 pub mod secret;
 pub mod sse;
+pub mod status;
 pub mod sync;
 #[cfg(test)]
 mod testing;

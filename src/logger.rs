@@ -1,6 +1,14 @@
 //! The logger behind the `log` facade: one line per record on stderr, as
 //! text or as JSON for log shippers.
 //!
+//! Structured fields: call sites that know them attach `log`'s key-values
+//! (`log::debug!(worker = id, conn = key, peer:% = ip, reason = "slow"; "…")`),
+//! always spelled `worker` (worker id), `conn` (a worker's connection key),
+//! `peer` (the client's address) and `reason` (why a connection closed, the
+//! code a request was refused with). JSON lines carry each as a key of its
+//! own, numbers as numbers; text lines stay as they were, the message alone
+//! (which names what it needs to).
+//!
 //! Owns line formatting ([`format_record`]) and the UTC timestamp, computed
 //! by hand from `SystemTime` so no date crate is needed. It must not buffer
 //! across records or run on the fan-out path: callers log through `log`'s
@@ -17,6 +25,7 @@ use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::time::SystemTime;
 
+use log::kv::{self, Key, Source, Value, VisitSource, VisitValue};
 use log::{Level, LevelFilter, Log, Metadata, Record, SetLoggerError};
 
 use crate::config::LogFormat;
@@ -58,6 +67,7 @@ impl Log for StderrLogger {
             record.level(),
             record.target(),
             record.args(),
+            record.key_values(),
         );
         // Nothing useful can be done when stderr itself fails.
         let _ = std::io::stderr().lock().write_all(&line);
@@ -71,7 +81,8 @@ impl Log for StderrLogger {
 /// Appends one complete log line, newline included, to `out`.
 ///
 /// Text: `2026-11-23T16:20:01.123Z INFO  spout::worker: message`.
-/// JSON: `{"ts":"2026-11-23T16:20:01.123Z","level":"INFO","target":"spout::worker","msg":"message"}`.
+/// JSON: `{"time":"2026-11-23T16:20:01.123Z","level":"INFO","target":"spout::worker","message":"message"}`,
+/// then the record's `fields`, each as a key of its own (`"worker":0,"conn":7,"peer":"10.0.0.1"`).
 pub fn format_record(
     out: &mut Vec<u8>,
     format: LogFormat,
@@ -79,6 +90,7 @@ pub fn format_record(
     level: Level,
     target: &str,
     args: &fmt::Arguments<'_>,
+    fields: &dyn Source,
 ) {
     let ts = crate::date::iso_timestamp(now);
     // `as_str` avoids formatting a message that has no arguments.
@@ -99,16 +111,56 @@ pub fn format_record(
             out.extend_from_slice(line.as_bytes());
         }
         LogFormat::Json => {
-            out.extend_from_slice(b"{\"ts\":\"");
+            out.extend_from_slice(b"{\"time\":\"");
             out.extend_from_slice(ts.as_bytes());
             out.extend_from_slice(b"\",\"level\":\"");
             out.extend_from_slice(level.as_str().as_bytes());
             out.extend_from_slice(b"\",\"target\":");
             push_json_string(out, target);
-            out.extend_from_slice(b",\"msg\":");
+            out.extend_from_slice(b",\"message\":");
             push_json_string(out, msg);
+            // Writing into a `Vec` cannot fail, and `JsonFields` never does.
+            let _ = fields.visit(&mut JsonFields(out));
             out.extend_from_slice(b"}\n");
         }
+    }
+}
+
+/// Appends each field as `,"key":value`.
+struct JsonFields<'a>(&'a mut Vec<u8>);
+
+impl<'kvs> VisitSource<'kvs> for JsonFields<'_> {
+    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), kv::Error> {
+        self.0.push(b',');
+        push_json_string(self.0, key.as_str());
+        self.0.push(b':');
+        value.visit(JsonValue(self.0))
+    }
+}
+
+/// One field's value: a whole number as a JSON number, a missing value (`None`) as `null`, anything else as its
+/// text in a JSON string.
+struct JsonValue<'a>(&'a mut Vec<u8>);
+
+impl<'v> VisitValue<'v> for JsonValue<'_> {
+    fn visit_any(&mut self, value: Value) -> Result<(), kv::Error> {
+        push_json_string(self.0, &value.to_string());
+        Ok(())
+    }
+
+    fn visit_null(&mut self) -> Result<(), kv::Error> {
+        self.0.extend_from_slice(b"null");
+        Ok(())
+    }
+
+    fn visit_u64(&mut self, value: u64) -> Result<(), kv::Error> {
+        self.0.extend_from_slice(value.to_string().as_bytes());
+        Ok(())
+    }
+
+    fn visit_i64(&mut self, value: i64) -> Result<(), kv::Error> {
+        self.0.extend_from_slice(value.to_string().as_bytes());
+        Ok(())
     }
 }
 
@@ -140,6 +192,16 @@ mod tests {
     }
 
     fn line(format: LogFormat, level: Level, target: &str, args: fmt::Arguments<'_>) -> String {
+        line_with(format, level, target, args, &[])
+    }
+
+    fn line_with(
+        format: LogFormat,
+        level: Level,
+        target: &str,
+        args: fmt::Arguments<'_>,
+        fields: &[(&str, Value<'_>)],
+    ) -> String {
         let mut out = Vec::new();
         format_record(
             &mut out,
@@ -148,6 +210,7 @@ mod tests {
             level,
             target,
             &args,
+            &fields,
         );
         String::from_utf8(out).unwrap()
     }
@@ -193,8 +256,33 @@ mod tests {
         );
         assert_eq!(
             got,
-            "{\"ts\":\"2026-11-23T16:20:01.123Z\",\"level\":\"DEBUG\",\
-             \"target\":\"spout::worker\",\"msg\":\"key 7 closed\"}\n"
+            "{\"time\":\"2026-11-23T16:20:01.123Z\",\"level\":\"DEBUG\",\
+             \"target\":\"spout::worker\",\"message\":\"key 7 closed\"}\n"
+        );
+    }
+
+    #[test]
+    fn fields_are_keys_of_json_lines_and_leave_text_lines_alone() {
+        let fields = [
+            ("worker", Value::from(1u64)),
+            ("conn", Value::from(7usize)),
+            ("peer", Value::from_display(&"10.0.0.1")),
+            ("reason", Value::from("slow\"\n")),
+            ("absent", Value::null()),
+        ];
+        let args = || format_args!("worker 1 conn 7 from 10.0.0.1: closed");
+        let json = line_with(LogFormat::Json, Level::Debug, "spout", args(), &fields);
+        assert_eq!(json.matches('\n').count(), 1, "{json}");
+        let value: serde_json::Value = serde_json::from_str(json.trim_end()).unwrap();
+        assert_eq!(value["worker"], 1);
+        assert_eq!(value["conn"], 7);
+        assert_eq!(value["peer"], "10.0.0.1");
+        assert_eq!(value["reason"], "slow\"\n");
+        assert_eq!(value["absent"], serde_json::Value::Null);
+        assert_eq!(value["message"], "worker 1 conn 7 from 10.0.0.1: closed");
+        assert_eq!(
+            line_with(LogFormat::Text, Level::Debug, "spout", args(), &fields),
+            line(LogFormat::Text, Level::Debug, "spout", args())
         );
     }
 
@@ -205,10 +293,10 @@ mod tests {
         assert!(got.ends_with("}\n"));
         assert_eq!(got.matches('\n').count(), 1, "{got}");
         let value: serde_json::Value = serde_json::from_str(got.trim_end()).unwrap();
-        assert_eq!(value["ts"], "2026-11-23T16:20:01.123Z");
+        assert_eq!(value["time"], "2026-11-23T16:20:01.123Z");
         assert_eq!(value["level"], "TRACE");
         assert_eq!(value["target"], "t\"x");
-        assert_eq!(value["msg"], msg);
+        assert_eq!(value["message"], msg);
     }
 
     #[test]

@@ -23,9 +23,10 @@ use spout::bus::{Bus, WorkerMsg};
 use spout::channels::{ChannelTable, TableLimits};
 use spout::config::{AuthMode, BrokerChoice, Config, Listen};
 use spout::conn::body_budget::BodyBudget;
-use spout::metrics::Registry;
+use spout::metrics::{Figures, Registry};
 use spout::peers::Peers;
 use spout::reload::{self, Live};
+use spout::status::{self, Status};
 use spout::worker::{Shared, Worker, WAKER};
 use spout::{logger, net};
 
@@ -164,6 +165,7 @@ fn run(config: Config, mut auth: Auth) -> Result<(), String> {
         broker,
         redis,
         registry: Registry::new(workers),
+        status: Status::default(),
         draining: AtomicBool::new(false),
         open_connections: AtomicUsize::new(0),
         open_streams: AtomicUsize::new(0),
@@ -181,6 +183,25 @@ fn run(config: Config, mut auth: Auth) -> Result<(), String> {
             .spawn(move || worker.run())
             .map_err(|e| format!("cannot start worker {id}: {e}"))?;
         threads.push(thread);
+    }
+
+    if shared.config.status {
+        let sampler = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("spout-status".into())
+            .spawn(move || {
+                let shared = &*sampler;
+                status::sample_every_second(
+                    || {
+                        let broker = shared.redis.as_ref().map(|redis| redis.figures());
+                        let draining = shared.draining.load(Ordering::Relaxed);
+                        Figures::read(&shared.registry, &shared.table, draining, broker)
+                    },
+                    |frame| shared.status.publish(frame, &shared.table, &*shared.broker),
+                    || shared.draining.load(Ordering::Relaxed),
+                );
+            })
+            .map_err(|e| format!("cannot start the status thread: {e}"))?;
     }
 
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])

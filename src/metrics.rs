@@ -2,25 +2,45 @@
 //!
 //! Workers count in plain `u64` fields (`Counters`) on the hot path and copy them into their slot of relaxed
 //! atomics once per tick (`Registry::publish`); `/metrics` reads the slots. No atomic is touched inside fan-out.
-//! Every metric is defined once, in the `counters!` table below: field, exposed name, type and help text.
+//! Every metric is defined once, in the `counters!` table below: field, exposed name, type and help text; the
+//! per-API stream gauges (`streams_by_api`) follow them in a worker's slot.
+//!
+//! `Figures::read` is the one reader of the slots, the channel table's figures and the broker's: `/metrics`
+//! renders what it read as Prometheus text, and the status stream (`status`) samples it once per second.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::channels::{TableStats, LOCK_HOLD_BOUNDS_NS};
+use crate::channels::{ChannelTable, TableStats, LOCK_HOLD_BOUNDS_NS};
+use crate::config::Api;
 
 macro_rules! counters {
     ($($field:ident: $name:literal, $kind:literal, $help:literal;)*) => {
         /// One worker's figures, plain integers owned by the worker.
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-        pub struct Counters { $(pub $field: u64,)* }
+        pub struct Counters {
+            $(pub $field: u64,)*
+            /// Open event streams per API, indexed by `Api as usize` (`spout_subscribers_by_api`).
+            pub streams_by_api: [u64; Api::ALL.len()],
+        }
 
         /// (name, type, help) of every per-worker metric, in `Counters::values` order.
         pub const WORKER_METRICS: &[(&str, &str, &str)] = &[$(($name, $kind, $help),)*];
 
         impl Counters {
-            fn values(&self) -> impl Iterator<Item = u64> {
-                [$(self.$field,)*].into_iter()
+            /// The values of a slot: `WORKER_METRICS` in order, then `streams_by_api`.
+            fn values(&self) -> impl Iterator<Item = u64> + '_ {
+                [$(self.$field,)*].into_iter().chain(self.streams_by_api.iter().copied())
+            }
+
+            /// The inverse of `values`.
+            fn from_values(mut values: impl Iterator<Item = u64>) -> Counters {
+                let mut counters = Counters::default();
+                $(counters.$field = values.next().unwrap_or(0);)*
+                for cell in &mut counters.streams_by_api {
+                    *cell = values.next().unwrap_or(0);
+                }
+                counters
             }
         }
     };
@@ -43,6 +63,7 @@ counters! {
     replayed: "spout_replayed_total", "counter", "Events replayed from history.";
     resets: "spout_resets_total", "counter", "Reset events sent to resuming subscribers.";
     dropped_slow: "spout_dropped_slow_subscribers_total", "counter", "Subscribers closed for exceeding --max-queued-bytes.";
+    queued_bytes: "spout_queued_bytes", "gauge", "Output queued for clients, not yet written (summed by each sweep of the connections, every 250 ms).";
     ws_protocol_errors: "spout_ws_protocol_errors_total", "counter", "WebSocket subscribers closed for a protocol error (close code 1002, 1007 or 1009).";
     ws_timeouts: "spout_ws_ping_timeouts_total", "counter", "WebSocket subscribers dropped by their liveness timer (--ws-timeout, --ws-push-timeout, or keker's HELLO deadline and pings).";
     auth_refused: "spout_auth_refused_total", "counter", "Native requests refused by --auth jwt or --auth hook: a token missing, invalid or expired, or credentials the hook refused (401), or a channel or client id not allowed (403).";
@@ -56,8 +77,7 @@ counters! {
     busy_ns: "spout_loop_busy_nanoseconds_total", "counter", "Time spent outside poll, in nanoseconds.";
 }
 
-/// Every worker's latest snapshot.
-/// The Redis broker's figures, read when `/metrics` is rendered.
+/// The Redis broker's figures, read with the others (`Figures::read`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BrokerFigures {
     pub reachable: bool,
@@ -66,51 +86,45 @@ pub struct BrokerFigures {
     pub received: u64,
 }
 
+/// Every worker's latest snapshot, one slot of relaxed atomics each.
 pub struct Registry {
     slots: Box<[Box<[AtomicU64]>]>,
 }
 
-impl Registry {
-    pub fn new(workers: usize) -> Registry {
-        let slots = (0..workers)
-            .map(|_| WORKER_METRICS.iter().map(|_| AtomicU64::new(0)).collect())
-            .collect();
-        Registry { slots }
-    }
+/// Everything `/metrics` and the status stream show, read at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct Figures {
+    /// Each worker's last snapshot, in worker order.
+    pub workers: Vec<Counters>,
+    pub table: TableStats,
+    pub draining: bool,
+    /// With `--broker redis://…`.
+    pub broker: Option<BrokerFigures>,
+}
 
-    /// Copies a worker's counters into its slot (once per tick).
-    pub fn publish(&self, worker: usize, counters: &Counters) {
-        let Some(slot) = self.slots.get(worker) else {
-            return;
-        };
-        for (cell, value) in slot.iter().zip(counters.values()) {
-            cell.store(value, Ordering::Relaxed);
+impl Figures {
+    pub fn read(
+        registry: &Registry,
+        table: &ChannelTable,
+        draining: bool,
+        broker: Option<BrokerFigures>,
+    ) -> Figures {
+        Figures {
+            workers: registry.snapshot(),
+            table: table.stats(),
+            draining,
+            broker,
         }
     }
 
-    fn sum(&self, index: usize) -> u64 {
-        self.slots
-            .iter()
-            .filter_map(|s| s.get(index))
-            .map(|c| c.load(Ordering::Relaxed))
-            .sum()
-    }
-
-    /// A total over all workers, by metric name.
-    pub fn total(&self, name: &str) -> u64 {
-        WORKER_METRICS
-            .iter()
-            .position(|(n, _, _)| *n == name)
-            .map_or(0, |i| self.sum(i))
+    /// A per-worker figure summed over the workers.
+    pub fn total(&self, figure: impl Fn(&Counters) -> u64) -> u64 {
+        self.workers.iter().map(figure).sum()
     }
 
     /// The Prometheus text exposition (format 0.0.4).
-    pub fn render(
-        &self,
-        table: &TableStats,
-        draining: bool,
-        broker: Option<BrokerFigures>,
-    ) -> String {
+    pub fn render(&self) -> String {
+        let (table, draining) = (&self.table, self.draining);
         let mut out = String::with_capacity(8192);
         let mut gauge = |name: &str, help: &str, value: u64| {
             let _ = writeln!(
@@ -160,7 +174,7 @@ impl Registry {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
         }
-        if let Some(broker) = broker {
+        if let Some(broker) = self.broker {
             let _ = writeln!(
                 out,
                 "# HELP spout_broker_reachable 1 while this node reaches Redis.\n# TYPE spout_broker_reachable gauge\nspout_broker_reachable {}",
@@ -211,12 +225,54 @@ impl Registry {
         }
         for (index, (name, kind, help)) in WORKER_METRICS.iter().enumerate() {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (worker, slot) in self.slots.iter().enumerate() {
-                let value = slot.get(index).map_or(0, |c| c.load(Ordering::Relaxed));
+            for (worker, counters) in self.workers.iter().enumerate() {
+                let value = counters.values().nth(index).unwrap_or(0);
                 let _ = writeln!(out, "{name}{{worker=\"{worker}\"}} {value}");
             }
         }
+        let name = "spout_subscribers_by_api";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Open event streams per API (the API a stream was opened with, under a native listener's prefix too).\n# TYPE {name} gauge"
+        );
+        for (worker, counters) in self.workers.iter().enumerate() {
+            for (api, value) in Api::ALL.iter().zip(counters.streams_by_api) {
+                let api = api.as_str();
+                let _ = writeln!(out, "{name}{{worker=\"{worker}\",api=\"{api}\"}} {value}");
+            }
+        }
         out
+    }
+}
+
+impl Registry {
+    pub fn new(workers: usize) -> Registry {
+        let slots = (0..workers)
+            .map(|_| {
+                (0..WORKER_METRICS.len() + Api::ALL.len())
+                    .map(|_| AtomicU64::new(0))
+                    .collect()
+            })
+            .collect();
+        Registry { slots }
+    }
+
+    /// Copies a worker's counters into its slot (once per tick).
+    pub fn publish(&self, worker: usize, counters: &Counters) {
+        let Some(slot) = self.slots.get(worker) else {
+            return;
+        };
+        for (cell, value) in slot.iter().zip(counters.values()) {
+            cell.store(value, Ordering::Relaxed);
+        }
+    }
+
+    /// Every worker's last snapshot, in worker order.
+    fn snapshot(&self) -> Vec<Counters> {
+        self.slots
+            .iter()
+            .map(|slot| Counters::from_values(slot.iter().map(|c| c.load(Ordering::Relaxed))))
+            .collect()
     }
 }
 
@@ -234,23 +290,26 @@ mod tests {
                 ..Counters::default()
             },
         );
-        registry.publish(
-            1,
-            &Counters {
-                delivered: 7,
-                ..Counters::default()
-            },
-        );
-        assert_eq!(registry.total("spout_delivered_total"), 12);
-        let text = registry.render(
-            &TableStats {
+        let mut by_api = Counters {
+            delivered: 7,
+            ..Counters::default()
+        };
+        by_api.streams_by_api[Api::Keker as usize] = 2;
+        registry.publish(1, &by_api);
+        let figures = Figures {
+            workers: registry.snapshot(),
+            table: TableStats {
                 channels: 3,
                 ..TableStats::default()
             },
-            false,
-            None,
-        );
+            draining: false,
+            broker: None,
+        };
+        assert_eq!(figures.total(|c| c.delivered), 12);
+        let text = figures.render();
         assert!(text.contains("spout_delivered_total{worker=\"1\"} 7\n"));
+        assert!(text.contains("spout_subscribers_by_api{worker=\"1\",api=\"keker\"} 2\n"));
+        assert!(text.contains("spout_subscribers_by_api{worker=\"0\",api=\"keker\"} 0\n"));
         assert!(text.contains("# TYPE spout_channels gauge\nspout_channels 3\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').expect("name value");

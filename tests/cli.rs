@@ -88,7 +88,8 @@ fn help_options(help: &str) -> BTreeMap<String, OptionDoc> {
             if ["--help", "--version", "--print-config"].contains(&flag) {
                 continue;
             }
-            let value = value.trim_start_matches('<').trim_end_matches('>');
+            // `<VALUE>`, or `[<VALUE>]` for a value that may be left out (`--status`).
+            let value = value.replace(['<', '>'], "");
             current = Some((flag.to_owned(), value.to_owned(), String::new()));
         } else if let Some((_, _, text)) = &mut current {
             text.push(' ');
@@ -108,7 +109,8 @@ fn readme_options(readme: &str) -> BTreeMap<String, OptionDoc> {
         .take_while(|l| !l.starts_with("## "))
         .collect();
     assert!(!section.is_empty(), "README has no '## Options' section");
-    let unquote = |cell: &str| cell.trim().trim_matches('`').to_owned();
+    // A `|` inside a cell is escaped as `\|` (Markdown tables).
+    let unquote = |cell: &str| cell.trim().trim_matches('`').replace("\\|", "|");
     let mut options = BTreeMap::new();
     for row in section.iter().filter(|l| l.starts_with("| `--")) {
         let cells: Vec<&str> = row.trim_matches('|').split(" | ").collect();

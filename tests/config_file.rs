@@ -120,7 +120,7 @@ fn a_bad_file_stops_spout_naming_file_line_and_key() {
         (
             "type.toml",
             "max-body = 1.5\n",
-            "invalid max-body in {path} line 1: expected a string or a whole number, got float",
+            "invalid max-body in {path} line 1: expected a string, a whole number or a boolean, got float",
         ),
         (
             "syntax.toml",

@@ -32,6 +32,19 @@ pub enum Refusal {
     PeerLimit,
 }
 
+impl Refusal {
+    /// The code spout's own API answers it with (the `error` field), which logs name it by too.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Refusal::Http(e) => e.as_str(),
+            Refusal::Timeout => "request_timeout",
+            Refusal::Busy => "busy",
+            Refusal::BodyBudget => "body_budget_full",
+            Refusal::PeerLimit => "too_many_connections",
+        }
+    }
+}
+
 /// The answer to a refusal, in the style of the listener's API. Always closes the connection.
 pub fn refusal(api: Api, refusal: Refusal, date: &DateCache) -> Vec<u8> {
     match api {

@@ -70,6 +70,8 @@ pub struct Ctx<'a> {
     pub table: &'a ChannelTable,
     pub broker: &'a dyn Broker,
     pub registry: &'a Registry,
+    /// The status stream (`--status`): its viewers' subscription and opening.
+    pub status: &'a crate::status::Status,
     pub apps: &'a Apps,
     /// The address of the client whose request or message is handled (its PROXY header's, behind a `+proxy`
     /// listener); `None` outside a connection's handlers. Channels it creates count against it

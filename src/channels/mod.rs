@@ -528,7 +528,7 @@ impl ChannelTable {
                         incarnation: channel.incarnation,
                     };
                     if bus.send(worker, msg).is_err() {
-                        log::warn!("inbox of worker {worker} is full; its subscribers of deleted channel {key} stay open");
+                        log::warn!(worker; "inbox of worker {worker} is full; its subscribers of deleted channel {key} stay open");
                     }
                     wake.push(worker);
                 }

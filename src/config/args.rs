@@ -476,6 +476,18 @@ pub struct Args {
     #[arg(long, env = "SPOUT_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
 
+    /// Serve the status page (GET /status) and its stream (GET
+    /// /status/stream): on or off; --status alone is on. Behind
+    /// --publish-key when one is set [default: off]
+    #[arg(
+        long,
+        env = "SPOUT_STATUS",
+        value_name = "on|off",
+        num_args = 0..=1,
+        default_missing_value = "on"
+    )]
+    pub status: Option<String>,
+
     /// Where events meet between nodes: local (this process only), or
     /// redis://HOST:PORT[,HOST:PORT...], the seed nodes of a Redis Cluster
     /// (or one plain Redis) shared by every node [default: local]

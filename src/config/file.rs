@@ -5,8 +5,8 @@
 //! Sans-io: [`parse`] takes the file's text and the known option names and returns each entry as the flag
 //! values it stands for, with its line, so that `load` can hand them to the same parser as the command
 //! line (one place checks every value) and name the file and line when a value is refused. It refuses, naming
-//! file, line and key: a syntax error, an unknown key, a table, and a value that is neither a string nor a whole
-//! number (nor, for a repeatable option, an array of them).
+//! file, line and key: a syntax error, an unknown key, a table, and a value that is neither a string, a whole
+//! number nor a boolean (nor, for a repeatable option, an array of them).
 
 use toml::Value;
 
@@ -61,11 +61,13 @@ fn key_line(text: &str, name: &str) -> usize {
         .map_or(1, |i| i + 1)
 }
 
-/// One scalar as a flag value: a string as written, a whole number in decimal.
+/// One scalar as a flag value: a string as written, a whole number in decimal, a boolean as `true` or `false`
+/// (for an on/off option such as `status`).
 fn scalar(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
         Value::Integer(n) => Some(n.to_string()),
+        Value::Boolean(b) => Some(b.to_string()),
         _ => None,
     }
 }
@@ -109,9 +111,9 @@ pub fn parse(path: &str, text: &str, known: &[Known<'_>]) -> Result<Vec<Entry>, 
         };
         let Some(values) = values else {
             let expected = if option.repeatable {
-                "a string, a whole number, or an array of them"
+                "a string, a whole number, a boolean, or an array of them"
             } else {
-                "a string or a whole number"
+                "a string, a whole number or a boolean"
             };
             return Err(located(
                 path,
@@ -190,23 +192,34 @@ mod tests {
             ),
             (
                 "workers = 2\nmax-body = 1.5\n",
-                "invalid max-body in f.toml line 2: expected a string or a whole number, got float",
+                "invalid max-body in f.toml line 2: expected a string, a whole number or a boolean, got float",
             ),
             (
                 "max-body = [\"1MiB\"]\n",
-                "invalid max-body in f.toml line 1: expected a string or a whole number, got array",
+                "invalid max-body in f.toml line 1: expected a string, a whole number or a boolean, got array",
             ),
             (
-                "listen = [\"a\", true]\n",
-                "invalid listen in f.toml line 1: expected a string, a whole number, or an array of them, got array",
+                "listen = [\"a\", 1.5]\n",
+                "invalid listen in f.toml line 1: expected a string, a whole number, a boolean, or an array of them, got array",
             ),
-            ("[workers]\nn = 1\n", "invalid workers in f.toml line 1: expected a string or a whole number, got table"),
+            ("[workers]\nn = 1\n", "invalid workers in f.toml line 1: expected a string, a whole number or a boolean, got table"),
             ("workers = 2\n\nmax-body = \n", "invalid f.toml line 3: not valid TOML: "),
         ];
         for (text, message) in cases {
             let err = parse("f.toml", text, &KNOWN).expect_err(text);
             assert!(err.to_string().starts_with(message), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_boolean_is_the_flag_value_true_or_false() {
+        assert_eq!(
+            parse("f.toml", "workers = true\nmax-body = false\n", &KNOWN),
+            Ok(vec![
+                entry("workers", &["true"], 1),
+                entry("max-body", &["false"], 2)
+            ])
+        );
     }
 
     #[test]

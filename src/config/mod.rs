@@ -236,6 +236,10 @@ pub const DEFAULT_LOG_LEVEL: LevelFilter = LevelFilter::Info;
 /// Log line format: plain text.
 pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
 
+/// The status page (`GET /status`, `/status/stream`): off, since it shows the server's figures to whoever may
+/// reach it.
+pub const DEFAULT_STATUS: bool = false;
+
 /// Prefix of spout's Redis keys and shard channels (`spout:`).
 pub const DEFAULT_BROKER_PREFIX: &str = "spout:";
 
@@ -546,6 +550,8 @@ pub struct Config {
     pub log_level: LevelFilter,
     /// See [`DEFAULT_LOG_FORMAT`].
     pub log_format: LogFormat,
+    /// See [`DEFAULT_STATUS`].
+    pub status: bool,
     pub broker: BrokerChoice,
     /// See [`DEFAULT_BROKER_PREFIX`].
     pub broker_prefix: String,
@@ -612,6 +618,7 @@ impl Default for Config {
             cors_origin: DEFAULT_CORS_ORIGIN,
             log_level: DEFAULT_LOG_LEVEL,
             log_format: DEFAULT_LOG_FORMAT,
+            status: DEFAULT_STATUS,
             broker: BrokerChoice::Local,
             broker_prefix: DEFAULT_BROKER_PREFIX.to_string(),
             broker_timeout: DEFAULT_BROKER_TIMEOUT,
@@ -681,6 +688,7 @@ impl fmt::Debug for Config {
             .field("cors_origin", &self.cors_origin)
             .field("log_level", &self.log_level)
             .field("log_format", &self.log_format)
+            .field("status", &self.status)
             .field("broker", &self.broker)
             .field("broker_prefix", &self.broker_prefix)
             .field("broker_timeout", &self.broker_timeout)
@@ -1087,6 +1095,10 @@ impl Config {
             log_format: match args.log_format.as_deref() {
                 None => DEFAULT_LOG_FORMAT,
                 Some(raw) => parse_field("--log-format", raw, parse_log_format)?,
+            },
+            status: match args.status.as_deref() {
+                None => DEFAULT_STATUS,
+                Some(raw) => parse_field("--status", raw, parse_switch)?,
             },
             broker: match args.broker.as_deref() {
                 None => BrokerChoice::Local,

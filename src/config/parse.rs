@@ -394,6 +394,15 @@ pub(super) fn parse_log_format(s: &str) -> Result<LogFormat, String> {
     }
 }
 
+/// An option that is on or off: `on`/`off`, or `true`/`false` (a TOML boolean in the `--config` file).
+pub(super) fn parse_switch(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(format!("'{s}' is neither on nor off")),
+    }
+}
+
 /// The environment variable that sets `flag`: `--max-body` → `SPOUT_MAX_BODY`.
 pub(super) fn env_name(flag: &str) -> String {
     let name = flag

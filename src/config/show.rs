@@ -60,7 +60,7 @@ impl Config {
         };
         let public: Vec<String> = self.public_channels.iter().map(|c| string(c)).collect();
         let hook_headers: Vec<String> = self.auth_hook_headers.iter().map(|h| string(h)).collect();
-        let options: [(&str, Result<String, &str>); 55] = [
+        let options: [(&str, Result<String, &str>); 56] = [
             ("listen", Ok(format!("[{}]", listen.join(", ")))),
             ("workers", Ok(self.workers.to_string())),
             ("history", Ok(self.history.to_string())),
@@ -123,6 +123,7 @@ impl Config {
                 Ok(string(&self.log_level.as_str().to_ascii_lowercase())),
             ),
             ("log-format", Ok(string(self.log_format.as_str()))),
+            ("status", Ok(string(if self.status { "on" } else { "off" }))),
             ("auth", Ok(string(self.auth.as_str()))),
             (
                 "jwt-secret",

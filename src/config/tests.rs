@@ -222,7 +222,7 @@ fn help_defaults_match_default_consts() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 40);
+    assert_eq!(checked, 41);
 }
 
 #[test]
@@ -425,6 +425,20 @@ fn typed_values_are_parsed() {
 }
 
 #[test]
+fn status_is_a_switch() {
+    for (argv, on) in [
+        (&["--status"][..], true),
+        (&["--status=on"], true),
+        (&["--status", "true"], true),
+        (&["--status=off"], false),
+        (&["--status=false"], false),
+        (&[], false),
+    ] {
+        assert_eq!(config(argv).map(|c| c.status), Ok(on), "{argv:?}");
+    }
+}
+
+#[test]
 fn cors_origin_special_values() {
     for (value, expected) in [
         ("*", CorsOrigin::Any),
@@ -506,6 +520,7 @@ fn each_error_names_its_key() {
         ("--cors-origin=*,https://a.com", "cannot be combined"),
         ("--log-level=loud", "off, error, warn"),
         ("--log-format=xml", "text or json"),
+        ("--status=yes", "neither on nor off"),
     ];
     for (argv, needle) in cases {
         let argv: Vec<&str> = argv.split(' ').collect();

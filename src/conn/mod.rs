@@ -164,6 +164,21 @@ pub enum CloseReason {
     Drained,
 }
 
+impl CloseReason {
+    /// Its name in logs (the `reason` field).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CloseReason::Peer => "peer",
+            CloseReason::Error => "error",
+            CloseReason::Timeout => "timeout",
+            CloseReason::Abandoned => "abandoned",
+            CloseReason::Slow => "slow",
+            CloseReason::Done => "done",
+            CloseReason::Drained => "drained",
+        }
+    }
+}
+
 /// Where a new connection comes from: its listener's API and options, and its peer.
 pub struct Origin {
     pub api: Api,
@@ -292,7 +307,7 @@ impl Conn {
                 }
                 IoOutcome::Closed => return self.on_peer_closed(),
                 IoOutcome::Error(e) => {
-                    log::warn!("read failed: {e}");
+                    log::warn!(worker = ctx.worker, peer:% = self.peer; "read failed: {e}");
                     return Next::close(CloseReason::Error);
                 }
             };
@@ -345,7 +360,10 @@ impl Conn {
             Refusal::PeerLimit => ctx.counters.peer_refused += 1,
             _ => ctx.counters.bad_requests += 1,
         }
-        log::debug!("refused: {refusal:?}");
+        log::debug!(
+            worker = ctx.worker, peer:% = self.peer, reason = refusal.as_str();
+            "refused: {refusal:?}"
+        );
         self.out.push(Chunk::Owned(
             api::refusal(self.api, refusal, ctx.date).into(),
         ));
@@ -418,7 +436,7 @@ impl Conn {
                 Err(e) => match io::classify(Err(e)) {
                     IoOutcome::WouldBlock => self.writable = false,
                     IoOutcome::Error(e) => {
-                        log::warn!("write failed: {e}");
+                        log::warn!(peer:% = self.peer; "write failed: {e}");
                         return Next::close(CloseReason::Error);
                     }
                     _ => return Next::close(CloseReason::Peer),

@@ -142,7 +142,10 @@ impl Conn {
                         };
                         // Not from the balancer, or not speaking its protocol: nothing to answer, and nothing it
                         // sent is read further (a reset).
-                        log::debug!("refused: {error}");
+                        log::debug!(
+                            worker = ctx.worker, peer:% = self.peer, reason = "proxy_header";
+                            "refused: {error}"
+                        );
                         ctx.counters.bad_requests += 1;
                         return (buf.len(), Next::close(CloseReason::Abandoned));
                     }

@@ -144,7 +144,7 @@ impl WsState {
                 Ok(WsInput::Open) => {}
                 Ok(closing) => return closing,
                 Err(e) => {
-                    log::debug!("websocket protocol error: {e}");
+                    log::debug!(reason = e.as_str(); "websocket protocol error: {e}");
                     let mut close = Vec::with_capacity(4);
                     ws_frame::encode_close(Some(e.close_code()), &mut close);
                     out.push(Chunk::Owned(close.into()));

@@ -49,6 +49,7 @@ use crate::net::{self, BoundListener};
 use crate::peers::{Admission, Peers};
 use crate::reload::Live;
 use crate::sse;
+use crate::status::Status;
 use crate::ws::frame as ws_frame;
 
 /// The waker's token: the top of the token range, above every slab key.
@@ -79,6 +80,8 @@ pub struct Shared {
     /// `--broker redis://…`: the native API's channels go through Redis.
     pub redis: Option<RedisBroker>,
     pub registry: Registry,
+    /// The status stream's recent samples (`--status`).
+    pub status: Status,
     pub apps: Apps,
     /// `--max-pending-body-bytes`, shared by every connection of every worker.
     pub bodies: Arc<BodyBudget>,
@@ -139,6 +142,7 @@ macro_rules! ctx {
             table: &$w.shared.table,
             broker: &*$w.shared.broker,
             registry: &$w.shared.registry,
+            status: &$w.shared.status,
             apps: &$w.shared.apps,
             bodies: &$w.shared.bodies,
             peers: &$w.shared.peers,
@@ -237,7 +241,7 @@ impl Worker {
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    log::error!("worker {}: poll failed: {e}", self.id);
+                    log::error!(worker = self.id; "worker {}: poll failed: {e}", self.id);
                     return;
                 }
             }
@@ -259,7 +263,7 @@ impl Worker {
             if self.drain_finished(started) {
                 self.close_all();
                 self.shared.registry.publish(self.id, &self.counters);
-                log::debug!("worker {} finished draining", self.id);
+                log::debug!(worker = self.id; "worker {} finished draining", self.id);
                 return;
             }
         }
@@ -393,13 +397,20 @@ impl Worker {
     /// were handled before this (`Conn::on_readable`), so a channel may already have been joined over the socket
     /// (it is in the list: added here) or left (its slot is gone: skipped).
     fn join_hub(&mut self, key: usize) {
-        let Some(stream) = self.conns.get(key).and_then(Conn::stream) else {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let conn_api = conn.api as usize;
+        let Some(stream) = conn.stream() else {
             return;
         };
         for (slot, channel) in stream.live_slots() {
             self.hub.join(&channel.name, Member { key, slot });
         }
         self.streams += 1;
+        if let Some(count) = self.counters.streams_by_api.get_mut(conn_api) {
+            *count += 1;
+        }
         self.shared.open_streams.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -464,7 +475,10 @@ impl Worker {
                         token_of(key),
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
-                        log::warn!("worker {}: cannot register a connection: {e}", self.id);
+                        log::warn!(
+                            worker = self.id, peer:% = peer.ip();
+                            "worker {}: cannot register a connection: {e}", self.id
+                        );
                         if counted {
                             self.shared.peers.release(peer.ip());
                         }
@@ -494,7 +508,7 @@ impl Worker {
                     self.refuse_without_descriptors(index)
                 }
                 Err(e) => {
-                    log::warn!("worker {}: accept failed: {e}", self.id);
+                    log::warn!(worker = self.id; "worker {}: accept failed: {e}", self.id);
                     return;
                 }
             }
@@ -513,7 +527,7 @@ impl Worker {
         }
         self.spare_fd = open_spare();
         if self.spare_fd.is_none() {
-            log::warn!("worker {}: out of file descriptors", self.id);
+            log::warn!(worker = self.id; "worker {}: out of file descriptors", self.id);
         }
     }
 
@@ -609,20 +623,28 @@ impl Worker {
                 CloseReason::Slow => {
                     self.counters.dropped_slow += 1;
                     log::debug!(
+                        worker = self.id, conn = key, peer:% = conn.peer, reason = reason.as_str();
                         "worker {} conn {key} from {}: closed, over --max-queued-bytes",
                         self.id,
                         conn.peer
                     );
                 }
                 CloseReason::Abandoned => log::debug!(
+                    worker = self.id, conn = key, peer:% = conn.peer, reason = reason.as_str();
                     "worker {} conn {key} from {}: closed with output its peer did not take",
                     self.id,
                     conn.peer
                 ),
                 CloseReason::Error => {
-                    log::debug!("worker {} conn {key}: closed after a socket error", self.id)
+                    log::debug!(
+                        worker = self.id, conn = key, peer:% = conn.peer, reason = reason.as_str();
+                        "worker {} conn {key}: closed after a socket error", self.id
+                    )
                 }
-                _ => log::trace!("worker {} conn {key}: closed ({reason:?})", self.id),
+                _ => log::trace!(
+                    worker = self.id, conn = key, peer:% = conn.peer, reason = reason.as_str();
+                    "worker {} conn {key}: closed ({reason:?})", self.id
+                ),
             }
             if let Some(stream) = conn.stream() {
                 self.shared
@@ -634,6 +656,9 @@ impl Worker {
                     self.hub.leave(&channel.name, Member { key, slot });
                 }
                 self.streams -= 1;
+                if let Some(count) = self.counters.streams_by_api.get_mut(conn.api as usize) {
+                    *count -= 1;
+                }
                 self.shared.open_streams.fetch_sub(1, Ordering::Relaxed);
             }
             // A last answer written but perhaps not taken: the socket lingers until its peer takes it (`linger`).

@@ -16,18 +16,28 @@ use crate::conn::{Deadline, Next};
 /// microseconds), and a sweep of a million connections spreads over some 250 turns instead of one long one.
 const SWEEP_SLICE: usize = 4096;
 
-/// A pass over the slab, a slice per turn: deadlines due at `now`.
+/// A pass over the slab, a slice per turn: deadlines due at `now`. On its way it sums the output queued on the
+/// connections it visits (`spout_queued_bytes`, set when the pass ends): the sweep touches every connection anyway,
+/// so the gauge costs no walk of its own and no bookkeeping on the write path.
 pub(super) struct Sweep {
     now: Instant,
     next_key: usize,
+    queued: u64,
 }
 
 impl Worker {
     pub(super) fn tick(&mut self, now: Instant) {
         self.next_tick = now + TICK;
         self.date.update(SystemTime::now());
-        let next_key = self.sweep.take().map_or(0, |sweep| sweep.next_key);
-        self.sweep = Some(Sweep { now, next_key });
+        let (next_key, queued) = self
+            .sweep
+            .take()
+            .map_or((0, 0), |sweep| (sweep.next_key, sweep.queued));
+        self.sweep = Some(Sweep {
+            now,
+            next_key,
+            queued,
+        });
         if self.drain.is_some() {
             self.drain_streams(now);
         }
@@ -51,7 +61,7 @@ impl Worker {
         let Some(sweep) = self.sweep.take() else {
             return;
         };
-        let now = sweep.now;
+        let (now, mut queued) = (sweep.now, sweep.queued);
         let end = sweep
             .next_key
             .saturating_add(SWEEP_SLICE)
@@ -61,6 +71,7 @@ impl Worker {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
+            queued += conn.out.bytes() as u64;
             if !conn.deadline.is_due(now) {
                 continue;
             }
@@ -75,7 +86,13 @@ impl Worker {
             }
         }
         if end < self.conns.capacity() {
-            self.sweep = Some(Sweep { now, next_key: end });
+            self.sweep = Some(Sweep {
+                now,
+                next_key: end,
+                queued,
+            });
+        } else {
+            self.counters.queued_bytes = queued;
         }
     }
 }

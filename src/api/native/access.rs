@@ -342,30 +342,42 @@ pub(super) fn publisher(req: &Request, ctx: &mut Ctx) -> Result<Publisher, ApiEr
                 .map_err(|e| refused(ctx, e)),
         };
     }
-    publish_key(req, ctx).map(|()| Publisher::Anyone)
+    publish_key(req, ctx, None).map(|()| Publisher::Anyone)
 }
 
 /// Channel admin (listing, info, delete) needs `Authorization: Bearer <publish key>` when a key is set, and
 /// always with `--auth jwt` (channel names and client ids may be private too); no token grants it.
 pub(super) fn channel_admin(req: &Request, ctx: &Ctx) -> Result<(), ApiError> {
+    admin(req, ctx, None)
+}
+
+/// The status page and its stream are admin too, and the key may also come as the `key` query value: a browser
+/// opening the page cannot set a header, nor can the page's `EventSource` (the page passes its own `key` on).
+pub(super) fn status_viewer(req: &Request, ctx: &Ctx, query: &Query) -> Result<(), ApiError> {
+    admin(req, ctx, query.get("key").map(str::as_bytes))
+}
+
+fn admin(req: &Request, ctx: &Ctx, query_key: Option<&[u8]>) -> Result<(), ApiError> {
     if ctx.auth.checks_tokens() && ctx.live.publish_key().is_none() {
         return Err(ApiError::new(
             401,
             "unauthorized",
-            "with --auth jwt, channel admin needs --publish-key and Authorization: Bearer <publish key>",
+            "with --auth jwt, channel admin and the status page need --publish-key and Authorization: Bearer <publish key>",
         ));
     }
-    publish_key(req, ctx)
+    publish_key(req, ctx, query_key)
 }
 
-/// With `--publish-key`, `Authorization: Bearer <publish key>` (compared in constant time); anyone without it.
-fn publish_key(req: &Request, ctx: &Ctx) -> Result<(), ApiError> {
+/// With `--publish-key`, `Authorization: Bearer <publish key>`, or `query_key` where a route takes one (compared in
+/// constant time); anyone without it.
+fn publish_key(req: &Request, ctx: &Ctx, query_key: Option<&[u8]>) -> Result<(), ApiError> {
     let Some(key) = ctx.live.publish_key() else {
         return Ok(());
     };
     let given = req
         .header("authorization")
         .and_then(bearer_token)
+        .or(query_key)
         .unwrap_or(b"");
     if constant_time_eq(given, key.as_bytes()) {
         Ok(())

@@ -11,6 +11,7 @@ use crate::api::{channel_api, closes, Action, Ctx, Request};
 use crate::broker::BrokerAnswer;
 use crate::channels::{ChannelPage, ChannelSummary};
 use crate::config::Api;
+use crate::metrics::Figures;
 
 /// Which channels `GET /channels` lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,7 +114,8 @@ pub(super) fn list_channels(req: &Request, ctx: &mut Ctx) -> Handled {
         _ => ctx
             .table
             .list_page(after.as_deref(), limit, LIST_SCAN, |name| {
-                listing.keeps(channel_api(name))
+                // The status page's channel is spout's own, in no API's namespace.
+                name != crate::status::CHANNEL && listing.keeps(channel_api(name))
             }),
     };
     // Serialized straight from borrowed fields: a page is built on the event loop, and a `serde_json::Value` per
@@ -273,10 +275,7 @@ pub(super) fn health(req: &Request, ctx: &mut Ctx) -> Action {
 }
 
 pub(super) fn metrics(req: &Request, ctx: &mut Ctx) -> Action {
-    let broker = ctx.redis.map(|redis| redis.figures());
-    let text = ctx
-        .registry
-        .render(&ctx.table.stats(), ctx.draining, broker);
+    let text = figures(ctx).render();
     respond(
         req,
         ctx,
@@ -285,6 +284,12 @@ pub(super) fn metrics(req: &Request, ctx: &mut Ctx) -> Action {
         text.as_bytes(),
         &[],
     )
+}
+
+/// What `/metrics` and the status page show, read now.
+pub(super) fn figures(ctx: &Ctx) -> Figures {
+    let broker = ctx.redis.map(|redis| redis.figures());
+    Figures::read(ctx.registry, ctx.table, ctx.draining, broker)
 }
 
 #[cfg(test)]

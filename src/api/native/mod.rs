@@ -15,12 +15,13 @@
 //!
 //! Files: this one routes, checks CORS, and answers; `subscribe`, `publish` and `admin` handle their routes;
 //! `access` decides who may subscribe, publish and administer (publish key, signed tokens); `input` checks names
-//! and query keys.
+//! and query keys; `status` serves the status page and its stream (`--status`).
 
 mod access;
 mod admin;
 mod input;
 mod publish;
+mod status;
 mod subscribe;
 
 use access::channel_admin;
@@ -113,6 +114,9 @@ enum Route<'a> {
     Channel(&'a [u8]),
     Health,
     Metrics,
+    StatusPage,
+    StatusStream,
+    StatusFile(&'a [u8]),
 }
 
 impl Route<'_> {
@@ -122,6 +126,8 @@ impl Route<'_> {
             b"/channels" => Route::Channels,
             b"/healthz" => Route::Health,
             b"/metrics" => Route::Metrics,
+            b"/status" => Route::StatusPage,
+            b"/status/stream" => Route::StatusStream,
             _ => {
                 if let Some(rest) = path.strip_prefix(b"/sub/") {
                     Route::Subscribe(rest)
@@ -129,6 +135,8 @@ impl Route<'_> {
                     Route::PublishOne(rest)
                 } else if let Some(rest) = path.strip_prefix(b"/channels/") {
                     Route::Channel(rest)
+                } else if let Some(rest) = path.strip_prefix(b"/status/") {
+                    Route::StatusFile(rest)
                 } else {
                     return None;
                 }
@@ -156,16 +164,32 @@ impl Route<'_> {
             }
             (Route::Channel(_), Method::Get | Method::Head) => ("GET /channels/{channel}", &[]),
             (Route::Channel(_), Method::Delete) => ("DELETE /channels/{channel}", &[]),
+            // `key`: the publish key, which a browser opening the page cannot send as a header.
+            (Route::StatusPage, Method::Get | Method::Head) => ("GET /status", &["key"]),
+            (Route::StatusStream, Method::Get) => ("GET /status/stream", &["key"]),
+            (Route::StatusFile(_), Method::Get | Method::Head) => ("GET /status/{file}", &[]),
             _ => return None,
         };
         Some(QueryRule { route, keys })
     }
 
+    /// The status page's routes, which exist only with `--status`.
+    fn is_status(&self) -> bool {
+        matches!(
+            self,
+            Route::StatusPage | Route::StatusStream | Route::StatusFile(_)
+        )
+    }
+
     fn allow(&self) -> &'static str {
         match self {
-            Route::Subscribe(_) | Route::Channels | Route::Health | Route::Metrics => {
-                "GET, HEAD, OPTIONS"
-            }
+            Route::Subscribe(_)
+            | Route::Channels
+            | Route::Health
+            | Route::Metrics
+            | Route::StatusPage
+            | Route::StatusFile(_) => "GET, HEAD, OPTIONS",
+            Route::StatusStream => "GET, OPTIONS",
             Route::PublishOne(_) | Route::PublishBatch => "POST, OPTIONS",
             Route::Channel(_) => "GET, HEAD, DELETE, OPTIONS",
         }
@@ -174,7 +198,8 @@ impl Route<'_> {
 
 pub fn handle(req: &Request, ctx: &mut Ctx) -> Action {
     let close = closes(req, ctx);
-    let Some(route) = Route::parse(req.path()) else {
+    let route = Route::parse(req.path()).filter(|route| ctx.config.status || !route.is_status());
+    let Some(route) = route else {
         return error(
             req,
             ctx,
@@ -205,6 +230,9 @@ pub fn handle(req: &Request, ctx: &mut Ctx) -> Action {
         }
         (Route::Health, Method::Get | Method::Head) => Ok(health(req, ctx)),
         (Route::Metrics, Method::Get | Method::Head) => Ok(metrics(req, ctx)),
+        (Route::StatusPage, Method::Get | Method::Head) => status::page(req, ctx),
+        (Route::StatusStream, Method::Get) => status::stream(req, ctx),
+        (Route::StatusFile(name), Method::Get | Method::Head) => status::asset(req, ctx, name),
         _ => {
             let allow = route.allow();
             let err = ApiError::new(
@@ -224,34 +252,34 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
         // The limit and the option that sets it, so that a publisher knows what to send or what to change.
         Refusal::Http(e @ HttpError::BodyTooLarge { limit }) => (
             e.status(),
-            e.as_str(),
+            refusal.as_str(),
             format!(
                 "The request body is larger than this server accepts: at most {limit} bytes, \
                  set by --max-body (SPOUT_MAX_BODY)."
             )
             .into(),
         ),
-        Refusal::Http(e) => (e.status(), e.as_str(), e.message().into()),
+        Refusal::Http(e) => (e.status(), refusal.as_str(), e.message().into()),
         Refusal::Timeout => (
             408,
-            "request_timeout",
+            refusal.as_str(),
             "the request did not arrive within --request-timeout".into(),
         ),
         Refusal::Busy => (
             503,
-            "busy",
+            refusal.as_str(),
             "the server is at its connection limit; retry shortly".into(),
         ),
         Refusal::PeerLimit => (
             503,
-            "too_many_connections",
+            refusal.as_str(),
             "this client address has as many connections open as --max-connections-per-ip \
              (SPOUT_MAX_CONNECTIONS_PER_IP) allows; close one or retry later"
                 .into(),
         ),
         Refusal::BodyBudget => (
             503,
-            "body_budget_full",
+            refusal.as_str(),
             "the request bodies being read fill --max-pending-body-bytes \
              (SPOUT_MAX_PENDING_BODY_BYTES); retry shortly"
                 .into(),
@@ -379,7 +407,10 @@ fn respond_error(
     extra: &[(&'static str, &str)],
     close: bool,
 ) -> Action {
-    log::debug!("native API {} {}: {}", e.status, e.code, e.message);
+    log::debug!(
+        worker = ctx.worker, peer = ctx.peer.map(|ip| ip.to_string()), reason = e.code;
+        "native API {} {}: {}", e.status, e.code, e.message
+    );
     let mut body = Vec::with_capacity(64 + e.message.len());
     json_error_body(&mut body, e.code, &e.message);
     if let Some(channel) = &e.channel {
