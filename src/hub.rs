@@ -8,6 +8,7 @@
 //!
 //! Invariant: `positions` has an entry for exactly the members in `channels`, at their index there.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
@@ -29,15 +30,16 @@ pub struct Hub {
 impl Hub {
     /// Adds `member` to `channel`. A member already there is left as it is (each subscription once).
     pub fn join(&mut self, channel: &Arc<str>, member: Member) {
-        if self.positions.contains_key(&member) {
+        // One hash of the member: its entry both checks that it is new and takes its position.
+        let Entry::Vacant(position) = self.positions.entry(member) else {
             debug_assert!(false, "{member:?} joined {channel} twice");
             return;
-        }
+        };
         let members = self.channels.entry(Arc::clone(channel)).or_default();
         let pos = u32::try_from(members.len())
             .expect("fewer than 2^32 subscribers per channel and worker");
         members.push(member);
-        self.positions.insert(member, pos);
+        position.insert(pos);
     }
 
     /// Removes `member` from `channel`; the member moved into its place gets its new position. A member that

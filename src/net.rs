@@ -1,5 +1,9 @@
 //! Listening sockets: one `SO_REUSEPORT` listener per worker and address, so the kernel spreads new connections
-//! over the workers; and the options set on accepted sockets.
+//! over the workers; and the options of accepted sockets.
+//!
+//! `TCP_NODELAY` is set once on each listener: Linux copies a listener's TCP options into every socket it
+//! accepts, so no connection needs a `setsockopt` of its own for it (one system call less per connection, the
+//! commonest cost of a subscribe storm; `accepted_sockets_inherit_nodelay` checks the kernel does so).
 //!
 //! With port 0 the first bind picks the port and every other worker binds that same port.
 //!
@@ -48,6 +52,8 @@ fn new_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
 fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = new_socket(addr, true)?;
     socket.set_nonblocking(true)?;
+    // Events are small and latency matters, so no Nagle delay; accepted sockets inherit it (module doc).
+    socket.set_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(TcpListener::from_std(socket.into()))
@@ -104,13 +110,6 @@ fn cannot_listen(addr: SocketAddr, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
 }
 
-/// Options on every accepted socket: events are small and latency matters, so no Nagle delay.
-pub fn prepare_accepted(stream: &TcpStream) {
-    if let Err(e) = stream.set_nodelay(true) {
-        log::debug!("TCP_NODELAY failed: {e}");
-    }
-}
-
 /// Bounds the kernel send buffer of a socket that has become an event stream (`--socket-send-buffer`; 0 leaves the
 /// kernel's autotuning). Set then, not at accept: requests and their answers keep the kernel's default, and the
 /// bound is what a stream whose subscriber reads slowly can hold in kernel memory on top of `--max-queued-bytes`.
@@ -120,5 +119,32 @@ pub fn size_stream_send_buffer(stream: &TcpStream, bytes: usize) {
     }
     if let Err(e) = socket2::SockRef::from(stream).set_send_buffer_size(bytes) {
         log::debug!("SO_SNDBUF failed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay() {
+        let spec = Listen {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            api: Api::Native,
+            proxy: false,
+        };
+        let (mut per_worker, bound) = bind_all(&[spec], 1).unwrap();
+        let listener = per_worker.remove(0).remove(0).listener;
+        let _client = std::net::TcpStream::connect(bound[0].addr).unwrap();
+        let accepted = loop {
+            match listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(1))
+                }
+                Err(e) => panic!("accept failed: {e}"),
+            }
+        };
+        assert!(accepted.nodelay().unwrap());
     }
 }

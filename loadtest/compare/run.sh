@@ -8,7 +8,9 @@
 #   loadtest/compare/run.sh --runs 1 --targets "spout nchan" --scenarios "fanout1k-paced idle19k"
 #
 # Options: --results FILE, --runs N (per target and scenario), --targets "...", --scenarios "...", --no-install,
-# --no-build, --plots DIR (default docs/), --no-plots. Resumable: a (target, scenario) pair that already has N runs
+# --no-build, --plots DIR (default docs/), --no-plots, --port-base P (spout on P, nchan P+1, axum P+2, uWebSockets
+# P+3, the floor P+10; default 8080, so that runs beside other servers on the same box can keep out of their way;
+# Pushpin keeps the ports of its config). Resumable: a (target, scenario) pair that already has N runs
 # in the results file is skipped, so an interrupted comparison continues where it stopped.
 # loadtest/compare/report.py turns the file into the tables of docs/BENCHMARKS.md; at the end, plot.py redraws its
 # charts (bench-cpu.svg, bench-latency.svg, bench-idle.svg in DIR) from the whole results file.
@@ -31,6 +33,7 @@ SCENARIOS="fanout1k-paced fanout10k-paced fanout1k-cap fanout10k-cap many10k idl
 INSTALL=1
 BUILD=1
 PLOTS=$ROOT/docs
+PORT_BASE=8080
 while [ $# -gt 0 ]; do
     case "$1" in
         --results) RESULTS=$2; shift 2 ;;
@@ -41,6 +44,7 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0; shift ;;
         --plots) PLOTS=$2; shift 2 ;;
         --no-plots) PLOTS=""; shift ;;
+        --port-base) PORT_BASE=$2; shift 2 ;;
         -h|--help) sed -n 2,22p "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
@@ -159,18 +163,19 @@ start_target() {
     case "$name" in
         spout|spout-ws)
             [ "$name" = spout-ws ] && TRANSPORT=ws
-            port=8080
+            port=$PORT_BASE
             setsid taskset -c 0 "$SPOUT" --listen "127.0.0.1:$port" --workers 1 --log-level warn \
                 >"$TMP/spout.log" 2>&1 &
             ;;
         spout2)
-            port=8080; PIN=""
+            port=$PORT_BASE; PIN=""
             setsid "$SPOUT" --listen "127.0.0.1:$port" --workers 2 --log-level warn >"$TMP/spout.log" 2>&1 &
             ;;
         nchan)
-            port=8081
+            port=$((PORT_BASE + 1))
             rm -rf "$TMP/nchan"; mkdir -p "$TMP/nchan/tmp"
-            setsid taskset -c 0 nginx -p "$TMP/nchan/" -c "$HERE/nchan/nginx.conf" -g 'daemon off;' \
+            sed "s/listen 127.0.0.1:8081 /listen 127.0.0.1:$port /" "$HERE/nchan/nginx.conf" >"$TMP/nchan/nginx.conf"
+            setsid taskset -c 0 nginx -p "$TMP/nchan/" -c "$TMP/nchan/nginx.conf" -g 'daemon off;' \
                 >"$TMP/nchan.log" 2>&1 &
             ;;
         pushpin)
@@ -193,15 +198,15 @@ start_target() {
             CONNECT=(--ramp 500 --connect-concurrency 64)
             ;;
         uws)
-            port=8083; TRANSPORT=ws
+            port=$((PORT_BASE + 3)); TRANSPORT=ws
             setsid taskset -c 0 node "$UWS/server.mjs" "$port" >"$TMP/uws.log" 2>&1 &
             ;;
         axum)
-            port=8082
+            port=$((PORT_BASE + 2))
             setsid taskset -c 0 "$AXUM" --listen "127.0.0.1:$port" --workers 1 >"$TMP/axum.log" 2>&1 &
             ;;
         floor|floor8)
-            port=8090
+            port=$((PORT_BASE + 10))
             local batch=1
             [ "$name" = floor8 ] && batch=8
             setsid taskset -c 0 "$LOAD" floor --listen "127.0.0.1:$port" --batch "$batch" --duration 5m \

@@ -283,6 +283,12 @@ impl Conn {
     /// Handles requests held back by `holding`, then reads until `WouldBlock` (or the budget, or a hold) and
     /// hands what arrived to the phase's handler.
     pub fn on_readable(&mut self, ctx: &mut Ctx, buf: &mut [u8]) -> Next {
+        if self.peer_closed && self.stream().is_some_and(StreamState::is_sse) {
+            // An SSE stream reads nothing its client sends, so the end of the client's side, which the event
+            // already flagged, is all a read would tell: it is skipped (one system call less per subscriber that
+            // leaves).
+            return self.on_peer_closed();
+        }
         if matches!(&self.phase, Phase::ReadingHead { partial } if !partial.is_empty()) {
             let next = self.ingest(&[], ctx);
             if next != Next::Continue {
