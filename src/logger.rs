@@ -56,7 +56,8 @@ impl Log for StderrLogger {
     }
 
     fn log(&self, record: &Record<'_>) {
-        if !self.enabled(record.metadata()) {
+        let level = level_of(record.target(), record.level());
+        if level > log::max_level() {
             return;
         }
         let mut line = Vec::with_capacity(128);
@@ -64,7 +65,7 @@ impl Log for StderrLogger {
             &mut line,
             self.format,
             SystemTime::now(),
-            record.level(),
+            level,
             record.target(),
             record.args(),
             record.key_values(),
@@ -75,6 +76,17 @@ impl Log for StderrLogger {
 
     fn flush(&self) {
         let _ = std::io::stderr().flush();
+    }
+}
+
+/// The level a record is written at: spout's own as they are; a library's (the Redis client, which logs each of
+/// its reconnection attempts, many a second while Redis is away) at most at debug. spout logs what a library's
+/// failure means for it once, at the level it deserves (`broker: cannot connect to Redis … retrying`).
+fn level_of(target: &str, level: Level) -> Level {
+    if target == "spout" || target.starts_with("spout::") {
+        level
+    } else {
+        level.max(Level::Debug)
     }
 }
 
@@ -297,6 +309,18 @@ mod tests {
         assert_eq!(value["level"], "TRACE");
         assert_eq!(value["target"], "t\"x");
         assert_eq!(value["message"], msg);
+    }
+
+    #[test]
+    fn a_librarys_records_are_debug_detail_and_spouts_keep_their_level() {
+        assert_eq!(level_of("spout::broker::redis", Level::Warn), Level::Warn);
+        assert_eq!(level_of("spout", Level::Error), Level::Error);
+        assert_eq!(
+            level_of("redis::cluster_handling::async_connection", Level::Error),
+            Level::Debug
+        );
+        assert_eq!(level_of("spoutnik", Level::Info), Level::Debug);
+        assert_eq!(level_of("ureq", Level::Trace), Level::Trace);
     }
 
     #[test]
