@@ -3,7 +3,7 @@
 //! Workers count in plain `u64` fields (`Counters`) on the hot path and copy them into their slot of relaxed
 //! atomics once per tick (`Registry::publish`); `/metrics` reads the slots. No atomic is touched inside fan-out.
 //! Every metric is defined once, in the `counters!` table below: field, exposed name, type and help text; the
-//! per-API stream gauges (`streams_by_api`) follow them in a worker's slot.
+//! per-API gauges (`streams_by_api`, `connections_by_api`) follow them in a worker's slot.
 //!
 //! `Figures::read` is the one reader of the slots, the channel table's figures and the broker's: `/metrics`
 //! renders what it read as Prometheus text, and the status stream (`status`) samples it once per second.
@@ -14,6 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::channels::{ChannelTable, TableStats, LOCK_HOLD_BOUNDS_NS};
 use crate::config::Api;
 
+/// A figure per API, indexed by `Api as usize`.
+pub type PerApi = [u64; Api::ALL.len()];
+
+/// A per-API gauge as rendered: its name, its help text, and where a worker's values are.
+type PerApiGauge = (&'static str, &'static str, fn(&Counters) -> PerApi);
+
 macro_rules! counters {
     ($($field:ident: $name:literal, $kind:literal, $help:literal;)*) => {
         /// One worker's figures, plain integers owned by the worker.
@@ -21,23 +27,30 @@ macro_rules! counters {
         pub struct Counters {
             $(pub $field: u64,)*
             /// Open event streams per API, indexed by `Api as usize` (`spout_subscribers_by_api`).
-            pub streams_by_api: [u64; Api::ALL.len()],
+            pub streams_by_api: PerApi,
+            /// Open connections per API, indexed by `Api as usize`, as the last sweep of the connections found them
+            /// (`spout_connections_by_api`): a connection counts for its listener's API until a request under a
+            /// native listener's prefix makes it a compatible API's.
+            pub connections_by_api: PerApi,
         }
 
         /// (name, type, help) of every per-worker metric, in `Counters::values` order.
         pub const WORKER_METRICS: &[(&str, &str, &str)] = &[$(($name, $kind, $help),)*];
 
         impl Counters {
-            /// The values of a slot: `WORKER_METRICS` in order, then `streams_by_api`.
+            /// The values of a slot: `WORKER_METRICS` in order, then `streams_by_api`, then `connections_by_api`.
             fn values(&self) -> impl Iterator<Item = u64> + '_ {
-                [$(self.$field,)*].into_iter().chain(self.streams_by_api.iter().copied())
+                [$(self.$field,)*]
+                    .into_iter()
+                    .chain(self.streams_by_api.iter().copied())
+                    .chain(self.connections_by_api.iter().copied())
             }
 
             /// The inverse of `values`.
             fn from_values(mut values: impl Iterator<Item = u64>) -> Counters {
                 let mut counters = Counters::default();
                 $(counters.$field = values.next().unwrap_or(0);)*
-                for cell in &mut counters.streams_by_api {
+                for cell in counters.streams_by_api.iter_mut().chain(&mut counters.connections_by_api) {
                     *cell = values.next().unwrap_or(0);
                 }
                 counters
@@ -230,15 +243,25 @@ impl Figures {
                 let _ = writeln!(out, "{name}{{worker=\"{worker}\"}} {value}");
             }
         }
-        let name = "spout_subscribers_by_api";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Open event streams per API (the API a stream was opened with, under a native listener's prefix too).\n# TYPE {name} gauge"
-        );
-        for (worker, counters) in self.workers.iter().enumerate() {
-            for (api, value) in Api::ALL.iter().zip(counters.streams_by_api) {
-                let api = api.as_str();
-                let _ = writeln!(out, "{name}{{worker=\"{worker}\",api=\"{api}\"}} {value}");
+        let by_api: [PerApiGauge; 2] = [
+            (
+                "spout_subscribers_by_api",
+                "Open event streams per API (the API a stream was opened with, under a native listener's prefix too).",
+                |c| c.streams_by_api,
+            ),
+            (
+                "spout_connections_by_api",
+                "Open connections per API (the listener's, or the compatible API a request under a native listener's prefix reached), as the last sweep of the connections found them.",
+                |c| c.connections_by_api,
+            ),
+        ];
+        for (name, help, values) in by_api {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (worker, counters) in self.workers.iter().enumerate() {
+                for (api, value) in Api::ALL.iter().zip(values(counters)) {
+                    let api = api.as_str();
+                    let _ = writeln!(out, "{name}{{worker=\"{worker}\",api=\"{api}\"}} {value}");
+                }
             }
         }
         out
@@ -249,7 +272,7 @@ impl Registry {
     pub fn new(workers: usize) -> Registry {
         let slots = (0..workers)
             .map(|_| {
-                (0..WORKER_METRICS.len() + Api::ALL.len())
+                (0..WORKER_METRICS.len() + 2 * Api::ALL.len())
                     .map(|_| AtomicU64::new(0))
                     .collect()
             })

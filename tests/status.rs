@@ -74,10 +74,25 @@ fn the_status_stream_sends_a_sample_a_second_from_the_metrics_counters() {
     assert!(metric(addr, "spout_delivered_total") >= next["delivered"].as_u64().unwrap_or(0));
     let metrics = get(addr, "/metrics").text();
     assert!(
-        metrics.contains("spout_subscribers_by_api{worker=\"0\",api=\"native\"}"),
+        metrics.contains("spout_subscribers_by_api{worker=\"0\",api=\"native\"}")
+            && metrics.contains("spout_connections_by_api{worker=\"0\",api=\"native\"}"),
         "{metrics}"
     );
 
+    // Connections per API come from the sweep of the connections: the two streams, and this test's publishes on
+    // keep-alive connections that may still be open.
+    let started = Instant::now();
+    loop {
+        let s = sample(&mut status);
+        if s["connections_by_api"]["native"].as_u64() >= Some(2) {
+            assert_eq!(s["connections_by_api"]["keker"], 0, "{s}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no connections per API: {s}"
+        );
+    }
     // The status stream's channel is spout's own: no listing shows it.
     for listing in ["/channels", "/channels?api=all"] {
         let text = get(addr, listing).text();

@@ -72,7 +72,7 @@ function show(s) {
   $('updated').textContent = 'at ' + new Date(s.time).toISOString().replace('T', ' ').slice(0, 19) + ' UTC' +
     (s.draining ? ' (draining)' : '');
   rows('workers', s.workers.map((w, i) => [i, number(w.connections), number(w.subscribers), bytes(w.queued_bytes)]));
-  rows('apis', Object.entries(s.apis).map(([api, n]) => [api, number(n)]));
+  rows('apis', Object.entries(s.apis).map(([api, n]) => [api, number((s.connections_by_api || {})[api] || 0), number(n)]));
   rows('errors', Object.entries(s.errors).map(([code, n]) => [code, number(n)]));
   document.body.dataset.samples = String(received);
 }

@@ -67,6 +67,14 @@ pub fn sample(
             (api.as_str().to_string(), json!(streams))
         })
         .collect();
+    let connections_by_api: Map<String, Value> = Api::ALL
+        .iter()
+        .map(|api| {
+            let i = *api as usize;
+            let open = figures.total(|c| c.connections_by_api.get(i).copied().unwrap_or(0));
+            (api.as_str().to_string(), json!(open))
+        })
+        .collect();
     let errors: Map<String, Value> = ERRORS
         .iter()
         .map(|(code, counter)| (code.to_string(), json!(figures.total(counter))))
@@ -86,6 +94,7 @@ pub fn sample(
         "subscriptions": figures.total(|c| c.subscriptions),
         "workers": workers,
         "apis": apis,
+        "connections_by_api": connections_by_api,
         "published": published,
         "delivered": delivered,
         "rates": {

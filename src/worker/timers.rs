@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 use super::{Worker, EXPIRE_EVERY, TICK};
+use crate::config::Api;
 use crate::conn::{Deadline, Next};
 
 /// Connections a sweep visits per loop turn: a turn spends at most about this many deadline checks (tens of
@@ -23,20 +24,25 @@ pub(super) struct Sweep {
     now: Instant,
     next_key: usize,
     queued: u64,
+    /// Connections per API seen so far in this pass (`spout_connections_by_api`, set when the pass ends).
+    by_api: [u64; Api::ALL.len()],
 }
 
 impl Worker {
     pub(super) fn tick(&mut self, now: Instant) {
         self.next_tick = now + TICK;
         self.date.update(SystemTime::now());
-        let (next_key, queued) = self
+        let (next_key, queued, by_api) = self
             .sweep
             .take()
-            .map_or((0, 0), |sweep| (sweep.next_key, sweep.queued));
+            .map_or((0, 0, [0; Api::ALL.len()]), |sweep| {
+                (sweep.next_key, sweep.queued, sweep.by_api)
+            });
         self.sweep = Some(Sweep {
             now,
             next_key,
             queued,
+            by_api,
         });
         if self.drain.is_some() {
             self.drain_streams(now);
@@ -61,7 +67,7 @@ impl Worker {
         let Some(sweep) = self.sweep.take() else {
             return;
         };
-        let (now, mut queued) = (sweep.now, sweep.queued);
+        let (now, mut queued, mut by_api) = (sweep.now, sweep.queued, sweep.by_api);
         let end = sweep
             .next_key
             .saturating_add(SWEEP_SLICE)
@@ -72,6 +78,9 @@ impl Worker {
                 continue;
             };
             queued += conn.out.bytes() as u64;
+            if let Some(count) = by_api.get_mut(conn.api as usize) {
+                *count += 1;
+            }
             if !conn.deadline.is_due(now) {
                 continue;
             }
@@ -90,9 +99,11 @@ impl Worker {
                 now,
                 next_key: end,
                 queued,
+                by_api,
             });
         } else {
             self.counters.queued_bytes = queued;
+            self.counters.connections_by_api = by_api;
         }
     }
 }
