@@ -19,6 +19,7 @@ use signal_hook::iterator::Signals;
 use spout::auth::Auth;
 use spout::broker::local::LocalBroker;
 use spout::broker::redis::{RedisBroker, Settings};
+use spout::broker::Broker;
 use spout::bus::{Bus, WorkerMsg};
 use spout::channels::{ChannelTable, TableLimits};
 use spout::config::{AuthMode, BrokerChoice, Config, Listen};
@@ -121,11 +122,11 @@ fn run(config: Config, mut auth: Auth) -> Result<(), String> {
         workers,
     };
     let table = Arc::new(ChannelTable::new(limits, SystemTime::now()));
-    let broker = Arc::new(LocalBroker::new(Arc::clone(&table), Arc::clone(&bus)));
+    let local = Arc::new(LocalBroker::new(Arc::clone(&table), Arc::clone(&bus)));
     auth.start_hook(&config, Arc::clone(&bus))
         .map_err(|e| format!("cannot start the auth hook's threads: {e}"))?;
-    let redis = match &config.broker {
-        BrokerChoice::Local => None,
+    let broker: Arc<dyn Broker> = match &config.broker {
+        BrokerChoice::Local => Arc::clone(&local) as Arc<dyn Broker>,
         BrokerChoice::Redis(seeds) => {
             let settings = Settings {
                 seeds: seeds.clone(),
@@ -142,7 +143,7 @@ fn run(config: Config, mut auth: Auth) -> Result<(), String> {
                 settings.node_name,
                 seeds.join(",")
             );
-            Some(
+            Arc::new(
                 RedisBroker::start(settings, Arc::clone(&table), Arc::clone(&bus))
                     .map_err(|e| format!("cannot start the broker thread: {e}"))?,
             )
@@ -163,7 +164,7 @@ fn run(config: Config, mut auth: Auth) -> Result<(), String> {
         auth,
         table,
         broker,
-        redis,
+        local,
         registry: Registry::new(workers),
         status: Status::default(),
         draining: AtomicBool::new(false),
@@ -193,11 +194,11 @@ fn run(config: Config, mut auth: Auth) -> Result<(), String> {
                 let shared = &*sampler;
                 status::sample_every_second(
                     || {
-                        let broker = shared.redis.as_ref().map(|redis| redis.figures());
+                        let broker = shared.broker.figures();
                         let draining = shared.draining.load(Ordering::Relaxed);
                         Figures::read(&shared.registry, &shared.table, draining, broker)
                     },
-                    |frame| shared.status.publish(frame, &shared.table, &*shared.broker),
+                    |frame| shared.status.publish(frame, &shared.table, &shared.local),
                     || shared.draining.load(Ordering::Relaxed),
                 );
             })

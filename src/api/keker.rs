@@ -406,8 +406,8 @@ fn publish(req: &Request, ctx: &mut Ctx) -> Action {
     };
     let channel = format!("{TOKEN_CHANNEL_PREFIX}{live}");
     let published = ctx
-        .broker
-        .publish(vec![event(&channel, frame)], ctx.wall, ctx.now);
+        .local
+        .publish_now(vec![event(&channel, frame)], ctx.wall, ctx.now);
     drop(state);
     match published {
         Ok(_) => {
@@ -425,8 +425,8 @@ fn broadcast(req: &Request, ctx: &mut Ctx) -> Action {
     let state = ctx.apps.keker.lock();
     let tokens = state.sessions.len();
     let published = if tokens > 0 {
-        ctx.broker
-            .publish(vec![event(BROADCAST_CHANNEL, frame)], ctx.wall, ctx.now)
+        ctx.local
+            .publish_now(vec![event(BROADCAST_CHANNEL, frame)], ctx.wall, ctx.now)
             .map(|_| ())
     } else {
         Ok(())

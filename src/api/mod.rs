@@ -36,8 +36,8 @@ use std::time::{Instant, SystemTime};
 
 use crate::auth::verdict::HookVerdict;
 use crate::auth::Auth;
-use crate::broker::redis::RedisBroker;
-use crate::broker::{Broker, BrokerAnswer, Waiter};
+use crate::broker::local::LocalBroker;
+use crate::broker::{Ask, Broker, BrokerAnswer, Waiter};
 use crate::channels::{ChannelTable, Subscription};
 use crate::config::{Api, Config};
 use crate::http::request::{Head, Method};
@@ -68,7 +68,10 @@ pub struct Ctx<'a> {
     /// Who may subscribe and publish (`--auth`): token keys and public channels.
     pub auth: &'a Auth,
     pub table: &'a ChannelTable,
+    /// The native API's channels: this node's, or every node's through Redis (`--broker`).
     pub broker: &'a dyn Broker,
+    /// This node's channels, which the compatible APIs publish to and delete (their state is this node's).
+    pub local: &'a LocalBroker,
     pub registry: &'a Registry,
     /// The status stream (`--status`): its viewers' subscription and opening.
     pub status: &'a crate::status::Status,
@@ -86,8 +89,6 @@ pub struct Ctx<'a> {
     pub counters: &'a mut Counters,
     /// Source of server-assigned client ids (per worker).
     pub ids: &'a mut IdSource,
-    /// The Redis broker, when the native API's channels are shared between nodes (`--broker redis://…`).
-    pub redis: Option<&'a RedisBroker>,
     /// Where the broker's or the hook's answer to this request goes if the API parks it (`Action::Await`).
     pub waiter: Waiter,
     /// The broker's answer, when a parked request is handled again.
@@ -95,6 +96,17 @@ pub struct Ctx<'a> {
     /// The auth hook's verdict on this request, once it has one (`--auth hook`); kept while the request parks
     /// again for the broker (`conn::Parked`).
     pub verdict: Option<HookVerdict>,
+}
+
+impl Ctx<'_> {
+    /// Where the broker's answer to this request goes, and the answer when the request is handled again with
+    /// it: what every broker operation is given.
+    pub fn ask(&mut self) -> Ask<'_> {
+        Ask {
+            waiter: self.waiter,
+            answer: &mut self.answer,
+        }
+    }
 }
 
 /// A complete request: its parsed head, the bytes the head's spans point into, and the decoded body.

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::broker::Broker;
+use crate::broker::local::LocalBroker;
 use crate::channels::{ChannelTable, NewEvent, Resume, Subscription, TableError};
 use crate::message::{Frame, Wire};
 use crate::metrics::Figures;
@@ -69,7 +69,7 @@ impl Status {
 
     /// Keeps `frame` among the recent ones and publishes it to the viewers, if there are any (without viewers the
     /// channel does not exist, and nothing is sequenced).
-    pub fn publish(&self, frame: Frame, table: &ChannelTable, broker: &dyn Broker) {
+    pub fn publish(&self, frame: Frame, table: &ChannelTable, broker: &LocalBroker) {
         let mut recent = lock(&self.recent);
         if recent.len() == RECENT {
             recent.pop_front();
@@ -84,7 +84,7 @@ impl Status {
             ephemeral: true,
             ..NewEvent::default()
         };
-        if let Err(e) = broker.publish(vec![event], SystemTime::now(), Instant::now()) {
+        if let Err(e) = broker.publish_now(vec![event], SystemTime::now(), Instant::now()) {
             // A worker too far behind to take it: its viewers miss one second, as a publisher would be told.
             log::debug!("status: a sample was not sent: {}", e.as_str());
         }

@@ -34,7 +34,7 @@ use slab::Slab;
 
 use crate::api::{self, Apps, Refusal};
 use crate::auth::Auth;
-use crate::broker::redis::RedisBroker;
+use crate::broker::local::LocalBroker;
 use crate::broker::{Broker, Waiter};
 use crate::bus::{self, Answer, WorkerMsg};
 use crate::channels::ChannelTable;
@@ -77,9 +77,10 @@ pub struct Shared {
     /// Token keys and public channels (`--auth`), loaded once at startup.
     pub auth: Auth,
     pub table: Arc<ChannelTable>,
+    /// The native API's channels: this node's (`--broker local`) or every node's through Redis.
     pub broker: Arc<dyn Broker>,
-    /// `--broker redis://…`: the native API's channels go through Redis.
-    pub redis: Option<RedisBroker>,
+    /// This node's channels: the compatible APIs' and spout's own (the status stream's).
+    pub local: Arc<LocalBroker>,
     pub registry: Registry,
     /// The status stream's recent samples (`--status`).
     pub status: Status,
@@ -142,6 +143,7 @@ macro_rules! ctx {
             auth: &$w.shared.auth,
             table: &$w.shared.table,
             broker: &*$w.shared.broker,
+            local: &$w.shared.local,
             registry: &$w.shared.registry,
             status: &$w.shared.status,
             apps: &$w.shared.apps,
@@ -152,7 +154,6 @@ macro_rules! ctx {
             draining: $w.drain.is_some(),
             counters: &mut $w.counters,
             ids: &mut $w.ids,
-            redis: $w.shared.redis.as_ref(),
             waiter: $crate::broker::Waiter {
                 worker: $w.id,
                 conn: usize::MAX,

@@ -325,7 +325,7 @@ fn post(req: &Request, ctx: &mut Ctx, room: &str) -> Action {
         ephemeral: true,
         ..Default::default()
     };
-    if let Err(e) = ctx.broker.publish(vec![event], ctx.wall, ctx.now) {
+    if let Err(e) = ctx.local.publish_now(vec![event], ctx.wall, ctx.now) {
         drop(st);
         if e == TableError::Overloaded {
             ctx.counters.overloaded += 1;

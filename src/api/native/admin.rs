@@ -8,7 +8,8 @@ use serde_json::json;
 use super::input::{channel_name, Query};
 use super::{error, json_response, respond, ApiError, Handled};
 use crate::api::{channel_api, closes, Action, Ctx, Request};
-use crate::broker::BrokerAnswer;
+use crate::broker::local::LIST_SCAN;
+
 use crate::channels::{ChannelPage, ChannelSummary};
 use crate::config::Api;
 use crate::metrics::Figures;
@@ -44,14 +45,6 @@ impl Listing {
                 )
             })
     }
-
-    pub(super) fn keeps(self, api: Api) -> bool {
-        match self {
-            Listing::Plain => api == Api::Native,
-            Listing::Of(asked) => api == asked,
-            Listing::All => true,
-        }
-    }
 }
 
 /// Channels per page of `GET /channels` when `?limit=` is not given.
@@ -60,9 +53,6 @@ pub(super) const DEFAULT_LIST_LIMIT: usize = 1000;
 /// deliveries wait for it (release build: a 1,000-channel page of 53 KB took 0.45 ms to answer, a 10,000-channel
 /// one 5 ms; at 5,000, about 2.5 ms).
 pub(super) const MAX_LIST_LIMIT: usize = 5_000;
-/// Names one page may look at under the table lock, kept or filtered out: with `?api=` filtering, a page may end
-/// early (even empty, with a `next`) rather than walk the whole table.
-const LIST_SCAN: usize = 10_000;
 
 /// `GET /channels`: one page of the channels, in name order, native channels only unless `?api=` asks for another
 /// API's or all; the compatible APIs' channel names can be credentials (keker's tokens), so the operator view never
@@ -87,36 +77,33 @@ pub(super) fn list_channels(req: &Request, ctx: &mut Ctx) -> Handled {
             })?,
     };
     let after = query.get("cursor").map(decode_cursor).transpose()?;
-    let page = match (ctx.redis, listing) {
-        // With the Redis broker, native channels are the cluster's: a page of its registry. The compatible APIs'
-        // channels stay this node's.
-        (Some(redis), Listing::Plain | Listing::All) => {
-            let shared = match ctx.answer.take() {
-                Some(BrokerAnswer::Listed(result)) => result.map_err(ApiError::from_broker)?,
-                _ => {
-                    redis
-                        .list(after.as_deref(), limit, ctx.waiter)
-                        .map_err(ApiError::from_broker)?;
-                    return Ok(Action::Await);
-                }
+    // The status page's channel is spout's own, in no API's namespace.
+    let native = |name: &str| name != crate::status::CHANNEL && channel_api(name) == Api::Native;
+    let others = |name: &str| name != crate::status::CHANNEL && channel_api(name) != Api::Native;
+    let page = match listing {
+        // The compatible APIs' channels are this node's.
+        Listing::Of(api) if api != Api::Native => {
+            ctx.table
+                .list_page(after.as_deref(), limit, LIST_SCAN, |name| {
+                    channel_api(name) == api
+                })
+        }
+        // Native channels are the broker's: this node's, or the cluster's with Redis.
+        _ => {
+            let broker = ctx.broker;
+            let asked = broker.list_channels(after.as_deref(), limit, &native, ctx.ask());
+            let Some(page) = asked.map_err(ApiError::from_broker)?.now() else {
+                return Ok(Action::Await);
             };
             if listing == Listing::All {
                 let local = ctx
                     .table
-                    .list_page(after.as_deref(), limit, LIST_SCAN, |name| {
-                        channel_api(name) != Api::Native
-                    });
-                merge_pages(shared, local, limit)
+                    .list_page(after.as_deref(), limit, LIST_SCAN, others);
+                merge_pages(page, local, limit)
             } else {
-                shared
+                page
             }
         }
-        _ => ctx
-            .table
-            .list_page(after.as_deref(), limit, LIST_SCAN, |name| {
-                // The status page's channel is spout's own, in no API's namespace.
-                name != crate::status::CHANNEL && listing.keeps(channel_api(name))
-            }),
     };
     // Serialized straight from borrowed fields: a page is built on the event loop, and a `serde_json::Value` per
     // entry (an ordered map each) cost several times as much.
@@ -211,15 +198,10 @@ fn decode_cursor(raw: &str) -> Result<String, ApiError> {
 
 pub(super) fn channel_info(req: &Request, ctx: &mut Ctx, raw: &[u8]) -> Handled {
     let name = channel_name(raw)?;
-    let info = match (ctx.redis, ctx.answer.take()) {
-        (None, _) => ctx.table.info(name),
-        (Some(_), Some(BrokerAnswer::Info(result))) => result.map_err(ApiError::from_broker)?,
-        (Some(redis), _) => {
-            redis
-                .info(name, ctx.waiter)
-                .map_err(ApiError::from_broker)?;
-            return Ok(Action::Await);
-        }
+    let broker = ctx.broker;
+    let asked = broker.channel_info(name, ctx.ask());
+    let Some(info) = asked.map_err(ApiError::from_broker)?.now() else {
+        return Ok(Action::Await);
     };
     let info =
         info.ok_or_else(|| ApiError::new(404, "channel_not_found", format!("no channel {name}")))?;
@@ -236,15 +218,10 @@ pub(super) fn channel_info(req: &Request, ctx: &mut Ctx, raw: &[u8]) -> Handled 
 
 pub(super) fn delete_channel(req: &Request, ctx: &mut Ctx, raw: &[u8]) -> Handled {
     let name = channel_name(raw)?;
-    let existed = match (ctx.redis, ctx.answer.take()) {
-        (None, _) => ctx.broker.delete_channel(name),
-        (Some(_), Some(BrokerAnswer::Deleted(result))) => result.map_err(ApiError::from_broker)?,
-        (Some(redis), _) => {
-            redis
-                .delete(name, ctx.waiter)
-                .map_err(ApiError::from_broker)?;
-            return Ok(Action::Await);
-        }
+    let broker = ctx.broker;
+    let asked = broker.delete_channel(name, ctx.ask());
+    let Some(existed) = asked.map_err(ApiError::from_broker)?.now() else {
+        return Ok(Action::Await);
     };
     if !existed {
         return Err(ApiError::new(
@@ -266,7 +243,7 @@ pub(super) fn health(req: &Request, ctx: &mut Ctx) -> Action {
         let err = ApiError::new(503, "draining", "the server is shutting down");
         return error(req, ctx, err, closes(req, ctx));
     }
-    if ctx.redis.is_some_and(|redis| !redis.reachable()) {
+    if ctx.broker.figures().is_some_and(|broker| !broker.reachable) {
         // The load balancer should move traffic to a node that can reach Redis.
         let err = ApiError::new(503, "broker_unavailable", "this node cannot reach Redis");
         return error(req, ctx, err, closes(req, ctx));
@@ -288,8 +265,7 @@ pub(super) fn metrics(req: &Request, ctx: &mut Ctx) -> Action {
 
 /// What `/metrics` and the status page show, read now.
 pub(super) fn figures(ctx: &Ctx) -> Figures {
-    let broker = ctx.redis.map(|redis| redis.figures());
-    Figures::read(ctx.registry, ctx.table, ctx.draining, broker)
+    Figures::read(ctx.registry, ctx.table, ctx.draining, ctx.broker.figures())
 }
 
 #[cfg(test)]

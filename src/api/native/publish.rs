@@ -11,7 +11,7 @@ use super::access;
 use super::input::{channel_name, event_name, recipients, Query};
 use super::{json_response, respond, ApiError, Handled};
 use crate::api::{Action, Ctx, Request};
-use crate::broker::BrokerAnswer;
+use crate::broker::BrokerError;
 use crate::channels::{NewEvent, Receipt, TableError};
 
 /// Events in one batch publish (the body limit bounds it too).
@@ -130,24 +130,14 @@ pub(super) fn publish_batch(req: &Request, ctx: &mut Ctx) -> Handled {
     Ok(json_response(req, ctx, 200, &json!({ "ids": ids })))
 }
 
-/// Publishes through the broker: at once with the local one; with Redis, the first handling queues the events
-/// and parks the request (`None`), and the second gets the receipts (`ctx.answer`).
+/// Publishes through the native API's broker: at once with the local one; with Redis, the first handling queues
+/// the events and parks the request (`None`), and the second gets the receipts (`ctx.answer`).
 fn publish_events(ctx: &mut Ctx, events: Vec<NewEvent>) -> Result<Option<Vec<Receipt>>, ApiError> {
-    let Some(redis) = ctx.redis else {
-        return ctx
-            .broker
-            .publish(events, ctx.wall, ctx.now)
-            .map(Some)
-            .map_err(|e| count_table_error(ctx, e));
-    };
-    match ctx.answer.take() {
-        Some(BrokerAnswer::Published(result)) => result.map(Some).map_err(ApiError::from_broker),
-        _ => {
-            redis
-                .publish(events, ctx.waiter)
-                .map_err(ApiError::from_broker)?;
-            Ok(None)
-        }
+    let broker = ctx.broker;
+    match broker.publish(events, ctx.wall, ctx.now, ctx.ask()) {
+        Ok(reply) => Ok(reply.now()),
+        Err(BrokerError::Table(e)) => Err(count_table_error(ctx, e)),
+        Err(e) => Err(ApiError::from_broker(e)),
     }
 }
 

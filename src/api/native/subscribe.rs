@@ -14,12 +14,11 @@ use super::{cors_origin, push_cors, respond_error, ApiError, Handled, CLIENT_ID_
 use crate::api::{
     closes, keep_alive_field, Action, ChannelLoss, Ctx, Request, Stream, TokenExpired,
 };
-use crate::broker::BrokerAnswer;
-use crate::channels::{FedSubscribe, ResetNotice, Resume, Subscription};
+use crate::broker::{Reply, Subscribe};
+use crate::channels::{ResetNotice, Subscription};
 use crate::config::{Api, CorsOrigin};
 use crate::http::response::write_stream_head;
 use crate::message::ws_text_frame;
-use crate::message::EventId;
 use crate::sse;
 use crate::ws::handshake::{self, HandshakeError};
 
@@ -161,12 +160,8 @@ pub(super) fn subscribe(req: &Request, ctx: &mut Ctx, list: &[u8]) -> Handled {
     })))
 }
 
-/// The most channels one stream carries with the Redis broker: its `Last-Event-ID` holds a position per channel
-/// (at most 21 bytes each), and stays well inside a request head.
-pub const MAX_FED_CHANNELS: usize = 32;
-
-/// Registers the stream's subscription: in the channel table at once, or, with the Redis broker, once its
-/// channels are fed on this node from the stream's cursor on (`None`: the broker was asked to warm them, and the
+/// Registers the stream's subscription through the native API's broker: at once, or, with the Redis broker and
+/// channels this node does not hold from the stream's cursor on, once the broker has warmed them (`None`: the
 /// request is handled again with its answer). `cursor` is the `Last-Event-ID` the client sent, if any.
 fn register(
     ctx: &mut Ctx,
@@ -174,65 +169,27 @@ fn register(
     client_id: &str,
     cursor: Option<&[u8]>,
 ) -> Result<Option<Subscription>, ApiError> {
-    let text = cursor.map(|raw| std::str::from_utf8(raw).unwrap_or_default());
-    let Some(redis) = ctx.redis else {
-        let resume = match text {
-            None => Resume::Fresh,
-            Some(text) => EventId::parse(text).map_or(Resume::Unparseable, Resume::After),
-        };
-        return ctx
-            .table
-            .subscribe(ctx.worker, names, client_id, resume, ctx.peer)
-            .map(Some)
-            .map_err(ApiError::from_table);
-    };
-    if names.len() > MAX_FED_CHANNELS {
-        return Err(ApiError::bad(
-            "too_many_subscriptions",
-            format!(
-                "with --broker redis a stream carries at most {MAX_FED_CHANNELS} channels (its Last-Event-ID \
-                 holds a position for each)"
-            ),
-        ));
-    }
-    let resumes = per_channel_resume(text, names.len());
-    let wanted: Vec<(&str, Resume)> = names.iter().copied().zip(resumes).collect();
-    let just_read = match ctx.answer.take() {
-        Some(BrokerAnswer::Warmed(Err(e))) => return Err(ApiError::from_broker(e)),
-        Some(BrokerAnswer::Warmed(Ok(()))) => true,
-        _ => false,
-    };
-    let fed = ctx
-        .table
-        .subscribe_fed(ctx.worker, &wanted, client_id, just_read, ctx.peer)
-        .map_err(ApiError::from_table)?;
-    match fed {
-        FedSubscribe::Subscribed(subscription) => Ok(Some(subscription)),
-        FedSubscribe::Warm(cold) => {
-            redis
-                .warm(cold, ctx.peer, ctx.waiter)
-                .map_err(ApiError::from_broker)?;
-            Ok(None)
+    if let Some(max) = ctx.broker.max_channels_per_stream() {
+        if names.len() > max {
+            return Err(ApiError::bad(
+                "too_many_subscriptions",
+                format!(
+                    "with --broker redis a stream carries at most {max} channels (its Last-Event-ID holds a \
+                     position for each)"
+                ),
+            ));
         }
     }
-}
-
-/// Where each of a fed stream's `n` channels resumes, from the `Last-Event-ID` it sent: a position per channel
-/// (what such a stream's ids are), or, for a stream of several channels, one id for all of them (a cursor a
-/// client made itself); anything else does not parse.
-fn per_channel_resume(text: Option<&str>, n: usize) -> Vec<Resume> {
-    let Some(text) = text else {
-        return vec![Resume::Fresh; n];
+    let wanted = Subscribe {
+        worker: ctx.worker,
+        names,
+        client_id,
+        cursor: cursor.map(|raw| std::str::from_utf8(raw).unwrap_or_default()),
+        creator: ctx.peer,
     };
-    let positions = match n {
-        1 => EventId::parse(text).map(|id| vec![id]),
-        _ => EventId::parse_per_channel(text, n)
-            .or_else(|| EventId::parse(text).map(|id| vec![id; n])),
-    };
-    match positions {
-        Some(positions) => positions.into_iter().map(Resume::After).collect(),
-        None => vec![Resume::Unparseable; n],
-    }
+    let broker = ctx.broker;
+    let asked = broker.subscribe(wanted, ctx.ask());
+    asked.map(Reply::now).map_err(ApiError::from_broker)
 }
 
 /// A refused WebSocket upgrade: 400 naming the one version spout speaks (RFC 6455 §4.2.2, §4.4). The connection

@@ -290,8 +290,8 @@ pub fn stream_closed(client_id: &str, ctx: &mut Ctx) {
 fn publish_presence(state: &State, ctx: &Ctx) -> Result<(), TableError> {
     let data = json!({"type": "online-presence", "payload": state.presence.list_json()});
     let event = new_event(PRESENCE_CHANNEL, "online-presence", data.to_string());
-    ctx.broker
-        .publish(vec![event], ctx.wall, ctx.now)
+    ctx.local
+        .publish_now(vec![event], ctx.wall, ctx.now)
         .map(|_| ())
 }
 
@@ -374,7 +374,7 @@ fn publish(req: &Request, ctx: &mut Ctx, body: Option<JsValue>) -> Action {
         return express::error_page(req, ctx, 503, true, None);
     }
     if !events.is_empty() {
-        if let Err(e) = ctx.broker.publish(events, ctx.wall, ctx.now) {
+        if let Err(e) = ctx.local.publish_now(events, ctx.wall, ctx.now) {
             return table_error(req, ctx, e);
         }
     }

@@ -237,7 +237,7 @@ fn subscribe(req: &Request, ctx: &mut Ctx) -> Action {
     let list = serde_json::to_string(&members).unwrap_or_default();
     let (_, client_list) = event_frame(&channel_json, "CLIENT_LIST", "server", &list);
     let connect = new_event(&core, &channel_json, "CONNECT", &client, "null");
-    if let Err(e) = ctx.broker.publish(vec![connect], ctx.wall, ctx.now) {
+    if let Err(e) = ctx.local.publish_now(vec![connect], ctx.wall, ctx.now) {
         // Undo the join: nobody has seen it yet.
         leave(&mut channels, channel_id, &client);
         ctx.table
@@ -295,7 +295,7 @@ pub fn stream_closed(client_id: &str, channels: &[SubscribedChannel], ctx: &mut 
         }
         let channel_json = json_string(&goweb::lossy(&id));
         let disconnect = new_event(&sub.name, &channel_json, "DISCONNECT", client_id, "null");
-        if let Err(e) = ctx.broker.publish(vec![disconnect], ctx.wall, ctx.now) {
+        if let Err(e) = ctx.local.publish_now(vec![disconnect], ctx.wall, ctx.now) {
             log::warn!(
                 "pipely: DISCONNECT of {client_id} on {} not delivered: {}",
                 sub.name,
@@ -332,7 +332,7 @@ fn publish(req: &Request, ctx: &mut Ctx) -> Action {
     let channel_json = json_string(&event.channel_id);
     let payload = event.payload.as_deref().unwrap_or("null");
     let new = new_event(&core, &channel_json, &event.kind, &event.origin_id, payload);
-    let published = ctx.broker.publish(vec![new], ctx.wall, ctx.now);
+    let published = ctx.local.publish_now(vec![new], ctx.wall, ctx.now);
     drop(channels);
     match published {
         Ok(_) => {

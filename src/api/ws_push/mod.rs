@@ -316,7 +316,7 @@ fn action(route: Route, req: &Request, ctx: &mut Ctx) -> (u16, Vec<u8>) {
         (Kind::Ping, _, true) => (200, server_ack("OK", channel, None)),
         (Kind::Delete, _, true) => {
             state.channels.remove(channel);
-            ctx.broker.delete_channel(&core_name(channel));
+            ctx.local.delete_now(&core_name(channel));
             (200, server_ack("Deleted", channel, None))
         }
         (_, _, true) => push(&value, channel, ctx),
@@ -374,7 +374,7 @@ fn push(value: &Value, channel: &str, ctx: &mut Ctx) -> (u16, Vec<u8>) {
         ephemeral: true,
         ..NewEvent::default()
     };
-    match ctx.broker.publish(vec![event], ctx.wall, ctx.now) {
+    match ctx.local.publish_now(vec![event], ctx.wall, ctx.now) {
         Ok(_) => {
             ctx.counters.published += 1;
             (200, server_ack("Sent", channel, None))

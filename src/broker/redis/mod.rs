@@ -26,6 +26,7 @@
 //! behind one another go together (one script call per channel for all of them).
 
 mod connection;
+mod native;
 mod scripts;
 
 use std::collections::{HashMap, HashSet};
@@ -139,6 +140,8 @@ enum Command {
 pub struct RedisBroker {
     commands: mpsc::Sender<Command>,
     health: Arc<Health>,
+    /// The node's channel table, which the broker thread feeds: subscribing registers there once a channel is.
+    table: Arc<ChannelTable>,
 }
 
 impl RedisBroker {
@@ -153,7 +156,7 @@ impl RedisBroker {
         let node = Node {
             scripts: Scripts::new("SPUBLISH"),
             settings,
-            table,
+            table: Arc::clone(&table),
             bus,
             health: Arc::clone(&health),
             con: None,
@@ -169,17 +172,21 @@ impl RedisBroker {
         std::thread::Builder::new()
             .name("spout-broker".into())
             .spawn(move || runtime.block_on(node.run(inbox)))?;
-        Ok(RedisBroker { commands, health })
+        Ok(RedisBroker {
+            commands,
+            health,
+            table,
+        })
     }
 
     /// Queues a batch; the answer reaches `waiter`'s worker. Err when the queue is full.
-    pub fn publish(&self, events: Vec<NewEvent>, waiter: Waiter) -> Result<(), BrokerError> {
+    fn ask_publish(&self, events: Vec<NewEvent>, waiter: Waiter) -> Result<(), BrokerError> {
         self.queue(Command::Publish(events, waiter))
     }
 
     /// Asks for `channels` to be fed on this node, each from its cursor on (`None`: live only); one answer
     /// once all are. Channels this makes count against `creator` (`--max-channels-per-ip`).
-    pub fn warm(
+    fn ask_warm(
         &self,
         channels: Vec<(Box<str>, Option<EventId>)>,
         creator: Option<IpAddr>,
@@ -193,17 +200,17 @@ impl RedisBroker {
     }
 
     /// Deletes `channel` on every node.
-    pub fn delete(&self, channel: &str, waiter: Waiter) -> Result<(), BrokerError> {
+    fn ask_delete(&self, channel: &str, waiter: Waiter) -> Result<(), BrokerError> {
         self.queue(Command::Delete(channel.into(), waiter))
     }
 
     /// Reads `channel` as every node sees it.
-    pub fn info(&self, channel: &str, waiter: Waiter) -> Result<(), BrokerError> {
+    fn ask_info(&self, channel: &str, waiter: Waiter) -> Result<(), BrokerError> {
         self.queue(Command::Info(channel.into(), waiter))
     }
 
     /// Lists up to `limit` channels after `after` (in name order) that have history or subscribers on some node.
-    pub fn list(
+    fn ask_list(
         &self,
         after: Option<&str>,
         limit: usize,
@@ -216,15 +223,11 @@ impl RedisBroker {
         })
     }
 
-    /// Whether the last health check (or operation) reached Redis.
-    pub fn reachable(&self) -> bool {
-        self.health.reachable.load(Ordering::Relaxed)
-    }
-
-    /// What `/metrics` shows of the broker.
-    pub fn figures(&self) -> BrokerFigures {
+    /// What `/metrics` shows of the broker; `reachable`: whether the last health check (or operation) reached
+    /// Redis.
+    fn current_figures(&self) -> BrokerFigures {
         BrokerFigures {
-            reachable: self.reachable(),
+            reachable: self.health.reachable.load(Ordering::Relaxed),
             round_trips: self.health.round_trips.load(Ordering::Relaxed),
             errors: self.health.errors.load(Ordering::Relaxed),
             received: self.health.received.load(Ordering::Relaxed),
