@@ -48,7 +48,7 @@ use crate::reload::Live;
 use crate::ws::handshake::Upgrade;
 
 pub use hooks::{
-    channel_deleted, heartbeat, refusal, replay_reset, stream_closed, token_expired, ChannelLoss,
+    channel_deleted, heartbeat, refresh_shared, refusal, replay_reset, stream_closed, token_expired, ChannelLoss,
     Heartbeat, Refusal, TokenExpired, SSE_COMMENT_HEARTBEAT,
 };
 pub use respond::{answer, closes, keep_alive_field, respond};
