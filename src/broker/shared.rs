@@ -8,6 +8,11 @@
 //! channel, as the native API's events are (`broker::redis`). A stream that must see every event after a change
 //! (a joiner after its own `CONNECT`) subscribes after the id the script returns (`Shared::subscribe`).
 //!
+//! A handler that needs Redis runs again from its start when the answer comes, so it asks in this order, each at
+//! most once per request or message: `hold` the channels (if it subscribes), then one `eval`, then `subscribe`
+//! (which answers at once) and any `eval_detached`. Each operation takes only its own kind of answer from
+//! `ctx.answer`.
+//!
 //! Keys: a key is `PREFIX{tag}:name`; keys with the same tag live on one shard, and a script may touch only keys
 //! of one tag. A channel's events and the state a script changes with them share the channel's tag (the core
 //! channel name, `pipely/…`). Everything a node owns carries an expiry that the node refreshes (`api::refresh_shared`
@@ -72,17 +77,27 @@ pub trait Shared: Send + Sync {
     /// failure is logged.
     fn eval_detached(&self, script: &'static Lua, keys: Vec<String>, args: Vec<Vec<u8>>);
 
-    /// Subscribes a stream of `worker` to compatible channels, each from after the id given (`None`: live events
-    /// from now on). Like the native subscribe on Redis, it answers later while this node does not yet hold a
-    /// channel from there on.
+    /// Makes this node hold compatible channels (follow their events from Redis), so that a stream can then
+    /// subscribe after any id a script returns. Answers now when it holds them already, later otherwise (the
+    /// request or message is handled again with the answer). Call it before the script whose cursor the stream
+    /// subscribes after: every event sent after the script then reaches this node.
+    fn hold(
+        &self,
+        channels: &[&str],
+        creator: Option<IpAddr>,
+        ask: Ask<'_>,
+    ) -> Result<Reply<()>, BrokerError>;
+
+    /// Subscribes a stream of `worker` to channels this node holds (`hold`), each from after the id given
+    /// (`None`: from the last event this node has seen). An id ahead of what this node has seen is fine: events
+    /// up to it are skipped when they arrive. `Unavailable` when the node does not hold a channel (it left it:
+    /// Redis was away).
     fn subscribe(
         &self,
         worker: usize,
         channels: &[(&str, Option<EventId>)],
         client_id: &str,
-        creator: Option<IpAddr>,
-        ask: Ask<'_>,
-    ) -> Result<Reply<Subscription>, BrokerError>;
+    ) -> Result<Subscription, BrokerError>;
 
     /// This node's name (`--node-name`): what the state it owns is recorded under.
     fn node(&self) -> &str;
