@@ -277,7 +277,12 @@ impl Conn {
     /// Whether `on_readable` has work now: input may be waiting and the connection is neither holding nor
     /// waiting for the broker.
     pub fn wants_read(&self) -> bool {
-        self.readable && !self.holding() && !matches!(self.phase, Phase::Awaiting(_))
+        self.readable && !self.holding() && !self.waits_for_broker()
+    }
+
+    /// A request, or a WebSocket stream's message, is parked until the broker or the hook answers.
+    fn waits_for_broker(&self) -> bool {
+        matches!(self.phase, Phase::Awaiting(_)) || self.ws_parked().is_some()
     }
 
     /// Handles requests held back by `holding`, then reads until `WouldBlock` (or the budget, or a hold) and
@@ -297,7 +302,7 @@ impl Conn {
         }
         let mut budget = READ_BUDGET;
         while budget > 0 {
-            if matches!(self.phase, Phase::Awaiting(_)) {
+            if self.waits_for_broker() {
                 // Read on once the broker or the hook has answered (`resume`).
                 return Next::Continue;
             }
@@ -387,6 +392,14 @@ impl Conn {
             self.phase = Phase::ReadingHead {
                 partial: Vec::new(),
             };
+        }
+        if let Phase::Stream(StreamState {
+            format: Format::WebSocket(ws),
+            ..
+        }) = &mut self.phase
+        {
+            // Nor a message to handle.
+            ws.parked = None;
         }
         self.deadline = Deadline::Linger(now + linger);
     }
