@@ -7,7 +7,8 @@
 //! - `replay_reset`: the `reset` event of a resuming stream;
 //! - `channel_deleted`: what a stream gets when one of its channels is deleted;
 //! - `token_expired`: what a stream gets when the token that opened it expires;
-//! - `stream_closed`: a stream ended; the API updates its own bookkeeping.
+//! - `stream_closed`: a stream ended; the API updates its own bookkeeping;
+//! - `refresh_shared`: with the Redis broker, each API renews the expiry of the shared state this node owns.
 
 use std::time::Duration;
 
@@ -142,4 +143,18 @@ pub fn stream_closed(api: Api, client_id: &str, channels: &[SubscribedChannel], 
         // Native presence is the channel table's; flychat keeps nothing per stream.
         Api::Native | Api::Flychat => {}
     }
+}
+
+/// Once a second, on one worker, with the Redis broker: each compatible API renews the expiry of the shared state
+/// this node owns (`broker::shared`), so that what a dead node owned is gone within `--broker-node-ttl`.
+pub fn refresh_shared(ctx: &mut Ctx) {
+    let broker = ctx.broker;
+    let Some(shared) = broker.shared() else {
+        return;
+    };
+    pipely::refresh_shared(shared, ctx);
+    node_sse::refresh_shared(shared, ctx);
+    flychat::refresh_shared(shared, ctx);
+    ws_push::refresh_shared(shared, ctx);
+    keker::refresh_shared(shared, ctx);
 }

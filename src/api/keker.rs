@@ -335,6 +335,7 @@ pub fn ws_message(text: &str, client_id: &str, session: &mut Session, ctx: &mut 
             .collect(),
         close: false,
         restart_liveness: true,
+        parked: false,
     }
 }
 
@@ -578,6 +579,9 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
     );
     out
 }
+
+/// Renews the expiry of the shared state this node owns (see `api::hooks::refresh_shared`).
+pub fn refresh_shared(_shared: &dyn crate::broker::shared::Shared, _ctx: &mut Ctx) {}
 
 #[cfg(test)]
 mod tests {

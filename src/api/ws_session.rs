@@ -130,6 +130,10 @@ pub struct WsAnswer {
     pub close: bool,
     /// The session's `WsRules` changed: their schedule starts now.
     pub restart_liveness: bool,
+    /// The message waits for the broker: the API asked it something with `ctx.waiter` (and sent nothing, changed
+    /// nothing). The stream reads no further input until the answer comes; then the same message is handled
+    /// again, with the answer in `ctx.answer`.
+    pub parked: bool,
 }
 
 /// A subscription a stream gained or lost while open. The API has already updated the channel table.

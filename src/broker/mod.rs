@@ -12,6 +12,7 @@
 pub mod local;
 pub mod redis;
 pub mod seam;
+pub mod shared;
 
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
@@ -103,4 +104,14 @@ pub trait Broker: Send + Sync {
 
     /// The broker's figures for `/metrics`, `/healthz` and the status page; `None` for the local broker.
     fn figures(&self) -> Option<BrokerFigures>;
+
+    /// Where the compatible APIs keep the state every node must agree on; `None`: it is this node's alone (the
+    /// local broker), and each API keeps it in its own lock.
+    fn shared(&self) -> Option<&dyn shared::Shared> {
+        None
+    }
+
+    /// Waits, at most `within`, until the work nobody waits for is done (the scripts of streams that ended while
+    /// the node drained): called once the workers have stopped, before the process exits.
+    fn settle(&self, _within: std::time::Duration) {}
 }

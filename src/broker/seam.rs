@@ -115,6 +115,51 @@ pub enum BrokerAnswer {
     Info(Result<Option<ChannelInfo>, BrokerError>),
     /// A page of the channels that have history or subscribers on some node.
     Listed(Result<ChannelPage, BrokerError>),
+    /// What a compatible API's script returned (`shared::Shared::eval`).
+    Evaluated(Result<Value, BrokerError>),
+}
+
+/// What a script returned, as Redis converts Lua values: a number (Lua numbers are truncated to integers), a
+/// string, a table (a list, up to its first nil), or nil/false.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    Nil,
+    Int(i64),
+    Data(Vec<u8>),
+    List(Vec<Value>),
+}
+
+impl Value {
+    pub fn int(&self) -> Option<i64> {
+        match self {
+            Value::Int(n) => Some(*n),
+            Value::Data(bytes) => std::str::from_utf8(bytes).ok()?.parse().ok(),
+            _ => None,
+        }
+    }
+
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Value::Data(bytes) => std::str::from_utf8(bytes).ok(),
+            _ => None,
+        }
+    }
+
+    pub fn list(&self) -> &[Value] {
+        match self {
+            Value::List(items) => items,
+            _ => &[],
+        }
+    }
+
+    /// The stream id a script returned (`spout_send`, `spout_last`), as an event id.
+    pub fn event_id(&self) -> Option<EventId> {
+        let text = self.text()?;
+        if text == "0-0" {
+            return Some(EventId::ZERO);
+        }
+        EventId::from_stream_id(text)
+    }
 }
 
 /// Why the broker could not do what was asked.

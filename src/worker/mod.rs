@@ -64,6 +64,8 @@ const MAX_KEY: usize = usize::MAX - 1024;
 const TICK: Duration = Duration::from_millis(250);
 /// How often history expiry runs (on worker 0 only).
 const EXPIRE_EVERY: Duration = Duration::from_secs(1);
+/// How often the compatible APIs renew the shared state this node owns (on worker 0 only, with the Redis broker).
+const SHARED_REFRESH_EVERY: Duration = Duration::from_secs(1);
 /// Shared read buffer of a worker: large enough for a full request head and a good share of a body.
 const READ_BUF: usize = 64 * 1024;
 /// A drain past its window closes what is left after this grace.
@@ -127,6 +129,8 @@ pub struct Worker {
     drain: Option<Drain>,
     next_tick: Instant,
     next_expire: Instant,
+    /// When worker 0 next has the compatible APIs renew their shared state (`api::refresh_shared`).
+    next_shared_refresh: Instant,
     /// The sweep under way, if any.
     sweep: Option<Sweep>,
 }
@@ -226,6 +230,7 @@ impl Worker {
             drain: None,
             next_tick: now + TICK,
             next_expire: now + EXPIRE_EVERY,
+            next_shared_refresh: now + SHARED_REFRESH_EVERY,
             sweep: None,
         })
     }

@@ -9,7 +9,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
-use super::{Worker, EXPIRE_EVERY, TICK};
+use super::{Worker, EXPIRE_EVERY, SHARED_REFRESH_EVERY, TICK};
 use crate::config::Api;
 use crate::conn::{Deadline, Next};
 
@@ -54,6 +54,11 @@ impl Worker {
         if self.id == 0 && now >= self.next_expire {
             self.next_expire = now + EXPIRE_EVERY;
             self.shared.table.expire(now);
+        }
+        if self.id == 0 && now >= self.next_shared_refresh {
+            self.next_shared_refresh = now + SHARED_REFRESH_EVERY;
+            let mut ctx = ctx!(self, now);
+            crate::api::refresh_shared(&mut ctx);
         }
         self.counters.connections = self.conns.len() as u64;
         self.counters.subscribers = self.streams;

@@ -271,3 +271,27 @@ pub fn balancer(nodes: &[SocketAddr]) -> (Haproxy, SocketAddr) {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     (Haproxy::start(&config, &[addr]), addr)
 }
+
+/// Two spout nodes on one 3-master Redis Cluster, each with a native listener and one bound to a compatible API
+/// (as `super::start_compat` starts one node): how a compatible API's tests run again on several nodes. Both
+/// nodes are up and reach Redis when this returns.
+pub struct CompatCluster {
+    /// Dropped after the nodes (fields drop in order).
+    pub nodes: [Server; 2],
+    pub redis: RedisCluster,
+}
+
+impl CompatCluster {
+    pub fn start(api: &str, extra: &[&str]) -> CompatCluster {
+        let redis = RedisCluster::start(3, 0);
+        let bound = format!("127.0.0.1:0={api}");
+        let mut args = vec!["--listen", "127.0.0.1:0", "--listen", &bound];
+        args.extend_from_slice(extra);
+        let first = start_node(&redis, &args);
+        let second = start_node(&redis, &args);
+        CompatCluster {
+            nodes: [first, second],
+            redis,
+        }
+    }
+}
