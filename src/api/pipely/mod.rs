@@ -36,6 +36,10 @@
 //! would pass `--max-channels`, or any request while the core is overloaded or draining, gets `503` in
 //! `http.Error` style.
 //!
+//! On several nodes (`--broker redis://…`) the passwords and members are Redis's instead, changed by scripts that
+//! also send the presence frames (`shared`); each handler picks its path by `Broker::shared`, and the single-node
+//! path above is unchanged.
+//!
 //! Bounds: a Pipely channel exists only while it has members, and every member is an open stream, so channels and
 //! members are bounded by `--max-connections` (and the core channels by `--max-channels`); ids and passwords by
 //! `--max-head`.

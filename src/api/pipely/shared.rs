@@ -16,14 +16,14 @@
 //! A channel exists while `order` has members; the last one to go takes every key (and the password) with it.
 //! Every script first sweeps members past their expiry, sending each one's `DISCONNECT` to the others (once: the
 //! sweep removes it in the same step), so a node that dies leaves no member in any list after
-//! `--broker-node-ttl`. Each node renews the members its streams are (`Owned`) every third of the TTL; the
+//! `--broker-node-ttl`. Each node renews the members its streams are (`Owned`) four times per TTL; the
 //! keys themselves expire a TTL after the last renewal, so nothing outlives every node.
 //!
 //! This node's record of what it owns is kept under its own lock, apart from the single-node state in `Pipely`.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{answer, cors, goweb, Action, Ctx, Request, Stream};
 use super::{authorized_password, core_name, event_frame, go_error, json_string, table_error};
@@ -154,6 +154,9 @@ spout_send(stream, shard, 's', '', ARGV[3])
 return 200
 "#
 ));
+
+/// See `refresh`.
+const RENEW_SLACK: Duration = Duration::from_millis(500);
 
 /// The members this node's streams are, per core channel: what it renews and what its streams' ends remove.
 #[derive(Default)]
@@ -349,15 +352,14 @@ pub fn publish(
     }
 }
 
-/// Renews this node's members, a third of the TTL after the last renewal, and sweeps those of their channels
-/// whose node stopped renewing them (the sweep announces their `DISCONNECT`).
+/// Renews this node's members about four times per TTL, so that one late or lost renewal does not expire them,
+/// and sweeps those of their channels whose node stopped renewing them (the sweep announces their `DISCONNECT`).
+/// This runs once a second: half a second of slack makes a quarter TTL of 3.25s..3.75s a renewal every 4s, not 5s.
 pub fn refresh(shared: &dyn Shared, ctx: &Ctx) {
     let now = ctx.now;
     let mut owned = ctx.apps.pipely.owned.lock();
-    if owned
-        .renewed
-        .is_some_and(|at| now.saturating_duration_since(at) < shared.ttl() / 3)
-    {
+    let due = |at: Instant| now.saturating_duration_since(at) + RENEW_SLACK >= shared.ttl() / 4;
+    if owned.renewed.is_some_and(|at| !due(at)) {
         return;
     }
     owned.renewed = Some(now);
