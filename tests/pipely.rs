@@ -925,6 +925,57 @@ fn on_two_nodes_the_members_of_a_killed_node_leave_within_the_ttl() {
     assert_eq!(back.event(), sent);
 }
 
+/// Two clients joining with one id (in different case) through two nodes at the same moment: exactly one gets in,
+/// and the other is refused as on one server.
+#[test]
+fn on_two_nodes_an_id_joined_through_both_nodes_at_once_is_taken_once() {
+    let cluster = start_cluster();
+    let [(a, b), _] = two_nodes(&cluster);
+    for round in 0..20 {
+        let barrier = Arc::new(Barrier::new(2));
+        let attempts: Vec<_> = [(a, format!("twin-{round}")), (b, format!("TWIN-{round}"))]
+            .into_iter()
+            .map(|(way, id)| {
+                let barrier = Arc::clone(&barrier);
+                thread::spawn(move || {
+                    let mut stream = connect(way.addr);
+                    let path = way.path(&format!("/subscribe?channelId={CHANNEL}&clientId={id}"));
+                    barrier.wait();
+                    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").expect("write");
+                    let mut reader = BufReader::new(stream);
+                    let resp = read_response(&mut reader, true);
+                    (resp.status, reader)
+                })
+            })
+            .collect();
+        let answers: Vec<(u16, BufReader<TcpStream>)> = attempts
+            .into_iter()
+            .map(|t| t.join().expect("join thread"))
+            .collect();
+        let mut statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 400], "round {round}");
+        drop(answers);
+        wait_gone(a, CHANNEL);
+    }
+}
+
+/// With Redis away, joins and publishes are refused in `http.Error` style (after `--broker-timeout`).
+#[test]
+fn on_two_nodes_joins_and_publishes_are_refused_while_redis_is_away() {
+    let mut cluster = start_cluster();
+    let [(a, b), _] = two_nodes(&cluster);
+    for i in 0..3 {
+        cluster.redis.kill(i);
+    }
+    let text = "the shared state (Redis) is unavailable; retry shortly";
+    let resp = subscribe_answer(a, &format!("channelId={CHANNEL}&clientId=alice"), "");
+    assert_go_error(&resp, 503, text, false);
+    assert_eq!(resp.header("retry-after"), Some("1"));
+    let body = event(CHANNEL, "t", "abc", Value::Null).to_string();
+    assert_go_error(&publish(b, "", &body), 503, text, false);
+}
+
 #[test]
 fn the_connection_limit_is_refused_as_gos_server_would() {
     let server = start(&["--max-connections", "1"]);
