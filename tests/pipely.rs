@@ -3,6 +3,10 @@
 //! `/subscribe` and `/publish` in their order, mux's routing answers, the channel lifecycle with several members,
 //! the original's deadlock scenario (joins and leaves racing with publishes), spout's refusals in Go's style, and
 //! the npm `eventsource` client.
+//!
+//! The cases that depend on state run again on two nodes sharing a Redis Cluster (`on_two_nodes_…`): members join
+//! through both, publishes and refusals come through the node that did not make the change. Beside them, what
+//! only several nodes have: one id joined through both at once, a node killed with members on it, Redis away.
 
 mod common;
 
@@ -221,34 +225,50 @@ fn a_real_eventsource_client_receives_pipely_events() {
         return;
     }
     let server = start(&[]);
-    for way in ways(&server) {
-        let url = format!(
-            "http://{}{}",
-            way.addr,
-            way.path(&format!("/subscribe?channelId={CHANNEL}&clientId=browser"))
-        );
-        let client = NodeScript::start("eventsource_client.mjs", &[&url]);
-        let next = || client.next();
-        assert_eq!(next(), json!({"state": "open"}));
-        let data = |line: Value| -> Value {
-            assert_eq!(line["event"], "message", "{line}");
-            serde_json::from_str(line["data"].as_str().expect("data")).expect("JSON data")
-        };
-        assert_eq!(
-            data(next()),
-            event(CHANNEL, "CLIENT_LIST", "server", json!(["browser"]))
-        );
-        assert_eq!(
-            data(next()),
-            event(CHANNEL, "CONNECT", "browser", Value::Null)
-        );
-        let sent = event(CHANNEL, "move", "browser", json!({"x": 1, "text": "é <b>"}));
-        publish_ok(way, "", &sent);
-        assert_eq!(data(next()), sent);
-        drop(client);
-        // The client's end reaches the server: the channel is forgotten.
-        wait_gone(way, CHANNEL);
+    for (a, b) in one_node(&server) {
+        eventsource_client(a, b);
     }
+}
+
+#[test]
+fn on_two_nodes_a_real_eventsource_client_receives_pipely_events() {
+    if !require_program("node") || !require_node_package("eventsource") {
+        return;
+    }
+    let cluster = start_cluster();
+    for (a, b) in two_nodes(&cluster) {
+        eventsource_client(a, b);
+    }
+}
+
+/// The client joins through `a`; the event is published, and the channel seen gone, through `b`.
+fn eventsource_client(a: Way, b: Way) {
+    let url = format!(
+        "http://{}{}",
+        a.addr,
+        a.path(&format!("/subscribe?channelId={CHANNEL}&clientId=browser"))
+    );
+    let client = NodeScript::start("eventsource_client.mjs", &[&url]);
+    let next = || client.next();
+    assert_eq!(next(), json!({"state": "open"}));
+    let data = |line: Value| -> Value {
+        assert_eq!(line["event"], "message", "{line}");
+        serde_json::from_str(line["data"].as_str().expect("data")).expect("JSON data")
+    };
+    assert_eq!(
+        data(next()),
+        event(CHANNEL, "CLIENT_LIST", "server", json!(["browser"]))
+    );
+    assert_eq!(
+        data(next()),
+        event(CHANNEL, "CONNECT", "browser", Value::Null)
+    );
+    let sent = event(CHANNEL, "move", "browser", json!({"x": 1, "text": "é <b>"}));
+    publish_ok(b, "", &sent);
+    assert_eq!(data(next()), sent);
+    drop(client);
+    // The client's end reaches the server: the channel is forgotten.
+    wait_gone(b, CHANNEL);
 }
 
 // ---- /subscribe ------------------------------------------------------------------------------------------------
