@@ -36,12 +36,17 @@
 //! would pass `--max-channels`, or any request while the core is overloaded or draining, gets `503` in
 //! `http.Error` style.
 //!
+//! On several nodes (`--broker redis://…`) the passwords and members are Redis's instead, changed by scripts that
+//! also send the presence frames (`shared`); each handler picks its path by `Broker::shared`, and the single-node
+//! path above is unchanged.
+//!
 //! Bounds: a Pipely channel exists only while it has members, and every member is an open stream, so channels and
 //! members are bounded by `--max-connections` (and the core channels by `--max-channels`); ids and passwords by
 //! `--max-head`.
 
 mod gojson;
 mod goweb;
+mod shared;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -67,10 +72,20 @@ const INVALID_ORIGIN_ID: &str = "origin id must not be shorter than three charac
 const NO_SUCH_CHANNEL: &str = "channel with given id does not exist";
 const NOT_FOUND: &str = "404 page not found";
 
+/// The fields of a stream's answer, in Go's order.
+const STREAM_FIELDS: [(&str, &str); 4] = [
+    ("Access-Control-Allow-Origin", "*"),
+    ("Cache-Control", "no-cache"),
+    ("Connection", "keep-alive"),
+    ("Content-Type", "text/event-stream"),
+];
+
 /// Pipely's bookkeeping, shared by all workers (see the module doc).
 #[derive(Default)]
 pub struct Pipely {
     channels: Mutex<HashMap<Box<[u8]>, Channel>>,
+    /// With the Redis broker, the state is Redis's (`shared`): this holds only the members this node's streams are.
+    owned: shared::Owned,
 }
 
 struct Channel {
@@ -201,6 +216,10 @@ fn subscribe(req: &Request, ctx: &mut Ctx) -> Action {
     };
     let client: Box<str> = goweb::lossy(client).into();
     let password = query.get("password").unwrap_or_default();
+    let broker = ctx.broker;
+    if let Some(shared) = broker.shared() {
+        return shared::join(shared, req, ctx, channel_id, client, password);
+    }
     let core = core_name(channel_id);
 
     let pipely = &ctx.apps.pipely;
@@ -247,13 +266,7 @@ fn subscribe(req: &Request, ctx: &mut Ctx) -> Action {
     drop(channels);
 
     let mut opening = Vec::with_capacity(256 + client_list.len());
-    let fields = [
-        ("Access-Control-Allow-Origin", "*"),
-        ("Cache-Control", "no-cache"),
-        ("Connection", "keep-alive"),
-        ("Content-Type", "text/event-stream"),
-    ];
-    write_stream_head(&mut opening, ctx.date, &fields);
+    write_stream_head(&mut opening, ctx.date, &STREAM_FIELDS);
     opening.extend_from_slice(&client_list);
     Action::Stream(Box::new(Stream {
         api: Api::Pipely,
@@ -285,6 +298,10 @@ fn leave(channels: &mut HashMap<Box<[u8]>, Channel>, id: &[u8], client: &str) ->
 /// A Pipely stream ended (the worker has unsubscribed it): the other members get `DISCONNECT`, or the channel is
 /// forgotten when it was the last member.
 pub fn stream_closed(client_id: &str, channels: &[SubscribedChannel], ctx: &mut Ctx) {
+    let broker = ctx.broker;
+    if let Some(shared) = broker.shared() {
+        return shared::stream_closed(shared, client_id, channels, ctx);
+    }
     for sub in channels {
         let Some(id) = channel_id_of(&sub.name) else {
             continue;
@@ -321,6 +338,13 @@ fn publish(req: &Request, ctx: &mut Ctx) -> Action {
     if event.origin_id.len() < 3 {
         return go_error(req, ctx, 400, INVALID_ORIGIN_ID, true);
     }
+    let broker = ctx.broker;
+    if let Some(shared) = broker.shared() {
+        let channel_json = json_string(&event.channel_id);
+        let payload = event.payload.as_deref().unwrap_or("null");
+        let (_, frame) = event_frame(&channel_json, &event.kind, &event.origin_id, payload);
+        return shared::publish(shared, req, ctx, &event.channel_id, frame);
+    }
     let channels = ctx.apps.pipely.lock();
     let Some(channel) = channels.get(event.channel_id.as_bytes()) else {
         return go_error(req, ctx, 404, NO_SUCH_CHANNEL, true);
@@ -345,12 +369,18 @@ fn publish(req: &Request, ctx: &mut Ctx) -> Action {
 
 /// `Authorization` split on single spaces must be exactly `Password` and the channel's password.
 fn authorized(req: &Request, password: &[u8]) -> bool {
+    authorized_password(req) == Some(password)
+}
+
+/// The password `Authorization` gives: the second of exactly two parts split on single spaces, the first
+/// `Password`.
+fn authorized_password<'q>(req: &'q Request<'_>) -> Option<&'q [u8]> {
     let value = req.header("authorization").unwrap_or_default();
     let mut parts = value.split(|b| *b == b' ');
-    matches!(
-        (parts.next(), parts.next(), parts.next()),
-        (Some(b"Password"), Some(given), None) if given == password
-    )
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(b"Password"), Some(given), None) => Some(given),
+        _ => None,
+    }
 }
 
 // ---- events ----------------------------------------------------------------------------------------------------
@@ -511,7 +541,9 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
 }
 
 /// Renews the expiry of the shared state this node owns (see `api::hooks::refresh_shared`).
-pub fn refresh_shared(_shared: &dyn crate::broker::shared::Shared, _ctx: &mut Ctx) {}
+pub fn refresh_shared(shared: &dyn crate::broker::shared::Shared, ctx: &mut Ctx) {
+    shared::refresh(shared, ctx);
+}
 
 #[cfg(test)]
 mod tests {
