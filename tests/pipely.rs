@@ -870,6 +870,41 @@ fn racing(both: [Way; 2]) {
 /// A node killed with members on it: within the TTL they are gone from what the other node answers, the members
 /// on the other node get each one's DISCONNECT once, a channel whose members were all there is gone, and a member
 /// that reconnects to the survivor carries on under its id.
+/// A node stopped with SIGTERM closes its streams and tells Redis before it exits: its members leave at once, not
+/// after the TTL (30s here).
+#[test]
+fn on_two_nodes_the_members_of_a_stopped_node_leave_at_once() {
+    let cluster = CompatCluster::start(
+        "pipely",
+        &["--broker-node-ttl", "30s", "--drain-timeout", "1s"],
+    );
+    let [(a, b), _] = two_nodes(&cluster);
+    let query = |id: &str| format!("channelId={CHANNEL}&clientId={id}");
+    let mut stayer = join(b, &query("stayer"));
+    stayer.event();
+    stayer.event();
+    let mut leaver = join(a, &query("leaver"));
+    leaver.event();
+    assert_eq!(
+        stayer.event(),
+        event(CHANNEL, "CONNECT", "leaver", Value::Null)
+    );
+
+    signal(cluster.nodes[0].child.id(), "TERM");
+    let stopped = Instant::now();
+    assert_eq!(
+        stayer.event(),
+        event(CHANNEL, "DISCONNECT", "leaver", Value::Null)
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        stopped.elapsed()
+    );
+    let mut newcomer = join(b, &query("newcomer"));
+    assert_eq!(newcomer.event()["payload"], json!(["stayer", "newcomer"]));
+}
+
 #[test]
 fn on_two_nodes_the_members_of_a_killed_node_leave_within_the_ttl() {
     let cluster = start_cluster();
