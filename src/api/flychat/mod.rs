@@ -24,6 +24,9 @@
 //! stream's opening or published after its subscription, so it reaches it live: never both, never neither. The
 //! lock is taken before the channel table's lock (inside `subscribe` and `publish`), never after it.
 //!
+//! **On several nodes** (`--broker redis://…`) each room lives in Redis instead, and every handler that reads or
+//! changes a room asks Redis (`nodes`); `Rooms` then stays empty.
+//!
 //! **Bounds.** At most `--max-channels` rooms (counted here, apart from the core's channels) and at most
 //! `--history-max-bytes` of kept messages over all rooms; a post past either is refused with 503
 //! `Service Unavailable⏎`, the message neither saved nor sent. A message is at most `--max-body` bytes of form.
@@ -556,7 +559,9 @@ fn plain(req: &Request, ctx: &Ctx, status: u16, body: &str) -> Action {
     respond(req, ctx, status, Some("text/plain"), body.as_bytes(), &[])
 }
 
-/// Renews the expiry of the shared state this node owns (see `api::hooks::refresh_shared`).
+/// Renews the expiry of the shared state this node owns (see `api::hooks::refresh_shared`): none. A room is kept
+/// in Redis as the original's database kept it, owned by no node, and a stream holds nothing in Redis of its own
+/// (`nodes`), so a node that dies leaves nothing that would answer for it.
 pub fn refresh_shared(_shared: &dyn crate::broker::shared::Shared, _ctx: &mut Ctx) {}
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use crate::config::Api;
 /// KEYS: the channel's stream and shard, the room's last id, its messages. ARGV: the JSON after the id, `KEPT`.
 static POST: Lua = Lua::new(
     r#"
-local id = redis.call('INCR', KEYS[3])
+local id = string.format('%d', redis.call('INCR', KEYS[3]))
 local json = '{"id":' .. id .. ARGV[1]
 redis.call('RPUSH', KEYS[4], json)
 redis.call('LTRIM', KEYS[4], -tonumber(ARGV[2]), -1)
