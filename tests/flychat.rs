@@ -1292,3 +1292,47 @@ fn streams_of_a_killed_node_resume_on_the_surviving_node() {
         assert_no_more(client, on_survivor, "kill");
     }
 }
+
+/// Redis is away: what needs a room (a post, a read, a chat page, a stream) is refused with flychat's 503, and the
+/// room's messages are there again once Redis is back.
+#[test]
+fn without_redis_rooms_answer_503_in_flychats_style() {
+    let mut cluster = common::cluster::CompatCluster::start(
+        "flychat",
+        &["--flychat-keepalive", "1h", "--broker-timeout", "500ms"],
+    );
+    let [root, prefixed] = pair(&cluster.nodes[0], &cluster.nodes[1]);
+    let first = post(root, "away", "a", "before");
+    for index in 0..cluster.redis.ports.len() {
+        cluster.redis.kill(index);
+    }
+    let answers = [
+        post_raw(root, "away", URLENCODED, b"from=a&text=lost"),
+        get(prefixed.addr, &prefixed.path("/rooms/away/messages/")),
+        get(root.addr, &root.path("/away?user=u")),
+        request(
+            prefixed.addr,
+            "GET",
+            &prefixed.path("/rooms/away/messages/"),
+            "Accept: text/event-stream\r\n",
+            b"",
+        ),
+    ];
+    for resp in answers {
+        assert_eq!(resp.status, 503, "{}", resp.head);
+        assert_eq!(resp.header("content-type"), Some("text/plain"));
+        assert_eq!(resp.text(), "Service Unavailable\n");
+    }
+    for index in 0..cluster.redis.ports.len() {
+        cluster.redis.restart(index);
+    }
+    cluster.redis.wait_ok();
+    wait_for("the room to be read again", || {
+        get(prefixed.addr, &prefixed.path("/rooms/away/messages/")).status == 200
+    });
+    let mut stream = Stream::open(prefixed, "away", "");
+    stream.expect_opening(false, &[first]);
+    let second = post(root, "away", "a", "after");
+    assert_eq!(value(&second)["id"], 2);
+    assert_eq!(stream.event(), frame_of(&second));
+}
