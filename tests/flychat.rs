@@ -1,6 +1,10 @@
 //! flychat (docs/PROTOCOLS.md §3) end to end, over real sockets against the binary: what a client of the original saw
 //! through Pushpin. Every server runs a native listener (flychat under `/flychat`) and a flychat listener (flychat
 //! at its root); the tests speak to both. Framing and text bodies are compared byte for byte, JSON as values.
+//!
+//! The tests that say something about a room's state run twice (`on_one_and_two_nodes!`): on one server, and on
+//! two nodes sharing a Redis Cluster, posting through one node and reading and following the room through the
+//! other. A node killed under its streams shows that clients resume on the surviving node.
 
 mod common;
 
@@ -53,6 +57,37 @@ fn mounts(server: &Server) -> [At; 2] {
             mount: "/flychat",
         },
     ]
+}
+
+/// flychat on two nodes sharing a Redis Cluster, with keep-alives off as `start` has them.
+fn two_nodes() -> common::cluster::CompatCluster {
+    common::cluster::CompatCluster::start("flychat", &["--flychat-keepalive", "1h"])
+}
+
+/// Two ways to reach flychat, as `mounts`: the flychat listener's root on `a`, then `/flychat` on `b`'s native
+/// listener. With two nodes, whatever a test does through one it checks through the other.
+fn pair(a: &Server, b: &Server) -> [At; 2] {
+    let [root, _] = mounts(a);
+    let [_, prefixed] = mounts(b);
+    [root, prefixed]
+}
+
+/// A test case (`fn case(a: &Server, b: &Server)`, see `pair`) run as two tests: on one node (`a` and `b` the
+/// same server), and on two nodes sharing a Redis Cluster.
+macro_rules! on_one_and_two_nodes {
+    ($one:ident, $two:ident, $case:ident) => {
+        #[test]
+        fn $one() {
+            let server = start(&[]);
+            $case(&server, &server);
+        }
+
+        #[test]
+        fn $two() {
+            let cluster = two_nodes();
+            $case(&cluster.nodes[0], &cluster.nodes[1]);
+        }
+    };
 }
 
 /// `application/x-www-form-urlencoded`, every byte but the unreserved ones escaped.
@@ -246,10 +281,13 @@ fn assert_iso_date(date: &str) {
 
 // ---- the transcript, posting, reading -------------------------------------------------------------------------
 
-#[test]
-fn transcript_through_the_root_and_the_prefix() {
-    let server = start(&[]);
-    let [root, prefixed] = mounts(&server);
+on_one_and_two_nodes!(
+    transcript_through_the_root_and_the_prefix,
+    the_transcript_on_two_nodes,
+    transcript
+);
+fn transcript(a: &Server, b: &Server) {
+    let [root, prefixed] = pair(a, b);
     let mut stream = Stream::open(root, "lobby", "");
     assert_eq!(
         stream.response.headers,
@@ -349,10 +387,13 @@ fn the_readme_transcript_with_curl() {
     }
 }
 
-#[test]
-fn posts_need_form_fields_and_refused_posts_save_and_send_nothing() {
-    let server = start(&[]);
-    let [root, prefixed] = mounts(&server);
+on_one_and_two_nodes!(
+    posts_need_form_fields_and_refused_posts_save_and_send_nothing,
+    posts_need_form_fields_on_two_nodes,
+    form_fields
+);
+fn form_fields(a: &Server, b: &Server) {
+    let [root, prefixed] = pair(a, b);
     let mut stream = Stream::open(prefixed, "r", "");
     assert_eq!(stream.event(), OPEN);
     let multipart = "Content-Type: multipart/form-data; boundary=XX\r\n";
@@ -415,10 +456,13 @@ fn posts_need_form_fields_and_refused_posts_save_and_send_nothing() {
     assert_eq!(value(&multi)["id"], 2);
 }
 
-#[test]
-fn json_mode_unless_accept_is_exactly_event_stream_and_any_method_but_post_reads() {
-    let server = start(&[]);
-    let [root, prefixed] = mounts(&server);
+on_one_and_two_nodes!(
+    json_mode_unless_accept_is_exactly_event_stream_and_any_method_but_post_reads,
+    json_mode_and_streams_on_two_nodes,
+    json_mode
+);
+fn json_mode(a: &Server, b: &Server) {
+    let [root, prefixed] = pair(a, b);
     let empty = get(root.addr, "/rooms/quiet/messages/");
     assert_eq!(empty.text(), "{\"messages\":[],\"lastEventId\":0}\n");
     let first = post(root, "room", "a", "one");
@@ -465,10 +509,13 @@ fn json_mode_unless_accept_is_exactly_event_stream_and_any_method_but_post_reads
 
 // ---- resume ------------------------------------------------------------------------------------------------------
 
-#[test]
-fn resume_by_header_or_query_as_parse_int_reads_them() {
-    let server = start(&[]);
-    let [root, prefixed] = mounts(&server);
+on_one_and_two_nodes!(
+    resume_by_header_or_query_as_parse_int_reads_them,
+    resume_by_header_or_query_on_two_nodes,
+    resume_points
+);
+fn resume_points(a: &Server, b: &Server) {
+    let [root, prefixed] = pair(a, b);
     let posted: Vec<String> = (1..=5)
         .map(|i| post(root, "resume", "a", &format!("message {i}")))
         .collect();
@@ -512,10 +559,13 @@ fn resume_by_header_or_query_as_parse_int_reads_them() {
     }
 }
 
-#[test]
-fn fifty_messages_are_kept_and_stream_reset_marks_the_ones_lost() {
-    let server = start(&[]);
-    let [root, prefixed] = mounts(&server);
+on_one_and_two_nodes!(
+    fifty_messages_are_kept_and_stream_reset_marks_the_ones_lost,
+    fifty_messages_are_kept_and_stream_reset_on_two_nodes,
+    fifty_kept
+);
+fn fifty_kept(a: &Server, b: &Server) {
+    let [root, prefixed] = pair(a, b);
     let mut conn = KeepAlive::new(root.addr);
     let posted: Vec<String> = (1..=53)
         .map(|i| {
@@ -626,10 +676,13 @@ fn the_root_redirects_to_the_default_room_keeping_the_query() {
     }
 }
 
-#[test]
-fn join_and_chat_pages_render_the_history_escaped_with_every_url_under_the_mount() {
-    let server = start(&[]);
-    let [root, prefixed] = mounts(&server);
+on_one_and_two_nodes!(
+    join_and_chat_pages_render_the_history_escaped_with_every_url_under_the_mount,
+    chat_pages_render_the_history_on_two_nodes,
+    pages_render
+);
+fn pages_render(a: &Server, b: &Server) {
+    let [root, prefixed] = pair(a, b);
     let evil = post(
         root,
         "page",
@@ -773,10 +826,13 @@ fn no_cors_headers_anywhere() {
 
 // ---- rooms -------------------------------------------------------------------------------------------------------
 
-#[test]
-fn rooms_are_raw_path_segments_and_kept_apart() {
-    let server = start(&[]);
-    let [root, prefixed] = mounts(&server);
+on_one_and_two_nodes!(
+    rooms_are_raw_path_segments_and_kept_apart,
+    rooms_are_kept_apart_on_two_nodes,
+    raw_rooms
+);
+fn raw_rooms(a: &Server, b: &Server) {
+    let [root, prefixed] = pair(a, b);
     let mut lobby = Stream::open(root, "lobby", "");
     assert_eq!(lobby.event(), OPEN);
     // The empty room is a room.
@@ -798,13 +854,16 @@ fn rooms_are_raw_path_segments_and_kept_apart() {
     assert_eq!(lobby.event(), frame_of(&mine));
 }
 
-#[test]
-fn concurrent_posters_and_subscribers_get_every_message_once_in_order() {
+on_one_and_two_nodes!(
+    concurrent_posters_and_subscribers_get_every_message_once_in_order,
+    concurrent_posters_and_subscribers_on_two_nodes,
+    concurrent_posts
+);
+fn concurrent_posts(a: &Server, b: &Server) {
     const POSTERS: usize = 4;
     const EACH: usize = 25;
     const TOTAL: u64 = (POSTERS * EACH) as u64;
-    let server = start(&[]);
-    let ats = mounts(&server);
+    let ats = pair(a, b);
     let mut early: Vec<Stream> = (0..4)
         .map(|i| Stream::open(ats[i % 2], "busy", ""))
         .collect();
@@ -960,23 +1019,30 @@ fn rooms_and_their_bytes_are_bounded() {
 // ---- a real EventSource through a connection that drops -----------------------------------------------------------
 
 /// A TCP proxy in front of spout whose connections the test can cut, as when a network path drops; it keeps
-/// accepting new ones.
+/// accepting new ones. Each connection goes to the next of its upstreams that accepts it, in turn, as a load
+/// balancer sends a reconnecting client to another node.
 struct Proxy {
     addr: SocketAddr,
     live: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl Proxy {
-    fn start(upstream: SocketAddr) -> Proxy {
+    fn start(upstreams: &[SocketAddr]) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let conns = Arc::clone(&live);
+        let upstreams = upstreams.to_vec();
         thread::spawn(move || {
+            let mut turn = 0;
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
-                let Ok(server) = TcpStream::connect(upstream) else {
-                    return;
+                let server = (0..upstreams.len()).find_map(|_| {
+                    turn += 1;
+                    TcpStream::connect(upstreams[(turn - 1) % upstreams.len()]).ok()
+                });
+                let Some(server) = server else {
+                    continue;
                 };
                 let pairs = [
                     (
@@ -1027,8 +1093,24 @@ fn the_eventsource_client_resumes_across_a_reconnect() {
         return;
     }
     let server = start(&[]);
-    let [root, _] = mounts(&server);
-    let proxy = Proxy::start(root.addr);
+    eventsource_resume(&server, &server);
+}
+
+/// The client reconnects to the other node (through a proxy that takes turns) and resumes there as on one node.
+#[test]
+fn the_eventsource_client_resumes_on_the_other_node() {
+    if !require_program("node") || !require_node_package("eventsource") {
+        return;
+    }
+    let cluster = two_nodes();
+    eventsource_resume(&cluster.nodes[0], &cluster.nodes[1]);
+}
+
+/// An EventSource client's first stream is on `a` and its second on `b`; messages are posted on `b`.
+fn eventsource_resume(a: &Server, b: &Server) {
+    let [first, _] = mounts(a);
+    let [root, _] = mounts(b);
+    let proxy = Proxy::start(&[first.addr, root.addr]);
     let mut posted: Vec<String> = (1..=2)
         .map(|i| post(root, "es", "a", &format!("{i}")))
         .collect();
@@ -1073,7 +1155,7 @@ fn reconnecting_eventsource_reopens_a_stream_the_eventsource_gave_up_on() {
     // One channel at most: while another room's stream holds it, a stream is refused with 503.
     let server = start(&["--max-channels", "1"]);
     let [root, _] = mounts(&server);
-    let proxy = Proxy::start(root.addr);
+    let proxy = Proxy::start(&[root.addr]);
     let mut posted: Vec<String> = (1..=2)
         .map(|i| post(root, "rec", "a", &format!("{i}")))
         .collect();
@@ -1116,4 +1198,141 @@ fn reconnecting_eventsource_reopens_a_stream_the_eventsource_gave_up_on() {
     posted.push(post(root, "rec", "a", "5"));
     assert_eq!(next(), event(&posted[4]));
     assert_no_more(&client, root, "rec");
+}
+
+// ---- a node dies -------------------------------------------------------------------------------------------------
+
+/// A stream's next frame, or `None` once the stream has ended (its node died).
+fn frame_or_end(stream: &mut Stream) -> Option<String> {
+    let mut frame = Vec::new();
+    while !frame.ends_with(b"\n\n") {
+        let mut byte = [0u8; 1];
+        match stream.reader.read(&mut byte) {
+            Ok(1) => frame.push(byte[0]),
+            _ => return None,
+        }
+    }
+    String::from_utf8(frame).ok()
+}
+
+/// A node is killed (SIGKILL) under its streams. Nothing of a room is that node's alone: its clients reconnect
+/// to the surviving node and carry on from their Last-Event-ID as on one node, with the messages posted
+/// meanwhile, and the room goes on there once the dead node's time (`--broker-node-ttl`) has passed.
+#[test]
+fn streams_of_a_killed_node_resume_on_the_surviving_node() {
+    let cluster = common::cluster::CompatCluster::start(
+        "flychat",
+        &["--flychat-keepalive", "1h", "--broker-node-ttl", "3s"],
+    );
+    let [doomed, survivor] = &cluster.nodes;
+    let [on_doomed, on_doomed_prefixed] = mounts(doomed);
+    let [on_survivor, _] = mounts(survivor);
+    let mut posted: Vec<String> = (1..=3)
+        .map(|i| post(on_survivor, "kill", "a", &format!("{i}")))
+        .collect();
+    let mut fresh = Stream::open(on_doomed, "kill", "");
+    fresh.expect_opening(false, &posted);
+    let mut resumed = Stream::open(on_doomed_prefixed, "kill", "Last-Event-ID: 2\r\n");
+    resumed.expect_opening(false, &posted[2..]);
+    let client = (require_program("node") && require_node_package("eventsource")).then(|| {
+        let proxy = Proxy::start(&[on_doomed.addr, on_survivor.addr]);
+        let url = format!("http://{}/rooms/kill/messages/", proxy.addr);
+        let client = NodeScript::start(
+            "eventsource_client.mjs",
+            &[&url, "message", "stream-open", "stream-reset", "keep-alive"],
+        );
+        assert_eq!(client.next(), json!({"state": "open"}));
+        for json in &posted {
+            assert_eq!(client.next(), event(json));
+        }
+        (proxy, client)
+    });
+    posted.push(post(on_survivor, "kill", "a", "4"));
+    assert_eq!(fresh.event(), frame_of(&posted[3]));
+    assert_eq!(resumed.event(), frame_of(&posted[3]));
+    if let Some((_, client)) = &client {
+        assert_eq!(client.next(), event(&posted[3]));
+    }
+
+    signal(doomed.child.id(), "KILL");
+    assert_eq!(frame_or_end(&mut fresh), None);
+    assert_eq!(frame_or_end(&mut resumed), None);
+    posted.push(post(on_survivor, "kill", "a", "5"));
+    posted.push(post(on_survivor, "kill", "a", "6"));
+    // Each stream comes back on the surviving node with the last id it had, and gets exactly what it missed.
+    let mut back = Stream::open(on_survivor, "kill", "Last-Event-ID: 4\r\n");
+    back.expect_opening(false, &posted[4..]);
+    if let Some((_, client)) = &client {
+        assert_eq!(client.next(), json!({"state": "error"}));
+        assert_eq!(client.next(), json!({"state": "open"}));
+        assert_eq!(client.next(), event(&posted[4]));
+        assert_eq!(client.next(), event(&posted[5]));
+    }
+    posted.push(post(on_survivor, "kill", "a", "7"));
+    assert_eq!(back.event(), frame_of(&posted[6]));
+    if let Some((_, client)) = &client {
+        assert_eq!(client.next(), event(&posted[6]));
+    }
+
+    // Past the dead node's time, the room is whole and goes on on the survivor.
+    thread::sleep(Duration::from_millis(3500));
+    let expected = json!({
+        "messages": posted.iter().map(|j| value(j)).collect::<Vec<_>>(),
+        "lastEventId": 7,
+    });
+    assert_eq!(read_room(on_survivor, "kill"), expected);
+    let mut late = Stream::open(on_survivor, "kill", "Last-Event-ID: 6\r\n");
+    late.expect_opening(false, &posted[6..]);
+    posted.push(post(on_survivor, "kill", "a", "8"));
+    for stream in [&mut back, &mut late] {
+        assert_eq!(stream.event(), frame_of(&posted[7]));
+    }
+    if let Some((_, client)) = &client {
+        assert_eq!(client.next(), event(&posted[7]));
+        assert_no_more(client, on_survivor, "kill");
+    }
+}
+
+/// Redis is away: what needs a room (a post, a read, a chat page, a stream) is refused with flychat's 503, and the
+/// room's messages are there again once Redis is back.
+#[test]
+fn without_redis_rooms_answer_503_in_flychats_style() {
+    let mut cluster = common::cluster::CompatCluster::start(
+        "flychat",
+        &["--flychat-keepalive", "1h", "--broker-timeout", "500ms"],
+    );
+    let [root, prefixed] = pair(&cluster.nodes[0], &cluster.nodes[1]);
+    let first = post(root, "away", "a", "before");
+    for index in 0..cluster.redis.ports.len() {
+        cluster.redis.kill(index);
+    }
+    let answers = [
+        post_raw(root, "away", URLENCODED, b"from=a&text=lost"),
+        get(prefixed.addr, &prefixed.path("/rooms/away/messages/")),
+        get(root.addr, &root.path("/away?user=u")),
+        request(
+            prefixed.addr,
+            "GET",
+            &prefixed.path("/rooms/away/messages/"),
+            "Accept: text/event-stream\r\n",
+            b"",
+        ),
+    ];
+    for resp in answers {
+        assert_eq!(resp.status, 503, "{}", resp.head);
+        assert_eq!(resp.header("content-type"), Some("text/plain"));
+        assert_eq!(resp.text(), "Service Unavailable\n");
+    }
+    for index in 0..cluster.redis.ports.len() {
+        cluster.redis.restart(index);
+    }
+    cluster.redis.wait_ok();
+    wait_for("the room to be read again", || {
+        get(prefixed.addr, &prefixed.path("/rooms/away/messages/")).status == 200
+    });
+    let mut stream = Stream::open(prefixed, "away", "");
+    stream.expect_opening(false, &[first]);
+    let second = post(root, "away", "a", "after");
+    assert_eq!(value(&second)["id"], 2);
+    assert_eq!(stream.event(), frame_of(&second));
 }

@@ -6,7 +6,9 @@
 //! chats through spout's `eventsource.min.js` and `url-polyfill.min.js`. What the pages show is compared with what
 //! the server saved; before each look, a marker message posted after must show on every page looked at, so that a
 //! copy still on its way would be seen. A screenshot of a page goes to `target/flychat-browser.png`. Under
-//! `CI=true` a missing Chromium, Node.js or `playwright-core` fails the test.
+//! `CI=true` a missing Chromium, Node.js or `playwright-core` fails the test. The same chat runs again with the
+//! first person's page on one node and the others' on a second node, the two sharing a Redis Cluster
+//! (`target/flychat-nodes-browser.png`).
 
 mod common;
 
@@ -35,9 +37,29 @@ fn two_pages_chat_through_the_forms_and_a_reload_shows_the_history() {
         return;
     }
     let server = start_server(&["--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0=flychat"]);
-    let prefixed = format!("http://{}/flychat", server.addrs[0]);
-    let root = format!("http://{}", server.addrs[1]);
-    let files = BrowserFiles::new("flychat-chromium-profile", "flychat-browser.png");
+    chat(&server, &server, "flychat");
+}
+
+/// The same chat with alice's page on one node and bob's and carol's on another, the nodes sharing a Redis
+/// Cluster: each page sees the others' messages in order.
+#[test]
+fn two_pages_on_two_nodes_chat_through_the_forms() {
+    if !require_browser() {
+        return;
+    }
+    let cluster = cluster::CompatCluster::start("flychat", &[]);
+    chat(&cluster.nodes[0], &cluster.nodes[1], "flychat-nodes");
+}
+
+/// alice's page under `/flychat` on `a`'s native listener, bob's and carol's at the root of `b`'s flychat listener;
+/// the browser's profile and screenshot are named after `name`.
+fn chat(a: &Server, b: &Server, name: &str) {
+    let prefixed = format!("http://{}/flychat", a.addrs[0]);
+    let root = format!("http://{}", b.addrs[1]);
+    let files = BrowserFiles::new(
+        &format!("{name}-chromium-profile"),
+        &format!("{name}-browser.png"),
+    );
 
     let mut browser = NodeScript::start(
         "flychat_browser.mjs",
@@ -64,7 +86,11 @@ fn two_pages_chat_through_the_forms_and_a_reload_shows_the_history() {
     assert_eq!(done["errors"], json!([]), "errors in the browser");
 
     // What the server saved is what the pages sent, and the script's markers, in the order posted.
-    let saved = get(server.addrs[1], &format!("/rooms/{ROOM}/messages/")).json();
+    let saved = get(b.addrs[1], &format!("/rooms/{ROOM}/messages/")).json();
+    assert_eq!(
+        get(a.addrs[0], &format!("/flychat/rooms/{ROOM}/messages/")).json(),
+        saved
+    );
     let (markers, messages): (Vec<Value>, Vec<Value>) = saved["messages"]
         .as_array()
         .expect("messages")

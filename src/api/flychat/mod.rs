@@ -24,6 +24,9 @@
 //! stream's opening or published after its subscription, so it reaches it live: never both, never neither. The
 //! lock is taken before the channel table's lock (inside `subscribe` and `publish`), never after it.
 //!
+//! **On several nodes** (`--broker redis://…`) each room lives in Redis instead, and every handler that reads or
+//! changes a room asks Redis (`nodes`); `Rooms` then stays empty.
+//!
 //! **Bounds.** At most `--max-channels` rooms (counted here, apart from the core's channels) and at most
 //! `--history-max-bytes` of kept messages over all rooms; a post past either is refused with 503
 //! `Service Unavailable⏎`, the message neither saved nor sent. A message is at most `--max-body` bytes of form.
@@ -36,12 +39,11 @@
 //! - the pages and scripts are spout's own.
 
 mod form;
+mod nodes;
 mod pages;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
-
-use serde_json::json;
 
 use super::{closes, keep_alive_field, respond, Action, Ctx, Refusal, Request, Stream};
 use crate::channels::{NewEvent, Resume, TableError};
@@ -93,22 +95,11 @@ struct Saved {
 
 impl Saved {
     fn new(id: u64, provisional_id: &str, from: &str, text: &str, date: &str) -> Saved {
-        // Keys in the original's order (`preserve_order`); the JSON has no raw line break, so one `data:` line.
-        let json = json!({
-            "id": id,
-            "provisionalId": provisional_id,
-            "from": from,
-            "text": text,
-            "date": date,
-        })
-        .to_string();
-        let mut frame = Vec::with_capacity(json.len() + 48);
-        frame.extend_from_slice(b"event: message\nid: ");
-        frame.extend_from_slice(id.to_string().as_bytes());
-        frame.extend_from_slice(b"\ndata: ");
-        let json_at = frame.len();
-        frame.extend_from_slice(json.as_bytes());
-        frame.extend_from_slice(b"\n\n");
+        let json = format!(
+            "{{\"id\":{id}{}",
+            json_tail(provisional_id, from, text, date)
+        );
+        let (frame, json_at) = message_frame(id, json.as_bytes());
         Saved {
             id,
             frame: frame.into(),
@@ -133,6 +124,31 @@ impl Saved {
             json_at: self.json_at,
         }
     }
+}
+
+/// A saved message's JSON after its id: `,"provisionalId":…,"from":…,"text":…,"date":…}`, keys in the original's
+/// order. The JSON has no raw line break, so it makes one `data:` line.
+fn json_tail(provisional_id: &str, from: &str, text: &str, date: &str) -> String {
+    let text_of = |s: &str| serde_json::Value::from(s).to_string();
+    format!(
+        ",\"provisionalId\":{},\"from\":{},\"text\":{},\"date\":{}}}",
+        text_of(provisional_id),
+        text_of(from),
+        text_of(text),
+        text_of(date)
+    )
+}
+
+/// A saved message's frame, `event: message⏎id: N⏎data: {json}⏎⏎`, and where its JSON starts in it.
+fn message_frame(id: u64, json: &[u8]) -> (Vec<u8>, usize) {
+    let mut frame = Vec::with_capacity(json.len() + 48);
+    frame.extend_from_slice(b"event: message\nid: ");
+    frame.extend_from_slice(id.to_string().as_bytes());
+    frame.extend_from_slice(b"\ndata: ");
+    let json_at = frame.len();
+    frame.extend_from_slice(json);
+    frame.extend_from_slice(b"\n\n");
+    (frame, json_at)
 }
 
 impl Rooms {
@@ -251,7 +267,7 @@ fn home(req: &Request, ctx: &Ctx) -> Action {
     respond(req, ctx, 301, None, b"", &[("Location", &location)])
 }
 
-fn room_page(req: &Request, ctx: &Ctx, room: &str) -> Action {
+fn room_page(req: &Request, ctx: &mut Ctx, room: &str) -> Action {
     let user = form::urlencoded_get(req.query(), "user").filter(|u| !u.is_empty());
     let Some(user) = user else {
         return respond(
@@ -263,14 +279,31 @@ fn room_page(req: &Request, ctx: &Ctx, room: &str) -> Action {
             &[],
         );
     };
-    let (last_event_id, kept) = ctx.apps.flychat.snapshot(room);
-    let chat = pages::Chat {
-        mount: req.mount,
-        room,
-        user: &user,
-        last_event_id,
+    let page = match ctx.broker.shared() {
+        None => {
+            let (last_event_id, kept) = ctx.apps.flychat.snapshot(room);
+            let chat = pages::Chat {
+                mount: req.mount,
+                room,
+                user: &user,
+                last_event_id,
+            };
+            chat.render(kept.iter().map(Saved::json))
+        }
+        Some(shared) => match nodes::read(ctx, shared, room) {
+            Ok(Some(read)) => {
+                let chat = pages::Chat {
+                    mount: req.mount,
+                    room,
+                    user: &user,
+                    last_event_id: read.last_id,
+                };
+                chat.render(read.messages.iter().map(|m| &m[..]))
+            }
+            Ok(None) => return Action::Await,
+            Err(()) => return plain(req, ctx, 503, UNAVAILABLE),
+        },
     };
-    let page = chat.render(kept.iter().map(Saved::json));
     respond(
         req,
         ctx,
@@ -294,6 +327,18 @@ fn post(req: &Request, ctx: &mut Ctx, room: &str) -> Action {
     };
     let provisional_id = uuid_v4(ctx.ids);
     let date = crate::date::iso_timestamp(ctx.wall);
+    if let Some(shared) = ctx.broker.shared() {
+        return match nodes::post(ctx, shared, room, [&provisional_id, &from, &text, &date]) {
+            Ok(Some(json)) => {
+                ctx.counters.published += 1;
+                let mut body = json;
+                body.push(b'\n');
+                respond(req, ctx, 200, Some("application/json"), &body, &[])
+            }
+            Ok(None) => Action::Await,
+            Err(()) => plain(req, ctx, 503, UNAVAILABLE),
+        };
+    }
 
     let mut st = ctx.apps.flychat.lock();
     let State { rooms, bytes } = &mut *st;
@@ -368,36 +413,39 @@ fn stream(req: &Request, ctx: &mut Ctx, room: &str) -> Action {
     if ctx.draining {
         return plain(req, ctx, 503, UNAVAILABLE);
     }
-    let headers = [
-        ("Content-Type", "text/event-stream"),
-        ("Cache-Control", "no-cache"),
-    ];
-    let mut opening = Vec::with_capacity(512);
     if req.is_head() {
         // The head the stream would have; a HEAD answer has no body and opens no stream.
         let close = closes(req, ctx);
-        let mut head: Vec<(&str, &str)> = headers.to_vec();
+        let mut head: Vec<(&str, &str)> = STREAM_HEAD.to_vec();
         if close {
             head.push(("Connection", "close"));
         }
         head.extend(keep_alive_field(req, close));
-        write_stream_head(&mut opening, ctx.date, &head);
-        return Action::Respond {
-            bytes: opening,
-            close,
-        };
+        let mut bytes = Vec::with_capacity(256);
+        write_stream_head(&mut bytes, ctx.date, &head);
+        return Action::Respond { bytes, close };
     }
     let resume = resume_point(req);
+    match ctx.broker.shared() {
+        None => local_stream(req, ctx, room, resume),
+        Some(shared) => nodes::stream(req, ctx, shared, room, resume),
+    }
+}
+
+/// The head of a stream's answer.
+const STREAM_HEAD: [(&str, &str); 2] = [
+    ("Content-Type", "text/event-stream"),
+    ("Cache-Control", "no-cache"),
+];
+
+/// A stream on this node alone: its opening from `Rooms`, its subscription in the channel table.
+fn local_stream(req: &Request, ctx: &mut Ctx, room: &str, resume: Option<i64>) -> Action {
     let client_id = ctx.ids.next_client_id();
     let channel = channel_of(room);
     let (reset, replay, subscription) = {
         let st = ctx.apps.flychat.lock();
         let kept = st.rooms.get(room).map(|r| &r.kept);
-        let oldest = kept.and_then(|k| k.front()).map(|m| m.id);
-        // The original's rule: messages exist and the resume id is below the oldest kept one minus one.
-        let reset = resume
-            .zip(oldest)
-            .is_some_and(|(from, oldest)| i128::from(from) < i128::from(oldest) - 1);
+        let reset = is_reset(resume, kept.and_then(|k| k.front()).map(|m| m.id));
         let replay: Vec<Frame> = kept
             .into_iter()
             .flatten()
@@ -413,14 +461,7 @@ fn stream(req: &Request, ctx: &mut Ctx, room: &str) -> Action {
         log::debug!("flychat: stream refused: --max-channels channels exist");
         return plain(req, ctx, 503, UNAVAILABLE);
     };
-    write_stream_head(&mut opening, ctx.date, &headers);
-    opening.extend_from_slice(b"event: stream-open\n\n");
-    if reset {
-        opening.extend_from_slice(b"event: stream-reset\n\n");
-    }
-    for frame in &replay {
-        opening.extend_from_slice(frame);
-    }
+    let opening = opening(ctx, reset, replay.iter().map(|f| &f[..]));
     Action::Stream(Box::new(Stream {
         api: Api::Flychat,
         opening,
@@ -431,21 +472,59 @@ fn stream(req: &Request, ctx: &mut Ctx, room: &str) -> Action {
     }))
 }
 
+/// The original's rule for `stream-reset`: messages exist and the resume id is below the oldest kept one minus
+/// one (messages between them are gone).
+fn is_reset(resume: Option<i64>, oldest: Option<u64>) -> bool {
+    resume
+        .zip(oldest)
+        .is_some_and(|(from, oldest)| i128::from(from) < i128::from(oldest) - 1)
+}
+
+/// A stream's opening: its head, `stream-open`, `stream-reset` when `reset`, then the `replay` frames.
+fn opening<'f>(ctx: &Ctx, reset: bool, replay: impl Iterator<Item = &'f [u8]>) -> Vec<u8> {
+    let mut opening = Vec::with_capacity(512);
+    write_stream_head(&mut opening, ctx.date, &STREAM_HEAD);
+    opening.extend_from_slice(b"event: stream-open\n\n");
+    if reset {
+        opening.extend_from_slice(b"event: stream-reset\n\n");
+    }
+    for frame in replay {
+        opening.extend_from_slice(frame);
+    }
+    opening
+}
+
 /// GET as JSON: `{"messages":[..],"lastEventId":N}⏎`, the kept messages and the last id (0 for an empty room).
-fn read_json(req: &Request, ctx: &Ctx, room: &str) -> Action {
-    let (last_id, kept) = ctx.apps.flychat.snapshot(room);
-    let mut body = Vec::with_capacity(64 + kept.iter().map(|m| m.json().len() + 1).sum::<usize>());
+fn read_json(req: &Request, ctx: &mut Ctx, room: &str) -> Action {
+    let Some(shared) = ctx.broker.shared() else {
+        let (last_id, kept) = ctx.apps.flychat.snapshot(room);
+        let body = json_answer(last_id, kept.iter().map(Saved::json));
+        return respond(req, ctx, 200, Some("application/json"), &body, &[]);
+    };
+    match nodes::read(ctx, shared, room) {
+        Ok(Some(read)) => {
+            let body = json_answer(read.last_id, read.messages.iter().map(|m| &m[..]));
+            respond(req, ctx, 200, Some("application/json"), &body, &[])
+        }
+        Ok(None) => Action::Await,
+        Err(()) => plain(req, ctx, 503, UNAVAILABLE),
+    }
+}
+
+/// The JSON answer of a room: `{"messages":[..],"lastEventId":N}⏎`.
+fn json_answer<'m>(last_id: u64, messages: impl Iterator<Item = &'m [u8]> + Clone) -> Vec<u8> {
+    let mut body = Vec::with_capacity(64 + messages.clone().map(|m| m.len() + 1).sum::<usize>());
     body.extend_from_slice(b"{\"messages\":[");
-    for (i, message) in kept.iter().enumerate() {
+    for (i, message) in messages.enumerate() {
         if i > 0 {
             body.push(b',');
         }
-        body.extend_from_slice(message.json());
+        body.extend_from_slice(message);
     }
     body.extend_from_slice(b"],\"lastEventId\":");
     body.extend_from_slice(last_id.to_string().as_bytes());
     body.extend_from_slice(b"}\n");
-    respond(req, ctx, 200, Some("application/json"), &body, &[])
+    body
 }
 
 // ---- values ------------------------------------------------------------------------------------------------------
@@ -480,7 +559,9 @@ fn plain(req: &Request, ctx: &Ctx, status: u16, body: &str) -> Action {
     respond(req, ctx, status, Some("text/plain"), body.as_bytes(), &[])
 }
 
-/// Renews the expiry of the shared state this node owns (see `api::hooks::refresh_shared`).
+/// Renews the expiry of the shared state this node owns (see `api::hooks::refresh_shared`): none. A room is kept
+/// in Redis as the original's database kept it, owned by no node, and a stream holds nothing in Redis of its own
+/// (`nodes`), so a node that dies leaves nothing that would answer for it.
 pub fn refresh_shared(_shared: &dyn crate::broker::shared::Shared, _ctx: &mut Ctx) {}
 
 #[cfg(test)]
