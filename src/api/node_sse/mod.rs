@@ -43,11 +43,13 @@
 //! publish that would pass either is refused (503) whole. The presence list is bounded by the open streams, client
 //! ids and channel names by `--max-head`, a published value by the original's 100 KB body limit.
 
+mod cluster;
 mod express;
 mod js;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
 
 use serde_json::{json, Value};
 
@@ -73,6 +75,8 @@ const MISSING_FIELD: &str =
 #[derive(Default)]
 pub struct NodeSse {
     state: Mutex<State>,
+    /// On several nodes, the name this node process owns its sockets under (`cluster`).
+    owner: OnceLock<String>,
 }
 
 #[derive(Default)]
@@ -83,6 +87,8 @@ struct State {
     /// Per channel, its last value and the bytes counted for it (name and serialized value).
     last: HashMap<Box<str>, (JsValue, usize)>,
     last_bytes: usize,
+    /// On several nodes, when this node last renewed what it owns in Redis (`cluster::refresh`).
+    refreshed: Option<Instant>,
 }
 
 impl NodeSse {
@@ -178,6 +184,10 @@ fn subscribe(req: &Request, ctx: &mut Ctx) -> Action {
     }
     if ctx.draining {
         return express::error_page(req, ctx, 503, true, None);
+    }
+    let broker = ctx.broker;
+    if let Some(shared) = broker.shared() {
+        return cluster::subscribe(req, ctx, shared, &names, &distinct, given, head);
     }
 
     let node_sse = &ctx.apps.node_sse;
@@ -275,6 +285,11 @@ fn stream_head(date: &DateCache) -> Vec<u8> {
 /// A node-sse stream ended (the worker has unsubscribed it): when it was its client id's last socket, every
 /// stream gets the new presence list. Its channels need no bookkeeping: last values stay.
 pub fn stream_closed(client_id: &str, ctx: &mut Ctx) {
+    let broker = ctx.broker;
+    if let Some(shared) = broker.shared() {
+        cluster::leave(ctx, shared, client_id);
+        return;
+    }
     let mut state = ctx.apps.node_sse.lock();
     if state.presence.remove(client_id) {
         if let Err(e) = publish_presence(&state, ctx) {
@@ -322,6 +337,10 @@ fn publish(req: &Request, ctx: &mut Ctx, body: Option<JsValue>) -> Action {
     if checked.is_empty() {
         return reply(req, ctx, 200, true, &[], b"");
     }
+    let broker = ctx.broker;
+    if let Some(shared) = broker.shared() {
+        return cluster::publish(req, ctx, shared, &checked);
+    }
 
     let node_sse = &ctx.apps.node_sse;
     let mut state = node_sse.lock();
@@ -336,19 +355,8 @@ fn publish(req: &Request, ctx: &mut Ctx, body: Option<JsValue>) -> Action {
             stored.push((&event.key, event.payload.clone()));
             continue;
         }
-        // `JSON.stringify({type, payload})` and `JSON.stringify({channelName, type, payload: payload + ""})`.
-        let last = format!(
-            "{{\"type\":{},\"payload\":{}}}",
-            js::stringify(event.kind),
-            js::stringify(event.payload)
-        );
+        let (last, data) = delivery(event);
         stored.push((&event.key, JsValue::String(last)));
-        let data = format!(
-            "{{\"channelName\":{},\"type\":{},\"payload\":{}}}",
-            js::stringify(event.channel),
-            js::stringify(event.kind),
-            js::stringify(&JsValue::String(js::to_string(event.payload)))
-        );
         events.push(new_event(
             &core_name(&event.key),
             &js::to_string(event.kind),
@@ -384,6 +392,23 @@ fn publish(req: &Request, ctx: &mut Ctx, body: Option<JsValue>) -> Action {
     drop(state);
     ctx.counters.published += 1;
     reply(req, ctx, 200, true, &[], b"")
+}
+
+/// What an event to a known channel does: the value the channel keeps, `JSON.stringify({type, payload})`, and
+/// the data it is delivered with, `JSON.stringify({channelName, type, payload: payload + ""})`.
+fn delivery(event: &Checked) -> (String, String) {
+    let last = format!(
+        "{{\"type\":{},\"payload\":{}}}",
+        js::stringify(event.kind),
+        js::stringify(event.payload)
+    );
+    let data = format!(
+        "{{\"channelName\":{},\"type\":{},\"payload\":{}}}",
+        js::stringify(event.channel),
+        js::stringify(event.kind),
+        js::stringify(&JsValue::String(js::to_string(event.payload)))
+    );
+    (last, data)
 }
 
 /// Why a batch is refused.
@@ -450,13 +475,25 @@ fn last_event(req: &Request, ctx: &mut Ctx) -> Action {
     else {
         return bad_request(req, ctx, "Bad Request");
     };
-    let state = ctx.apps.node_sse.lock();
-    let body = match state.last.get(channel.as_str()) {
-        Some((value, _)) => format!("{{\"response\":{}}}", js::stringify(value)),
+    let broker = ctx.broker;
+    let last = match broker.shared() {
+        None => {
+            let state = ctx.apps.node_sse.lock();
+            state
+                .last
+                .get(channel.as_str())
+                .map(|(value, _)| js::stringify(value))
+        }
+        Some(shared) => match cluster::last_value(req, ctx, shared, &channel) {
+            Ok(last) => last,
+            Err(action) => return action,
+        },
+    };
+    let body = match last {
+        Some(json) => format!("{{\"response\":{json}}}"),
         // `res.json({response: undefined})`.
         None => "{}".to_string(),
     };
-    drop(state);
     let fields = [("Content-Type", "application/json; charset=utf-8")];
     reply(req, ctx, 200, true, &fields, body.as_bytes())
 }
@@ -501,9 +538,11 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
     }
 }
 
-
 /// Renews the expiry of the shared state this node owns (see `api::hooks::refresh_shared`).
-pub fn refresh_shared(_shared: &dyn crate::broker::shared::Shared, _ctx: &mut Ctx) {}
+pub fn refresh_shared(shared: &dyn crate::broker::shared::Shared, ctx: &mut Ctx) {
+    let mut state = ctx.apps.node_sse.lock();
+    cluster::refresh(shared, ctx, &mut state);
+}
 
 #[cfg(test)]
 mod tests {
