@@ -715,6 +715,46 @@ fn numbers_past_float64_are_infinity_as_json_parse_reads_them_case(a: Way, b: Wa
     }
 }
 
+/// Text written into JSON (on several nodes, by the scripts in Redis: the presence list, stored last values) is
+/// escaped exactly as `JSON.stringify` does: quotes, backslashes and control characters, and not `/`, DEL or
+/// non-ASCII characters.
+#[test]
+fn json_text_is_escaped_as_json_stringify_does() {
+    let server = start(&[]);
+    let [a, b] = ways(&server);
+    escaping_case(a, b);
+}
+
+#[test]
+fn json_text_is_escaped_as_json_stringify_does_on_two_nodes() {
+    let (_cluster, a, b) = two_nodes(&[]);
+    escaping_case(a, b);
+}
+
+fn escaping_case(a: Way, b: Way) {
+    let id = "q\"\\/\u{1}\u{7f}\t\u{e9}<";
+    let encoded: String = id.bytes().map(|byte| format!("%{byte:02X}")).collect();
+    let mut sub = subscribe(a, &format!("channels=esc&clientId={encoded}"));
+    assert_eq!(
+        sub.event().1["payload"],
+        json!({"clientId": id}).to_string()
+    );
+    assert_eq!(sub.event().0, "lastEvent");
+    let list = serde_json::to_string(&[id]).expect("JSON");
+    let data = json!({"type": "online-presence", "payload": list});
+    assert_eq!(
+        sub.frame(),
+        format!("event: online-presence\ndata: {data}\n\n")
+    );
+    let payload = "x\u{1}\u{1f}\u{7f}/\"\\\u{e9}\n\r\u{8}\u{c}";
+    publish_ok(b, json!([event("esc", "t", json!(payload))]));
+    assert_eq!(sub.event().1["payload"], payload);
+    let resp = get(a.addr, &a.path("/lastEvent?channel=esc"));
+    let stored = json!({"type": "t", "payload": payload}).to_string();
+    let stored = serde_json::to_string(&stored).expect("JSON");
+    assert_eq!(resp.text(), format!("{{\"response\":{stored}}}"));
+}
+
 // ---- publish refusals ------------------------------------------------------------------------------------------
 
 #[test]

@@ -540,3 +540,59 @@ pub(super) fn refresh(shared: &dyn Shared, ctx: &Ctx, state: &mut State) {
     let args = args(&ctx.apps.node_sse, shared, Vec::new());
     shared.eval_detached(&REFRESH, keys(shared, &[], false), args);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(text: &str) -> Answer {
+        Answer::Data(text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn the_subscribe_scripts_answer_is_read_whole_or_refused() {
+        let ok = Answer::List(vec![
+            data("ok"),
+            data("7"),
+            Answer::Int(1),
+            data("0-0"),
+            data("1700000000000-3"),
+            data("{}"),
+            data("0-0"),
+            data("[object Object]"),
+        ]);
+        let joined = Joined::read(&ok).expect("ok");
+        assert_eq!((joined.id.as_str(), joined.counted), ("7", true));
+        assert_eq!(joined.presence, EventId::ZERO);
+        let lasts: Vec<&str> = joined.channels.iter().map(|(_, l)| l.as_str()).collect();
+        assert_eq!(lasts, ["{}", "[object Object]"]);
+        assert_eq!(
+            joined.channels.first().map(|(c, _)| *c),
+            EventId::from_stream_id("1700000000000-3")
+        );
+
+        let cases: [(Answer, &str); 6] = [
+            (Answer::List(vec![data("full")]), "full"),
+            (Answer::Nil, "unexpected answer"),
+            (data("ok"), "unexpected answer"),
+            (Answer::List(vec![data("ok")]), "no id"),
+            (
+                Answer::List(vec![data("ok"), data("a"), Answer::Int(0), data("x")]),
+                "no cursor",
+            ),
+            (
+                Answer::List(vec![
+                    data("ok"),
+                    data("a"),
+                    Answer::Int(0),
+                    data("0-0"),
+                    data("0-0"),
+                ]),
+                "bad channel",
+            ),
+        ];
+        for (answer, why) in cases {
+            assert_eq!(Joined::read(&answer).err(), Some(why), "{answer:?}");
+        }
+    }
+}

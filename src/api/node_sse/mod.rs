@@ -20,6 +20,10 @@
 //! out in the order of the changes they report. `online-presence` is sent to every stream on each connect, and on
 //! a disconnect when it was the last socket of that client id (`stream_closed`).
 //!
+//! On several nodes (`--broker redis://…`) that state lives in Redis instead, changed by one script per request
+//! (`cluster`), so that every node answers alike; each handler checks the request here first, then takes that
+//! path when the broker shares state (`Broker::shared`) and this one otherwise, unchanged.
+//!
 //! Fixes (docs/PROTOCOLS.md rule 2): a publish batch is validated whole before anything is applied: a reserved type
 //! gives its 400, a falsy `channelName`, `type` or `payload`, or a `type` whose text holds a CR or LF (it names
 //! the event on its own `event:` line, so it would inject SSE lines) gives the missing-field 400, and either way
