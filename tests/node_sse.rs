@@ -1062,43 +1062,56 @@ fn head_case(a: Way, b: Way) {
     assert_eq!(sub.opening(1).1, ["real"]);
 }
 
+const LIMITS: [&str; 8] = [
+    "--max-head",
+    "1KiB",
+    "--max-subscriptions",
+    "3",
+    "--max-channels",
+    "4",
+    "--history-max-bytes",
+    "2KiB",
+];
+
 #[test]
 fn spouts_limits_are_refused_in_expresss_style() {
-    let server = start(&[
-        "--max-head",
-        "1KiB",
-        "--max-subscriptions",
-        "3",
-        "--max-channels",
-        "4",
-        "--history-max-bytes",
-        "2KiB",
-    ]);
+    let server = start(&LIMITS);
     let [way, _] = ways(&server);
+    limits_case(way, way);
+}
+
+/// The bounds on last values count every node's channels together.
+#[test]
+fn spouts_limits_are_refused_in_expresss_style_on_two_nodes() {
+    let (_cluster, a, b) = two_nodes(&LIMITS);
+    limits_case(a, b);
+}
+
+fn limits_case(a: Way, b: Way) {
     let big = format!("X-Big: {}\r\n", "x".repeat(2048));
-    let resp = request(way.addr, "GET", "/", &big, b"");
+    let resp = request(a.addr, "GET", &a.path("/"), &big, b"");
     assert_page(&resp, 431, "Request Header Fields Too Large", false);
     assert_eq!(resp.header("connection"), Some("close"));
     // Three channels and the presence channel are more than three subscriptions.
     assert_page(
-        &get(way.addr, "/subscribe?channels=a,b,c"),
+        &get(a.addr, &a.path("/subscribe?channels=a,b,c")),
         400,
         "Bad Request",
         true,
     );
-    let mut sub = subscribe(way, "channels=a,b");
+    let mut sub = subscribe(a, "channels=a,b");
     sub.opening(2);
     // Core channels: a, b, presence; one more fits, two do not, and a refused subscribe leaves nothing behind.
     assert_page(
-        &get(way.addr, "/subscribe?channels=c,d"),
+        &get(a.addr, &a.path("/subscribe?channels=c,d")),
         503,
         "Service Unavailable",
         true,
     );
-    assert_eq!(last_event(way, "c"), json!({}));
+    assert_eq!(last_event(b, "c"), json!({}));
     // Last values: a and b exist; a batch creating three more would pass four, and is refused whole.
     let resp = publish(
-        way,
+        b,
         json!([
             event("c", "t", json!("1")),
             event("d", "t", json!("1")),
@@ -1106,12 +1119,12 @@ fn spouts_limits_are_refused_in_expresss_style() {
         ]),
     );
     assert_page(&resp, 503, "Service Unavailable", true);
-    assert_eq!(last_event(way, "c"), json!({}));
+    assert_eq!(last_event(a, "c"), json!({}));
     // Bytes: 2 KiB of names and values together.
-    let resp = publish(way, json!([event("a", "t", json!("x".repeat(3000)))]));
+    let resp = publish(b, json!([event("a", "t", json!("x".repeat(3000)))]));
     assert_page(&resp, 503, "Service Unavailable", true);
-    assert_eq!(last_event(way, "a"), json!({"response": "{}"}));
-    publish_ok(way, json!([event("a", "t", json!("x".repeat(1000)))]));
+    assert_eq!(last_event(a, "a"), json!({"response": "{}"}));
+    publish_ok(b, json!([event("a", "t", json!("x".repeat(1000)))]));
     assert_eq!(sub.event().0, "t");
 }
 
@@ -1129,6 +1142,37 @@ fn the_connection_limit_is_refused_with_expresss_page() {
 }
 
 // ---- several nodes ---------------------------------------------------------------------------------------------
+
+/// Automatic ids come from one counter: subscribes racing on both nodes get each number once.
+#[test]
+fn counted_ids_are_unique_across_nodes() {
+    let (_cluster, a, b) = two_nodes(&[]);
+    let racers: Vec<_> = [a, b]
+        .into_iter()
+        .map(|way| {
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|_| {
+                        let mut sub = subscribe(way, "channels=race");
+                        let (name, data) = sub.event();
+                        assert_eq!(name, "registered");
+                        let registered: Value =
+                            serde_json::from_str(data["payload"].as_str().expect("payload"))
+                                .expect("JSON");
+                        (registered["clientId"].as_u64().expect("a number"), sub)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut ids: Vec<u64> = racers
+        .into_iter()
+        .flat_map(|racer| racer.join().expect("racer"))
+        .map(|(id, _)| id)
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=20).collect::<Vec<u64>>());
+}
 
 /// A node killed with its clients on it: within the TTL (and a refresh) the other node's streams hear each of
 /// its client ids leave, except an id that still has a socket on the surviving node; clients that reconnect there
