@@ -1253,3 +1253,40 @@ fn a_killed_nodes_clients_leave_presence_within_the_ttl() {
         assert_eq!(sub.event().1, event("k", "t", json!("after")));
     }
 }
+
+/// The shard that holds node-sse's state away: subscribes, publishes and `GET /lastEvent` get express's 503 page
+/// within `--broker-timeout`, and work again once it is back.
+#[test]
+fn redis_away_is_expresss_503() {
+    let (mut cluster, a, b) = two_nodes(&["--broker-timeout", "1s"]);
+    let mut sub = subscribe(a, "channels=r&clientId=before");
+    sub.opening(1);
+    let shard = cluster.redis.master_of("{node-sse/}");
+    let index = cluster
+        .redis
+        .ports
+        .iter()
+        .position(|port| *port == shard)
+        .expect("a master");
+    cluster.redis.kill(index);
+    // Asked of the node that follows nothing on that shard, which answers within `--broker-timeout`.
+    let resp = get(b.addr, &b.path("/subscribe?channels=r&clientId=during"));
+    assert_page(&resp, 503, "Service Unavailable", true);
+    let resp = publish(b, json!([event("r", "t", json!("lost"))]));
+    assert_page(&resp, 503, "Service Unavailable", true);
+    let resp = get(b.addr, &b.path("/lastEvent?channel=r"));
+    assert_page(&resp, 503, "Service Unavailable", true);
+
+    cluster.redis.restart(index);
+    cluster.redis.wait_ok();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while publish(b, json!([event("r", "t", json!("back"))])).status != 200 {
+        assert!(Instant::now() < deadline, "publishing never came back");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        last_event(a, "r"),
+        json!({"response": "{\"type\":\"t\",\"payload\":\"back\"}"})
+    );
+    assert_eq!(sub.event().1, event("r", "t", json!("back")));
+}
