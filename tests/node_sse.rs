@@ -1290,3 +1290,26 @@ fn redis_away_is_expresss_503() {
     );
     assert_eq!(sub.event().1, event("r", "t", json!("back")));
 }
+
+/// A node that stalls (cut off, or stopped) for longer than the TTL is taken for dead: its clients leave. When it
+/// comes back with their streams still open, they are present again, and leave as usual afterwards.
+#[test]
+fn a_stalled_node_that_comes_back_counts_its_clients_again() {
+    let (cluster, a, b) = two_nodes(&["--broker-node-ttl", "3s"]);
+    let mut watcher = subscribe(a, "channels=s&clientId=watcher");
+    watcher.opening(1);
+    let mut alice = subscribe(b, "channels=s&clientId=alice");
+    assert_eq!(alice.opening(1).1, ["watcher", "alice"]);
+    assert_eq!(watcher.presence(), ["watcher", "alice"]);
+
+    let pid = cluster.nodes[1].child.id();
+    signal(pid, "STOP");
+    assert_eq!(watcher.presence(), ["watcher"]);
+    signal(pid, "CONT");
+    assert_eq!(watcher.presence(), ["watcher", "alice"]);
+    assert_eq!(alice.presence(), ["watcher"]);
+    assert_eq!(alice.presence(), ["watcher", "alice"]);
+
+    drop(alice);
+    assert_eq!(watcher.presence(), ["watcher"]);
+}

@@ -27,7 +27,9 @@
 //! (`refresh_shared`), and every script first sweeps the nodes whose entry expired: their sockets are taken off
 //! the counts, and each id whose last socket that was leaves the presence list with an `online-presence` frame, as
 //! when its last socket closes. Should a dead node's hash be gone already, the counts are rebuilt from the live
-//! nodes' hashes. The other keys are renewed by every script and every node's refresh, and expire ten TTLs after
+//! nodes' hashes. A node that was only cut off from Redis for longer than the TTL, and was swept, finds a mark left
+//! by the sweep at its next refresh and counts its open streams again (kept per id in `State::open`); their ids
+//! that had left come back with one `online-presence` frame. The other keys are renewed by every script and every node's refresh, and expire ten TTLs after
 //! the last node stopped (as the original's state ended with its process).
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -104,6 +106,7 @@ local function sweep(now)
       local hash = node_prefix .. name
       local counts = redis.call('HGETALL', hash)
       redis.call('DEL', hash)
+      redis.call('SET', hash .. ' swept', 1, 'PX', 10 * ttl)
       redis.call('ZREM', nodes, name)
       lost = lost or #counts == 0
       for i = 1, #counts, 2 do
@@ -190,11 +193,29 @@ return 'ok'
 "#
 ));
 
-/// This node process is alive; the dead are swept.
+/// This node process is alive; the dead are swept. ARGV 3…: this node's open sockets, three per id (the id, its
+/// sockets here, its array index or `''`): should another node have swept this one (it could not reach Redis for
+/// a TTL), the sockets it still has are counted again and their ids that had left come back.
 static REFRESH: Lua = Lua::new(concat!(
     common_lua!(),
     r#"local now = spout_now()
 sweep(now)
+if redis.call('DEL', mine .. ' swept') == 1 then
+  local joined = false
+  for at = 3, #ARGV - 2, 3 do
+    local id, count, index = ARGV[at], tonumber(ARGV[at + 1]), ARGV[at + 2]
+    local missing = count - tonumber(redis.call('HGET', mine, id) or '0')
+    if missing > 0 then
+      redis.call('HINCRBY', mine, id, missing)
+      if redis.call('HINCRBY', sockets, id, missing) == missing then
+        if index == '' then index = 4294967296 + redis.call('HINCRBY', meta, 'seq', 1) end
+        redis.call('ZADD', presence, 'NX', index, id)
+        joined = true
+      end
+    end
+  end
+  if joined then announce() end
+end
 touch(now)
 return 'ok'
 "#
@@ -417,6 +438,12 @@ pub(super) fn subscribe(
             return unavailable(req, ctx, e);
         }
     };
+    *ctx.apps
+        .node_sse
+        .lock()
+        .open
+        .entry(joined.id.as_str().into())
+        .or_insert(0) += 1;
 
     let id_json = match joined.id.parse::<u64>() {
         Ok(n) if joined.counted => json!(n),
@@ -449,7 +476,13 @@ pub(super) fn subscribe(
 
 /// A node-sse stream of this node ended: one socket of `client_id` less, and when it was the id's last on every
 /// node, the new presence list to every stream.
-pub(super) fn leave(ctx: &Ctx, shared: &dyn Shared, client_id: &str) {
+pub(super) fn stream_closed(ctx: &Ctx, shared: &dyn Shared, client_id: &str) {
+    ctx.apps.node_sse.lock().close(client_id);
+    leave(ctx, shared, client_id);
+}
+
+/// One socket of `client_id` on this node less in Redis.
+fn leave(ctx: &Ctx, shared: &dyn Shared, client_id: &str) {
     let node_sse = &ctx.apps.node_sse;
     let args = args(node_sse, shared, vec![client_id.as_bytes().to_vec()]);
     shared.eval_detached(&LEAVE, keys(shared, &[], false), args);
@@ -537,7 +570,16 @@ pub(super) fn refresh(shared: &dyn Shared, ctx: &Ctx, state: &mut State) {
         return;
     }
     state.refreshed = Some(ctx.now);
-    let args = args(&ctx.apps.node_sse, shared, Vec::new());
+    let mut open = Vec::with_capacity(state.open.len() * 3);
+    for (id, count) in &state.open {
+        let index = js::array_index(id).map_or_else(String::new, |i| i.to_string());
+        open.extend([
+            id.as_bytes().to_vec(),
+            count.to_string().into_bytes(),
+            index.into_bytes(),
+        ]);
+    }
+    let args = args(&ctx.apps.node_sse, shared, open);
     shared.eval_detached(&REFRESH, keys(shared, &[], false), args);
 }
 

@@ -93,6 +93,9 @@ struct State {
     last_bytes: usize,
     /// On several nodes, when this node last renewed what it owns in Redis (`cluster::refresh`).
     refreshed: Option<Instant>,
+    /// On several nodes, this node's open streams per client id: what it counts again in Redis should another
+    /// node have taken it for dead (`cluster::refresh`).
+    open: HashMap<Box<str>, u32>,
 }
 
 impl NodeSse {
@@ -107,6 +110,16 @@ impl State {
         let bytes = self.last_bytes.saturating_add_signed(grown);
         self.last.len().saturating_add(added) <= ctx.config.max_channels
             && bytes <= ctx.config.history_max_bytes
+    }
+
+    /// One open stream of `client_id` on this node less (several nodes).
+    fn close(&mut self, client_id: &str) {
+        if let Some(count) = self.open.get_mut(client_id) {
+            *count -= 1;
+            if *count == 0 {
+                self.open.remove(client_id);
+            }
+        }
     }
 
     fn set_last(&mut self, name: &str, value: JsValue) {
@@ -291,7 +304,7 @@ fn stream_head(date: &DateCache) -> Vec<u8> {
 pub fn stream_closed(client_id: &str, ctx: &mut Ctx) {
     let broker = ctx.broker;
     if let Some(shared) = broker.shared() {
-        cluster::leave(ctx, shared, client_id);
+        cluster::stream_closed(ctx, shared, client_id);
         return;
     }
     let mut state = ctx.apps.node_sse.lock();
