@@ -29,8 +29,9 @@
 //! when its last socket closes. Should a dead node's hash be gone already, the counts are rebuilt from the live
 //! nodes' hashes. A node that was only cut off from Redis for longer than the TTL, and was swept, finds a mark left
 //! by the sweep at its next refresh and counts its open streams again (kept per id in `State::open`); their ids
-//! that had left come back with one `online-presence` frame. The other keys are renewed by every script and every node's refresh, and expire ten TTLs after
-//! the last node stopped (as the original's state ended with its process).
+//! that had left come back with one `online-presence` frame. The other keys are renewed by every script and every
+//! node's refresh, and expire ten TTLs after the last node stopped (as the original's state ended with its
+//! process).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
