@@ -1313,3 +1313,17 @@ fn a_stalled_node_that_comes_back_counts_its_clients_again() {
     drop(alice);
     assert_eq!(watcher.presence(), ["watcher"]);
 }
+
+/// A node shut down gracefully closes its streams: the other node's streams hear its clients leave at once, not
+/// after the TTL.
+#[test]
+fn a_node_shut_down_gracefully_announces_its_clients_leaving() {
+    let (cluster, a, b) = two_nodes(&["--broker-node-ttl", "30s", "--drain-timeout", "1s"]);
+    let mut watcher = subscribe(a, "channels=g&clientId=watcher");
+    watcher.opening(1);
+    let mut gone = subscribe(b, "channels=g&clientId=gone");
+    gone.opening(1);
+    assert_eq!(watcher.presence(), ["watcher", "gone"]);
+    signal(cluster.nodes[1].child.id(), "TERM");
+    assert_eq!(watcher.presence(), ["watcher"]);
+}
