@@ -20,6 +20,10 @@
 //! out in the order of the changes they report. `online-presence` is sent to every stream on each connect, and on
 //! a disconnect when it was the last socket of that client id (`stream_closed`).
 //!
+//! On several nodes (`--broker redis://…`) that state lives in Redis instead, changed by one script per request
+//! (`cluster`), so that every node answers alike; each handler checks the request here first, then takes that
+//! path when the broker shares state (`Broker::shared`) and this one otherwise, unchanged.
+//!
 //! Fixes (docs/PROTOCOLS.md rule 2): a publish batch is validated whole before anything is applied: a reserved type
 //! gives its 400, a falsy `channelName`, `type` or `payload`, or a `type` whose text holds a CR or LF (it names
 //! the event on its own `event:` line, so it would inject SSE lines) gives the missing-field 400, and either way
@@ -43,11 +47,13 @@
 //! publish that would pass either is refused (503) whole. The presence list is bounded by the open streams, client
 //! ids and channel names by `--max-head`, a published value by the original's 100 KB body limit.
 
+mod cluster;
 mod express;
 mod js;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
 
 use serde_json::{json, Value};
 
@@ -73,6 +79,8 @@ const MISSING_FIELD: &str =
 #[derive(Default)]
 pub struct NodeSse {
     state: Mutex<State>,
+    /// On several nodes, the name this node process owns its sockets under (`cluster`).
+    owner: OnceLock<String>,
 }
 
 #[derive(Default)]
@@ -83,6 +91,11 @@ struct State {
     /// Per channel, its last value and the bytes counted for it (name and serialized value).
     last: HashMap<Box<str>, (JsValue, usize)>,
     last_bytes: usize,
+    /// On several nodes, when this node last renewed what it owns in Redis (`cluster::refresh`).
+    refreshed: Option<Instant>,
+    /// On several nodes, this node's open streams per client id: what it counts again in Redis should another
+    /// node have taken it for dead (`cluster::refresh`).
+    open: HashMap<Box<str>, u32>,
 }
 
 impl NodeSse {
@@ -97,6 +110,16 @@ impl State {
         let bytes = self.last_bytes.saturating_add_signed(grown);
         self.last.len().saturating_add(added) <= ctx.config.max_channels
             && bytes <= ctx.config.history_max_bytes
+    }
+
+    /// One open stream of `client_id` on this node less (several nodes).
+    fn close(&mut self, client_id: &str) {
+        if let Some(count) = self.open.get_mut(client_id) {
+            *count -= 1;
+            if *count == 0 {
+                self.open.remove(client_id);
+            }
+        }
     }
 
     fn set_last(&mut self, name: &str, value: JsValue) {
@@ -178,6 +201,10 @@ fn subscribe(req: &Request, ctx: &mut Ctx) -> Action {
     }
     if ctx.draining {
         return express::error_page(req, ctx, 503, true, None);
+    }
+    let broker = ctx.broker;
+    if let Some(shared) = broker.shared() {
+        return cluster::subscribe(req, ctx, shared, &names, &distinct, given, head);
     }
 
     let node_sse = &ctx.apps.node_sse;
@@ -275,6 +302,11 @@ fn stream_head(date: &DateCache) -> Vec<u8> {
 /// A node-sse stream ended (the worker has unsubscribed it): when it was its client id's last socket, every
 /// stream gets the new presence list. Its channels need no bookkeeping: last values stay.
 pub fn stream_closed(client_id: &str, ctx: &mut Ctx) {
+    let broker = ctx.broker;
+    if let Some(shared) = broker.shared() {
+        cluster::stream_closed(ctx, shared, client_id);
+        return;
+    }
     let mut state = ctx.apps.node_sse.lock();
     if state.presence.remove(client_id) {
         if let Err(e) = publish_presence(&state, ctx) {
@@ -322,6 +354,10 @@ fn publish(req: &Request, ctx: &mut Ctx, body: Option<JsValue>) -> Action {
     if checked.is_empty() {
         return reply(req, ctx, 200, true, &[], b"");
     }
+    let broker = ctx.broker;
+    if let Some(shared) = broker.shared() {
+        return cluster::publish(req, ctx, shared, &checked);
+    }
 
     let node_sse = &ctx.apps.node_sse;
     let mut state = node_sse.lock();
@@ -336,19 +372,8 @@ fn publish(req: &Request, ctx: &mut Ctx, body: Option<JsValue>) -> Action {
             stored.push((&event.key, event.payload.clone()));
             continue;
         }
-        // `JSON.stringify({type, payload})` and `JSON.stringify({channelName, type, payload: payload + ""})`.
-        let last = format!(
-            "{{\"type\":{},\"payload\":{}}}",
-            js::stringify(event.kind),
-            js::stringify(event.payload)
-        );
+        let (last, data) = delivery(event);
         stored.push((&event.key, JsValue::String(last)));
-        let data = format!(
-            "{{\"channelName\":{},\"type\":{},\"payload\":{}}}",
-            js::stringify(event.channel),
-            js::stringify(event.kind),
-            js::stringify(&JsValue::String(js::to_string(event.payload)))
-        );
         events.push(new_event(
             &core_name(&event.key),
             &js::to_string(event.kind),
@@ -384,6 +409,23 @@ fn publish(req: &Request, ctx: &mut Ctx, body: Option<JsValue>) -> Action {
     drop(state);
     ctx.counters.published += 1;
     reply(req, ctx, 200, true, &[], b"")
+}
+
+/// What an event to a known channel does: the value the channel keeps, `JSON.stringify({type, payload})`, and
+/// the data it is delivered with, `JSON.stringify({channelName, type, payload: payload + ""})`.
+fn delivery(event: &Checked) -> (String, String) {
+    let last = format!(
+        "{{\"type\":{},\"payload\":{}}}",
+        js::stringify(event.kind),
+        js::stringify(event.payload)
+    );
+    let data = format!(
+        "{{\"channelName\":{},\"type\":{},\"payload\":{}}}",
+        js::stringify(event.channel),
+        js::stringify(event.kind),
+        js::stringify(&JsValue::String(js::to_string(event.payload)))
+    );
+    (last, data)
 }
 
 /// Why a batch is refused.
@@ -450,13 +492,25 @@ fn last_event(req: &Request, ctx: &mut Ctx) -> Action {
     else {
         return bad_request(req, ctx, "Bad Request");
     };
-    let state = ctx.apps.node_sse.lock();
-    let body = match state.last.get(channel.as_str()) {
-        Some((value, _)) => format!("{{\"response\":{}}}", js::stringify(value)),
+    let broker = ctx.broker;
+    let last = match broker.shared() {
+        None => {
+            let state = ctx.apps.node_sse.lock();
+            state
+                .last
+                .get(channel.as_str())
+                .map(|(value, _)| js::stringify(value))
+        }
+        Some(shared) => match cluster::last_value(req, ctx, shared, &channel) {
+            Ok(last) => last,
+            Err(action) => return action,
+        },
+    };
+    let body = match last {
+        Some(json) => format!("{{\"response\":{json}}}"),
         // `res.json({response: undefined})`.
         None => "{}".to_string(),
     };
-    drop(state);
     let fields = [("Content-Type", "application/json; charset=utf-8")];
     reply(req, ctx, 200, true, &fields, body.as_bytes())
 }
@@ -502,7 +556,10 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
 }
 
 /// Renews the expiry of the shared state this node owns (see `api::hooks::refresh_shared`).
-pub fn refresh_shared(_shared: &dyn crate::broker::shared::Shared, _ctx: &mut Ctx) {}
+pub fn refresh_shared(shared: &dyn crate::broker::shared::Shared, ctx: &mut Ctx) {
+    let mut state = ctx.apps.node_sse.lock();
+    cluster::refresh(shared, ctx, &mut state);
+}
 
 #[cfg(test)]
 mod tests {
