@@ -659,7 +659,6 @@ pub fn stream_closed(client_id: &str, ctx: &mut Ctx) {
     ctx.apps.ws_push.lock().clients.remove(client_id);
 }
 
-
 /// Renews the expiry of the shared state this node owns (see `api::hooks::refresh_shared`).
 pub fn refresh_shared(_shared: &dyn crate::broker::shared::Shared, _ctx: &mut Ctx) {}
 
