@@ -21,19 +21,23 @@
 //! Every key carries an expiry (the node TTL for sessions, the cache TTL for the cache), extended by each write.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{json, table_error, JsonData, Session, BROADCAST_CHANNEL, CLOSE_TRY_AGAIN, PING_PING};
 use crate::api::{Action, ChannelChange, Ctx, Request, WsAnswer};
 use crate::broker::shared::{Lua, Shared, Value};
 use crate::broker::{BrokerError, Reply};
-use crate::message::ws_text_frame;
+use crate::channels::Subscription;
+use crate::message::{ws_text_frame, Message};
 
 use super::{CACHE_MAX_BYTES, CACHE_MAX_MESSAGES};
 
 /// Most sessions one refresh script renews: a node with many sessions renews them in several short scripts
 /// rather than one that holds the shard for long.
 const REFRESH_BATCH: usize = 500;
+/// Bytes of data per step when a new session catches up with the node's history (`caught_up`).
+const CATCH_UP_BATCH: usize = 64 * 1024;
 
 /// The Lua every script starts with: KEYS are the channel's stream and shard (`spout_send`) and the four fixed
 /// keys (`sessions`, `counts`, `cache`, `cbytes`); ARGV[1] is the key prefix the per-token keys are made from.
@@ -261,7 +265,7 @@ pub(super) fn hello(
         leave_detached(shared, client_id, token);
         return refused(BrokerError::Unavailable);
     };
-    let subscription =
+    let mut subscription =
         match shared.subscribe(ctx.worker, &[(BROADCAST_CHANNEL, Some(cursor))], client_id) {
             Ok(subscription) => subscription,
             Err(e) => {
@@ -275,12 +279,16 @@ pub(super) fn hello(
         .owned
         .insert(client_id.into(), token.into());
     session.token = Some(token.into());
-    // The first ping goes out at once; cached messages follow in publish order, before any live one.
+    // The first ping goes out at once; cached messages follow in publish order, then those sent after the script
+    // that reached this node before the subscription, then live ones.
     let mut reply = PING_PING.to_vec();
     for body in items.iter().skip(1) {
         if let Value::Data(body) = body {
             reply.extend_from_slice(&ws_text_frame(body));
         }
+    }
+    for message in caught_up(&mut subscription, client_id, ctx) {
+        reply.extend_from_slice(message.ws_frame());
     }
     WsAnswer {
         reply,
@@ -292,6 +300,33 @@ pub(super) fn hello(
         close: false,
         restart_liveness: true,
         parked: false,
+    }
+}
+
+/// The events after the script's cursor that this node received before the stream subscribed, with the
+/// subscription moved past them. A subscription made over an open WebSocket joins its channels live only
+/// (`ChannelChange::Join` carries no replay), so they are taken from the node's history here: without this, the
+/// first messages published right after a `HELLO` could be lost to it.
+fn caught_up(subscription: &mut Subscription, client_id: &str, ctx: &Ctx) -> Vec<Arc<Message>> {
+    let mut missed = Vec::new();
+    let Some(mut cursor) = subscription.replay.take() else {
+        return missed;
+    };
+    loop {
+        let before = missed.len();
+        let step = ctx.table.replay(
+            &subscription.channels,
+            client_id,
+            &mut cursor,
+            CATCH_UP_BATCH,
+            &mut missed,
+        );
+        for (channel, reached) in subscription.channels.iter_mut().zip(step.reached) {
+            channel.since = reached;
+        }
+        if step.done || missed.len() == before {
+            return missed;
+        }
     }
 }
 
