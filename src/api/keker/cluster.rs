@@ -434,9 +434,7 @@ pub(super) fn broadcast(req: &Request, ctx: &mut Ctx, shared: &dyn Shared) -> Ac
         Ok(Reply::Later) => Action::Await,
         Ok(Reply::Now(value)) => {
             let tokens = value.int().unwrap_or(0);
-            if tokens > 0 {
-                ctx.counters.published += 1;
-            }
+            ctx.counters.published += 1;
             let message = format!("message sent to {tokens} recipients");
             json(req, ctx, 200, &message, JsonData::Text(&body))
         }
@@ -474,5 +472,24 @@ pub(super) fn broker_error(req: &Request, ctx: &mut Ctx, e: BrokerError) -> Acti
     match e {
         BrokerError::Table(e) => table_error(req, ctx, e),
         BrokerError::Unavailable => json(req, ctx, 503, "broker_unavailable", JsonData::Null),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_token_a_hello_can_name_goes_to_redis() {
+        for (token, nameable_as) in [
+            (&b"user42"[..], Some("user42")),
+            (b"t\xc3\xa9", Some("t\u{e9}")),
+            (b"", None),
+            (b"a b", None),
+            (b"a\xc2\xa0b", None),
+            (b"\xff", None),
+        ] {
+            assert_eq!(nameable(token), nameable_as, "{token:?}");
+        }
     }
 }

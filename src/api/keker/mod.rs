@@ -11,6 +11,9 @@
 //! published live after that session's subscription: never lost in between, never delivered twice. No socket I/O
 //! and no waiting happen under the lock (the original's server-wide deadlock came from a blocking send under it).
 //!
+//! That is one node's state. With `--broker redis://…` the same state lives in Redis instead, shared by every
+//! node (`cluster`); each handler picks the path by `ctx.broker.shared()`, and the one-node path is unchanged.
+//!
 //! The cache keeps each message for `--keker-cache-ttl` on its own (the original dropped a token's whole entry
 //! when its last-but-one message expired), and at most `CACHE_MAX_MESSAGES` messages and `CACHE_MAX_BYTES` bytes
 //! over all tokens, the oldest going first: anyone may publish to any token, so the cache must be bounded.
