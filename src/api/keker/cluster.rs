@@ -15,6 +15,8 @@
 //!   (Redis clock) that the owning node renews (`refresh_shared`); a member past it is swept away by the next
 //!   script, so a dead node's sessions stop counting and receiving within `--broker-node-ttl`;
 //! - `t:<token>`: set of the client ids of the token's sessions; `counts`: hash token → sessions;
+//! - `left`: sorted set of the client ids of sessions that ended, scored by when they may be forgotten (a node
+//!   TTL later): a `HELLO` or a refresh that reaches Redis after its session's end does not bring it back;
 //! - `cache`: a Redis stream of the cached messages (`t` token, `b` body) in publish order, its entry ids giving
 //!   when each was cached; `c:<token>`: list of the token's entry ids in that order; `cbytes`: the bodies' bytes.
 //!
@@ -39,13 +41,13 @@ const REFRESH_BATCH: usize = 500;
 /// Bytes of data per step when a new session catches up with the node's history (`caught_up`).
 const CATCH_UP_BATCH: usize = 64 * 1024;
 
-/// The Lua every script starts with: KEYS are the channel's stream and shard (`spout_send`) and the four fixed
-/// keys (`sessions`, `counts`, `cache`, `cbytes`); ARGV[1] is the key prefix the per-token keys are made from.
+/// The Lua every script starts with: KEYS are the channel's stream and shard (`spout_send`) and the fixed keys
+/// (`sessions`, `counts`, `cache`, `cbytes`, `left`); ARGV[1] is the key prefix the per-token keys are made from.
 macro_rules! common_lua {
     () => {
         r"
 local base = ARGV[1]
-local sessions, counts, cache, cbytes = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local sessions, counts, cache, cbytes, left = KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 
 -- Gives `key` at least `ttl` ms to live (never shortens it: every node extends the same keys).
 local function keep(key, ttl)
@@ -68,8 +70,9 @@ local function leave(cid, token)
   end
 end
 
--- Removes the sessions whose node stopped renewing them.
+-- Removes the sessions whose node stopped renewing them, and the ends old enough to forget.
 local function sweep(now)
+  redis.call('ZREMRANGEBYSCORE', left, '-inf', now)
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', sessions, '-inf', now)) do
     local cid, token = string.match(member, '^(%S+) (.*)$')
     if cid then leave(cid, token) else redis.call('ZREM', sessions, member) end
@@ -96,13 +99,14 @@ end
 
 /// `HELLO`: ARGV client id, token, node TTL (ms), cache TTL (ms). Registers the session, and returns the cursor
 /// the stream subscribes after, then the token's cached bodies in publish order (taken: no other session gets
-/// them).
+/// them); returns nothing for a session that has already ended.
 static HELLO: Lua = Lua::new(concat!(
     common_lua!(),
     r"
 local cid, token, ttl, cache_ttl = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = spout_now()
 sweep(now)
+if redis.call('ZSCORE', left, cid) then return {} end
 join(cid, token, now + ttl, ttl)
 local out = {spout_last(KEYS[1])}
 if cache_ttl > 0 then expire(now, cache_ttl) end
@@ -172,24 +176,30 @@ return redis.call('HGETALL', counts)
 "
 ));
 
-/// A session ended: ARGV client id, token.
+/// A session ended: ARGV client id, token, node TTL (ms).
 static LEAVE: Lua = Lua::new(concat!(
     common_lua!(),
     r"
+local ttl = tonumber(ARGV[4])
+redis.call('ZADD', left, spout_now() + ttl, ARGV[2])
+keep(left, ttl)
 leave(ARGV[2], ARGV[3])
 return 0
 "
 ));
 
 /// A node renews its sessions: ARGV node TTL (ms), then client id and token of each. A session missing in Redis
-/// (Redis restarted, or the node was too slow to renew it) is added back: it is live on its node.
+/// (Redis restarted, or the node was too slow to renew it) is added back: it is live on its node, unless it has
+/// ended meanwhile (the refresh was on its way when the session's end was sent).
 static REFRESH: Lua = Lua::new(concat!(
     common_lua!(),
     r"
 local ttl = tonumber(ARGV[2])
 local now = spout_now()
 sweep(now)
-for i = 3, #ARGV - 1, 2 do join(ARGV[i], ARGV[i + 1], now + ttl, ttl) end
+for i = 3, #ARGV - 1, 2 do
+  if not redis.call('ZSCORE', left, ARGV[i]) then join(ARGV[i], ARGV[i + 1], now + ttl, ttl) end
+end
 return 0
 "
 ));
@@ -204,6 +214,7 @@ fn keys(shared: &dyn Shared) -> (Vec<String>, Vec<u8>) {
         shared.key(BROADCAST_CHANNEL, "counts"),
         shared.key(BROADCAST_CHANNEL, "cache"),
         shared.key(BROADCAST_CHANNEL, "cbytes"),
+        shared.key(BROADCAST_CHANNEL, "left"),
     ];
     (keys, shared.key(BROADCAST_CHANNEL, "").into_bytes())
 }
@@ -254,31 +265,42 @@ pub(super) fn hello(
             &millis(ctx.config.keker_cache_ttl),
         ],
     );
-    let value = match shared.eval(&HELLO, keys, args, ctx.ask()) {
-        Ok(Reply::Now(value)) => value,
-        Ok(Reply::Later) => return parked(),
-        Err(e) => return refused(e),
-    };
-    let items = value.list();
-    let Some(cursor) = items.first().and_then(Value::event_id) else {
-        log::warn!("keker: the HELLO script answered {value:?}");
-        leave_detached(shared, client_id, token);
-        return refused(BrokerError::Unavailable);
-    };
-    let mut subscription =
-        match shared.subscribe(ctx.worker, &[(BROADCAST_CHANNEL, Some(cursor))], client_id) {
-            Ok(subscription) => subscription,
-            Err(e) => {
-                leave_detached(shared, client_id, token);
-                return refused(e);
-            }
-        };
+    // Recorded before the script runs (again, harmlessly, on each run), so that a session that closes while it
+    // waits is still removed from Redis.
     ctx.apps
         .keker
         .lock()
-        .owned
+        .waiting
         .insert(client_id.into(), token.into());
+    let answer = match shared.eval(&HELLO, keys, args, ctx.ask()) {
+        Ok(Reply::Later) => return parked(),
+        Ok(Reply::Now(value)) => Ok(value),
+        Err(e) => Err(e),
+    };
+    let subscribed = answer.and_then(|value| {
+        let items = value.list();
+        let Some(cursor) = items.first().and_then(Value::event_id) else {
+            log::warn!("keker: the HELLO script answered {value:?}");
+            return Err(BrokerError::Unavailable);
+        };
+        let subscription =
+            shared.subscribe(ctx.worker, &[(BROADCAST_CHANNEL, Some(cursor))], client_id)?;
+        Ok((value, subscription))
+    });
+    let mut state = ctx.apps.keker.lock();
+    state.waiting.remove(client_id);
+    let (value, mut subscription) = match subscribed {
+        Ok(subscribed) => subscribed,
+        Err(e) => {
+            // The script may have run (an answer that came too late): the session must not stay.
+            leave_detached(shared, client_id, token);
+            return refused(e);
+        }
+    };
+    state.owned.insert(client_id.into(), token.into());
+    drop(state);
     session.token = Some(token.into());
+    let items = value.list();
     // The first ping goes out at once; cached messages follow in publish order, then those sent after the script
     // that reached this node before the subscription, then live ones.
     let mut reply = PING_PING.to_vec();
@@ -350,7 +372,14 @@ fn refused(e: BrokerError) -> WsAnswer {
 
 fn leave_detached(shared: &dyn Shared, client_id: &str, token: &str) {
     let (keys, base) = keys(shared);
-    let args = args(base, &[client_id.as_bytes(), token.as_bytes()]);
+    let args = args(
+        base,
+        &[
+            client_id.as_bytes(),
+            token.as_bytes(),
+            &millis(shared.ttl()),
+        ],
+    );
     shared.eval_detached(&LEAVE, keys, args);
 }
 
@@ -358,7 +387,11 @@ fn leave_detached(shared: &dyn Shared, client_id: &str, token: &str) {
 pub(super) fn stream_closed(client_id: &str, shared: &dyn Shared, ctx: &mut Ctx) {
     let mut state = ctx.apps.keker.lock();
     // Sent under the lock, so that a refresh that still names the session cannot reach Redis after its removal.
-    if let Some(token) = state.owned.remove(client_id) {
+    let token = state
+        .owned
+        .remove(client_id)
+        .or_else(|| state.waiting.remove(client_id));
+    if let Some(token) = token {
         leave_detached(shared, client_id, &token);
     }
 }

@@ -77,6 +77,9 @@ struct State {
     cache: Cache,
     /// On several nodes (`cluster`), this node's sessions (client id → token), which it renews in Redis.
     owned: HashMap<Box<str>, Box<str>>,
+    /// On several nodes, this node's sessions whose `HELLO` waits for Redis (client id → token): one that closes
+    /// meanwhile is removed from Redis all the same, whenever its `HELLO` runs.
+    waiting: HashMap<Box<str>, Box<str>>,
     /// On several nodes, when this node next renews its sessions.
     next_refresh: Option<Instant>,
 }
