@@ -335,7 +335,7 @@ fn caught_up(subscription: &mut Subscription, client_id: &str, ctx: &Ctx) -> Vec
         return missed;
     };
     loop {
-        let before = missed.len();
+        let before: Vec<_> = subscription.channels.iter().map(|c| c.since).collect();
         let step = ctx.table.replay(
             &subscription.channels,
             client_id,
@@ -346,7 +346,13 @@ fn caught_up(subscription: &mut Subscription, client_id: &str, ctx: &Ctx) -> Vec
         for (channel, reached) in subscription.channels.iter_mut().zip(step.reached) {
             channel.since = reached;
         }
-        if step.done || missed.len() == before {
+        // A step that moved no channel would be repeated forever.
+        let moved = subscription
+            .channels
+            .iter()
+            .zip(&before)
+            .any(|(c, since)| c.since != *since);
+        if step.done || !moved {
             return missed;
         }
     }
@@ -386,7 +392,7 @@ fn leave_detached(shared: &dyn Shared, client_id: &str, token: &str) {
 /// A session of this node closed: it leaves Redis at once (its node no longer renews it either way).
 pub(super) fn stream_closed(client_id: &str, shared: &dyn Shared, ctx: &mut Ctx) {
     let mut state = ctx.apps.keker.lock();
-    // Sent under the lock, so that a refresh that still names the session cannot reach Redis after its removal.
+    // The script records the end (`left`), so that a HELLO or a refresh still on its way cannot bring it back.
     let token = state
         .owned
         .remove(client_id)
