@@ -6,7 +6,8 @@
 //!
 //! Every case that involves state runs twice: on one node (`a` and `b` are the same server), and on two nodes
 //! sharing a Redis Cluster (`*_on_two_nodes`), with sessions and publishers on different nodes and the stats read
-//! from the node that did not make the change. A node killed with its sessions on it is tested last.
+//! from the node that did not make the change. A node killed with its sessions on it, and one stopped cleanly, are
+//! tested last.
 
 mod common;
 
@@ -863,4 +864,19 @@ fn a_killed_nodes_sessions_stop_counting_within_the_ttl() {
     );
     assert_eq!(text(&mut alive), "all");
     assert_eq!(text(&mut back), "all");
+}
+
+#[test]
+fn a_node_that_stops_cleanly_takes_its_sessions_with_it_at_once() {
+    // The default --broker-node-ttl (15 s) is longer than the wait: only the sessions' own ends can do it.
+    let mut cluster = cluster(&["--drain-timeout", "1s"]);
+    let [survivor, stopping] = &mut cluster.nodes;
+    let _stays = session(kk(survivor), "stays");
+    let _leaves = session(kk(stopping), "leaves");
+    assert_eq!(sessions(kk(survivor)), json!({"leaves": 1, "stays": 1}));
+    stopping.terminate();
+    let _ = stopping.child.wait();
+    wait_for("the stopped node's session to go", || {
+        sessions(kk(survivor)) == json!({"stays": 1})
+    });
 }
