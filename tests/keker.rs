@@ -3,6 +3,11 @@
 //! it, the close handshake, several sessions per token, broadcasts, the cache for absent tokens (with the
 //! original's TTL bug fixed), publish/`HELLO` atomicity under concurrency, the prefix on a native listener, and the
 //! npm `ws` client.
+//!
+//! Every case that involves state runs twice: on one node (`a` and `b` are the same server), and on two nodes
+//! sharing a Redis Cluster (`*_on_two_nodes`), with sessions and publishers on different nodes and the stats read
+//! from the node that did not make the change. A node killed with its sessions on it, and one stopped cleanly, are
+//! tested last.
 
 mod common;
 
@@ -11,14 +16,46 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::cluster::CompatCluster;
 use common::*;
 use serde_json::{json, Value};
 
-/// A server with a keker listener (`addrs[0]`) and a native one (`addrs[1]`, keker under `/keker`).
+/// A server with a native listener (`addrs[0]`, keker under `/keker`) and a keker one (`addrs[1]`), as each node
+/// of a `CompatCluster` has.
 fn start(extra: &[&str]) -> Server {
-    let mut args = vec!["--listen", "127.0.0.1:0=keker", "--listen", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    start_server(&args)
+    start_compat("keker", extra)
+}
+
+/// Two nodes sharing a Redis Cluster, each as `start` makes one.
+fn cluster(extra: &[&str]) -> CompatCluster {
+    CompatCluster::start("keker", extra)
+}
+
+/// A server's keker listener.
+fn kk(server: &Server) -> SocketAddr {
+    server.addrs[1]
+}
+
+/// A server's native listener (keker under `/keker`).
+fn native(server: &Server) -> SocketAddr {
+    server.addrs[0]
+}
+
+/// Runs `case` on one node (as both `a` and `b`) or on the two nodes of a cluster.
+macro_rules! on_one_and_two_nodes {
+    ($case:ident, $one:ident, $two:ident, $extra:expr) => {
+        #[test]
+        fn $one() {
+            let server = start($extra);
+            $case(&server, &server);
+        }
+
+        #[test]
+        fn $two() {
+            let cluster = cluster($extra);
+            $case(&cluster.nodes[0], &cluster.nodes[1]);
+        }
+    };
 }
 
 /// The 101 answer keker's gorilla/websocket gives (observed), for the RFC's sample key.
@@ -109,14 +146,12 @@ fn sessions(addr: SocketAddr) -> Value {
     get(addr, "/v1/stats/sessions").json()["data"]["subscribers_sessions"].clone()
 }
 
-#[test]
-fn the_observed_transcript() {
-    let server = start(&[]);
-    let addr = server.addrs[0];
-    let mut ws = session(addr, "user42");
+/// The transcript with the session on `a` and the publisher on `b`.
+fn the_observed_transcript(a: &Server, b: &Server) {
+    let mut ws = session(kk(a), "user42");
 
     let body = r#"{"event":"friend_request","from":"bob"}"#;
-    let resp = publish_to(addr, "PUT", Some("user42"), body.as_bytes());
+    let resp = publish_to(kk(b), "PUT", Some("user42"), body.as_bytes());
     assert_json(
         &resp,
         200,
@@ -125,7 +160,7 @@ fn the_observed_transcript() {
     assert_eq!(resp.header("content-length"), Some("89"));
     assert_eq!(text(&mut ws), body);
 
-    let resp = broadcast(addr, "to all");
+    let resp = broadcast(kk(b), "to all");
     assert_json(
         &resp,
         200,
@@ -134,7 +169,7 @@ fn the_observed_transcript() {
     assert_eq!(text(&mut ws), "to all");
 
     // The original answered POST with 404; spout publishes (docs/PROTOCOLS.md rule 3).
-    let resp = publish_to(addr, "POST", Some("user42"), b"x");
+    let resp = publish_to(kk(b), "POST", Some("user42"), b"x");
     assert_json(
         &resp,
         200,
@@ -143,56 +178,68 @@ fn the_observed_transcript() {
     assert_eq!(text(&mut ws), "x");
 }
 
-#[test]
-fn health_and_stats_answer_exactly() {
-    let server = start(&[]);
-    let addr = server.addrs[0];
+on_one_and_two_nodes!(
+    the_observed_transcript,
+    the_observed_transcript_on_one_node,
+    the_observed_transcript_on_two_nodes,
+    &[]
+);
+
+/// Sessions on `a` (and one on `b`), counted by `b`.
+fn health_and_stats_answer_exactly(a: &Server, b: &Server) {
     assert_json(
-        &get(addr, "/v1/health"),
+        &get(kk(a), "/v1/health"),
         200,
         json!({"message": "/v1/health", "data": "OK"}),
     );
     assert_eq!(
-        get(addr, "/v1/health").body,
+        get(kk(a), "/v1/health").body,
         b"{\"message\":\"/v1/health\",\"data\":\"OK\"}\n"
     );
     assert_json(
-        &get(addr, "/v1/stats?x=1"),
+        &get(kk(b), "/v1/stats?x=1"),
         200,
         json!({"message": "/v1/stats?x=1", "data": {"subscribers_count": 0}}),
     );
     assert_json(
-        &get(addr, "/v1/stats/sessions"),
+        &get(kk(b), "/v1/stats/sessions"),
         200,
         json!({"message": "/v1/stats/sessions", "data": {"subscribers_sessions": {}}}),
     );
 
-    let _b = session(addr, "bob");
-    let a1 = session(addr, "alice");
-    let _a2 = session(addr, "alice");
-    let _unauthenticated = connect_session(addr);
-    let resp = get(addr, "/v1/stats/sessions");
+    let _b = session(kk(a), "bob");
+    let a1 = session(kk(a), "alice");
+    let _a2 = session(kk(b), "alice");
+    let _unauthenticated = connect_session(kk(a));
+    let resp = get(kk(b), "/v1/stats/sessions");
     assert_eq!(
         resp.body,
         b"{\"message\":\"/v1/stats/sessions\",\"data\":{\"subscribers_sessions\":{\"alice\":2,\"bob\":1}}}\n",
         "keys sorted, sessions counted"
     );
     assert_json(
-        &get(addr, "/v1/stats"),
+        &get(kk(b), "/v1/stats"),
         200,
         json!({"message": "/v1/stats", "data": {"subscribers_count": 2}}),
     );
     // Closed sessions are not counted (the original kept counting their slots).
     drop(a1);
     wait_for("alice's closed session to go", || {
-        sessions(addr) == json!({"alice": 1, "bob": 1})
+        sessions(kk(b)) == json!({"alice": 1, "bob": 1})
     });
 }
+
+on_one_and_two_nodes!(
+    health_and_stats_answer_exactly,
+    health_and_stats_answer_exactly_on_one_node,
+    health_and_stats_answer_exactly_on_two_nodes,
+    &[]
+);
 
 #[test]
 fn unknown_routes_wrong_methods_and_options_get_gins_404() {
     let server = start(&[]);
-    let addr = server.addrs[0];
+    let addr = kk(&server);
     for (method, path) in [
         ("GET", "/"),
         ("GET", "/nope"),
@@ -216,7 +263,7 @@ fn unknown_routes_wrong_methods_and_options_get_gins_404() {
 #[test]
 fn a_trailing_slash_redirects_301_for_get_and_307_otherwise() {
     let server = start(&[]);
-    let addr = server.addrs[0];
+    let addr = kk(&server);
     let resp = get(addr, "/v1/stats/?x=1");
     assert_eq!(resp.status, 301);
     assert_eq!(resp.header("location"), Some("/v1/stats?x=1"));
@@ -236,14 +283,14 @@ fn a_trailing_slash_redirects_301_for_get_and_307_otherwise() {
     // No route for the method without the slash either: 404.
     assert_not_found(&request(addr, "DELETE", "/v1/stats/", "", b""));
     // Under the native listener's prefix the redirect stays under it.
-    let resp = get(server.addrs[1], "/keker/v1/health/");
+    let resp = get(native(&server), "/keker/v1/health/");
     assert_eq!(resp.header("location"), Some("/keker/v1/health"));
 }
 
 #[test]
 fn a_get_of_subscribe_that_is_not_an_upgrade_is_gorillas_400() {
     let server = start(&[]);
-    let addr = server.addrs[0];
+    let addr = kk(&server);
     let cases = [
         "GET /v1/subscribe HTTP/1.1\r\nHost: t\r\n\r\n".to_string(),
         format!(
@@ -267,17 +314,15 @@ fn a_get_of_subscribe_that_is_not_an_upgrade_is_gorillas_400() {
     }
 }
 
-#[test]
-fn hello_variants_only_a_first_valid_hello_authenticates() {
-    let server = start(&[]);
-    let addr = server.addrs[0];
-    let mut ws = connect_session(addr);
+/// The session on `a`; stats and publishes on `b`.
+fn hello_variants_only_a_first_valid_hello_authenticates(a: &Server, b: &Server) {
+    let mut ws = connect_session(kk(a));
     for ignored in ["hello lower", "HELLO a b", "HELLO", "PING", " HELLO x"] {
         ws.send(0x81, ignored.as_bytes());
     }
     ws.send(0x82, b"HELLO binary");
     quiet(&mut ws, Duration::from_millis(300));
-    assert_eq!(sessions(addr), json!({}));
+    assert_eq!(sessions(kk(b)), json!({}));
     // A prefix is enough: `HELLOfoo tok` is `tok` (observed).
     ws.send(0x81, b"HELLOfoo tok");
     expect_ping(&mut ws);
@@ -285,19 +330,25 @@ fn hello_variants_only_a_first_valid_hello_authenticates() {
     ws.send(0x81, b"HELLO other");
     ws.send(0x81, b"anything");
     quiet(&mut ws, Duration::from_millis(300));
-    assert_eq!(sessions(addr), json!({"tok": 1}));
-    assert_eq!(publish_to(addr, "PUT", Some("other"), b"x").status, 404);
+    assert_eq!(sessions(kk(b)), json!({"tok": 1}));
+    assert_eq!(publish_to(kk(b), "PUT", Some("other"), b"x").status, 404);
     assert_eq!(
-        publish_to(addr, "PUT", Some(" tok  "), b"trimmed").status,
+        publish_to(kk(b), "PUT", Some(" tok  "), b"trimmed").status,
         200
     );
     assert_eq!(text(&mut ws), "trimmed");
 }
 
+on_one_and_two_nodes!(
+    hello_variants_only_a_first_valid_hello_authenticates,
+    hello_variants_only_a_first_valid_hello_authenticates_on_one_node,
+    hello_variants_only_a_first_valid_hello_authenticates_on_two_nodes,
+    &[]
+);
 #[test]
 fn without_hello_the_connection_ends_at_the_timeout_with_a_bare_tcp_close() {
     let server = start(&["--keker-timeout", "2s"]);
-    let addr = server.addrs[0];
+    let addr = kk(&server);
     let started = Instant::now();
     let mut ws = connect_session(addr);
     // Messages do not extend the deadline.
@@ -324,7 +375,7 @@ fn without_hello_the_connection_ends_at_the_timeout_with_a_bare_tcp_close() {
 #[test]
 fn after_hello_pings_come_every_half_timeout_and_a_silent_peer_goes_at_one_and_a_half() {
     let server = start(&["--keker-timeout", "2s"]);
-    let addr = server.addrs[0];
+    let addr = kk(&server);
     let mut ws = connect_session(addr);
     ws.send(0x81, b"HELLO silent");
     let hello_at = Instant::now();
@@ -354,11 +405,9 @@ fn after_hello_pings_come_every_half_timeout_and_a_silent_peer_goes_at_one_and_a
     );
 }
 
-#[test]
-fn a_session_that_answers_pings_stays_and_keeps_receiving() {
-    let server = start(&["--keker-timeout", "1s"]);
-    let addr = server.addrs[0];
-    let mut ws = session(addr, "lively");
+/// A session on `a` that answers pings keeps getting what `b` publishes.
+fn a_session_that_answers_pings_stays_and_keeps_receiving(a: &Server, b: &Server) {
+    let mut ws = session(kk(a), "lively");
     ws.stream
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
@@ -374,74 +423,92 @@ fn a_session_that_answers_pings_stays_and_keeps_receiving() {
     assert!(pings >= 4, "{pings} pings in 3 s with a 1 s timeout");
     ws.stream.set_read_timeout(Some(WAIT)).unwrap();
     assert_eq!(
-        publish_to(addr, "PUT", Some("lively"), b"still here").status,
+        publish_to(kk(b), "PUT", Some("lively"), b"still here").status,
         200
     );
     assert_eq!(text(&mut ws), "still here");
 }
 
-#[test]
-fn a_client_close_is_answered_with_1000_before_and_after_hello() {
-    let server = start(&[]);
-    let addr = server.addrs[0];
+on_one_and_two_nodes!(
+    a_session_that_answers_pings_stays_and_keeps_receiving,
+    a_session_that_answers_pings_stays_and_keeps_receiving_on_one_node,
+    a_session_that_answers_pings_stays_and_keeps_receiving_on_two_nodes,
+    &["--keker-timeout", "1s"]
+);
+
+/// Sessions on `a` close; `b` stops counting them.
+fn a_client_close_is_answered_with_1000_before_and_after_hello(a: &Server, b: &Server) {
     for authenticated in [false, true] {
         let mut ws = if authenticated {
-            session(addr, "closer")
+            session(kk(a), "closer")
         } else {
-            connect_session(addr)
+            connect_session(kk(a))
         };
         ws.send(0x88, &[0x03, 0xE9]);
         let frames = ws.read_to_end();
         assert_eq!(frames.len(), 1, "{frames:?}");
         assert_eq!(frames[0].close_code(), Some(1000));
     }
-    wait_for("the session to go", || sessions(addr) == json!({}));
+    wait_for("the session to go", || sessions(kk(b)) == json!({}));
 }
 
-#[test]
-fn several_sessions_per_token_each_get_every_message() {
-    let server = start(&[]);
-    let addr = server.addrs[0];
-    let mut first = session(addr, "shared");
-    let mut second = session(addr, "shared");
-    let mut other = session(addr, "other");
-    assert_eq!(publish_to(addr, "PUT", Some("shared"), b"both").status, 200);
+on_one_and_two_nodes!(
+    a_client_close_is_answered_with_1000_before_and_after_hello,
+    a_client_close_is_answered_with_1000_before_and_after_hello_on_one_node,
+    a_client_close_is_answered_with_1000_before_and_after_hello_on_two_nodes,
+    &[]
+);
+
+/// One session of the token on each node, published to from `b`.
+fn several_sessions_per_token_each_get_every_message(a: &Server, b: &Server) {
+    let mut first = session(kk(a), "shared");
+    let mut second = session(kk(b), "shared");
+    let mut other = session(kk(a), "other");
+    assert_eq!(
+        publish_to(kk(b), "PUT", Some("shared"), b"both").status,
+        200
+    );
     assert_eq!(text(&mut first), "both");
     assert_eq!(text(&mut second), "both");
     drop(first);
-    wait_for("one session left", || sessions(addr)["shared"] == 1);
+    wait_for("one session left", || sessions(kk(b))["shared"] == 1);
     assert_eq!(
-        publish_to(addr, "PUT", Some("shared"), b"second only").status,
+        publish_to(kk(b), "PUT", Some("shared"), b"second only").status,
         200
     );
     assert_eq!(text(&mut second), "second only");
     quiet(&mut other, Duration::from_millis(200));
 }
 
-#[test]
-fn broadcast_reaches_every_session_once_and_counts_tokens() {
-    let server = start(&[]);
-    let addr = server.addrs[0];
+on_one_and_two_nodes!(
+    several_sessions_per_token_each_get_every_message,
+    several_sessions_per_token_each_get_every_message_on_one_node,
+    several_sessions_per_token_each_get_every_message_on_two_nodes,
+    &[]
+);
+
+/// Sessions on both nodes, broadcasts from `b`.
+fn broadcast_reaches_every_session_once_and_counts_tokens(a: &Server, b: &Server) {
     assert_json(
-        &broadcast(addr, "nobody"),
+        &broadcast(kk(b), "nobody"),
         200,
         json!({"message": "message sent to 0 recipients", "data": "nobody"}),
     );
-    let mut a1 = session(addr, "a");
-    let mut a2 = session(addr, "a");
-    let mut b = session(addr, "b");
-    let mut waiting = connect_session(addr);
+    let mut a1 = session(kk(a), "a");
+    let mut a2 = session(kk(b), "a");
+    let mut b1 = session(kk(a), "b");
+    let mut waiting = connect_session(kk(a));
     assert_json(
-        &broadcast(addr, "all <&>"),
+        &broadcast(kk(b), "all <&>"),
         200,
         json!({"message": "message sent to 2 recipients", "data": "all <&>"}),
     );
-    for ws in [&mut a1, &mut a2, &mut b] {
+    for ws in [&mut a1, &mut a2, &mut b1] {
         assert_eq!(text(ws), "all <&>");
     }
     // Go's encoder escapes HTML characters; the frame carries the text as sent.
-    assert!(String::from_utf8_lossy(&broadcast(addr, "<&>").body).contains(r"\u003c\u0026\u003e"));
-    for ws in [&mut a1, &mut a2, &mut b] {
+    assert!(String::from_utf8_lossy(&broadcast(kk(b), "<&>").body).contains(r"\u003c\u0026\u003e"));
+    for ws in [&mut a1, &mut a2, &mut b1] {
         assert_eq!(text(ws), "<&>");
     }
     quiet(&mut waiting, Duration::from_millis(200));
@@ -451,26 +518,34 @@ fn broadcast_reaches_every_session_once_and_counts_tokens() {
     quiet(&mut a1, Duration::from_millis(1));
 }
 
-#[test]
-fn a_message_to_an_absent_token_is_cached_for_the_first_session_to_say_hello() {
-    let server = start(&["--keker-cache-ttl", "30s"]);
-    let addr = server.addrs[0];
+on_one_and_two_nodes!(
+    broadcast_reaches_every_session_once_and_counts_tokens,
+    broadcast_reaches_every_session_once_and_counts_tokens_on_one_node,
+    broadcast_reaches_every_session_once_and_counts_tokens_on_two_nodes,
+    &[]
+);
+
+/// Published on `b` while nobody listens; the first session says HELLO on `a`, a second one on `b`.
+fn a_message_to_an_absent_token_is_cached_for_the_first_session_to_say_hello(
+    a: &Server,
+    b: &Server,
+) {
     assert_json(
-        &publish_to(addr, "PUT", Some("later"), b"m1"),
+        &publish_to(kk(b), "PUT", Some("later"), b"m1"),
         404,
         json!({"message": "recipient later not found", "data": "m1"}),
     );
-    assert_eq!(publish_to(addr, "PUT", Some("later"), b"m2").status, 404);
+    assert_eq!(publish_to(kk(b), "PUT", Some("later"), b"m2").status, 404);
     assert_eq!(
-        publish_to(addr, "PUT", Some("someone-else"), b"not yours").status,
+        publish_to(kk(b), "PUT", Some("someone-else"), b"not yours").status,
         404
     );
     assert_json(
-        &publish_to(addr, "PUT", None, b"no token"),
+        &publish_to(kk(b), "PUT", None, b"no token"),
         404,
         json!({"message": "recipient  not found", "data": "no token"}),
     );
-    let mut first = connect_session(addr);
+    let mut first = connect_session(kk(a));
     first.send(0x81, b"HELLO later");
     // The ping comes at once, then the cached messages in publish order.
     expect_ping(&mut first);
@@ -478,24 +553,29 @@ fn a_message_to_an_absent_token_is_cached_for_the_first_session_to_say_hello() {
     assert_eq!(text(&mut first), "m2");
     quiet(&mut first, Duration::from_millis(200));
     // They went to the first session only.
-    let mut second = session(addr, "later");
+    let mut second = session(kk(b), "later");
     quiet(&mut second, Duration::from_millis(300));
-    assert_eq!(publish_to(addr, "PUT", Some("later"), b"live").status, 200);
+    assert_eq!(publish_to(kk(a), "PUT", Some("later"), b"live").status, 200);
     assert_eq!(text(&mut first), "live");
     assert_eq!(text(&mut second), "live");
 }
 
-#[test]
-fn each_cached_message_expires_on_its_own() {
-    // The original dropped the token's whole entry when an older message expired, the newer one with it.
-    let server = start(&["--keker-cache-ttl", "3s"]);
-    let addr = server.addrs[0];
+on_one_and_two_nodes!(
+    a_message_to_an_absent_token_is_cached_for_the_first_session_to_say_hello,
+    a_message_to_an_absent_token_is_cached_for_the_first_session_to_say_hello_on_one_node,
+    a_message_to_an_absent_token_is_cached_for_the_first_session_to_say_hello_on_two_nodes,
+    &["--keker-cache-ttl", "30s"]
+);
+
+/// Cached from `b`, taken on `a`. The original dropped the token's whole entry when an older message expired, the
+/// newer one with it.
+fn each_cached_message_expires_on_its_own(a: &Server, b: &Server) {
     let started = Instant::now();
-    assert_eq!(publish_to(addr, "PUT", Some("t"), b"old").status, 404);
+    assert_eq!(publish_to(kk(b), "PUT", Some("t"), b"old").status, 404);
     thread::sleep(Duration::from_millis(1500));
-    assert_eq!(publish_to(addr, "PUT", Some("t"), b"new").status, 404);
+    assert_eq!(publish_to(kk(b), "PUT", Some("t"), b"new").status, 404);
     thread::sleep(Duration::from_millis(3500).saturating_sub(started.elapsed()));
-    let mut ws = session(addr, "t");
+    let mut ws = session(kk(a), "t");
     assert!(
         started.elapsed() < Duration::from_millis(4400),
         "too slow to test the window"
@@ -504,21 +584,29 @@ fn each_cached_message_expires_on_its_own() {
     quiet(&mut ws, Duration::from_millis(200));
 }
 
-#[test]
-fn a_zero_ttl_caches_nothing() {
-    let server = start(&["--keker-cache-ttl", "0s"]);
-    let addr = server.addrs[0];
-    assert_eq!(publish_to(addr, "PUT", Some("z"), b"gone").status, 404);
-    let mut ws = session(addr, "z");
+on_one_and_two_nodes!(
+    each_cached_message_expires_on_its_own,
+    each_cached_message_expires_on_its_own_on_one_node,
+    each_cached_message_expires_on_its_own_on_two_nodes,
+    &["--keker-cache-ttl", "3s"]
+);
+
+fn a_zero_ttl_caches_nothing(a: &Server, b: &Server) {
+    assert_eq!(publish_to(kk(b), "PUT", Some("z"), b"gone").status, 404);
+    let mut ws = session(kk(a), "z");
     quiet(&mut ws, Duration::from_millis(300));
 }
 
-#[test]
-fn a_body_that_is_not_utf8_goes_out_as_valid_text_with_replacements() {
-    let server = start(&[]);
-    let addr = server.addrs[0];
-    let mut ws = session(addr, "bin");
-    let resp = publish_to(addr, "PUT", Some("bin"), b"a\xffb\xe2\x82");
+on_one_and_two_nodes!(
+    a_zero_ttl_caches_nothing,
+    a_zero_ttl_caches_nothing_on_one_node,
+    a_zero_ttl_caches_nothing_on_two_nodes,
+    &["--keker-cache-ttl", "0s"]
+);
+
+fn a_body_that_is_not_utf8_goes_out_as_valid_text_with_replacements(a: &Server, b: &Server) {
+    let mut ws = session(kk(a), "bin");
+    let resp = publish_to(kk(b), "PUT", Some("bin"), b"a\xffb\xe2\x82");
     // One U+FFFD per invalid byte, as Go's JSON encoder writes it.
     assert_json(
         &resp,
@@ -528,18 +616,23 @@ fn a_body_that_is_not_utf8_goes_out_as_valid_text_with_replacements() {
     assert_eq!(text(&mut ws), "a\u{FFFD}b\u{FFFD}\u{FFFD}");
 }
 
-#[test]
-fn publishing_and_hello_race_without_loss_or_duplicates() {
-    // Messages answered 404 were cached and reach the session on HELLO; those answered 200 reach it live; each
-    // exactly once and in publish order, whatever the interleaving.
-    let server = start(&["--keker-cache-ttl", "60s", "--workers", "2"]);
-    let addr = server.addrs[0];
+on_one_and_two_nodes!(
+    a_body_that_is_not_utf8_goes_out_as_valid_text_with_replacements,
+    a_body_that_is_not_utf8_goes_out_as_valid_text_with_replacements_on_one_node,
+    a_body_that_is_not_utf8_goes_out_as_valid_text_with_replacements_on_two_nodes,
+    &[]
+);
+
+/// Publishing on `b` while the session says HELLO on `a`: messages answered 404 were cached and reach the session
+/// on HELLO; those answered 200 reach it live; each exactly once and in publish order, whatever the interleaving.
+fn publishing_and_hello_race_without_loss_or_duplicates(a: &Server, b: &Server) {
+    let publish_at = kk(b);
     for round in 0..3 {
         let token = format!("race{round}");
         let publisher = {
             let token = token.clone();
             thread::spawn(move || {
-                let mut conn = KeepAlive::new(addr);
+                let mut conn = KeepAlive::new(publish_at);
                 let mut statuses = Vec::new();
                 for i in 0..150 {
                     let resp = conn.request(
@@ -554,7 +647,7 @@ fn publishing_and_hello_race_without_loss_or_duplicates() {
             })
         };
         thread::sleep(Duration::from_millis(5 + 10 * round));
-        let mut ws = session(addr, &token);
+        let mut ws = session(kk(a), &token);
         let statuses = publisher.join().unwrap();
         assert!(
             statuses.iter().all(|s| *s == 200 || *s == 404),
@@ -567,11 +660,18 @@ fn publishing_and_hello_race_without_loss_or_duplicates() {
     }
 }
 
+on_one_and_two_nodes!(
+    publishing_and_hello_race_without_loss_or_duplicates,
+    publishing_and_hello_race_without_loss_or_duplicates_on_one_node,
+    publishing_and_hello_race_without_loss_or_duplicates_on_two_nodes,
+    &["--keker-cache-ttl", "60s", "--workers", "2"]
+);
+
 #[test]
 fn a_hello_beyond_max_channels_is_closed_with_try_again_later() {
     // Each session joins its token's channel and the broadcast channel.
     let server = start(&["--max-channels", "2"]);
-    let addr = server.addrs[0];
+    let addr = kk(&server);
     let _a = session(addr, "a");
     let mut b = connect_session(addr);
     b.send(0x81, b"HELLO b");
@@ -584,7 +684,7 @@ fn a_hello_beyond_max_channels_is_closed_with_try_again_later() {
 #[test]
 fn spouts_own_limits_are_answered_as_go_answers_them() {
     let server = start(&["--max-body", "8"]);
-    let addr = server.addrs[0];
+    let addr = kk(&server);
     let resp = publish_to(addr, "PUT", Some("t"), b"123456789");
     assert_eq!(resp.status, 413);
     assert_eq!(
@@ -594,20 +694,18 @@ fn spouts_own_limits_are_answered_as_go_answers_them() {
     assert_eq!(resp.text(), "413 Content Too Large");
 }
 
-#[test]
-fn keker_is_served_under_its_prefix_on_a_native_listener() {
-    let server = start(&[]);
-    let native = server.addrs[1];
+/// A session under the prefix of `a`'s native listener, published to under `b`'s.
+fn keker_is_served_under_its_prefix_on_a_native_listener(a: &Server, b: &Server) {
     assert_json(
-        &get(native, "/keker/v1/health"),
+        &get(native(a), "/keker/v1/health"),
         200,
         json!({"message": "/v1/health", "data": "OK"}),
     );
-    assert_not_found(&get(native, "/keker/nope"));
-    let mut ws = connect_at(native, "/keker/v1/subscribe");
+    assert_not_found(&get(native(a), "/keker/nope"));
+    let mut ws = connect_at(native(a), "/keker/v1/subscribe");
     hello(&mut ws, "prefixed");
     let resp = request(
-        native,
+        native(b),
         "PUT",
         "/keker/v1/publish",
         "Token: prefixed\r\n",
@@ -616,10 +714,17 @@ fn keker_is_served_under_its_prefix_on_a_native_listener() {
     assert_eq!(resp.status, 200);
     assert_eq!(text(&mut ws), "hi");
     // Sessions are shared by both ways in.
-    assert_eq!(sessions(server.addrs[0]), json!({"prefixed": 1}));
+    assert_eq!(sessions(kk(b)), json!({"prefixed": 1}));
     // The native API keeps its own routes.
-    assert_eq!(get(native, "/healthz").status, 200);
+    assert_eq!(get(native(a), "/healthz").status, 200);
 }
+
+on_one_and_two_nodes!(
+    keker_is_served_under_its_prefix_on_a_native_listener,
+    keker_is_served_under_its_prefix_on_a_native_listener_on_one_node,
+    keker_is_served_under_its_prefix_on_a_native_listener_on_two_nodes,
+    &[]
+);
 
 #[test]
 fn the_readmes_browser_code_works_with_the_npm_ws_client() {
@@ -627,7 +732,7 @@ fn the_readmes_browser_code_works_with_the_npm_ws_client() {
         return;
     }
     let server = start(&["--keker-timeout", "1s"]);
-    let addr = server.addrs[0];
+    let addr = kk(&server);
     // The npm `ws` client, as the README's browser code: HELLO on open, messages as they come, pings answered by
     // the library itself.
     let mut client = NodeScript::start(
@@ -655,12 +760,10 @@ fn the_readmes_browser_code_works_with_the_npm_ws_client() {
     wait_for("the session to end", || sessions(addr) == json!({}));
 }
 
-#[test]
-fn a_hello_sent_with_the_upgrade_or_in_fragments_authenticates() {
-    let server = start(&[]);
-    let addr = server.addrs[0];
+/// The HELLOs on `a` (in the upgrade's write, and in fragments); stats and publishes on `b`.
+fn a_hello_sent_with_the_upgrade_or_in_fragments_authenticates(a: &Server, b: &Server) {
     // In the same write as the upgrade request, as a client that does not wait for the 101 may send it.
-    let mut stream = connect(addr);
+    let mut stream = connect(kk(a));
     let mut raw = format!(
         "GET /v1/subscribe HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -678,7 +781,7 @@ fn a_hello_sent_with_the_upgrade_or_in_fragments_authenticates() {
     let mut eager = Ws { stream };
     expect_ping(&mut eager);
     // In two fragments (RFC 6455 §5.4), a ping of the client's between them.
-    let mut split = connect_session(addr);
+    let mut split = connect_session(kk(a));
     let mut frames = ws_client_frame(0x01, b"HEL");
     frames.extend(ws_client_frame(0x89, b"x"));
     frames.extend(ws_client_frame(0x80, b"LO split"));
@@ -686,14 +789,94 @@ fn a_hello_sent_with_the_upgrade_or_in_fragments_authenticates() {
     let pong = split.read_frame();
     assert_eq!((pong.b0, pong.payload.as_slice()), (0x8A, &b"x"[..]));
     expect_ping(&mut split);
-    assert_eq!(sessions(addr), json!({"eager": 1, "split": 1}));
-    assert_eq!(publish_to(addr, "PUT", Some("eager"), b"e").status, 200);
-    assert_eq!(publish_to(addr, "PUT", Some("split"), b"s").status, 200);
+    assert_eq!(sessions(kk(b)), json!({"eager": 1, "split": 1}));
+    assert_eq!(publish_to(kk(b), "PUT", Some("eager"), b"e").status, 200);
+    assert_eq!(publish_to(kk(b), "PUT", Some("split"), b"s").status, 200);
     assert_eq!(text(&mut eager), "e");
     assert_eq!(text(&mut split), "s");
     quiet(&mut eager, Duration::from_millis(200));
     drop(eager);
     wait_for("the eager session to go", || {
-        sessions(addr) == json!({"split": 1})
+        sessions(kk(b)) == json!({"split": 1})
+    });
+}
+
+on_one_and_two_nodes!(
+    a_hello_sent_with_the_upgrade_or_in_fragments_authenticates,
+    a_hello_sent_with_the_upgrade_or_in_fragments_authenticates_on_one_node,
+    a_hello_sent_with_the_upgrade_or_in_fragments_authenticates_on_two_nodes,
+    &[]
+);
+
+/// `--broker-node-ttl` of the nodes in `a_killed_nodes_sessions_stop_counting_within_the_ttl`.
+const NODE_TTL: Duration = Duration::from_secs(3);
+
+#[test]
+fn a_killed_nodes_sessions_stop_counting_within_the_ttl() {
+    let mut cluster = cluster(&["--broker-node-ttl", "3s", "--keker-cache-ttl", "30s"]);
+    let [survivor, doomed] = &mut cluster.nodes;
+    let mut alive = session(kk(survivor), "alive");
+    let mut gone = session(kk(doomed), "gone");
+    let _also_gone = session(kk(doomed), "alive");
+    assert_eq!(sessions(kk(survivor)), json!({"alive": 2, "gone": 1}));
+    // Renewed while the node lives: still counted after two TTLs.
+    thread::sleep(2 * NODE_TTL);
+    assert_eq!(sessions(kk(survivor)), json!({"alive": 2, "gone": 1}));
+    assert_eq!(
+        publish_to(kk(survivor), "PUT", Some("gone"), b"before").status,
+        200
+    );
+    assert_eq!(text(&mut gone), "before");
+
+    signal(doomed.child.id(), "KILL");
+    let _ = doomed.child.wait();
+    let killed = Instant::now();
+    wait_for("the dead node's sessions to stop counting", || {
+        sessions(kk(survivor)) == json!({"alive": 1})
+    });
+    assert!(
+        killed.elapsed() < NODE_TTL + Duration::from_secs(2),
+        "took {:?}",
+        killed.elapsed()
+    );
+    assert_json(
+        &get(kk(survivor), "/v1/stats"),
+        200,
+        json!({"message": "/v1/stats", "data": {"subscribers_count": 1}}),
+    );
+    // With no session left, a message to the token is cached, as on one node; the client that reconnects to the
+    // surviving node gets it, then live ones.
+    assert_eq!(
+        publish_to(kk(survivor), "PUT", Some("gone"), b"while away").status,
+        404
+    );
+    let mut back = session(kk(survivor), "gone");
+    assert_eq!(text(&mut back), "while away");
+    assert_eq!(
+        publish_to(kk(survivor), "PUT", Some("gone"), b"live").status,
+        200
+    );
+    assert_eq!(text(&mut back), "live");
+    assert_json(
+        &broadcast(kk(survivor), "all"),
+        200,
+        json!({"message": "message sent to 2 recipients", "data": "all"}),
+    );
+    assert_eq!(text(&mut alive), "all");
+    assert_eq!(text(&mut back), "all");
+}
+
+#[test]
+fn a_node_that_stops_cleanly_takes_its_sessions_with_it_at_once() {
+    // The default --broker-node-ttl (15 s) is longer than the wait: only the sessions' own ends can do it.
+    let mut cluster = cluster(&["--drain-timeout", "1s"]);
+    let [survivor, stopping] = &mut cluster.nodes;
+    let _stays = session(kk(survivor), "stays");
+    let _leaves = session(kk(stopping), "leaves");
+    assert_eq!(sessions(kk(survivor)), json!({"leaves": 1, "stays": 1}));
+    stopping.terminate();
+    let _ = stopping.child.wait();
+    wait_for("the stopped node's session to go", || {
+        sessions(kk(survivor)) == json!({"stays": 1})
     });
 }

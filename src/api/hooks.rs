@@ -138,7 +138,7 @@ pub fn stream_closed(api: Api, client_id: &str, channels: &[SubscribedChannel], 
     match api {
         Api::Pipely => pipely::stream_closed(client_id, channels, ctx),
         Api::NodeSse => node_sse::stream_closed(client_id, ctx),
-        Api::Keker => keker::stream_closed(channels, ctx),
+        Api::Keker => keker::stream_closed(client_id, channels, ctx),
         Api::WsPush => ws_push::stream_closed(client_id, ctx),
         // Native presence is the channel table's; flychat keeps nothing per stream.
         Api::Native | Api::Flychat => {}

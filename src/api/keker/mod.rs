@@ -11,6 +11,9 @@
 //! published live after that session's subscription: never lost in between, never delivered twice. No socket I/O
 //! and no waiting happen under the lock (the original's server-wide deadlock came from a blocking send under it).
 //!
+//! That is one node's state. With `--broker redis://…` the same state lives in Redis instead, shared by every
+//! node (`cluster`); each handler picks the path by `ctx.broker.shared()`, and the one-node path is unchanged.
+//!
 //! The cache keeps each message for `--keker-cache-ttl` on its own (the original dropped a token's whole entry
 //! when its last-but-one message expired), and at most `CACHE_MAX_MESSAGES` messages and `CACHE_MAX_BYTES` bytes
 //! over all tokens, the oldest going first: anyone may publish to any token, so the cache must be bounded.
@@ -19,6 +22,8 @@
 //! `/v1/stats/sessions` count live sessions only (rule 2); a body that is not UTF-8 goes out as a valid text
 //! frame, invalid bytes replaced as in the JSON answer; spout's own limits (`--max-body`, `--max-channels`, ...)
 //! apply, answered as Go's `net/http` answers its own refusals.
+
+mod cluster;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -70,6 +75,13 @@ struct State {
     /// Open sessions that said `HELLO`, per token; a token with none is absent.
     sessions: HashMap<Box<str>, usize>,
     cache: Cache,
+    /// On several nodes (`cluster`), this node's sessions (client id → token), which it renews in Redis.
+    owned: HashMap<Box<str>, Box<str>>,
+    /// On several nodes, this node's sessions whose `HELLO` waits for Redis (client id → token): one that closes
+    /// meanwhile is removed from Redis all the same, whenever its `HELLO` runs.
+    waiting: HashMap<Box<str>, Box<str>>,
+    /// On several nodes, when this node next renews its sessions.
+    next_refresh: Option<Instant>,
 }
 
 /// Messages for tokens without a session, in publish order.
@@ -192,14 +204,20 @@ pub fn handle(req: &Request, ctx: &mut Ctx) -> Action {
         Route::Subscribe => subscribe(req, ctx),
         Route::Publish => publish(req, ctx),
         Route::Broadcast => broadcast(req, ctx),
-        Route::Stats => {
+        Route::Stats | Route::StatsSessions => stats(req, ctx, route),
+        Route::Health => json(req, ctx, 200, "/v1/health", JsonData::Text("OK")),
+    }
+}
+
+/// `GET /v1/stats` and `/v1/stats/sessions`: live sessions, this node's or (on several nodes) every node's.
+fn stats(req: &Request, ctx: &mut Ctx, route: Route) -> Action {
+    let broker = ctx.broker;
+    let sorted = match broker.shared() {
+        None if route == Route::Stats => {
             let count = ctx.apps.keker.lock().sessions.len();
-            let mut data = b"{\"subscribers_count\":".to_vec();
-            data.extend_from_slice(count.to_string().as_bytes());
-            data.push(b'}');
-            json(req, ctx, 200, &request_uri(req), JsonData::Raw(&data))
+            return stats_count(req, ctx, count);
         }
-        Route::StatsSessions => {
+        None => {
             let sorted: BTreeMap<Box<str>, usize> = ctx
                 .apps
                 .keker
@@ -208,20 +226,40 @@ pub fn handle(req: &Request, ctx: &mut Ctx) -> Action {
                 .iter()
                 .map(|(token, n)| (token.clone(), *n))
                 .collect();
-            let mut data = b"{\"subscribers_sessions\":{".to_vec();
-            for (i, (token, n)) in sorted.iter().enumerate() {
-                if i > 0 {
-                    data.push(b',');
-                }
-                push_string(&mut data, token, Style::Go);
-                data.push(b':');
-                data.extend_from_slice(n.to_string().as_bytes());
-            }
-            data.extend_from_slice(b"}}");
-            json(req, ctx, 200, "/v1/stats/sessions", JsonData::Raw(&data))
+            sorted
         }
-        Route::Health => json(req, ctx, 200, "/v1/health", JsonData::Text("OK")),
+        Some(shared) => match cluster::sessions(ctx, shared) {
+            Ok(Some(sorted)) => sorted,
+            Ok(None) => return Action::Await,
+            Err(e) => return cluster::broker_error(req, ctx, e),
+        },
+    };
+    if route == Route::Stats {
+        stats_count(req, ctx, sorted.len())
+    } else {
+        stats_sessions(req, ctx, &sorted)
     }
+}
+
+fn stats_count(req: &Request, ctx: &Ctx, count: usize) -> Action {
+    let mut data = b"{\"subscribers_count\":".to_vec();
+    data.extend_from_slice(count.to_string().as_bytes());
+    data.push(b'}');
+    json(req, ctx, 200, &request_uri(req), JsonData::Raw(&data))
+}
+
+fn stats_sessions(req: &Request, ctx: &Ctx, sorted: &BTreeMap<Box<str>, usize>) -> Action {
+    let mut data = b"{\"subscribers_sessions\":{".to_vec();
+    for (i, (token, n)) in sorted.iter().enumerate() {
+        if i > 0 {
+            data.push(b',');
+        }
+        push_string(&mut data, token, Style::Go);
+        data.push(b':');
+        data.extend_from_slice(n.to_string().as_bytes());
+    }
+    data.extend_from_slice(b"}}");
+    json(req, ctx, 200, "/v1/stats/sessions", JsonData::Raw(&data))
 }
 
 /// The request target as received (path and query), as Go's `Request.RequestURI`.
@@ -295,6 +333,10 @@ pub fn ws_message(text: &str, client_id: &str, session: &mut Session, ctx: &mut 
     let Some(token) = hello_token(text) else {
         return WsAnswer::default();
     };
+    let broker = ctx.broker;
+    if let Some(shared) = broker.shared() {
+        return cluster::hello(token, client_id, session, shared, ctx);
+    }
     let channel = format!("{TOKEN_CHANNEL_PREFIX}{token}");
     let mut state = ctx.apps.keker.lock();
     let subscribed = ctx.table.subscribe(
@@ -368,7 +410,15 @@ pub fn ws_rules(session: &Session, config: &Config) -> WsRules {
 }
 
 /// A session closed (the worker already unsubscribed it from the table): one session fewer for its token.
-pub fn stream_closed(channels: &[crate::channels::SubscribedChannel], ctx: &mut Ctx) {
+pub fn stream_closed(
+    client_id: &str,
+    channels: &[crate::channels::SubscribedChannel],
+    ctx: &mut Ctx,
+) {
+    let broker = ctx.broker;
+    if let Some(shared) = broker.shared() {
+        return cluster::stream_closed(client_id, shared, ctx);
+    }
     let token = channels
         .iter()
         .filter_map(|c| c.name.strip_prefix(TOKEN_CHANNEL_PREFIX))
@@ -390,6 +440,10 @@ pub fn stream_closed(channels: &[crate::channels::SubscribedChannel], ctx: &mut 
 /// `PUT /v1/publish`: to the sessions of the `Token` header's token, or into the cache when it has none.
 fn publish(req: &Request, ctx: &mut Ctx) -> Action {
     let token = req.header("token").unwrap_or_default().trim_ascii();
+    let broker = ctx.broker;
+    if let Some(shared) = broker.shared() {
+        return cluster::publish(req, ctx, shared, token);
+    }
     let body = go_lossy(req.body);
     let frame = Frame::from(ws_text_frame(body.as_bytes()));
     let mut state = ctx.apps.keker.lock();
@@ -421,6 +475,10 @@ fn publish(req: &Request, ctx: &mut Ctx) -> Action {
 
 /// `PUT /v1/broadcast`: to every session of every token; N counts tokens. Nothing is cached.
 fn broadcast(req: &Request, ctx: &mut Ctx) -> Action {
+    let broker = ctx.broker;
+    if let Some(shared) = broker.shared() {
+        return cluster::broadcast(req, ctx, shared);
+    }
     let body = go_lossy(req.body);
     let frame = Frame::from(ws_text_frame(body.as_bytes()));
     let state = ctx.apps.keker.lock();
@@ -580,8 +638,7 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
     out
 }
 
-/// Renews the expiry of the shared state this node owns (see `api::hooks::refresh_shared`).
-pub fn refresh_shared(_shared: &dyn crate::broker::shared::Shared, _ctx: &mut Ctx) {}
+pub use cluster::refresh_shared;
 
 #[cfg(test)]
 mod tests {
