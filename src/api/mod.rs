@@ -48,8 +48,8 @@ use crate::reload::Live;
 use crate::ws::handshake::Upgrade;
 
 pub use hooks::{
-    channel_deleted, heartbeat, refresh_shared, refusal, replay_reset, stream_closed, token_expired, ChannelLoss,
-    Heartbeat, Refusal, TokenExpired, SSE_COMMENT_HEARTBEAT,
+    channel_deleted, heartbeat, refresh_shared, refusal, replay_reset, stream_closed,
+    token_expired, ChannelLoss, Heartbeat, Refusal, TokenExpired, SSE_COMMENT_HEARTBEAT,
 };
 pub use respond::{answer, closes, keep_alive_field, respond};
 pub use ws_session::{

@@ -480,7 +480,6 @@ fn plain(req: &Request, ctx: &Ctx, status: u16, body: &str) -> Action {
     respond(req, ctx, status, Some("text/plain"), body.as_bytes(), &[])
 }
 
-
 /// Renews the expiry of the shared state this node owns (see `api::hooks::refresh_shared`).
 pub fn refresh_shared(_shared: &dyn crate::broker::shared::Shared, _ctx: &mut Ctx) {}
 

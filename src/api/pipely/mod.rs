@@ -510,7 +510,6 @@ pub fn refusal(refusal: Refusal, date: &DateCache) -> Vec<u8> {
     }
 }
 
-
 /// Renews the expiry of the shared state this node owns (see `api::hooks::refresh_shared`).
 pub fn refresh_shared(_shared: &dyn crate::broker::shared::Shared, _ctx: &mut Ctx) {}
 
