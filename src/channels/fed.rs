@@ -141,6 +141,58 @@ impl ChannelTable {
         }))
     }
 
+    /// Whether this node holds every one of `names` (they are fed from Redis).
+    pub fn holds_fed(&self, names: &[&str]) -> bool {
+        let st = self.lock();
+        names.iter().all(|name| {
+            st.channels
+                .get(*name)
+                .is_some_and(|ch| ch.covered_after.is_some())
+        })
+    }
+
+    /// Registers a subscriber of `worker` on fed channels this node holds, each from after the id a broker script
+    /// gave (`None`: from the channel's head). Unlike a client's cursor, such an id may be ahead of what the node
+    /// has seen: the events up to it are still on their way, and are skipped when they come. `None` when the node
+    /// does not hold every channel.
+    pub fn subscribe_held(
+        &self,
+        worker: usize,
+        wanted: &[(&str, Option<EventId>)],
+        client_id: &str,
+    ) -> Option<Subscription> {
+        let mut st = self.lock();
+        let locked = Instant::now();
+        let held = wanted.iter().all(|(name, _)| {
+            st.channels
+                .get(*name)
+                .is_some_and(|ch| ch.covered_after.is_some())
+        });
+        if !held {
+            return None;
+        }
+        let mut channels = Vec::with_capacity(wanted.len());
+        for (name, after) in wanted {
+            let Some((key, channel)) = st.channels.get_key_value(*name) else {
+                continue;
+            };
+            let key = Arc::clone(key);
+            let since = after.unwrap_or_else(|| channel.fed_head());
+            let Some(channel) = st.channels.get_mut(*name) else {
+                continue;
+            };
+            channels.push(channel.register(Arc::clone(&key), worker, client_id, since));
+            st.presence_changed.insert(key);
+        }
+        let resumes = wanted.iter().any(|(_, after)| after.is_some());
+        st.subscribe_hold.record(locked.elapsed());
+        Some(Subscription {
+            channels,
+            head: EventId::ZERO,
+            replay: resumes.then(|| ReplayCursor::per_channel(None)),
+        })
+    }
+
     /// Live events of fed channels, in the order their shard sent them: each is handed to the workers and
     /// retained, unless the node already has it (a fill brought it) or no longer holds the channel.
     pub fn feed(&self, channel: &str, events: Vec<FedEvent>, bus: &Bus) {

@@ -680,9 +680,11 @@ impl State {
             .filter(|_| limits.max_channels_per_client.is_some())
             .map(|ip| ip.to_canonical());
         let (name, channel) = self.entry(&event.channel, limits.workers, creator);
+        let api_wire = event.wire.is_some();
         let mut message = Message::new(id, Arc::clone(&name), event.event, event.data, event.to)
             .with_wire(event.wire);
-        if channel.covered_after.is_some() {
+        // A compatible API's frame carries no id (it made the whole frame): positions per channel do not apply.
+        if channel.covered_after.is_some() && !api_wire {
             message = message.with_per_channel_id();
         }
         let message = Arc::new(message);

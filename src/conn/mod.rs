@@ -277,7 +277,12 @@ impl Conn {
     /// Whether `on_readable` has work now: input may be waiting and the connection is neither holding nor
     /// waiting for the broker.
     pub fn wants_read(&self) -> bool {
-        self.readable && !self.holding() && !matches!(self.phase, Phase::Awaiting(_))
+        self.readable && !self.holding() && !self.waits_for_broker()
+    }
+
+    /// A request, or a WebSocket stream's message, is parked until the broker or the hook answers.
+    fn waits_for_broker(&self) -> bool {
+        matches!(self.phase, Phase::Awaiting(_)) || self.ws_parked().is_some()
     }
 
     /// Handles requests held back by `holding`, then reads until `WouldBlock` (or the budget, or a hold) and
@@ -297,7 +302,7 @@ impl Conn {
         }
         let mut budget = READ_BUDGET;
         while budget > 0 {
-            if matches!(self.phase, Phase::Awaiting(_)) {
+            if self.waits_for_broker() {
                 // Read on once the broker or the hook has answered (`resume`).
                 return Next::Continue;
             }
@@ -388,6 +393,14 @@ impl Conn {
                 partial: Vec::new(),
             };
         }
+        if let Phase::Stream(StreamState {
+            format: Format::WebSocket(ws),
+            ..
+        }) = &mut self.phase
+        {
+            // Nor a message to handle.
+            ws.parked = None;
+        }
         self.deadline = Deadline::Linger(now + linger);
     }
 
@@ -471,7 +484,8 @@ mod tests {
 
     /// Idle connections are the common case: keep them small. Grows only on purpose (the last times: the client's
     /// address, 17 bytes, which `--max-connections-per-ip` counts and a PROXY header may change, with two flags;
-    /// and a stream's token expiry, 16 bytes of `StreamState`, 8 more for `Phase`).
+    /// and a stream's token expiry, 16 bytes of `StreamState`, 8 more for `Phase`; a WebSocket message parked
+    /// for the broker, 8 bytes of the boxed `WsState`).
     #[test]
     fn conn_stays_small() {
         let size = std::mem::size_of::<Conn>();
@@ -483,7 +497,7 @@ mod tests {
         );
         // The boxed state of a WebSocket stream (an API's larger session is boxed again inside it).
         assert!(
-            std::mem::size_of::<WsState>() <= 88,
+            std::mem::size_of::<WsState>() <= 96,
             "WsState grew to {} bytes",
             std::mem::size_of::<WsState>()
         );

@@ -310,10 +310,15 @@ impl Conn {
     /// Whether the connection has a request parked with `ticket`.
     pub fn parked_with(&self, ticket: u64) -> bool {
         matches!(&self.phase, Phase::Awaiting(parked) if parked.ticket == ticket)
+            || self.ws_parked() == Some(ticket)
     }
 
-    /// Handles the parked request again, with the answer in `ctx`, then the requests pipelined behind it.
+    /// Handles the parked request (or WebSocket message) again, with the answer in `ctx`, then the requests (or
+    /// frames) behind it.
     pub fn resume(&mut self, ctx: &mut Ctx) -> Next {
+        if self.ws_parked().is_some() {
+            return self.resume_ws_message(ctx);
+        }
         let Phase::Awaiting(parked) = std::mem::replace(
             &mut self.phase,
             Phase::ReadingHead {

@@ -348,6 +348,33 @@ impl Conn {
     /// the stream's API, whose answers are queued and whose subscription changes are applied to the stream (and
     /// returned for the worker's hub).
     pub(super) fn on_stream_input(&mut self, data: &[u8], ctx: &mut Ctx) -> Next {
+        if data.is_empty() {
+            return Next::Continue;
+        }
+        self.on_ws_input(Some(data), ctx)
+    }
+
+    /// The ticket of this WebSocket stream's message that waits for the broker's answer, if one does.
+    pub(super) fn ws_parked(&self) -> Option<u64> {
+        match &self.phase {
+            Phase::Stream(StreamState {
+                format: Format::WebSocket(ws),
+                ..
+            }) => ws.parked.as_ref().map(|parked| parked.ticket),
+            _ => None,
+        }
+    }
+
+    /// The broker answered a parked WebSocket message (the answer is in `ctx`): the message is handled again,
+    /// then the input that came behind it.
+    pub(super) fn resume_ws_message(&mut self, ctx: &mut Ctx) -> Next {
+        self.readable = true;
+        self.on_ws_input(None, ctx)
+    }
+
+    /// Decodes `data` (after what is held from before) and answers its messages; with `None`, first handles the
+    /// parked message again.
+    fn on_ws_input(&mut self, data: Option<&[u8]>, ctx: &mut Ctx) -> Next {
         let Phase::Stream(StreamState {
             client_id,
             channels,
@@ -358,41 +385,62 @@ impl Conn {
         else {
             return Next::Continue;
         };
-        if data.is_empty() {
-            return Next::Continue;
-        }
         let limits = ws_frame::Limits {
             max_message: ctx.config.ws_max_message,
         };
         let mut hub = Vec::new();
         let mut restart = false;
         let rules = api::ws_rules(&ws.session, ctx.config);
-        let input = ws.on_input(
-            data,
-            ctx.now,
-            &limits,
-            ctx.config.max_queued_bytes,
-            &rules,
-            &mut self.out,
-            |session, text, out| {
-                let peer = WsPeer {
-                    client_id,
-                    channels,
-                    session,
-                };
-                let answer = api::ws_message(text, peer, ctx);
-                out.push(Chunk::Owned(answer.reply.into()));
-                for change in answer.changes {
-                    StreamState::apply(channels, change, &mut hub);
+        let (now, max_queued) = (ctx.now, ctx.config.max_queued_bytes);
+        let mut on_text = |session: &mut WsSession, text: &str, out: &mut OutQueue| {
+            let peer = WsPeer {
+                client_id,
+                channels,
+                session,
+            };
+            let answer = api::ws_message(text, peer, ctx);
+            if answer.parked {
+                return WsInput::Parked;
+            }
+            out.push(Chunk::Owned(answer.reply.into()));
+            for change in answer.changes {
+                StreamState::apply(channels, change, &mut hub);
+            }
+            restart |= answer.restart_liveness;
+            if answer.close {
+                WsInput::Closing
+            } else {
+                WsInput::Open
+            }
+        };
+        let resumed = match data {
+            Some(_) => WsInput::Open,
+            None => match ws.parked.take() {
+                Some(parked) => {
+                    let input = on_text(&mut ws.session, &parked.text, &mut self.out);
+                    if input == WsInput::Parked {
+                        ws.parked = Some(parked);
+                    }
+                    input
                 }
-                restart |= answer.restart_liveness;
-                if answer.close {
-                    WsInput::Closing
-                } else {
-                    WsInput::Open
-                }
+                None => WsInput::Open,
             },
-        );
+        };
+        let input = match resumed {
+            WsInput::Open => ws.on_input(
+                data.unwrap_or_default(),
+                now,
+                &limits,
+                max_queued,
+                &rules,
+                &mut self.out,
+                on_text,
+            ),
+            other => other,
+        };
+        if let Some(parked) = ws.parked.as_mut() {
+            parked.ticket = ctx.waiter.ticket;
+        }
         if restart {
             ws.restart_schedule(ctx.now);
             let check = Deadline::Liveness(ws.next_check(&api::ws_rules(&ws.session, ctx.config)));
@@ -405,7 +453,7 @@ impl Conn {
                 ctx.counters.ws_protocol_errors += 1;
                 self.start_closing(ctx.now, ctx.config.request_timeout);
             }
-            WsInput::Overflow => {}
+            WsInput::Overflow | WsInput::Parked => {}
         }
         // Pongs and answers are queued for a client that may not read: they count against the same cap as events,
         // by what they hold in memory (`OutQueue::footprint`), not only by their bytes.

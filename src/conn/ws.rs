@@ -42,6 +42,17 @@ pub struct WsState {
     assembler: Option<Box<Assembler>>,
     /// What the stream's API keeps per connection.
     pub session: WsSession,
+    /// A text message the API parked until the broker answers (`WsAnswer::parked`); no input is decoded
+    /// meanwhile (`partial` holds what came behind it).
+    pub(super) parked: Option<Box<ParkedMessage>>,
+}
+
+/// A client's text message waiting for the broker's answer: handled again with it (`Conn::resume`).
+#[derive(Debug)]
+pub struct ParkedMessage {
+    pub(super) text: String,
+    /// The ticket the answer must carry (see `Waiter`); set by the connection once the API parked the message.
+    pub(super) ticket: u64,
 }
 
 /// What the received bytes did to a WebSocket stream.
@@ -55,6 +66,8 @@ pub enum WsInput {
     /// The answers this input provoked (pongs, replies) passed the output cap (`OutQueue::footprint`): the peer
     /// sends faster than it reads. Nothing more was decoded; close it as slow.
     Overflow,
+    /// The API parked a message until the broker answers (`WsState::parked`): nothing behind it was decoded.
+    Parked,
 }
 
 impl WsState {
@@ -65,6 +78,7 @@ impl WsState {
             partial: Vec::new(),
             assembler: None,
             session,
+            parked: None,
         }
     }
 
@@ -142,6 +156,13 @@ impl WsState {
             match result {
                 Ok(WsInput::Open) if out.footprint() > max_queued => return WsInput::Overflow,
                 Ok(WsInput::Open) => {}
+                Ok(WsInput::Parked) => {
+                    let behind = input.get(at..).unwrap_or_default();
+                    if !behind.is_empty() {
+                        self.partial = behind.to_vec();
+                    }
+                    return WsInput::Parked;
+                }
                 Ok(closing) => return closing,
                 Err(e) => {
                     log::debug!(reason = e.as_str(); "websocket protocol error: {e}");
@@ -201,7 +222,14 @@ impl WsState {
                         // `Assembler::push` validated the UTF-8 of a text message.
                         let text = std::str::from_utf8(&message.payload)
                             .map_err(|_| WsError::InvalidUtf8)?;
-                        return Ok(on_text(&mut self.session, text, out));
+                        let input = on_text(&mut self.session, text, out);
+                        if input == WsInput::Parked {
+                            self.parked = Some(Box::new(ParkedMessage {
+                                text: text.to_string(),
+                                ticket: 0,
+                            }));
+                        }
+                        return Ok(input);
                     }
                 }
             }

@@ -28,6 +28,7 @@
 mod connection;
 mod native;
 mod scripts;
+mod shared;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -134,6 +135,8 @@ enum Command {
         limit: usize,
         waiter: Waiter,
     },
+    /// A compatible API's script (`broker::shared`).
+    Eval(shared::Evaluation),
 }
 
 /// The workers' handle on the broker thread.
@@ -142,6 +145,11 @@ pub struct RedisBroker {
     health: Arc<Health>,
     /// The node's channel table, which the broker thread feeds: subscribing registers there once a channel is.
     table: Arc<ChannelTable>,
+    /// What the compatible APIs' shared state needs (`broker::shared`): the key prefix, the node's name, and how
+    /// long what it owns outlives its last refresh.
+    prefix: String,
+    node_name: String,
+    node_ttl: Duration,
 }
 
 impl RedisBroker {
@@ -153,6 +161,11 @@ impl RedisBroker {
     ) -> std::io::Result<RedisBroker> {
         let (commands, inbox) = mpsc::channel(QUEUE);
         let health = Arc::new(Health::default());
+        let (prefix, node_name, node_ttl) = (
+            settings.prefix.clone(),
+            settings.node_name.clone(),
+            settings.node_ttl,
+        );
         let node = Node {
             scripts: Scripts::new("SPUBLISH"),
             settings,
@@ -165,6 +178,7 @@ impl RedisBroker {
             presence_refreshed: Instant::now(),
             connect_failures: 0,
             published: HashSet::new(),
+            compat_scripts: shared::LoadedScripts::default(),
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -176,6 +190,9 @@ impl RedisBroker {
             commands,
             health,
             table,
+            prefix,
+            node_name,
+            node_ttl,
         })
     }
 
@@ -260,6 +277,8 @@ struct Node {
     connect_failures: u64,
     /// Channels published to since the registry was last told (`register`).
     published: HashSet<Box<str>>,
+    /// The compatible APIs' scripts, as loaded for this connection.
+    compat_scripts: shared::LoadedScripts,
 }
 
 impl Node {
@@ -330,6 +349,7 @@ impl Node {
                     seeds.join(",")
                 );
                 self.scripts = Scripts::new(con.publish_command());
+                self.compat_scripts.clear();
                 self.con = Some(con);
                 self.connect_failures = 0;
                 self.health.reachable.store(true, Ordering::Relaxed);
@@ -353,6 +373,7 @@ impl Node {
     async fn handle(&mut self, command: Command) {
         match command {
             Command::Publish(events, waiter) => self.publish(vec![(events, waiter)]),
+            Command::Eval(evaluation) => self.evaluate(evaluation),
             Command::Warm {
                 channels,
                 creator,
@@ -649,10 +670,11 @@ impl Node {
             .map(|channel| (channel, now + millis(self.settings.history_ttl)))
             .collect();
         let listed_until = now + millis(self.settings.node_ttl);
+        // The registry lists the native API's channels; a compatible API's (`api/name`) are its own to list.
         registered.extend(
             changes
                 .iter()
-                .filter(|presence| !presence.clients.is_empty())
+                .filter(|presence| !presence.clients.is_empty() && !presence.channel.contains('/'))
                 .map(|presence| (Box::from(&*presence.channel), listed_until)),
         );
         self.register(&con, registered);

@@ -112,6 +112,10 @@ impl Broker for RedisBroker {
     fn figures(&self) -> Option<BrokerFigures> {
         Some(self.current_figures())
     }
+
+    fn shared(&self) -> Option<&dyn crate::broker::shared::Shared> {
+        Some(self)
+    }
 }
 
 /// Where each of a stream's `n` channels resumes, from the `Last-Event-ID` it sent: a position per channel (what

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use redis::{Script, Value};
 
 use crate::channels::{ChannelInfo, FedEvent, Fill, NewEvent, ResetReason};
-use crate::message::EventId;
+use crate::message::{EventId, Frame, Wire};
+use crate::ws::frame::{self as ws_frame, Opcode};
 
 /// Appends events to a channel's stream and publishes each to its shard channel, atomically; then trims the
 /// stream to `--history` events and `--history-ttl`, recording the highest id trimmed and why (Redis does not
@@ -331,27 +332,61 @@ pub(super) fn parse_info(channel: &str, reply: Value) -> Option<Option<ChannelIn
     }))
 }
 
-/// An event as the publish script sends it: `E`, id, event name, recipients, data, one per line (only the data
-/// may hold newlines, and it comes last).
+/// An event as a script sends it, one field per line (only the last may hold newlines): `E`, id, event name,
+/// recipients, data for a native event (the publish script); `W`, id, kind, recipients, bytes for a compatible
+/// API's frame (`spout_send`, see `broker::shared`).
 pub(super) fn parse_event(channel: &str, payload: &str) -> Option<FedEvent> {
     let mut parts = payload.splitn(5, '\n');
-    if parts.next()? != "E" {
-        return None;
-    }
+    let native = match parts.next()? {
+        "E" => true,
+        "W" => false,
+        _ => return None,
+    };
     let id = EventId::from_stream_id(parts.next()?)?;
-    let event = optional(parts.next()?);
+    let second = parts.next()?;
     let to = recipients(parts.next()?);
-    let data = parts.next()?.into();
-    Some(FedEvent {
-        id,
-        event: NewEvent {
+    let last = parts.next()?;
+    let event = if native {
+        NewEvent {
             channel: channel.into(),
-            event,
-            data,
+            event: optional(second),
+            data: last.into(),
             to,
             ..Default::default()
-        },
+        }
+    } else {
+        compat_event(channel, second, to, last)?
+    };
+    Some(FedEvent {
+        id,
+        event,
         at: Instant::now(),
+    })
+}
+
+/// A compatible API's event: the frame it made, by kind (`'s'` a whole SSE frame, `'w'` a WebSocket text message's
+/// payload, framed here once for every subscriber of this node, `'t'` the shared end of a WebSocket payload).
+fn compat_event(
+    channel: &str,
+    kind: &str,
+    to: Option<Box<[Box<str>]>>,
+    bytes: &str,
+) -> Option<NewEvent> {
+    let wire = match kind {
+        "s" => Wire::Sse(Frame::from(bytes.as_bytes().to_vec())),
+        "w" => {
+            let mut frame = Vec::with_capacity(bytes.len() + 10);
+            ws_frame::encode_frame(Opcode::Text, bytes.as_bytes(), &mut frame);
+            Wire::WebSocket(Frame::from(frame))
+        }
+        "t" => Wire::WebSocketTail(Frame::from(bytes.as_bytes().to_vec())),
+        _ => return None,
+    };
+    Some(NewEvent {
+        channel: channel.into(),
+        to,
+        wire: Some(wire),
+        ..Default::default()
     })
 }
 
@@ -402,15 +437,19 @@ pub(super) fn parse_fill(channel: &str, reply: Value, after: Option<EventId>) ->
         };
         let published_ms = id.stream_millis();
         let age = Duration::from_millis(wall_ms.saturating_sub(published_ms));
-        events.push(FedEvent {
-            id,
-            event: NewEvent {
+        let event = match field("w") {
+            "" => NewEvent {
                 channel: channel.into(),
                 event: optional(field("e")),
                 data: field("d").into(),
                 to: recipients(field("t")),
                 ..Default::default()
             },
+            kind => compat_event(channel, kind, recipients(field("t")), field("d"))?,
+        };
+        events.push(FedEvent {
+            id,
+            event,
             at: now.checked_sub(age).unwrap_or(now),
         });
     }
@@ -461,5 +500,27 @@ mod tests {
         assert_eq!((plain.event.event, plain.event.to), (None, None));
         assert!(parse_event("c", "D").is_none());
         assert!(parse_event("c", "E\nnot-an-id\n\n\nx").is_none());
+    }
+
+    #[test]
+    fn a_compatible_api_frame_reads_back_as_its_wire() {
+        let sse = parse_event("pipely/61", "W\n5-1\ns\n\ndata: {\"a\":1}\n\n").expect("event");
+        match sse.event.wire {
+            Some(Wire::Sse(frame)) => assert_eq!(&frame[..], b"data: {\"a\":1}\n\n"),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            !sse.event.ephemeral,
+            "kept, so that a stream can subscribe after an earlier id"
+        );
+        let ws = parse_event("keker/t", "W\n5-2\nw\nann\nhello").expect("event");
+        match ws.event.wire {
+            Some(Wire::WebSocket(frame)) => assert_eq!(&frame[..], b"\x81\x05hello"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(ws.event.to.as_deref().map(|to| to.len()), Some(1));
+        let tail = parse_event("ws_push/c", "W\n5-3\nt\n\n}}").expect("event");
+        assert!(matches!(tail.event.wire, Some(Wire::WebSocketTail(_))));
+        assert!(parse_event("c", "W\n5-4\nx\n\nbytes").is_none());
     }
 }
