@@ -90,14 +90,14 @@ return 1
 "
 );
 
-/// A new client (ARGV[3] its uuid).
+/// A new client (ARGV[3] its uuid): `{'ok', uuid}` with the uuid stored (the one drawn by the first run of the
+/// upgrade), or `{'taken'}`.
 static REGISTER: Lua = script!(
     r"
-if redis.call('HSETNX', KEYS[3], ARGV[3], owner) == 1 then
-  redis.call('HINCRBY', KEYS[2], owner, 1)
-end
+if redis.call('HSETNX', KEYS[3], ARGV[3], owner) == 0 then return {'taken'} end
+redis.call('HINCRBY', KEYS[2], owner, 1)
 own()
-return 1
+return {'ok', ARGV[3]}
 "
 );
 
@@ -406,10 +406,22 @@ pub(super) fn ws_message(
     })
 }
 
-/// A new client's uuid, in Redis too (not waited for: a uuid drawn from 122 random bits names one client).
-pub(super) fn client_opened(shared: &dyn Shared, uuid: &str, ws_push: &WsPush) {
-    let args = args(shared, ws_push, &[uuid.as_bytes()]);
-    shared.eval_detached(&REGISTER, keys(shared), args);
+/// A new client's uuid, registered in Redis: `None` while the upgrade waits for it, else the uuid (drawn by the
+/// first run of the upgrade; `Ok(None)`: taken, which 122 random bits make as good as impossible).
+pub(super) fn open_client(
+    shared: &dyn Shared,
+    candidate: &str,
+    ctx: &mut Ctx,
+) -> Option<Result<Option<String>, BrokerError>> {
+    let args = args(shared, &ctx.apps.ws_push, &[candidate.as_bytes()]);
+    let reply = match evaluate(shared, &REGISTER, args, ctx)? {
+        Ok(reply) => reply,
+        Err(e) => return Some(Err(e)),
+    };
+    Some(Ok(match verdict(&reply) {
+        ("ok", uuid) if !uuid.is_empty() => Some(uuid.to_string()),
+        _ => None,
+    }))
 }
 
 /// A client closed: its uuid leaves Redis.

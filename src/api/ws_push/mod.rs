@@ -571,18 +571,41 @@ fn upgrade(req: &Request, ctx: &mut Ctx) -> Action {
             close: true,
         };
     }
-    let uuid = {
-        let mut state = ctx.apps.ws_push.lock();
-        let mut uuid = None;
-        // A collision of 122 random bits will not happen, but a uuid must name one client.
-        for _ in 0..4 {
-            if let Some(candidate) = new_uuid().filter(|u| !state.clients.contains(u.as_str())) {
-                state.clients.insert(candidate.as_str().into());
-                uuid = Some(candidate);
-                break;
+    let broker = ctx.broker;
+    let uuid = match broker.shared() {
+        None => {
+            let mut state = ctx.apps.ws_push.lock();
+            let mut uuid = None;
+            // A collision of 122 random bits will not happen, but a uuid must name one client.
+            for _ in 0..4 {
+                if let Some(candidate) = new_uuid().filter(|u| !state.clients.contains(u.as_str()))
+                {
+                    state.clients.insert(candidate.as_str().into());
+                    uuid = Some(candidate);
+                    break;
+                }
+            }
+            uuid
+        }
+        Some(shared) => {
+            // Drawn on every run of the upgrade; the script stores the first run's and answers with it.
+            let candidate = new_uuid();
+            match candidate.map(|c| cluster::open_client(shared, &c, ctx)) {
+                None => None,
+                Some(None) => return Action::Await,
+                Some(Some(Ok(uuid))) => uuid,
+                Some(Some(Err(_))) => {
+                    return Action::Respond {
+                        bytes: jdk_reply(
+                            503,
+                            "The shared state did not answer in time.",
+                            &[("Retry-After", "1")],
+                        ),
+                        close: true,
+                    }
+                }
             }
         }
-        uuid
     };
     let Some(uuid) = uuid else {
         return Action::Respond {
@@ -590,9 +613,6 @@ fn upgrade(req: &Request, ctx: &mut Ctx) -> Action {
             close: true,
         };
     };
-    if let Some(shared) = ctx.broker.shared() {
-        cluster::client_opened(shared, &uuid, &ctx.apps.ws_push);
-    }
     let mut opening = Vec::with_capacity(320);
     // Java-WebSocket's head: its own status text and `Server`, fields in its (sorted) order.
     for part in [
