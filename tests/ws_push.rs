@@ -1323,3 +1323,112 @@ fn a_client_closed_over_the_cap_in_the_read_that_subscribed_it_takes_no_one_else
         metric(server.addrs[0], "spout_dropped_slow_subscribers_total") >= 2
     });
 }
+
+/// A node killed with its clients on it: within `--broker-node-ttl` its clients are gone from the counts and
+/// from the uuids a subscribe may name, and the channels created through it from every answer; a client that
+/// reconnects to the surviving node, and a channel created again there, carry on as after a restart of the
+/// original.
+#[test]
+fn a_killed_nodes_clients_and_channels_are_gone_within_its_ttl() {
+    let cluster = cluster::CompatCluster::start("ws-push", &["--broker-node-ttl", "3s"]);
+    let [doomed, survivor] = &cluster.nodes;
+    let (dead, alive) = (ws(doomed), ws(survivor));
+    let lost = create(dead, "lost");
+    let kept = create(alive, "kept");
+    let mut on_dead = Client::connect(dead, "/");
+    on_dead.subscribe("kept");
+    let dead_uuid = on_dead.uuid.clone();
+    let mut watcher = Client::connect(alive, "/");
+    let watcher_uuid = watcher.uuid.clone();
+    watcher.subscribe("lost");
+    assert_eq!(
+        watcher.subscribe("kept"),
+        client_ack("Subscribed", &watcher_uuid, &["lost", "kept"])
+    );
+    let sysadmin = |addr| post(addr, "/sysadmin", "").json()["data"].clone();
+    assert_eq!(
+        sysadmin(alive),
+        json!({"channels": ["kept", "lost"], "channelsAmount": 2, "clientsAmount": 2})
+    );
+    assert_eq!(push(alive, "lost", &lost, json!([]), "before").status, 200);
+    assert_eq!(
+        watcher.next(),
+        client_push(&watcher_uuid, &["lost", "kept"], "lost", "before")
+    );
+
+    signal(doomed.child.id(), "KILL");
+    let killed = Instant::now();
+    wait_for("the dead node's client and channel to be gone", || {
+        sysadmin(alive) == json!({"channels": ["kept"], "channelsAmount": 1, "clientsAmount": 1})
+    });
+    assert!(
+        killed.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        killed.elapsed()
+    );
+    // Its token answers no more, and its client's uuid belongs to no connection.
+    assert_answer(
+        &push(alive, "lost", &lost, json!([]), "after"),
+        404,
+        &error(
+            404,
+            "Not found",
+            "Could not find a WebSocketChannel called \"lost\"",
+        ),
+    );
+    assert_eq!(
+        watcher.act("SUBSCRIBE", Some(&dead_uuid), "kept"),
+        error(
+            403,
+            "Forbidden",
+            "The given UUID does not belong to any WebSocket connection"
+        )
+    );
+
+    // The dead node's client reconnects to the survivor, as it would to a restarted original.
+    let mut back = Client::connect(alive, "/");
+    let back_uuid = back.uuid.clone();
+    assert_ne!(back_uuid, dead_uuid);
+    assert_eq!(
+        back.subscribe("kept"),
+        client_ack("Subscribed", &back_uuid, &["kept"])
+    );
+    assert_eq!(
+        push(alive, "kept", &kept, json!([]), "still here").status,
+        200
+    );
+    assert_eq!(
+        back.next(),
+        client_push(&back_uuid, &["kept"], "kept", "still here")
+    );
+    assert_eq!(
+        watcher.next(),
+        client_push(&watcher_uuid, &["lost", "kept"], "kept", "still here")
+    );
+    // The lost channel, created again, is a new channel: its pushes reach those who subscribe to it again.
+    let again = create(alive, "lost");
+    assert_ne!(again, lost);
+    assert_eq!(
+        push(alive, "lost", &again, json!([]), "unheard").status,
+        200
+    );
+    watcher.quiet(Duration::from_millis(300));
+    assert_eq!(
+        back.subscribe("lost"),
+        client_ack("Subscribed", &back_uuid, &["kept", "lost"])
+    );
+    assert_eq!(
+        watcher.subscribe("lost"),
+        client_ack("Subscribed", &watcher_uuid, &["kept", "lost"])
+    );
+    assert_eq!(push(alive, "lost", &again, json!([]), "anew").status, 200);
+    assert_eq!(
+        back.next(),
+        client_push(&back_uuid, &["kept", "lost"], "lost", "anew")
+    );
+    assert_eq!(
+        watcher.next(),
+        client_push(&watcher_uuid, &["kept", "lost"], "lost", "anew")
+    );
+    assert_eq!(sysadmin(alive)["clientsAmount"], 2);
+}
