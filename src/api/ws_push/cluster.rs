@@ -23,12 +23,11 @@
 //! subscribers lose it as on one node.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde_json::Value;
 
 use super::schema::{channel_limit, error, not_found, server_ack, Kind};
-use super::{Joined, Plan, Session, State, WsPush, CORE_PREFIX};
+use super::{Joined, Plan, Session, WsPush, CORE_PREFIX};
 use crate::api::{Ctx, WsAnswer};
 use crate::broker::shared::{Lua, Shared, Value as Reply};
 use crate::broker::{BrokerError, Reply as Answer};
@@ -406,22 +405,35 @@ pub(super) fn ws_message(
     })
 }
 
-/// A new client's uuid, registered in Redis: `None` while the upgrade waits for it, else the uuid (drawn by the
-/// first run of the upgrade; `Ok(None)`: taken, which 122 random bits make as good as impossible).
+/// A new client's uuid, registered in Redis: `None` while the upgrade waits for it, else the uuid (`Ok(None)`:
+/// none could be drawn, or it was taken, which 122 random bits make as good as impossible).
 pub(super) fn open_client(
     shared: &dyn Shared,
-    candidate: &str,
     ctx: &mut Ctx,
 ) -> Option<Result<Option<String>, BrokerError>> {
-    let args = args(shared, &ctx.apps.ws_push, &[candidate.as_bytes()]);
-    let reply = match evaluate(shared, &REGISTER, args, ctx)? {
+    // Drawn on every run of the upgrade; the script stores the first run's and answers with it.
+    let Some(candidate) = super::new_uuid() else {
+        return Some(Ok(None));
+    };
+    let apps = ctx.apps;
+    let args = args(shared, &apps.ws_push, &[candidate.as_bytes()]);
+    let Some(answer) = evaluate(shared, &REGISTER, args, ctx) else {
+        let mut state = apps.ws_push.lock();
+        state.opening.insert(candidate.into(), ctx.now);
+        return None;
+    };
+    let reply = match answer {
         Ok(reply) => reply,
         Err(e) => return Some(Err(e)),
     };
-    Some(Ok(match verdict(&reply) {
-        ("ok", uuid) if !uuid.is_empty() => Some(uuid.to_string()),
-        _ => None,
-    }))
+    let uuid = match verdict(&reply) {
+        ("ok", uuid) if !uuid.is_empty() => uuid,
+        _ => return Some(Ok(None)),
+    };
+    let mut state = apps.ws_push.lock();
+    state.opening.remove(uuid);
+    state.clients.insert(uuid.into());
+    Some(Ok(Some(uuid.to_string())))
 }
 
 /// A client closed: its uuid leaves Redis.
@@ -431,12 +443,25 @@ pub(super) fn client_closed(shared: &dyn Shared, uuid: &str, ws_push: &WsPush) {
 }
 
 /// Renews this node's run every third of its TTL, so that its clients and channels outlive it by one TTL at
-/// most; the script also forgets dead owners.
-pub(super) fn refresh(shared: &dyn Shared, state: &mut State, ws_push: &WsPush, now: Instant) {
-    if state.next_refresh.is_some_and(|next| now < next) {
+/// most; the script also forgets dead owners. Takes out of Redis the uuids of upgrades whose answer found no
+/// connection (it closed while it waited): after twice `--broker-timeout`, the answer came or never will.
+pub(super) fn refresh(shared: &dyn Shared, ws_push: &WsPush, ctx: &Ctx) {
+    let mut state = ws_push.lock();
+    let late = ctx.config.broker_timeout * 2;
+    let abandoned: Vec<Box<str>> = state
+        .opening
+        .iter()
+        .filter(|(_, since)| ctx.now.saturating_duration_since(**since) > late)
+        .map(|(uuid, _)| uuid.clone())
+        .collect();
+    for uuid in abandoned {
+        state.opening.remove(&uuid);
+        client_closed(shared, &uuid, ws_push);
+    }
+    if state.next_refresh.is_some_and(|next| ctx.now < next) {
         return;
     }
-    state.next_refresh = Some(now + shared.ttl() / 3);
+    state.next_refresh = Some(ctx.now + shared.ttl() / 3);
     shared.eval_detached(&REFRESH, keys(shared), args(shared, ws_push, &[]));
 }
 

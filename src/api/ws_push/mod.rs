@@ -193,13 +193,16 @@ pub struct WsPush {
 #[derive(Default)]
 struct State {
     channels: HashMap<Arc<str>, ChannelEntry>,
-    /// Uuids of open clients.
+    /// Uuids of open clients (on several nodes, of this node's).
     clients: HashSet<Box<str>>,
     /// Gives each created channel a generation, so a client still listed in a deleted channel is not taken
     /// for a subscriber of its re-creation.
     generations: u64,
     /// On several nodes: when this node next renews what it owns in Redis.
     next_refresh: Option<Instant>,
+    /// On several nodes: uuids registered by upgrades that wait for Redis's answer, since when. One whose
+    /// connection closed before the answer came is never taken: `cluster::refresh` takes it out of Redis.
+    opening: HashMap<Box<str>, Instant>,
 }
 
 struct ChannelEntry {
@@ -587,25 +590,20 @@ fn upgrade(req: &Request, ctx: &mut Ctx) -> Action {
             }
             uuid
         }
-        Some(shared) => {
-            // Drawn on every run of the upgrade; the script stores the first run's and answers with it.
-            let candidate = new_uuid();
-            match candidate.map(|c| cluster::open_client(shared, &c, ctx)) {
-                None => None,
-                Some(None) => return Action::Await,
-                Some(Some(Ok(uuid))) => uuid,
-                Some(Some(Err(_))) => {
-                    return Action::Respond {
-                        bytes: jdk_reply(
-                            503,
-                            "The shared state did not answer in time.",
-                            &[("Retry-After", "1")],
-                        ),
-                        close: true,
-                    }
+        Some(shared) => match cluster::open_client(shared, ctx) {
+            None => return Action::Await,
+            Some(Ok(uuid)) => uuid,
+            Some(Err(_)) => {
+                return Action::Respond {
+                    bytes: jdk_reply(
+                        503,
+                        "The shared state did not answer in time.",
+                        &[("Retry-After", "1")],
+                    ),
+                    close: true,
                 }
             }
-        }
+        },
     };
     let Some(uuid) = uuid else {
         return Action::Respond {
@@ -814,8 +812,7 @@ pub fn stream_closed(client_id: &str, ctx: &mut Ctx) {
 /// Renews the expiry of the shared state this node owns (see `api::hooks::refresh_shared`): its run, which its
 /// clients and the channels created through it live as long as (`cluster`).
 pub fn refresh_shared(shared: &dyn crate::broker::shared::Shared, ctx: &mut Ctx) {
-    let ws_push = &ctx.apps.ws_push;
-    cluster::refresh(shared, &mut ws_push.lock(), ws_push, ctx.now);
+    cluster::refresh(shared, &ctx.apps.ws_push, ctx);
 }
 
 #[cfg(test)]
