@@ -11,9 +11,12 @@
 //! - `channels`: name → owner (the node it was created through), `tokens`: name → token, `gens`: name → the
 //!   channel's generation (random, drawn at creation).
 //!
-//! Every script first forgets the owners whose time has passed, with their clients and channels (`PRUNE`), so what
-//! a dead node owned is gone from every answer once its TTL passes. Every key also expires a TTL after the last
-//! change or refresh of any node, so when all nodes are gone nothing is left.
+//! Every script first forgets the owners whose time has passed, with their clients and channels (`script!`), so
+//! what a dead node owned is gone from every answer once its TTL passes. The core channels of the channels it
+//! forgets go in the set `gone`, which the scripts of the HTTP routes hand out (`forget_gone`): the node that gets
+//! them deletes them on every node, so their subscribers on the surviving nodes lose them as they would a deleted
+//! channel. Every key also expires a TTL after the last change or refresh of any node, so when all nodes are gone
+//! nothing is left.
 //!
 //! A channel's events go to the core channel `ws-push/<generation>/<name>`: a channel deleted (or whose node
 //! died) and created again is another core channel, so a client still subscribed to the old one on some node
@@ -36,12 +39,15 @@ use crate::channels::TableError;
 /// The tag of WS-PushServer's shared state (see the module doc).
 const TAG: &str = "ws_push";
 
-/// The hashes under `TAG`, in the order every script gets them as KEYS.
-const HASHES: [&str; 6] = ["owners", "counts", "clients", "channels", "tokens", "gens"];
+/// The keys under `TAG`, in the order every script gets them as KEYS.
+const HASHES: [&str; 7] = [
+    "owners", "counts", "clients", "channels", "tokens", "gens", "gone",
+];
 
 /// Prepended to every script on `TAG` (ARGV[1] the owner, ARGV[2] the TTL in ms): forgets dead owners and what
-/// they owned, and defines `own()`, which renews this owner and the expiry of every key (called after a script's
-/// writes, so a key it creates gets one too).
+/// they owned (the core channel names it builds are `core_name`'s), and defines `with_gone(reply)`, which appends
+/// up to 64 of the `gone` core channels to a reply, and `own()`, which renews this owner and the expiry of every
+/// key (called after a script's writes, so a key it creates gets one too).
 macro_rules! script {
     ($body:literal) => {
         Lua::new(concat!(
@@ -65,13 +71,19 @@ if any then
   local channels = redis.call('HGETALL', KEYS[4])
   for i = 1, #channels, 2 do
     if dead[channels[i + 1]] then
+      local gen = redis.call('HGET', KEYS[6], channels[i])
+      if gen then redis.call('SADD', KEYS[7], 'ws-push/' .. gen .. '/' .. channels[i]) end
       for k = 4, 6 do redis.call('HDEL', KEYS[k], channels[i]) end
     end
   end
 end
+local function with_gone(reply)
+  reply[#reply + 1] = redis.call('SPOP', KEYS[7], 64)
+  return reply
+end
 local function own()
   redis.call('HSET', KEYS[1], owner, now + ttl)
-  for k = 1, 6 do
+  for k = 1, 7 do
     if redis.call('PTTL', KEYS[k]) < ttl then redis.call('PEXPIRE', KEYS[k], ttl) end
   end
 end
@@ -115,13 +127,13 @@ return 1
 /// token}` with the token stored (the one drawn by the first run of the request), or `{'conflict'}`, `{'full'}`.
 static CREATE: Lua = script!(
     r"
-if redis.call('HEXISTS', KEYS[4], ARGV[3]) == 1 then return {'conflict'} end
-if redis.call('HLEN', KEYS[4]) >= tonumber(ARGV[6]) then return {'full'} end
+if redis.call('HEXISTS', KEYS[4], ARGV[3]) == 1 then return with_gone({'conflict'}) end
+if redis.call('HLEN', KEYS[4]) >= tonumber(ARGV[6]) then return with_gone({'full'}) end
 redis.call('HSET', KEYS[4], ARGV[3], owner)
 redis.call('HSET', KEYS[5], ARGV[3], ARGV[4])
 redis.call('HSET', KEYS[6], ARGV[3], ARGV[5])
 own()
-return {'created', ARGV[4], ARGV[5]}
+return with_gone({'created', ARGV[4], ARGV[5]})
 "
 );
 
@@ -132,14 +144,14 @@ return {'created', ARGV[4], ARGV[5]}
 static CHECK: Lua = script!(
     r"
 local stored = redis.call('HGET', KEYS[5], ARGV[3])
-if not stored then return {'missing'} end
-if ARGV[5] ~= '1' then return {'none'} end
-if stored ~= ARGV[4] then return {'forbidden'} end
+if not stored then return with_gone({'missing'}) end
+if ARGV[5] ~= '1' then return with_gone({'none'}) end
+if stored ~= ARGV[4] then return with_gone({'forbidden'}) end
 local gen = redis.call('HGET', KEYS[6], ARGV[3])
 if ARGV[6] == 'delete' then
   for k = 4, 6 do redis.call('HDEL', KEYS[k], ARGV[3]) end
 end
-return {'ok', gen}
+return with_gone({'ok', gen})
 "
 );
 
@@ -156,14 +168,14 @@ return {'ok', redis.call('HGET', KEYS[6], ARGV[3])}
 "
 );
 
-/// `/sysadmin`: `{clients, name, name, …}`.
+/// `/sysadmin`: `{clients, name, name, …, gone}`.
 static SYSADMIN: Lua = script!(
     r"
 local clients = 0
 for _, n in ipairs(redis.call('HVALS', KEYS[2])) do clients = clients + tonumber(n) end
 local out = {clients}
 for _, name in ipairs(redis.call('HKEYS', KEYS[4])) do out[#out + 1] = name end
-return out
+return with_gone(out)
 "
 );
 
@@ -254,6 +266,7 @@ pub(super) fn action(
             Ok(reply) => reply,
             Err(e) => return Some(unavailable(e, ctx)),
         };
+        forget_gone(&reply, ctx);
         return Some(match verdict(&reply) {
             ("created", token) => (200, server_ack("Created", channel, Some(token))),
             ("full", _) => (503, channel_limit()),
@@ -279,6 +292,7 @@ pub(super) fn action(
         Ok(reply) => reply,
         Err(e) => return Some(unavailable(e, ctx)),
     };
+    forget_gone(&reply, ctx);
     let (word, generation) = verdict(&reply);
     let core = core_name(generation, channel);
     Some(match (kind, word) {
@@ -302,6 +316,19 @@ pub(super) fn action(
             error(403, "Forbidden", Some("Channel token is invalid")),
         ),
     })
+}
+
+/// Deletes on every node the core channels a script handed out from `gone` (the last item of its reply; see the
+/// module doc). The answers are not waited for: they find no parked request and are dropped.
+fn forget_gone(reply: &Reply, ctx: &mut Ctx) {
+    let Some(gone) = reply.list().last() else {
+        return;
+    };
+    for core in gone.list().iter().filter_map(Reply::text) {
+        if core.starts_with(CORE_PREFIX) {
+            let _ = ctx.broker.delete_channel(core, ctx.ask());
+        }
+    }
 }
 
 /// `/push` with a valid token: the event goes to the core channel's stream by a detached script (see the module
@@ -332,6 +359,7 @@ pub(super) fn sysadmin(shared: &dyn Shared, ctx: &mut Ctx) -> Option<(u16, Vec<u
         Ok(reply) => reply,
         Err(e) => return Some(unavailable(e, ctx)),
     };
+    forget_gone(&reply, ctx);
     let items = reply.list();
     let clients = items.first().and_then(Reply::int).unwrap_or(0).max(0);
     let mut names: Vec<&str> = items.iter().skip(1).filter_map(Reply::text).collect();
