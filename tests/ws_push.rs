@@ -1433,3 +1433,42 @@ fn a_killed_nodes_clients_and_channels_are_gone_within_its_ttl() {
     );
     assert_eq!(sysadmin(alive)["clientsAmount"], 2);
 }
+
+/// With Redis gone, whatever needs it is refused in the original's style, and the node keeps serving the rest.
+#[test]
+fn without_redis_what_needs_it_gets_a_503_in_the_originals_style() {
+    let mut cluster = cluster::CompatCluster::start("ws-push", &["--broker-timeout", "500ms"]);
+    let addr = ws(&cluster.nodes[0]);
+    let token = create(addr, "news");
+    let mut client = Client::connect(addr, "/");
+    for index in 0..cluster.redis.ports.len() {
+        cluster.redis.kill(index);
+    }
+    let unavailable = error(
+        503,
+        "Service Unavailable",
+        "The shared state did not answer in time; retry shortly",
+    );
+    let create_again = action("CREATE_CHANNEL", json!({"channel": "other"}));
+    assert_answer(
+        &post(addr, "/channel/create", &create_again),
+        503,
+        &unavailable,
+    );
+    assert_answer(
+        &push(addr, "news", &token, json!([]), "lost"),
+        503,
+        &unavailable,
+    );
+    assert_answer(&post(addr, "/sysadmin", ""), 503, &unavailable);
+    assert_eq!(client.subscribe("news"), unavailable);
+    let (_, head) = ws_upgrade(addr, "/", "");
+    assert!(
+        head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{head}"
+    );
+    // What needs no Redis is still served.
+    assert_eq!(get(addr, "/js/pushserver.js").status, 200);
+    let bad = post(addr, "/push", "{not json");
+    assert_answer(&bad, 400, &error(400, "Bad Request", "{not json"));
+}
