@@ -1472,3 +1472,13 @@ fn without_redis_what_needs_it_gets_a_503_in_the_originals_style() {
     let bad = post(addr, "/push", "{not json");
     assert_answer(&bad, 400, &error(400, "Bad Request", "{not json"));
 }
+
+/// Two nodes sharing one Redis that is not a cluster: the same answers.
+#[test]
+fn recipients_narrow_a_push_on_two_nodes_sharing_one_redis() {
+    let redis = cluster::RedisCluster::standalone();
+    let args = ["--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0=ws-push"];
+    let first = cluster::start_node(&redis, &args);
+    let second = cluster::start_node(&redis, &args);
+    recipients_narrow_a_push_to_listed_connected_subscribers_case(&first, &second);
+}

@@ -204,10 +204,15 @@ fn core_name(generation: &str, name: &str) -> String {
     format!("{CORE_PREFIX}{generation}/{name}")
 }
 
-/// The answer when Redis is away or this node too far behind: the original's error envelope with a 503.
+/// The answer when Redis is away, this node too far behind or at its channel limit: the original's error envelope
+/// with a 503.
 fn unavailable(e: BrokerError, ctx: &mut Ctx) -> (u16, Vec<u8>) {
-    if e == BrokerError::Table(TableError::Overloaded) {
-        ctx.counters.overloaded += 1;
+    match e {
+        BrokerError::Table(TableError::TooManyChannels | TableError::ClientChannelLimit) => {
+            return (503, channel_limit());
+        }
+        BrokerError::Table(TableError::Overloaded) => ctx.counters.overloaded += 1,
+        BrokerError::Unavailable => {}
     }
     let details = "The shared state did not answer in time; retry shortly";
     (503, error(503, "Service Unavailable", Some(details)))
