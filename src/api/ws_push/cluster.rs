@@ -517,3 +517,49 @@ pub(super) fn new_run() -> String {
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(text: &str) -> Reply {
+        Reply::Data(text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_reply_reads_as_its_word_and_second_item() {
+        let gone = Reply::List(vec![data("ws-push/7/old")]);
+        let cases = [
+            (
+                Reply::List(vec![data("ok"), data("42"), gone.clone()]),
+                ("ok", "42"),
+            ),
+            (
+                Reply::List(vec![data("missing"), gone.clone()]),
+                ("missing", ""),
+            ),
+            (Reply::List(vec![data("any")]), ("any", "")),
+            (Reply::List(vec![Reply::Int(3), data("news")]), ("", "news")),
+            (Reply::Nil, ("", "")),
+            (data("ok"), ("", "")),
+        ];
+        for (reply, expected) in cases {
+            assert_eq!(verdict(&reply), expected, "{reply:?}");
+        }
+    }
+
+    #[test]
+    fn a_generation_is_part_of_the_core_channel() {
+        assert_eq!(core_name("42", "news"), "ws-push/42/news");
+        assert_eq!(core_name("42", "a/b"), "ws-push/42/a/b");
+        assert_eq!(
+            crate::api::channel_api(&core_name("1", "")),
+            crate::config::Api::WsPush
+        );
+        let generation = new_generation().expect("randomness");
+        assert!(generation.parse::<u64>().is_ok(), "{generation}");
+        let run = new_run();
+        assert_eq!(run.len(), 16);
+        assert!(run.bytes().all(|b| b.is_ascii_hexdigit()), "{run}");
+    }
+}

@@ -495,6 +495,7 @@ fn sysadmin(ctx: &mut Ctx) -> Option<(u16, Vec<u8>)> {
     Some((200, sysadmin_body(&names, state.clients.len())))
 }
 
+/// The SERVER_SYSADMIN envelope of `names` (sorted) and a count of clients.
 fn sysadmin_body(names: &[&str], clients: usize) -> Vec<u8> {
     envelope("SERVER_SYSADMIN", 200, "OK", |out| {
         out.extend_from_slice(b"{\"channels\":[");
