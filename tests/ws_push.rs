@@ -1133,14 +1133,19 @@ fn action_frame(action: &str, channel: &str) -> Vec<u8> {
     ws_client_frame(0x81, msg.to_string().as_bytes())
 }
 
-#[test]
-fn a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes() {
-    // One worker, so the next connection takes the closed one's slab key: a hub entry left behind would reach it.
-    let server = start(&["--workers", "1"]);
-    let addr = server.addrs[1];
-    let news = create(addr, "news");
-    create(addr, "other");
-    let mut watcher = Client::connect(addr, "/");
+// One worker, so the next connection takes the closed one's slab key: a hub entry left behind would reach it.
+on_one_and_two_nodes!(
+    a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes,
+    a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes_on_two_nodes,
+    a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes_case,
+    &["--workers", "1"]
+);
+
+fn a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes_case(a: &Server, b: &Server) {
+    let (addr, other) = (ws(a), ws(b));
+    let news = create(other, "news");
+    create(other, "other");
+    let mut watcher = Client::connect(other, "/");
     watcher.subscribe("news");
     let mut eager = connect_pipelined(
         addr,
@@ -1161,7 +1166,7 @@ fn a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes() {
     eager.quiet(Duration::from_millis(300));
     drop(eager);
     wait_for("the eager client to be forgotten", || {
-        post(addr, "/sysadmin", "").json()["data"]["clientsAmount"] == 1
+        post(other, "/sysadmin", "").json()["data"]["clientsAmount"] == 1
     });
     let mut next = Client::connect(addr, "/");
     let next_uuid = next.uuid.clone();
@@ -1177,15 +1182,20 @@ fn a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes() {
     next.quiet(Duration::from_millis(300));
 }
 
-#[test]
-fn a_channel_joined_in_the_frames_sent_with_the_upgrade_gets_pushes() {
-    let server = start(&[]);
-    let addr = server.addrs[1];
+on_one_and_two_nodes!(
+    a_channel_joined_in_the_frames_sent_with_the_upgrade_gets_pushes,
+    a_channel_joined_in_the_frames_sent_with_the_upgrade_gets_pushes_on_two_nodes,
+    a_channel_joined_in_the_frames_sent_with_the_upgrade_gets_pushes_case,
+    &[]
+);
+
+fn a_channel_joined_in_the_frames_sent_with_the_upgrade_gets_pushes_case(a: &Server, b: &Server) {
+    let (addr, other) = (ws(a), ws(b));
     let news = create(addr, "news");
     let mut eager = connect_pipelined(addr, &[action_frame("SUBSCRIBE", "news")]);
     let uuid = eager.uuid.clone();
     assert_eq!(eager.next(), client_ack("Subscribed", &uuid, &["news"]));
-    assert_eq!(push(addr, "news", &news, json!([]), "hi").status, 200);
+    assert_eq!(push(other, "news", &news, json!([]), "hi").status, 200);
     assert_eq!(eager.next(), client_push(&uuid, &["news"], "news", "hi"));
     eager.quiet(Duration::from_millis(200));
 }
