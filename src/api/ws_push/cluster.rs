@@ -2,19 +2,23 @@
 //! clients live in Redis, so that every node gives the same answers. `mod.rs` keeps the one-node path and calls
 //! in here when `ctx.broker.shared()` is `Some`.
 //!
-//! Keys: everything the original kept in its maps is in six hashes under one tag (`{ws_push}`, so one script
-//! sees all of it and checks and changes it in one step: a duplicate name at creation, a token at deletion):
+//! Keys: everything the original kept in its maps is in six hashes and a set under one tag (`{ws_push}`, so one
+//! script sees all of it and checks and changes it in one step: a duplicate name or uuid at creation, a token at
+//! deletion):
 //! - `owners`: owner → until when (ms, Redis's clock) it is alive. An owner is one run of one node (its name and a
 //!   random part drawn at start, so a node restarted under the same name does not revive its dead run's clients);
 //!   the node renews it every third of `--broker-node-ttl` (`refresh`).
-//! - `clients`: uuid → owner, and `counts`: owner → how many (`clientsAmount` without reading every uuid).
+//! - `clients`: uuid → owner, and `counts`: owner → how many (`clientsAmount` without reading every uuid). A uuid is
+//!   registered before the upgrade is answered (so every node knows it at once) and unregistered, detached, when
+//!   the stream closes.
 //! - `channels`: name → owner (the node it was created through), `tokens`: name → token, `gens`: name → the
 //!   channel's generation (random, drawn at creation).
+//! - `gone`: the core channels of channels forgotten with their dead owner (below).
 //!
 //! Every script first forgets the owners whose time has passed, with their clients and channels (`script!`), so
 //! what a dead node owned is gone from every answer once its TTL passes. The core channels of the channels it
-//! forgets go in the set `gone`, which the scripts of the HTTP routes hand out (`forget_gone`): the node that gets
-//! them deletes them on every node, so their subscribers on the surviving nodes lose them as they would a deleted
+//! forgets go in `gone`, which the scripts of the HTTP routes hand out (`forget_gone`): the node that gets them
+//! deletes them on every node, so their subscribers on the surviving nodes lose them as they would a deleted
 //! channel. Every key also expires a TTL after the last change or refresh of any node, so when all nodes are gone
 //! nothing is left.
 //!
@@ -22,8 +26,13 @@
 //! died) and created again is another core channel, so a client still subscribed to the old one on some node
 //! never gets the new one's pushes. A push is checked by one script on `{ws_push}` and sent by a second, detached
 //! one on the core channel's tag (`SEND`, `spout_send` with kind `'t'`, the recipients in `to`): a script touches
-//! one tag only. A deletion also deletes the core channel on every node (`Broker::delete_channel`), so its
-//! subscribers lose it as on one node.
+//! one tag only. So a push is answered before it is sent, and two pushes are not ordered by Redis (each detached
+//! script is a task of its own). A deletion also deletes the core channel on every node (`Broker::delete_channel`,
+//! not waited for), so its subscribers lose it as on one node.
+//!
+//! A subscribe needs the generation before it can hold the core channel, so it runs its script (`JOIN`) before
+//! `hold`: when the node does not hold the channel yet, the message is handled again after the hold and runs the
+//! script once more (a hold's answer is not a script's), then holds at once and subscribes.
 
 use std::sync::Arc;
 
