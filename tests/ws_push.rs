@@ -1492,3 +1492,43 @@ fn recipients_narrow_a_push_on_two_nodes_sharing_one_redis() {
     let second = cluster::start_node(&redis, &args);
     recipients_narrow_a_push_to_listed_connected_subscribers_case(&first, &second);
 }
+
+/// Redis out of reach for longer than the TTL (the master of WS-PushServer's state down, then back with its data):
+/// every node's run was forgotten meanwhile, and once Redis is back each registers its open clients again.
+#[test]
+fn clients_are_registered_again_after_redis_was_out_of_reach_longer_than_the_ttl() {
+    let mut cluster = cluster::CompatCluster::start("ws-push", &["--broker-node-ttl", "1s"]);
+    let (addr, other) = (ws(&cluster.nodes[0]), ws(&cluster.nodes[1]));
+    let mut first = Client::connect(addr, "/");
+    let second = Client::connect(other, "/");
+    assert_eq!(
+        post(other, "/sysadmin", "").json()["data"]["clientsAmount"],
+        2
+    );
+    let master = cluster.redis.master_of("spout:{ws_push}:owners");
+    let index = cluster
+        .redis
+        .ports
+        .iter()
+        .position(|port| *port == master)
+        .expect("the master's index");
+    cluster.redis.kill(index);
+    thread::sleep(Duration::from_millis(2500));
+    cluster.redis.restart(index);
+    cluster.redis.wait_ok();
+    wait_for("both clients to be registered again", || {
+        let resp = post(other, "/sysadmin", "");
+        resp.status == 200 && resp.json()["data"]["clientsAmount"] == 2
+    });
+    // Each uuid belongs to a connection again.
+    create(addr, "back");
+    let uuid = second.uuid.clone();
+    assert_eq!(
+        first.act("SUBSCRIBE", Some(&uuid), "back"),
+        error(
+            403,
+            "Forbidden",
+            "The given UUID does not belong to this WebSocket connection"
+        )
+    );
+}

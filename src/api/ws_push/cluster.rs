@@ -7,7 +7,8 @@
 //! deletion):
 //! - `owners`: owner → until when (ms, Redis's clock) it is alive. An owner is one run of one node (its name and a
 //!   random part drawn at start, so a node restarted under the same name does not revive its dead run's clients);
-//!   the node renews it every third of `--broker-node-ttl` (`refresh`).
+//!   the node renews it every third of `--broker-node-ttl` (`refresh`), and registers its clients again after
+//!   Redis was out of its reach (`REJOIN`).
 //! - `clients`: uuid → owner, and `counts`: owner → how many (`clientsAmount` without reading every uuid). A uuid is
 //!   registered before the upgrade is answered (so every node knows it at once) and unregistered, detached, when
 //!   the stream closes.
@@ -118,6 +119,20 @@ if redis.call('HSETNX', KEYS[3], ARGV[3], owner) == 0 then return {'taken'} end
 redis.call('HINCRBY', KEYS[2], owner, 1)
 own()
 return {'ok', ARGV[3]}
+"
+);
+
+/// This node's open clients (ARGV[3], ARGV[4], …), registered again after Redis was out of its reach: those it
+/// lost meanwhile (forgotten with its run, if that was longer than its TTL) are back.
+static REJOIN: Lua = script!(
+    r"
+for i = 3, #ARGV do
+  if redis.call('HSETNX', KEYS[3], ARGV[i], owner) == 1 then
+    redis.call('HINCRBY', KEYS[2], owner, 1)
+  end
+end
+own()
+return 1
 "
 );
 
@@ -486,7 +501,10 @@ pub(super) fn client_closed(shared: &dyn Shared, uuid: &str, ws_push: &WsPush) {
 
 /// Renews this node's run every third of its TTL, so that its clients and channels outlive it by one TTL at
 /// most; the script also forgets dead owners. Takes out of Redis the uuids of upgrades whose answer found no
-/// connection (it closed while it waited): after twice `--broker-timeout`, the answer came or never will.
+/// connection (it closed while it waited): after twice `--broker-timeout`, the answer came or never will. Once
+/// Redis is within reach again after an error, registers this node's clients again (`REJOIN`): if the node was out
+/// of reach for longer than its TTL, the other nodes forgot them (the channels created through it stay gone, as
+/// after its death).
 pub(super) fn refresh(shared: &dyn Shared, ws_push: &WsPush, ctx: &Ctx) {
     let mut state = ws_push.lock();
     let late = ctx.config.broker_timeout * 2;
@@ -500,10 +518,28 @@ pub(super) fn refresh(shared: &dyn Shared, ws_push: &WsPush, ctx: &Ctx) {
         state.opening.remove(&uuid);
         client_closed(shared, &uuid, ws_push);
     }
+    let figures = ctx.broker.figures();
+    if let Some(figures) = &figures {
+        state.rejoin |= !figures.reachable || figures.errors > state.broker_errors;
+        state.broker_errors = figures.errors;
+    }
     if state.next_refresh.is_some_and(|next| ctx.now < next) {
         return;
     }
     state.next_refresh = Some(ctx.now + shared.ttl() / 3);
+    // At most once a refresh: the list is as long as the node has clients.
+    if state.rejoin && figures.is_some_and(|f| f.reachable) {
+        state.rejoin = false;
+        let uuids: Vec<&[u8]> = state
+            .clients
+            .iter()
+            .chain(state.opening.keys())
+            .map(|uuid| uuid.as_bytes())
+            .collect();
+        let args = args(shared, ws_push, &uuids);
+        shared.eval_detached(&REJOIN, keys(shared), args);
+        return;
+    }
     shared.eval_detached(&REFRESH, keys(shared), args(shared, ws_push, &[]));
 }
 

@@ -203,6 +203,10 @@ struct State {
     /// On several nodes: uuids registered by upgrades that wait for Redis's answer, since when. One whose
     /// connection closed before the answer came is never taken: `cluster::refresh` takes it out of Redis.
     opening: HashMap<Box<str>, Instant>,
+    /// On several nodes: the broker's error count at the last refresh, and whether this node's clients are to be
+    /// registered again once Redis is within reach (`cluster::refresh`).
+    broker_errors: u64,
+    rejoin: bool,
 }
 
 struct ChannelEntry {
