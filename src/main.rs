@@ -242,6 +242,8 @@ fn run(config: Config, mut auth: Auth) -> Result<(), String> {
             return Err("a worker panicked".to_string());
         }
     }
+    // What the streams that ended asked of the broker (a compatible API's leave) still reaches Redis.
+    shared.broker.settle(shared.config.broker_timeout);
     log::info!("drained; exiting");
     Ok(())
 }

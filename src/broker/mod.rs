@@ -110,4 +110,8 @@ pub trait Broker: Send + Sync {
     fn shared(&self) -> Option<&dyn shared::Shared> {
         None
     }
+
+    /// Waits, at most `within`, until the work nobody waits for is done (the scripts of streams that ended while
+    /// the node drained): called once the workers have stopped, before the process exits.
+    fn settle(&self, _within: std::time::Duration) {}
 }

@@ -94,6 +94,8 @@ struct Health {
     errors: AtomicU64,
     /// Events received from shard channels.
     received: AtomicU64,
+    /// Scripts queued that nobody waits for and that have not finished (`Shared::eval_detached`).
+    detached: AtomicU64,
 }
 
 impl Health {

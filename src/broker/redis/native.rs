@@ -116,6 +116,13 @@ impl Broker for RedisBroker {
     fn shared(&self) -> Option<&dyn crate::broker::shared::Shared> {
         Some(self)
     }
+
+    fn settle(&self, within: std::time::Duration) {
+        let deadline = Instant::now() + within;
+        while self.detached_pending() > 0 && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
 }
 
 /// Where each of a stream's `n` channels resumes, from the `Last-Event-ID` it sent: a position per channel (what

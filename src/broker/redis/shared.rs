@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,6 +87,7 @@ impl Shared for RedisBroker {
     }
 
     fn eval_detached(&self, script: &'static Lua, keys: Vec<String>, args: Vec<Vec<u8>>) {
+        self.health.detached.fetch_add(1, Ordering::Relaxed);
         let queued = self.queue(Command::Eval(Evaluation {
             lua: script,
             keys,
@@ -93,6 +95,7 @@ impl Shared for RedisBroker {
             waiter: None,
         }));
         if queued.is_err() {
+            self.health.detached.fetch_sub(1, Ordering::Relaxed);
             log::warn!(
                 "broker: a script of a compatible API was dropped: the broker's queue is full"
             );
@@ -145,6 +148,13 @@ pub(super) struct LoadedScripts {
     scripts: HashMap<usize, Script>,
 }
 
+impl RedisBroker {
+    /// Scripts queued without a waiter that have not finished.
+    pub(super) fn detached_pending(&self) -> u64 {
+        self.health.detached.load(Ordering::Relaxed)
+    }
+}
+
 impl LoadedScripts {
     pub(super) fn clear(&mut self) {
         self.scripts.clear();
@@ -175,12 +185,15 @@ impl Node {
             waiter,
         } = evaluation;
         let Some(mut con) = self.con.clone() else {
-            if let Some(waiter) = waiter {
-                send_answer(
+            match waiter {
+                Some(waiter) => send_answer(
                     &self.bus,
                     waiter,
                     BrokerAnswer::Evaluated(Err(BrokerError::Unavailable)),
-                );
+                ),
+                None => {
+                    self.health.detached.fetch_sub(1, Ordering::Relaxed);
+                }
             }
             return;
         };
@@ -212,8 +225,11 @@ impl Node {
                 )
                 .await
                 .map(value_of);
-            if let Some(waiter) = waiter {
-                send_answer(&bus, waiter, BrokerAnswer::Evaluated(result));
+            match waiter {
+                Some(waiter) => send_answer(&bus, waiter, BrokerAnswer::Evaluated(result)),
+                None => {
+                    health.detached.fetch_sub(1, Ordering::Relaxed);
+                }
             }
         });
     }
