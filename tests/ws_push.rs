@@ -1532,3 +1532,19 @@ fn clients_are_registered_again_after_redis_was_out_of_reach_longer_than_the_ttl
         )
     );
 }
+
+/// A node stopped gracefully takes its clients out of Redis as it closes them: the other node stops counting
+/// them at once, not a TTL later.
+#[test]
+fn a_stopped_nodes_clients_leave_the_counts_as_it_closes_them() {
+    let cluster = cluster::CompatCluster::start("ws-push", &["--broker-node-ttl", "60s"]);
+    let [stopping, staying] = &cluster.nodes;
+    let _leaving = Client::connect(ws(stopping), "/");
+    let _staying = Client::connect(ws(staying), "/");
+    let clients = || post(ws(staying), "/sysadmin", "").json()["data"]["clientsAmount"].clone();
+    assert_eq!(clients(), 2);
+    stopping.terminate();
+    wait_for("the stopped node's client to leave the count", || {
+        clients() == 1
+    });
+}
