@@ -14,11 +14,35 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-/// A server with a ws-push listener (`addrs[0]`) and a native one (`addrs[1]`, ws-push under `/ws-push`).
+/// A server with a native listener (`addrs[0]`, ws-push under `/ws-push`) and a ws-push one (`addrs[1]`), as
+/// `CompatCluster` starts each of its nodes.
 fn start(extra: &[&str]) -> Server {
-    let mut args = vec!["--listen", "127.0.0.1:0=ws-push", "--listen", "127.0.0.1:0"];
+    let mut args = vec!["--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0=ws-push"];
     args.extend_from_slice(extra);
     start_server(&args)
+}
+
+/// A node's ws-push listener.
+fn ws(node: &Server) -> SocketAddr {
+    node.addrs[1]
+}
+
+/// A test run on one node (`a` and `b` the same server) and on two nodes of one Redis Cluster, where `a` and
+/// `b` are the two nodes: the test makes its changes on one and checks them on the other.
+macro_rules! on_one_and_two_nodes {
+    ($one:ident, $two:ident, $case:ident, $extra:expr) => {
+        #[test]
+        fn $one() {
+            let server = start($extra);
+            $case(&server, &server);
+        }
+
+        #[test]
+        fn $two() {
+            let cluster = cluster::CompatCluster::start("ws-push", $extra);
+            $case(&cluster.nodes[0], &cluster.nodes[1]);
+        }
+    };
 }
 
 fn post(addr: SocketAddr, path: &str, body: &str) -> Response {
@@ -153,10 +177,15 @@ impl Client {
     }
 }
 
-#[test]
-fn the_observed_transcript() {
-    let server = start(&[]);
-    let addr = server.addrs[0];
+on_one_and_two_nodes!(
+    the_observed_transcript,
+    the_observed_transcript_on_two_nodes,
+    the_observed_transcript_case,
+    &[]
+);
+
+fn the_observed_transcript_case(a: &Server, b: &Server) {
+    let (addr, other) = (ws(a), ws(b));
     let resp = post(
         addr,
         "/channel/create",
@@ -178,7 +207,7 @@ fn the_observed_transcript() {
     let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.+-*#@:";
     assert!(token.chars().all(|c| alphabet.contains(c)), "{token}");
 
-    let mut client = Client::connect(addr, "/any/path");
+    let mut client = Client::connect(other, "/any/path");
     let uuid = client.uuid.clone();
     assert_eq!(uuid.len(), 36);
     assert_eq!(&uuid[14..15], "4", "a v4 uuid: {uuid}");
@@ -206,7 +235,7 @@ fn the_observed_transcript() {
 #[test]
 fn the_upgrade_is_answered_as_java_websocket_does_on_any_path() {
     let server = start(&[]);
-    let addr = server.addrs[0];
+    let addr = server.addrs[1];
     for path in ["/", "/any/path", "/push", "/sysadmin?x=1"] {
         let (stream, head) = ws_upgrade(addr, path, "");
         let lines: Vec<&str> = head.trim_end().split("\r\n").collect();
@@ -247,13 +276,21 @@ fn the_upgrade_is_answered_as_java_websocket_does_on_any_path() {
     );
 }
 
-#[test]
-fn http_contexts_match_by_prefix_whatever_the_method() {
-    let server = start(&[]);
-    let addr = server.addrs[0];
+on_one_and_two_nodes!(
+    http_contexts_match_by_prefix_whatever_the_method,
+    http_contexts_match_by_prefix_whatever_the_method_on_two_nodes,
+    http_contexts_match_by_prefix_whatever_the_method_case,
+    &[]
+);
+
+fn http_contexts_match_by_prefix_whatever_the_method_case(a: &Server, b: &Server) {
+    let (addr, other) = (ws(a), ws(b));
     let body = action("CREATE_CHANNEL", json!({"channel": "m"}));
-    for (method, path) in [("PUT", "/channel/create"), ("GET", "/channel/createx")] {
-        let resp = request(addr, method, path, "", body.as_bytes());
+    for (node, method, path) in [
+        (addr, "PUT", "/channel/create"),
+        (other, "GET", "/channel/createx"),
+    ] {
+        let resp = request(node, method, path, "", body.as_bytes());
         let expected = if method == "PUT" { 200 } else { 409 };
         assert_eq!(resp.status, expected, "{method} {path}: {}", resp.text());
     }
@@ -290,7 +327,7 @@ fn http_contexts_match_by_prefix_whatever_the_method() {
 #[test]
 fn bodies_are_validated_before_anything_else() {
     let server = start(&[]);
-    let addr = server.addrs[0];
+    let addr = server.addrs[1];
     let token = create(addr, "v");
     let invalid = error(400, "Bad Request", "Invalid message");
     // Not JSON: the raw body comes back.
@@ -373,14 +410,19 @@ fn bodies_are_validated_before_anything_else() {
     );
 }
 
-#[test]
-fn ping_tells_existence_then_checks_the_token() {
-    let server = start(&[]);
-    let addr = server.addrs[0];
+on_one_and_two_nodes!(
+    ping_tells_existence_then_checks_the_token,
+    ping_tells_existence_then_checks_the_token_on_two_nodes,
+    ping_tells_existence_then_checks_the_token_case,
+    &[]
+);
+
+fn ping_tells_existence_then_checks_the_token_case(a: &Server, b: &Server) {
+    let (addr, other) = (ws(a), ws(b));
     let token = create(addr, "p");
     let ping = |channel: &str, token: Value| {
         post(
-            addr,
+            other,
             "/channel/ping",
             &action(
                 "PING_CHANNEL",
@@ -413,13 +455,18 @@ fn ping_tells_existence_then_checks_the_token() {
     assert_answer(&ping("p", json!(token)), 200, &ack("OK", "p"));
 }
 
-#[test]
-fn create_conflicts_and_delete_checks_then_silently_unsubscribes() {
-    let server = start(&[]);
-    let addr = server.addrs[0];
+on_one_and_two_nodes!(
+    create_conflicts_and_delete_checks_then_silently_unsubscribes,
+    create_conflicts_and_delete_checks_then_silently_unsubscribes_on_two_nodes,
+    create_conflicts_and_delete_checks_then_silently_unsubscribes_case,
+    &[]
+);
+
+fn create_conflicts_and_delete_checks_then_silently_unsubscribes_case(a: &Server, b: &Server) {
+    let (addr, other) = (ws(a), ws(b));
     let token = create(addr, "d");
     let again = post(
-        addr,
+        other,
         "/channel/create",
         &action(
             "CREATE_CHANNEL",
@@ -435,7 +482,7 @@ fn create_conflicts_and_delete_checks_then_silently_unsubscribes() {
             "A WebSocketChannel called \"d\" already exists",
         ),
     );
-    let mut client = Client::connect(addr, "/");
+    let mut client = Client::connect(other, "/");
     client.subscribe("d");
     let delete = |channel: &str, token: Value| {
         post(
@@ -465,8 +512,13 @@ fn create_conflicts_and_delete_checks_then_silently_unsubscribes() {
     client.quiet(Duration::from_millis(200));
     let uuid = client.uuid.clone();
     assert_eq!(
-        post(addr, "/sysadmin", "").json()["data"]["channels"],
+        post(other, "/sysadmin", "").json()["data"]["channels"],
         json!([])
+    );
+    create(addr, "e");
+    assert_eq!(
+        client.subscribe("e"),
+        client_ack("Subscribed", &uuid, &["e"])
     );
     let new_token = create(addr, "d");
     assert_ne!(new_token, token);
@@ -474,21 +526,26 @@ fn create_conflicts_and_delete_checks_then_silently_unsubscribes() {
     client.quiet(Duration::from_millis(200));
     assert_eq!(
         client.subscribe("d"),
-        client_ack("Subscribed", &uuid, &["d"])
+        client_ack("Subscribed", &uuid, &["e", "d"])
     );
-    assert_eq!(push(addr, "d", &new_token, json!([]), "again").status, 200);
-    assert_eq!(client.next(), client_push(&uuid, &["d"], "d", "again"));
-    assert_eq!(push(addr, "d", &token, json!([]), "old token").status, 403);
+    assert_eq!(push(other, "d", &new_token, json!([]), "again").status, 200);
+    assert_eq!(client.next(), client_push(&uuid, &["e", "d"], "d", "again"));
+    assert_eq!(push(other, "d", &token, json!([]), "old token").status, 403);
 }
 
-#[test]
-fn sysadmin_lists_names_and_counts_but_never_tokens() {
-    let server = start(&[]);
-    let addr = server.addrs[0];
-    let tokens = [create(addr, "b"), create(addr, "a")];
+on_one_and_two_nodes!(
+    sysadmin_lists_names_and_counts_but_never_tokens,
+    sysadmin_lists_names_and_counts_but_never_tokens_on_two_nodes,
+    sysadmin_lists_names_and_counts_but_never_tokens_case,
+    &[]
+);
+
+fn sysadmin_lists_names_and_counts_but_never_tokens_case(a: &Server, b: &Server) {
+    let (addr, other) = (ws(a), ws(b));
+    let tokens = [create(addr, "b"), create(other, "a")];
     let first = Client::connect(addr, "/");
-    let _second = Client::connect(addr, "/");
-    let resp = request(addr, "DELETE", "/sysadmin/anything", "", b"ignored");
+    let _second = Client::connect(other, "/");
+    let resp = request(other, "DELETE", "/sysadmin/anything", "", b"ignored");
     assert_answer(
         &resp,
         200,
@@ -501,17 +558,22 @@ fn sysadmin_lists_names_and_counts_but_never_tokens() {
     // A closed client is forgotten (the original could keep counting it).
     drop(first);
     wait_for("the closed client to be forgotten", || {
-        post(addr, "/sysadmin", "").json()["data"]["clientsAmount"] == 1
+        post(other, "/sysadmin", "").json()["data"]["clientsAmount"] == 1
     });
 }
 
-#[test]
-fn every_websocket_error_goes_to_the_sender() {
-    let server = start(&[]);
-    let addr = server.addrs[0];
+on_one_and_two_nodes!(
+    every_websocket_error_goes_to_the_sender,
+    every_websocket_error_goes_to_the_sender_on_two_nodes,
+    every_websocket_error_goes_to_the_sender_case,
+    &[]
+);
+
+fn every_websocket_error_goes_to_the_sender_case(a: &Server, b: &Server) {
+    let (addr, elsewhere) = (ws(a), ws(b));
     create(addr, "news");
     let mut client = Client::connect(addr, "/");
-    let mut other = Client::connect(addr, "/");
+    let mut other = Client::connect(elsewhere, "/");
     let own = client.uuid.clone();
     for raw in ["not json", "{\"messageType\":", ""] {
         client.send(raw);
@@ -561,7 +623,7 @@ fn every_websocket_error_goes_to_the_sender() {
     );
     // The original subscribed the other client anyway; here it hears nothing and stays unsubscribed.
     other.quiet(Duration::from_millis(200));
-    let token_resp = post(addr, "/sysadmin", "");
+    let token_resp = post(elsewhere, "/sysadmin", "");
     assert_eq!(token_resp.json()["data"]["clientsAmount"], 2);
     assert_eq!(
         other.unsubscribe("news"),
@@ -593,12 +655,20 @@ fn every_websocket_error_goes_to_the_sender() {
     );
 }
 
-#[test]
-fn a_subscribe_without_uuid_acts_for_the_sender_and_twice_changes_nothing() {
-    let server = start(&[]);
-    let addr = server.addrs[0];
+on_one_and_two_nodes!(
+    a_subscribe_without_uuid_acts_for_the_sender_and_twice_changes_nothing,
+    a_subscribe_without_uuid_acts_for_the_sender_and_twice_changes_nothing_on_two_nodes,
+    a_subscribe_without_uuid_acts_for_the_sender_and_twice_changes_nothing_case,
+    &[]
+);
+
+fn a_subscribe_without_uuid_acts_for_the_sender_and_twice_changes_nothing_case(
+    a: &Server,
+    b: &Server,
+) {
+    let (addr, other) = (ws(a), ws(b));
     let token = create(addr, "news");
-    let mut client = Client::connect(addr, "/");
+    let mut client = Client::connect(other, "/");
     let uuid = client.uuid.clone();
     // The README's own example, which has no uuid.
     client
@@ -625,22 +695,31 @@ fn a_subscribe_without_uuid_acts_for_the_sender_and_twice_changes_nothing() {
     client.quiet(Duration::from_millis(300));
 }
 
-#[test]
-fn recipients_narrow_a_push_to_listed_connected_subscribers() {
-    let server = start(&[]);
-    let addr = server.addrs[0];
+on_one_and_two_nodes!(
+    recipients_narrow_a_push_to_listed_connected_subscribers,
+    recipients_narrow_a_push_to_listed_connected_subscribers_on_two_nodes,
+    recipients_narrow_a_push_to_listed_connected_subscribers_case,
+    &[]
+);
+
+fn recipients_narrow_a_push_to_listed_connected_subscribers_case(a: &Server, b: &Server) {
+    let (addr, other) = (ws(a), ws(b));
     let token = create(addr, "r");
     create(addr, "elsewhere");
-    let mut subs: Vec<Client> = (0..3).map(|_| Client::connect(addr, "/")).collect();
+    // Subscribers on both nodes, the pushes through the first.
+    let mut subs: Vec<Client> = [other, addr, other]
+        .into_iter()
+        .map(|node| Client::connect(node, "/"))
+        .collect();
     for c in &mut subs {
         c.subscribe("r");
     }
-    let mut outsider = Client::connect(addr, "/");
+    let mut outsider = Client::connect(other, "/");
     outsider.subscribe("elsewhere");
-    let (a, b) = (subs[0].uuid.clone(), subs[1].uuid.clone());
+    let (first, second) = (subs[0].uuid.clone(), subs[1].uuid.clone());
     let recipients = json!([
-        a,
-        b.to_uppercase(),
+        first,
+        second.to_uppercase(),
         outsider.uuid,
         "00000000-0000-4000-8000-000000000000"
     ]);
@@ -649,8 +728,8 @@ fn recipients_narrow_a_push_to_listed_connected_subscribers() {
         200,
         &ack("Sent", "r"),
     );
-    assert_eq!(subs[0].next(), client_push(&a, &["r"], "r", "private"));
-    assert_eq!(subs[1].next(), client_push(&b, &["r"], "r", "private"));
+    assert_eq!(subs[0].next(), client_push(&first, &["r"], "r", "private"));
+    assert_eq!(subs[1].next(), client_push(&second, &["r"], "r", "private"));
     subs[2].quiet(Duration::from_millis(200));
     outsider.quiet(Duration::from_millis(1));
     // An empty list is everyone subscribed.
@@ -662,13 +741,18 @@ fn recipients_narrow_a_push_to_listed_connected_subscribers() {
     outsider.quiet(Duration::from_millis(200));
 }
 
-#[test]
-fn each_client_sees_its_own_channels_in_its_pushes() {
-    let server = start(&["--workers", "2"]);
-    let addr = server.addrs[0];
+on_one_and_two_nodes!(
+    each_client_sees_its_own_channels_in_its_pushes,
+    each_client_sees_its_own_channels_in_its_pushes_on_two_nodes,
+    each_client_sees_its_own_channels_in_its_pushes_case,
+    &["--workers", "2"]
+);
+
+fn each_client_sees_its_own_channels_in_its_pushes_case(a: &Server, b: &Server) {
+    let (addr, other) = (ws(a), ws(b));
     let news = create(addr, "news");
-    let sport = create(addr, "sport");
-    let mut both = Client::connect(addr, "/");
+    let sport = create(other, "sport");
+    let mut both = Client::connect(other, "/");
     let mut one = Client::connect(addr, "/");
     let (u1, u2) = (both.uuid.clone(), one.uuid.clone());
     both.subscribe("news");
@@ -698,14 +782,19 @@ fn each_client_sees_its_own_channels_in_its_pushes() {
     assert_eq!(one.next(), client_push(&u2, &["sport"], "sport", &big));
 }
 
-#[test]
-fn non_ascii_names_are_neither_mangled_nor_truncated() {
-    let server = start(&[]);
-    let addr = server.addrs[0];
+on_one_and_two_nodes!(
+    non_ascii_names_are_neither_mangled_nor_truncated,
+    non_ascii_names_are_neither_mangled_nor_truncated_on_two_nodes,
+    non_ascii_names_are_neither_mangled_nor_truncated_case,
+    &[]
+);
+
+fn non_ascii_names_are_neither_mangled_nor_truncated_case(a: &Server, b: &Server) {
+    let (addr, other) = (ws(a), ws(b));
     let name = "caf\u{e9} \u{2615} \u{1F680}";
     // The answer's Content-length counts bytes: reading exactly that many gives the whole JSON.
     let token = create(addr, name);
-    let mut client = Client::connect(addr, "/");
+    let mut client = Client::connect(other, "/");
     let uuid = client.uuid.clone();
     assert_eq!(
         client.subscribe(name),
@@ -717,7 +806,7 @@ fn non_ascii_names_are_neither_mangled_nor_truncated() {
         client.next(),
         client_push(&uuid, &[name], name, "gr\u{fc}\u{df}e <\u{2028}>")
     );
-    let list = post(addr, "/sysadmin", "");
+    let list = post(other, "/sysadmin", "");
     assert_eq!(list.json()["data"]["channels"], json!([name]));
     // Invalid UTF-8 in a body is not JSON: the raw body comes back, made valid.
     let resp = request(addr, "POST", "/push", "", b"{\"a\":\"\xff\"}");
@@ -731,7 +820,7 @@ fn non_ascii_names_are_neither_mangled_nor_truncated() {
 #[test]
 fn pings_come_on_schedule_and_a_client_without_pongs_is_dropped_without_a_close_frame() {
     let server = start(&["--ws-push-ping", "300ms", "--ws-push-timeout", "1200ms"]);
-    let addr = server.addrs[0];
+    let addr = server.addrs[1];
     let mut silent = Client::connect(addr, "/");
     let mut lively = Client::connect(addr, "/");
     let started = Instant::now();
@@ -791,19 +880,25 @@ fn pings_come_on_schedule_and_a_client_without_pongs_is_dropped_without_a_close_
 #[test]
 fn a_client_close_is_echoed() {
     let server = start(&[]);
-    let mut client = Client::connect(server.addrs[0], "/");
+    let mut client = Client::connect(server.addrs[1], "/");
     client.ws.send(0x88, &[0x03, 0xE9, b'b', b'y', b'e']);
     let frames = client.ws.read_to_end();
     assert_eq!(frames.len(), 1, "{frames:?}");
     assert_eq!(frames[0].close_code(), Some(1001));
 }
 
-#[test]
-fn channels_and_subscriptions_are_bounded() {
-    let server = start(&["--max-channels", "3", "--max-subscriptions", "2"]);
-    let addr = server.addrs[0];
-    for name in ["a", "b", "c"] {
-        create(addr, name);
+on_one_and_two_nodes!(
+    channels_and_subscriptions_are_bounded,
+    channels_and_subscriptions_are_bounded_on_two_nodes,
+    channels_and_subscriptions_are_bounded_case,
+    &["--max-channels", "3", "--max-subscriptions", "2"]
+);
+
+fn channels_and_subscriptions_are_bounded_case(a: &Server, b: &Server) {
+    let (addr, other) = (ws(a), ws(b));
+    // The limit counts the channels created through either node.
+    for (node, name) in [(addr, "a"), (other, "b"), (other, "c")] {
+        create(node, name);
     }
     let resp = post(
         addr,
@@ -819,7 +914,7 @@ fn channels_and_subscriptions_are_bounded() {
             "The channel limit (--max-channels) is reached",
         ),
     );
-    let mut client = Client::connect(addr, "/");
+    let mut client = Client::connect(other, "/");
     let uuid = client.uuid.clone();
     client.subscribe("a");
     client.subscribe("b");
@@ -841,13 +936,19 @@ fn channels_and_subscriptions_are_bounded() {
     );
 }
 
-#[test]
-fn many_subscribe_and_unsubscribe_rounds_keep_delivery_exact() {
-    let server = start(&["--workers", "2"]);
-    let addr = server.addrs[0];
+on_one_and_two_nodes!(
+    many_subscribe_and_unsubscribe_rounds_keep_delivery_exact,
+    many_subscribe_and_unsubscribe_rounds_keep_delivery_exact_on_two_nodes,
+    many_subscribe_and_unsubscribe_rounds_keep_delivery_exact_case,
+    &["--workers", "2"]
+);
+
+fn many_subscribe_and_unsubscribe_rounds_keep_delivery_exact_case(a: &Server, b: &Server) {
+    let (addr, other) = (ws(a), ws(b));
     let names = ["n0", "n1", "n2", "n3"];
+    let nodes = [addr, other];
     let tokens: Vec<String> = names.iter().map(|n| create(addr, n)).collect();
-    let mut clients: Vec<Client> = (0..4).map(|_| Client::connect(addr, "/")).collect();
+    let mut clients: Vec<Client> = (0..4).map(|i| Client::connect(nodes[i % 2], "/")).collect();
     for round in 0..6 {
         // Client i holds the channels whose index differs from (round + i) % 4.
         for (i, client) in clients.iter_mut().enumerate() {
@@ -861,12 +962,20 @@ fn many_subscribe_and_unsubscribe_rounds_keep_delivery_exact() {
         }
         for (k, name) in names.iter().enumerate() {
             assert_eq!(
-                push(addr, name, &tokens[k], json!([]), &format!("{round}-{k}")).status,
+                push(
+                    nodes[k % 2],
+                    name,
+                    &tokens[k],
+                    json!([]),
+                    &format!("{round}-{k}")
+                )
+                .status,
                 200
             );
         }
         for (i, client) in clients.iter_mut().enumerate() {
-            let got: Vec<String> = (0..3)
+            // Pushes to different channels are not ordered between them on two nodes (each channel's are).
+            let mut got: Vec<String> = (0..3)
                 .map(|_| {
                     client.next()["data"]["pushMessage"]["message"]
                         .as_str()
@@ -874,6 +983,7 @@ fn many_subscribe_and_unsubscribe_rounds_keep_delivery_exact() {
                         .to_string()
                 })
                 .collect();
+            got.sort_unstable();
             let want: Vec<String> = (0..4)
                 .filter(|k| *k != (round + i) % 4)
                 .map(|k| format!("{round}-{k}"))
@@ -889,7 +999,7 @@ fn many_subscribe_and_unsubscribe_rounds_keep_delivery_exact() {
 #[test]
 fn ws_push_is_served_under_its_prefix_on_a_native_listener() {
     let server = start(&[]);
-    let native = server.addrs[1];
+    let native = server.addrs[0];
     let resp = post(
         native,
         "/ws-push/channel/create",
@@ -907,7 +1017,7 @@ fn ws_push_is_served_under_its_prefix_on_a_native_listener() {
         client_ack("Subscribed", &uuid, &["p"])
     );
     assert_eq!(
-        push(server.addrs[0], "p", &token, json!([]), "both ways").status,
+        push(server.addrs[1], "p", &token, json!([]), "both ways").status,
         200
     );
     assert_eq!(client.next(), client_push(&uuid, &["p"], "p", "both ways"));
@@ -918,7 +1028,7 @@ fn ws_push_is_served_under_its_prefix_on_a_native_listener() {
 #[test]
 fn the_served_client_script_works_against_spout() {
     let server = start(&[]);
-    let addr = server.addrs[0];
+    let addr = server.addrs[1];
     let resp = get(addr, "/js/pushserver.js");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("content-type"), None);
@@ -952,7 +1062,7 @@ fn the_npm_ws_client_subscribes_and_receives() {
         return;
     }
     let server = start(&["--ws-push-ping", "200ms", "--ws-push-timeout", "700ms"]);
-    let addr = server.addrs[0];
+    let addr = server.addrs[1];
     let token = create(addr, "npm");
     let mut node = NodeScript::start("ws_text_client.mjs", &[&format!("ws://{addr}/socket")]);
     let text = |line: Value| -> Value {
@@ -977,7 +1087,7 @@ fn the_npm_ws_client_subscribes_and_receives() {
 #[test]
 fn one_listener_serves_both_of_the_originals_ports() {
     let server = start(&[]);
-    let addr = server.addrs[0];
+    let addr = server.addrs[1];
     let mut http = BufReader::new(connect(addr));
     http.get_mut()
         .write_all(b"POST /sysadmin HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
@@ -1023,14 +1133,19 @@ fn action_frame(action: &str, channel: &str) -> Vec<u8> {
     ws_client_frame(0x81, msg.to_string().as_bytes())
 }
 
-#[test]
-fn a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes() {
-    // One worker, so the next connection takes the closed one's slab key: a hub entry left behind would reach it.
-    let server = start(&["--workers", "1"]);
-    let addr = server.addrs[0];
-    let news = create(addr, "news");
-    create(addr, "other");
-    let mut watcher = Client::connect(addr, "/");
+// One worker, so the next connection takes the closed one's slab key: a hub entry left behind would reach it.
+on_one_and_two_nodes!(
+    a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes,
+    a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes_on_two_nodes,
+    a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes_case,
+    &["--workers", "1"]
+);
+
+fn a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes_case(a: &Server, b: &Server) {
+    let (addr, other) = (ws(a), ws(b));
+    let news = create(other, "news");
+    create(other, "other");
+    let mut watcher = Client::connect(other, "/");
     watcher.subscribe("news");
     let mut eager = connect_pipelined(
         addr,
@@ -1051,7 +1166,7 @@ fn a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes() {
     eager.quiet(Duration::from_millis(300));
     drop(eager);
     wait_for("the eager client to be forgotten", || {
-        post(addr, "/sysadmin", "").json()["data"]["clientsAmount"] == 1
+        post(other, "/sysadmin", "").json()["data"]["clientsAmount"] == 1
     });
     let mut next = Client::connect(addr, "/");
     let next_uuid = next.uuid.clone();
@@ -1067,15 +1182,20 @@ fn a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes() {
     next.quiet(Duration::from_millis(300));
 }
 
-#[test]
-fn a_channel_joined_in_the_frames_sent_with_the_upgrade_gets_pushes() {
-    let server = start(&[]);
-    let addr = server.addrs[0];
+on_one_and_two_nodes!(
+    a_channel_joined_in_the_frames_sent_with_the_upgrade_gets_pushes,
+    a_channel_joined_in_the_frames_sent_with_the_upgrade_gets_pushes_on_two_nodes,
+    a_channel_joined_in_the_frames_sent_with_the_upgrade_gets_pushes_case,
+    &[]
+);
+
+fn a_channel_joined_in_the_frames_sent_with_the_upgrade_gets_pushes_case(a: &Server, b: &Server) {
+    let (addr, other) = (ws(a), ws(b));
     let news = create(addr, "news");
     let mut eager = connect_pipelined(addr, &[action_frame("SUBSCRIBE", "news")]);
     let uuid = eager.uuid.clone();
     assert_eq!(eager.next(), client_ack("Subscribed", &uuid, &["news"]));
-    assert_eq!(push(addr, "news", &news, json!([]), "hi").status, 200);
+    assert_eq!(push(other, "news", &news, json!([]), "hi").status, 200);
     assert_eq!(eager.next(), client_push(&uuid, &["news"], "news", "hi"));
     eager.quiet(Duration::from_millis(200));
 }
@@ -1083,7 +1203,7 @@ fn a_channel_joined_in_the_frames_sent_with_the_upgrade_gets_pushes() {
 #[test]
 fn a_subscribe_sent_in_fragments_with_a_ping_between_them_is_reassembled() {
     let server = start(&[]);
-    let addr = server.addrs[0];
+    let addr = server.addrs[1];
     let name = "caf\u{e9}";
     let token = create(addr, name);
     let mut client = Client::connect(addr, "/");
@@ -1106,12 +1226,20 @@ fn a_subscribe_sent_in_fragments_with_a_ping_between_them_is_reassembled() {
     assert_eq!(client.next(), client_push(&uuid, &[name], name, "whole"));
 }
 
-#[test]
-fn a_push_looks_the_channel_up_then_checks_the_token_and_an_error_sends_nothing() {
-    let server = start(&[]);
-    let addr = server.addrs[0];
+on_one_and_two_nodes!(
+    a_push_looks_the_channel_up_then_checks_the_token_and_an_error_sends_nothing,
+    a_push_looks_the_channel_up_then_checks_the_token_and_an_error_sends_nothing_on_two_nodes,
+    a_push_looks_the_channel_up_then_checks_the_token_and_an_error_sends_nothing_case,
+    &[]
+);
+
+fn a_push_looks_the_channel_up_then_checks_the_token_and_an_error_sends_nothing_case(
+    a: &Server,
+    b: &Server,
+) {
+    let (addr, other) = (ws(a), ws(b));
     let token = create(addr, "p");
-    let mut client = Client::connect(addr, "/");
+    let mut client = Client::connect(other, "/");
     let uuid = client.uuid.clone();
     client.subscribe("p");
     // The channel is looked up (404) before the token is checked (403).
@@ -1166,7 +1294,7 @@ fn a_client_closed_over_the_cap_in_the_read_that_subscribed_it_takes_no_one_else
         "--max-queued-bytes",
         "4KiB",
     ]);
-    let addr = server.addrs[0];
+    let addr = server.addrs[1];
     let news = create(addr, "news");
     create(addr, "other");
     let mut watcher = Client::connect(addr, "/");
@@ -1202,6 +1330,221 @@ fn a_client_closed_over_the_cap_in_the_read_that_subscribed_it_takes_no_one_else
     }
     // Counters reach /metrics with the worker's next tick.
     wait_for("both flooders counted as slow", || {
-        metric(server.addrs[1], "spout_dropped_slow_subscribers_total") >= 2
+        metric(server.addrs[0], "spout_dropped_slow_subscribers_total") >= 2
+    });
+}
+
+/// A node killed with its clients on it: within `--broker-node-ttl` its clients are gone from the counts and
+/// from the uuids a subscribe may name, and the channels created through it from every answer; a client that
+/// reconnects to the surviving node, and a channel created again there, carry on as after a restart of the
+/// original.
+#[test]
+fn a_killed_nodes_clients_and_channels_are_gone_within_its_ttl() {
+    let cluster = cluster::CompatCluster::start("ws-push", &["--broker-node-ttl", "3s"]);
+    let [doomed, survivor] = &cluster.nodes;
+    let (dead, alive) = (ws(doomed), ws(survivor));
+    let lost = create(dead, "lost");
+    let kept = create(alive, "kept");
+    let mut on_dead = Client::connect(dead, "/");
+    on_dead.subscribe("kept");
+    let dead_uuid = on_dead.uuid.clone();
+    let mut watcher = Client::connect(alive, "/");
+    let watcher_uuid = watcher.uuid.clone();
+    watcher.subscribe("lost");
+    assert_eq!(
+        watcher.subscribe("kept"),
+        client_ack("Subscribed", &watcher_uuid, &["lost", "kept"])
+    );
+    let sysadmin = |addr| post(addr, "/sysadmin", "").json()["data"].clone();
+    assert_eq!(
+        sysadmin(alive),
+        json!({"channels": ["kept", "lost"], "channelsAmount": 2, "clientsAmount": 2})
+    );
+    assert_eq!(push(alive, "lost", &lost, json!([]), "before").status, 200);
+    assert_eq!(
+        watcher.next(),
+        client_push(&watcher_uuid, &["lost", "kept"], "lost", "before")
+    );
+
+    signal(doomed.child.id(), "KILL");
+    let killed = Instant::now();
+    wait_for("the dead node's client and channel to be gone", || {
+        sysadmin(alive) == json!({"channels": ["kept"], "channelsAmount": 1, "clientsAmount": 1})
+    });
+    assert!(
+        killed.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        killed.elapsed()
+    );
+    // Its token answers no more, and its client's uuid belongs to no connection.
+    assert_answer(
+        &push(alive, "lost", &lost, json!([]), "after"),
+        404,
+        &error(
+            404,
+            "Not found",
+            "Could not find a WebSocketChannel called \"lost\"",
+        ),
+    );
+    assert_eq!(
+        watcher.act("SUBSCRIBE", Some(&dead_uuid), "kept"),
+        error(
+            403,
+            "Forbidden",
+            "The given UUID does not belong to any WebSocket connection"
+        )
+    );
+
+    // The dead node's client reconnects to the survivor, as it would to a restarted original.
+    let mut back = Client::connect(alive, "/");
+    let back_uuid = back.uuid.clone();
+    assert_ne!(back_uuid, dead_uuid);
+    assert_eq!(
+        back.subscribe("kept"),
+        client_ack("Subscribed", &back_uuid, &["kept"])
+    );
+    assert_eq!(
+        push(alive, "kept", &kept, json!([]), "still here").status,
+        200
+    );
+    assert_eq!(
+        back.next(),
+        client_push(&back_uuid, &["kept"], "kept", "still here")
+    );
+    // The lost channel left the watcher's list, as a deleted one would.
+    assert_eq!(
+        watcher.next(),
+        client_push(&watcher_uuid, &["kept"], "kept", "still here")
+    );
+    // The lost channel, created again, is a new channel: its pushes reach those who subscribe to it again.
+    let again = create(alive, "lost");
+    assert_ne!(again, lost);
+    assert_eq!(
+        push(alive, "lost", &again, json!([]), "unheard").status,
+        200
+    );
+    watcher.quiet(Duration::from_millis(300));
+    assert_eq!(
+        back.subscribe("lost"),
+        client_ack("Subscribed", &back_uuid, &["kept", "lost"])
+    );
+    assert_eq!(
+        watcher.subscribe("lost"),
+        client_ack("Subscribed", &watcher_uuid, &["kept", "lost"])
+    );
+    assert_eq!(push(alive, "lost", &again, json!([]), "anew").status, 200);
+    assert_eq!(
+        back.next(),
+        client_push(&back_uuid, &["kept", "lost"], "lost", "anew")
+    );
+    assert_eq!(
+        watcher.next(),
+        client_push(&watcher_uuid, &["kept", "lost"], "lost", "anew")
+    );
+    assert_eq!(sysadmin(alive)["clientsAmount"], 2);
+}
+
+/// With Redis gone, whatever needs it is refused in the original's style, and the node keeps serving the rest.
+#[test]
+fn without_redis_what_needs_it_gets_a_503_in_the_originals_style() {
+    let mut cluster = cluster::CompatCluster::start("ws-push", &["--broker-timeout", "500ms"]);
+    let addr = ws(&cluster.nodes[0]);
+    let token = create(addr, "news");
+    let mut client = Client::connect(addr, "/");
+    for index in 0..cluster.redis.ports.len() {
+        cluster.redis.kill(index);
+    }
+    let unavailable = error(
+        503,
+        "Service Unavailable",
+        "The shared state did not answer in time; retry shortly",
+    );
+    let create_again = action("CREATE_CHANNEL", json!({"channel": "other"}));
+    assert_answer(
+        &post(addr, "/channel/create", &create_again),
+        503,
+        &unavailable,
+    );
+    assert_answer(
+        &push(addr, "news", &token, json!([]), "lost"),
+        503,
+        &unavailable,
+    );
+    assert_answer(&post(addr, "/sysadmin", ""), 503, &unavailable);
+    assert_eq!(client.subscribe("news"), unavailable);
+    let (_, head) = ws_upgrade(addr, "/", "");
+    assert!(
+        head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{head}"
+    );
+    // What needs no Redis is still served.
+    assert_eq!(get(addr, "/js/pushserver.js").status, 200);
+    let bad = post(addr, "/push", "{not json");
+    assert_answer(&bad, 400, &error(400, "Bad Request", "{not json"));
+}
+
+/// Two nodes sharing one Redis that is not a cluster: the same answers.
+#[test]
+fn recipients_narrow_a_push_on_two_nodes_sharing_one_redis() {
+    let redis = cluster::RedisCluster::standalone();
+    let args = ["--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0=ws-push"];
+    let first = cluster::start_node(&redis, &args);
+    let second = cluster::start_node(&redis, &args);
+    recipients_narrow_a_push_to_listed_connected_subscribers_case(&first, &second);
+}
+
+/// Redis out of reach for longer than the TTL (the master of WS-PushServer's state down, then back with its data):
+/// every node's run was forgotten meanwhile, and once Redis is back each registers its open clients again.
+#[test]
+fn clients_are_registered_again_after_redis_was_out_of_reach_longer_than_the_ttl() {
+    let mut cluster = cluster::CompatCluster::start("ws-push", &["--broker-node-ttl", "1s"]);
+    let (addr, other) = (ws(&cluster.nodes[0]), ws(&cluster.nodes[1]));
+    let mut first = Client::connect(addr, "/");
+    let second = Client::connect(other, "/");
+    assert_eq!(
+        post(other, "/sysadmin", "").json()["data"]["clientsAmount"],
+        2
+    );
+    let master = cluster.redis.master_of("spout:{ws_push}:owners");
+    let index = cluster
+        .redis
+        .ports
+        .iter()
+        .position(|port| *port == master)
+        .expect("the master's index");
+    cluster.redis.kill(index);
+    thread::sleep(Duration::from_millis(2500));
+    cluster.redis.restart(index);
+    cluster.redis.wait_ok();
+    wait_for("both clients to be registered again", || {
+        let resp = post(other, "/sysadmin", "");
+        resp.status == 200 && resp.json()["data"]["clientsAmount"] == 2
+    });
+    // Each uuid belongs to a connection again.
+    create(addr, "back");
+    let uuid = second.uuid.clone();
+    assert_eq!(
+        first.act("SUBSCRIBE", Some(&uuid), "back"),
+        error(
+            403,
+            "Forbidden",
+            "The given UUID does not belong to this WebSocket connection"
+        )
+    );
+}
+
+/// A node stopped gracefully takes its clients out of Redis as it closes them: the other node stops counting
+/// them at once, not a TTL later.
+#[test]
+fn a_stopped_nodes_clients_leave_the_counts_as_it_closes_them() {
+    let cluster = cluster::CompatCluster::start("ws-push", &["--broker-node-ttl", "60s"]);
+    let [stopping, staying] = &cluster.nodes;
+    let _leaving = Client::connect(ws(stopping), "/");
+    let _staying = Client::connect(ws(staying), "/");
+    let clients = || post(ws(staying), "/sysadmin", "").json()["data"]["clientsAmount"].clone();
+    assert_eq!(clients(), 2);
+    stopping.terminate();
+    wait_for("the stopped node's client to leave the count", || {
+        clients() == 1
     });
 }

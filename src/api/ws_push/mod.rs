@@ -21,15 +21,21 @@
 //! `--max-channels`, a connection's subscriptions against `--max-subscriptions`. A subscribe or unsubscribe
 //! without `uuid` acts for the sender itself (the README's own examples and the bundled client omit it; rule 3).
 //!
-//! Files: this one holds the HTTP routes, the shared state and the WebSocket side; `schema` recognises the
-//! original's JSON messages and builds its envelopes; `client.js` is the original's client script, served as is.
+//! On several nodes (`--broker redis://…`) the channels, tokens and uuids live in Redis instead, so that every
+//! node answers alike (`cluster`); this node's state then only records its own clients.
+//!
+//! Files: this one holds the HTTP routes, the one-node state and the WebSocket side; `cluster` the same routes'
+//! Redis path; `schema` recognises the original's JSON messages and builds its envelopes; `client.js` is the
+//! original's client script, served as is.
 
+mod cluster;
 mod schema;
 
 use schema::{channel_limit, data_str, envelope, error, not_found, server_ack, Kind};
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
 
 use serde_json::Value;
 
@@ -62,8 +68,8 @@ const CLIENT_JS: &[u8] = include_bytes!("client.js");
 #[derive(Debug)]
 pub struct Session {
     uuid: Box<str>,
-    /// Subscribed channels, in the order subscribed, each with the generation of the channel it joined.
-    channels: Vec<(Arc<str>, u64)>,
+    /// Subscribed channels, in the order subscribed.
+    channels: Vec<Joined>,
     /// `{"messageType":"CLIENT_PUSH",...,"data":{"uuid":..,"subscribedChannels":[..],` (see the module doc).
     prefix: Frame,
 }
@@ -99,11 +105,11 @@ impl Session {
         out.extend_from_slice(b"{\"uuid\":");
         push_string(out, &self.uuid, Style::Gson);
         out.extend_from_slice(b",\"subscribedChannels\":[");
-        for (i, (name, _)) in self.channels.iter().enumerate() {
+        for (i, joined) in self.channels.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            push_string(out, name, Style::Gson);
+            push_string(out, &joined.name, Style::Gson);
         }
         out.push(b']');
     }
@@ -121,31 +127,86 @@ impl Session {
 
     /// A deleted channel silently leaves the session (the client is not told, as in the original).
     pub fn lose_channel(&mut self, core_name: &str) {
-        let Some(name) = core_name.strip_prefix(CORE_PREFIX) else {
-            return;
-        };
         let before = self.channels.len();
-        self.channels.retain(|(n, _)| &**n != name);
+        self.channels.retain(|joined| &*joined.core != core_name);
         if self.channels.len() != before {
             self.rebuild_prefix();
         }
     }
+
+    /// What a subscribe or unsubscribe of `name` (the channel's current `generation`) will do, decided before
+    /// anything changes.
+    fn plan(&self, subscribe: bool, name: &str, generation: u64, max: usize) -> Plan {
+        let held = self.channels.iter().position(|j| &*j.name == name);
+        let current = held
+            .and_then(|at| self.channels.get(at))
+            .is_some_and(|j| j.generation == generation);
+        if subscribe && current {
+            // Subscribing twice changes nothing (the original listed the channel twice and delivered twice).
+            return Plan::Ack;
+        }
+        // Unsubscribing, or the session still lists an older channel of this name (deleted, the worker not yet
+        // told): it leaves that one.
+        let kept = self.channels.len() - usize::from(held.is_some());
+        Plan::Change {
+            leave: held,
+            join: subscribe && kept < max,
+            refused: subscribe && kept >= max,
+        }
+    }
+}
+
+/// A channel a session is subscribed to.
+#[derive(Debug)]
+struct Joined {
+    name: Arc<str>,
+    /// The generation of the channel it joined, so a client still listed in a deleted channel is not taken for a
+    /// subscriber of its re-creation.
+    generation: u64,
+    /// Its core channel.
+    core: Arc<str>,
+}
+
+/// What a subscribe or unsubscribe does to a session (`Session::plan`).
+enum Plan {
+    /// Already subscribed: only the ack.
+    Ack,
+    Change {
+        /// The session's entry of that name, which it leaves.
+        leave: Option<usize>,
+        /// It joins the channel.
+        join: bool,
+        /// It would join, but holds `--max-subscriptions` channels.
+        refused: bool,
+    },
 }
 
 /// WS-PushServer's shared bookkeeping (see the module doc).
 #[derive(Default)]
 pub struct WsPush {
     state: Mutex<State>,
+    /// On several nodes: this run of this node, which owns its clients and the channels created through it in
+    /// Redis (`cluster`).
+    owner: OnceLock<String>,
 }
 
 #[derive(Default)]
 struct State {
     channels: HashMap<Arc<str>, ChannelEntry>,
-    /// Uuids of open clients.
+    /// Uuids of open clients (on several nodes, of this node's).
     clients: HashSet<Box<str>>,
     /// Gives each created channel a generation, so a client still listed in a deleted channel is not taken
     /// for a subscriber of its re-creation.
     generations: u64,
+    /// On several nodes: when this node next renews what it owns in Redis.
+    next_refresh: Option<Instant>,
+    /// On several nodes: uuids registered by upgrades that wait for Redis's answer, since when. One whose
+    /// connection closed before the answer came is never taken: `cluster::refresh` takes it out of Redis.
+    opening: HashMap<Box<str>, Instant>,
+    /// On several nodes: the broker's error count at the last refresh, and whether this node's clients are to be
+    /// registered again once Redis is within reach (`cluster::refresh`).
+    broker_errors: u64,
+    rejoin: bool,
 }
 
 struct ChannelEntry {
@@ -156,6 +217,12 @@ struct ChannelEntry {
 impl WsPush {
     fn lock(&self) -> MutexGuard<'_, State> {
         crate::sync::lock(&self.state)
+    }
+
+    /// This run's owner name in Redis: the node's name and a random part.
+    fn owner(&self, shared: &dyn crate::broker::shared::Shared) -> String {
+        let run = self.owner.get_or_init(cluster::new_run);
+        format!("{}/{run}", shared.node())
     }
 }
 
@@ -201,10 +268,13 @@ pub fn handle(req: &Request, ctx: &mut Ctx) -> Action {
             close: true,
         };
     };
-    let (status, body) = match route {
-        Route::Script => (200, CLIENT_JS.to_vec()),
-        Route::Sysadmin => (200, sysadmin(ctx)),
+    let answered = match route {
+        Route::Script => Some((200, CLIENT_JS.to_vec())),
+        Route::Sysadmin => sysadmin(ctx),
         Route::Create | Route::Ping | Route::Push | Route::Delete => action(route, req, ctx),
+    };
+    let Some((status, body)) = answered else {
+        return Action::Await;
     };
     Action::Respond {
         bytes: answer(status, &body, close, req.is_head()),
@@ -269,8 +339,9 @@ pub fn refusal(refusal: Refusal, _date: &DateCache) -> Vec<u8> {
 }
 
 /// `/channel/create`, `/channel/ping`, `/push`, `/channel/delete`: the body is checked against the endpoint's
-/// schema, then the channel is looked up (404) before its token is checked.
-fn action(route: Route, req: &Request, ctx: &mut Ctx) -> (u16, Vec<u8>) {
+/// schema, then the channel is looked up (404) before its token is checked. `None` while the request waits for
+/// Redis.
+fn action(route: Route, req: &Request, ctx: &mut Ctx) -> Option<(u16, Vec<u8>)> {
     let parsed: Result<Value, _> = if req.body.trim_ascii().is_empty() {
         // The original's JSON reader takes an empty body for "no value", which no schema matches.
         Ok(Value::Null)
@@ -279,7 +350,7 @@ fn action(route: Route, req: &Request, ctx: &mut Ctx) -> (u16, Vec<u8>) {
     };
     let Ok(value) = parsed else {
         let raw = String::from_utf8_lossy(req.body);
-        return (400, error(400, "Bad Request", Some(&raw)));
+        return Some((400, error(400, "Bad Request", Some(&raw))));
     };
     let kind = match route {
         Route::Create => Kind::Create,
@@ -289,13 +360,29 @@ fn action(route: Route, req: &Request, ctx: &mut Ctx) -> (u16, Vec<u8>) {
     };
     let channel = data_str(&value, "channel").filter(|_| kind.matches(&value));
     let Some(channel) = channel else {
-        return (400, error(400, "Bad Request", Some("Invalid message")));
+        return Some((400, error(400, "Bad Request", Some("Invalid message"))));
     };
     let token = value
         .get("data")
         .and_then(|d| d.get("channelToken"))
         .and_then(Value::as_str);
-    let mut state = ctx.apps.ws_push.lock();
+    let broker = ctx.broker;
+    match broker.shared() {
+        None => Some(action_here(kind, channel, token, &value, ctx)),
+        Some(shared) => cluster::action(shared, kind, channel, token, &value, ctx),
+    }
+}
+
+/// `action` on one node.
+fn action_here(
+    kind: Kind,
+    channel: &str,
+    token: Option<&str>,
+    value: &Value,
+    ctx: &mut Ctx,
+) -> (u16, Vec<u8>) {
+    let apps = ctx.apps;
+    let mut state = apps.ws_push.lock();
     if kind == Kind::Create {
         return create(&mut state, channel, ctx);
     }
@@ -319,7 +406,7 @@ fn action(route: Route, req: &Request, ctx: &mut Ctx) -> (u16, Vec<u8>) {
             ctx.local.delete_now(&core_name(channel));
             (200, server_ack("Deleted", channel, None))
         }
-        (_, _, true) => push(&value, channel, ctx),
+        (_, _, true) => push(value, channel, ctx),
     }
 }
 
@@ -348,29 +435,11 @@ fn create(state: &mut State, channel: &str, ctx: &Ctx) -> (u16, Vec<u8>) {
 
 /// `/push` with a valid token: one event for the channel's subscribers, or for the listed ones among them.
 fn push(value: &Value, channel: &str, ctx: &mut Ctx) -> (u16, Vec<u8>) {
-    let message = data_str(value, "message").unwrap_or_default();
-    let mut recipients: Vec<Box<str>> = Vec::new();
-    let listed = value
-        .get("data")
-        .and_then(|d| d.get("recipients"))
-        .and_then(Value::as_array);
-    for uuid in listed.into_iter().flatten().filter_map(Value::as_str) {
-        // Uuids compare case-insensitively (`UUID.fromString`); spout's are lower case.
-        let uuid: Box<str> = uuid.to_ascii_lowercase().into();
-        if !recipients.contains(&uuid) {
-            recipients.push(uuid);
-        }
-    }
-    let mut tail = Vec::with_capacity(40 + channel.len() + message.len());
-    tail.extend_from_slice(b"\"pushMessage\":{\"channel\":");
-    push_string(&mut tail, channel, Style::Gson);
-    tail.extend_from_slice(b",\"message\":");
-    push_string(&mut tail, message, Style::Gson);
-    tail.extend_from_slice(b"}}}");
+    let recipients = recipients(value);
     let event = NewEvent {
         channel: core_name(channel).into(),
         to: (!recipients.is_empty()).then(|| recipients.into_boxed_slice()),
-        wire: Some(Wire::WebSocketTail(Frame::from(tail))),
+        wire: Some(Wire::WebSocketTail(Frame::from(push_tail(value, channel)))),
         ephemeral: true,
         ..NewEvent::default()
     };
@@ -389,11 +458,49 @@ fn push(value: &Value, channel: &str, ctx: &mut Ctx) -> (u16, Vec<u8>) {
     }
 }
 
-/// `/sysadmin`: channel names and counts, never tokens.
-fn sysadmin(ctx: &Ctx) -> Vec<u8> {
+/// A push's listed recipients, each once, in lower case (`UUID.fromString` compares them case-insensitively;
+/// spout's are lower case); none: every subscriber.
+fn recipients(value: &Value) -> Vec<Box<str>> {
+    let mut recipients: Vec<Box<str>> = Vec::new();
+    let listed = value
+        .get("data")
+        .and_then(|d| d.get("recipients"))
+        .and_then(Value::as_array);
+    for uuid in listed.into_iter().flatten().filter_map(Value::as_str) {
+        let uuid: Box<str> = uuid.to_ascii_lowercase().into();
+        if !recipients.contains(&uuid) {
+            recipients.push(uuid);
+        }
+    }
+    recipients
+}
+
+/// The shared end of a push's CLIENT_PUSH messages (see the module doc).
+fn push_tail(value: &Value, channel: &str) -> Vec<u8> {
+    let message = data_str(value, "message").unwrap_or_default();
+    let mut tail = Vec::with_capacity(40 + channel.len() + message.len());
+    tail.extend_from_slice(b"\"pushMessage\":{\"channel\":");
+    push_string(&mut tail, channel, Style::Gson);
+    tail.extend_from_slice(b",\"message\":");
+    push_string(&mut tail, message, Style::Gson);
+    tail.extend_from_slice(b"}}}");
+    tail
+}
+
+/// `/sysadmin`: channel names and counts, never tokens. `None` while the request waits for Redis.
+fn sysadmin(ctx: &mut Ctx) -> Option<(u16, Vec<u8>)> {
+    let broker = ctx.broker;
+    if let Some(shared) = broker.shared() {
+        return cluster::sysadmin(shared, ctx);
+    }
     let state = ctx.apps.ws_push.lock();
     let mut names: Vec<&str> = state.channels.keys().map(|n| &**n).collect();
     names.sort_unstable();
+    Some((200, sysadmin_body(&names, state.clients.len())))
+}
+
+/// The SERVER_SYSADMIN envelope of `names` (sorted) and a count of clients.
+fn sysadmin_body(names: &[&str], clients: usize) -> Vec<u8> {
     envelope("SERVER_SYSADMIN", 200, "OK", |out| {
         out.extend_from_slice(b"{\"channels\":[");
         for (i, name) in names.iter().enumerate() {
@@ -405,7 +512,7 @@ fn sysadmin(ctx: &Ctx) -> Vec<u8> {
         out.extend_from_slice(b"],\"channelsAmount\":");
         out.extend_from_slice(names.len().to_string().as_bytes());
         out.extend_from_slice(b",\"clientsAmount\":");
-        out.extend_from_slice(state.clients.len().to_string().as_bytes());
+        out.extend_from_slice(clients.to_string().as_bytes());
         out.extend_from_slice(b"}");
     })
 }
@@ -472,18 +579,36 @@ fn upgrade(req: &Request, ctx: &mut Ctx) -> Action {
             close: true,
         };
     }
-    let uuid = {
-        let mut state = ctx.apps.ws_push.lock();
-        let mut uuid = None;
-        // A collision of 122 random bits will not happen, but a uuid must name one client.
-        for _ in 0..4 {
-            if let Some(candidate) = new_uuid().filter(|u| !state.clients.contains(u.as_str())) {
-                state.clients.insert(candidate.as_str().into());
-                uuid = Some(candidate);
-                break;
+    let broker = ctx.broker;
+    let uuid = match broker.shared() {
+        None => {
+            let mut state = ctx.apps.ws_push.lock();
+            let mut uuid = None;
+            // A collision of 122 random bits will not happen, but a uuid must name one client.
+            for _ in 0..4 {
+                if let Some(candidate) = new_uuid().filter(|u| !state.clients.contains(u.as_str()))
+                {
+                    state.clients.insert(candidate.as_str().into());
+                    uuid = Some(candidate);
+                    break;
+                }
             }
+            uuid
         }
-        uuid
+        Some(shared) => match cluster::open_client(shared, ctx) {
+            None => return Action::Await,
+            Some(Ok(uuid)) => uuid,
+            Some(Err(_)) => {
+                return Action::Respond {
+                    bytes: jdk_reply(
+                        503,
+                        "The shared state did not answer in time.",
+                        &[("Retry-After", "1")],
+                    ),
+                    close: true,
+                }
+            }
+        },
     };
     let Some(uuid) = uuid else {
         return Action::Respond {
@@ -541,10 +666,6 @@ pub fn ws_message(
     session: &mut Session,
     ctx: &mut Ctx,
 ) -> WsAnswer {
-    let reply = |json: Vec<u8>| WsAnswer {
-        reply: ws_text_frame(&json),
-        ..WsAnswer::default()
-    };
     let Ok(value) = serde_json::from_str::<Value>(text) else {
         return reply(error(400, "Bad JSON", Some(text)));
     };
@@ -559,11 +680,20 @@ pub fn ws_message(
         .get("uuid")
         .and_then(Value::as_str)
         .map(str::to_ascii_lowercase);
-    let state = ctx.apps.ws_push.lock();
+    let foreign = uuid.filter(|u| **u != *session.uuid);
+    let broker = ctx.broker;
+    if let Some(shared) = broker.shared() {
+        let foreign = foreign.as_deref();
+        return cluster::ws_message(
+            shared, subscribe, channel, foreign, client_id, channels, session, ctx,
+        );
+    }
+    let apps = ctx.apps;
+    let state = apps.ws_push.lock();
     let Some(entry) = state.channels.get(channel) else {
         return reply(not_found(channel));
     };
-    if let Some(uuid) = uuid.filter(|u| **u != *session.uuid) {
+    if let Some(uuid) = foreign {
         let details = if state.clients.contains(uuid.as_str()) {
             // The original went on to subscribe that other client; spout stops here.
             "The given UUID does not belong to this WebSocket connection"
@@ -572,69 +702,91 @@ pub fn ws_message(
         };
         return reply(error(403, "Forbidden", Some(details)));
     }
-    let generation = entry.generation;
-    let core = core_name(channel);
+    let core: Arc<str> = core_name(channel).into();
+    let plan = session.plan(
+        subscribe,
+        channel,
+        entry.generation,
+        ctx.config.max_subscriptions,
+    );
+    let joined = Joined {
+        name: channel.into(),
+        generation: entry.generation,
+        core: Arc::clone(&core),
+    };
+    // The lock is held through the table's change, so a subscription never lands in a deleted channel.
+    let answer = apply(plan, joined, channels, client_id, session, ctx, |ctx| {
+        ctx.table
+            .subscribe(ctx.worker, &[&core], client_id, Resume::Fresh, ctx.peer)
+            .map_err(|_| channel_limit())
+    });
+    drop(state);
+    answer
+}
+
+/// A message's answer: one text frame.
+fn reply(json: Vec<u8>) -> WsAnswer {
+    WsAnswer {
+        reply: ws_text_frame(&json),
+        ..WsAnswer::default()
+    }
+}
+
+/// Carries out `plan` for the channel `joined`: leaves the session's entry of its name in the table, then joins
+/// with `join` (which answers the error to send when it cannot), and acks with the session's channels.
+fn apply(
+    plan: Plan,
+    joined: Joined,
+    channels: &[SubscribedChannel],
+    client_id: &str,
+    session: &mut Session,
+    ctx: &mut Ctx,
+    join: impl FnOnce(&mut Ctx) -> Result<Subscription, Vec<u8>>,
+) -> WsAnswer {
+    let (leave, joins, refused) = match plan {
+        Plan::Ack => return reply(session.ack("Subscribed")),
+        Plan::Change {
+            leave,
+            join,
+            refused,
+        } => (leave, join, refused),
+    };
     let mut answer = WsAnswer::default();
-    let held = session
-        .channels
-        .iter()
-        .position(|(name, _)| &**name == channel);
-    if let Some(at) = held {
-        let current = session
-            .channels
-            .get(at)
-            .is_some_and(|(_, g)| *g == generation);
-        if subscribe && current {
-            // Subscribing twice changes nothing (the original listed the channel twice and delivered twice).
-            return reply(session.ack("Subscribed"));
-        }
-        // Unsubscribing, or the session still lists an older channel of this name (deleted, the worker not yet
-        // told): leave it.
-        session.channels.remove(at);
+    if let Some(at) = leave.filter(|at| *at < session.channels.len()) {
+        let left = session.channels.remove(at);
         let subscribed = channels
             .iter()
-            .filter(|c| c.incarnation != 0 && *c.name == *core)
+            .filter(|c| c.incarnation != 0 && *c.name == *left.core)
             .cloned()
             .collect::<Vec<_>>();
         ctx.table.unsubscribe(ctx.worker, &subscribed, client_id);
-        answer
-            .changes
-            .push(ChannelChange::Leave(core.as_str().into()));
+        answer.changes.push(ChannelChange::Leave(left.core));
     }
-    if subscribe {
-        if session.channels.len() >= ctx.config.max_subscriptions {
-            let details = format!(
-                "A connection may subscribe to at most {} channels (--max-subscriptions)",
-                ctx.config.max_subscriptions
-            );
-            session.rebuild_prefix();
-            answer.reply = ws_text_frame(&error(400, "Bad Request", Some(&details)));
-            return answer;
-        }
-        match ctx
-            .table
-            .subscribe(ctx.worker, &[&core], client_id, Resume::Fresh, ctx.peer)
-        {
+    session.rebuild_prefix();
+    if refused {
+        let details = format!(
+            "A connection may subscribe to at most {} channels (--max-subscriptions)",
+            ctx.config.max_subscriptions
+        );
+        answer.reply = ws_text_frame(&error(400, "Bad Request", Some(&details)));
+        return answer;
+    }
+    if joins {
+        match join(ctx) {
             Ok(subscription) => {
                 answer
                     .changes
                     .extend(subscription.channels.into_iter().map(ChannelChange::Join));
-                session.channels.push((channel.into(), generation));
-            }
-            Err(_) => {
+                session.channels.push(joined);
                 session.rebuild_prefix();
-                answer.reply = ws_text_frame(&channel_limit());
+            }
+            Err(json) => {
+                answer.reply = ws_text_frame(&json);
                 return answer;
             }
         }
     }
-    drop(state);
-    session.rebuild_prefix();
-    answer.reply = ws_text_frame(&session.ack(if subscribe {
-        "Subscribed"
-    } else {
-        "Unsubscribed"
-    }));
+    answer.reply = ws_text_frame(&session.ack(if joins { "Subscribed" } else { "Unsubscribed" }));
     answer
 }
 
@@ -657,10 +809,16 @@ pub fn ws_rules(config: &Config) -> WsRules {
 /// A client closed (the worker already took its subscriptions out of the table): its uuid is free.
 pub fn stream_closed(client_id: &str, ctx: &mut Ctx) {
     ctx.apps.ws_push.lock().clients.remove(client_id);
+    if let Some(shared) = ctx.broker.shared() {
+        cluster::client_closed(shared, client_id, &ctx.apps.ws_push);
+    }
 }
 
-/// Renews the expiry of the shared state this node owns (see `api::hooks::refresh_shared`).
-pub fn refresh_shared(_shared: &dyn crate::broker::shared::Shared, _ctx: &mut Ctx) {}
+/// Renews the expiry of the shared state this node owns (see `api::hooks::refresh_shared`): its run, which its
+/// clients and the channels created through it live as long as (`cluster`).
+pub fn refresh_shared(shared: &dyn crate::broker::shared::Shared, ctx: &mut Ctx) {
+    cluster::refresh(shared, &ctx.apps.ws_push, ctx);
+}
 
 #[cfg(test)]
 mod tests {
@@ -793,8 +951,13 @@ mod tests {
     #[test]
     fn the_prefix_and_a_tail_make_the_push_message() {
         let mut session = Session::new("f897e837-0b5c-4f3a-9d2e-1a2b3c4d5e6f");
-        session.channels.push(("news".into(), 1));
-        session.channels.push(("caf\u{e9}".into(), 2));
+        for (name, generation) in [("news", 1), ("caf\u{e9}", 2)] {
+            session.channels.push(Joined {
+                name: name.into(),
+                generation,
+                core: core_name(name).into(),
+            });
+        }
         session.rebuild_prefix();
         let mut whole = session.prefix().to_vec();
         whole.extend_from_slice(br#""pushMessage":{"channel":"news","message":"hi"}}}"#);
