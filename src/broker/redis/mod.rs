@@ -622,6 +622,7 @@ impl Node {
             log::info!("broker: Redis is reachable again");
         }
         self.write_presence();
+        self.compat_scripts.prune();
         if std::mem::take(&mut self.catch_up) {
             for (channel, last) in self.table.fed_channels() {
                 if self.load(&channel, Some(last), None).await.is_err() {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Script;
+use tokio::sync::watch;
 
 use super::scripts::{keys, millis};
 use super::{send_answer, Command, Health, Node, RedisBroker};
@@ -142,10 +143,19 @@ impl Shared for RedisBroker {
 }
 
 /// The broker thread's copies of the compatible APIs' scripts, each with the prelude in front, made on first use
-/// (and again after a reconnection: a single Redis publishes with `PUBLISH`).
+/// (and again after a reconnection: a single Redis publishes with `PUBLISH`); and the order of the scripts nobody
+/// waits for.
+///
+/// Each script runs as a task of its own, so two tasks could reach Redis in either order (a script Redis has not
+/// loaded yet takes an extra round trip). Scripts nobody waits for are chained by their first key (the shard and
+/// the state they change): each starts once the one queued before it on that key has finished, so the sends of a
+/// channel, and a stream's leave before a later join, keep the order they were asked in. A script whose answer is
+/// waited for starts after the unfinished ones of its key too, but nothing waits for it.
 #[derive(Default)]
 pub(super) struct LoadedScripts {
     scripts: HashMap<usize, Script>,
+    /// Per first key, the last unfinished script nobody waits for: its sender is dropped when it finishes.
+    detached: HashMap<String, watch::Receiver<()>>,
 }
 
 impl RedisBroker {
@@ -158,6 +168,11 @@ impl RedisBroker {
 impl LoadedScripts {
     pub(super) fn clear(&mut self) {
         self.scripts.clear();
+    }
+
+    /// Forgets the chains whose last script has finished.
+    pub(super) fn prune(&mut self) {
+        self.detached.retain(|_, done| done.has_changed().is_ok());
     }
 
     fn get(&mut self, lua: &'static Lua, publish: &str, ttl: Duration) -> Script {
@@ -203,7 +218,21 @@ impl Node {
         let timeout = self.settings.timeout;
         let health: Arc<Health> = Arc::clone(&self.health);
         let bus: Arc<Bus> = Arc::clone(&self.bus);
+        let first = keys.first().cloned().unwrap_or_default();
+        let mut before = self.compat_scripts.detached.get(&first).cloned();
+        let finished = match waiter {
+            Some(_) => None,
+            None => {
+                let (finished, done) = watch::channel(());
+                self.compat_scripts.detached.insert(first, done);
+                Some(finished)
+            }
+        };
         tokio::spawn(async move {
+            if let Some(before) = before.as_mut() {
+                // Resolves once the script before has finished (its sender is dropped).
+                let _ = before.changed().await;
+            }
             let mut invocation = script.prepare_invoke();
             for key in &keys {
                 invocation.key(key);
@@ -231,6 +260,7 @@ impl Node {
                     health.detached.fetch_sub(1, Ordering::Relaxed);
                 }
             }
+            drop(finished);
         });
     }
 }
