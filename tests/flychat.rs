@@ -72,24 +72,6 @@ fn pair(a: &Server, b: &Server) -> [At; 2] {
     [root, prefixed]
 }
 
-/// A test case (`fn case(a: &Server, b: &Server)`, see `pair`) run as two tests: on one node (`a` and `b` the
-/// same server), and on two nodes sharing a Redis Cluster.
-macro_rules! on_one_and_two_nodes {
-    ($one:ident, $two:ident, $case:ident) => {
-        #[test]
-        fn $one() {
-            let server = start(&[]);
-            $case(&server, &server);
-        }
-
-        #[test]
-        fn $two() {
-            let cluster = two_nodes();
-            $case(&cluster.nodes[0], &cluster.nodes[1]);
-        }
-    };
-}
-
 /// `application/x-www-form-urlencoded`, every byte but the unreserved ones escaped.
 fn form(pairs: &[(&str, &str)]) -> String {
     let encode = |text: &str| {
@@ -282,6 +264,8 @@ fn assert_iso_date(date: &str) {
 // ---- the transcript, posting, reading -------------------------------------------------------------------------
 
 on_one_and_two_nodes!(
+    "flychat",
+    &["--flychat-keepalive", "1h"],
     transcript_through_the_root_and_the_prefix,
     the_transcript_on_two_nodes,
     transcript
@@ -388,6 +372,8 @@ fn the_readme_transcript_with_curl() {
 }
 
 on_one_and_two_nodes!(
+    "flychat",
+    &["--flychat-keepalive", "1h"],
     posts_need_form_fields_and_refused_posts_save_and_send_nothing,
     posts_need_form_fields_on_two_nodes,
     form_fields
@@ -457,6 +443,8 @@ fn form_fields(a: &Server, b: &Server) {
 }
 
 on_one_and_two_nodes!(
+    "flychat",
+    &["--flychat-keepalive", "1h"],
     json_mode_unless_accept_is_exactly_event_stream_and_any_method_but_post_reads,
     json_mode_and_streams_on_two_nodes,
     json_mode
@@ -510,6 +498,8 @@ fn json_mode(a: &Server, b: &Server) {
 // ---- resume ------------------------------------------------------------------------------------------------------
 
 on_one_and_two_nodes!(
+    "flychat",
+    &["--flychat-keepalive", "1h"],
     resume_by_header_or_query_as_parse_int_reads_them,
     resume_by_header_or_query_on_two_nodes,
     resume_points
@@ -560,6 +550,8 @@ fn resume_points(a: &Server, b: &Server) {
 }
 
 on_one_and_two_nodes!(
+    "flychat",
+    &["--flychat-keepalive", "1h"],
     fifty_messages_are_kept_and_stream_reset_marks_the_ones_lost,
     fifty_messages_are_kept_and_stream_reset_on_two_nodes,
     fifty_kept
@@ -677,6 +669,8 @@ fn the_root_redirects_to_the_default_room_keeping_the_query() {
 }
 
 on_one_and_two_nodes!(
+    "flychat",
+    &["--flychat-keepalive", "1h"],
     join_and_chat_pages_render_the_history_escaped_with_every_url_under_the_mount,
     chat_pages_render_the_history_on_two_nodes,
     pages_render
@@ -827,6 +821,8 @@ fn no_cors_headers_anywhere() {
 // ---- rooms -------------------------------------------------------------------------------------------------------
 
 on_one_and_two_nodes!(
+    "flychat",
+    &["--flychat-keepalive", "1h"],
     rooms_are_raw_path_segments_and_kept_apart,
     rooms_are_kept_apart_on_two_nodes,
     raw_rooms
@@ -855,6 +851,8 @@ fn raw_rooms(a: &Server, b: &Server) {
 }
 
 on_one_and_two_nodes!(
+    "flychat",
+    &["--flychat-keepalive", "1h"],
     concurrent_posters_and_subscribers_get_every_message_once_in_order,
     concurrent_posters_and_subscribers_on_two_nodes,
     concurrent_posts

@@ -41,23 +41,6 @@ fn native(server: &Server) -> SocketAddr {
     server.addrs[0]
 }
 
-/// Runs `case` on one node (as both `a` and `b`) or on the two nodes of a cluster.
-macro_rules! on_one_and_two_nodes {
-    ($case:ident, $one:ident, $two:ident, $extra:expr) => {
-        #[test]
-        fn $one() {
-            let server = start($extra);
-            $case(&server, &server);
-        }
-
-        #[test]
-        fn $two() {
-            let cluster = cluster($extra);
-            $case(&cluster.nodes[0], &cluster.nodes[1]);
-        }
-    };
-}
-
 /// The 101 answer keker's gorilla/websocket gives (observed), for the RFC's sample key.
 fn upgrade_answer() -> String {
     format!(
@@ -179,10 +162,11 @@ fn the_observed_transcript(a: &Server, b: &Server) {
 }
 
 on_one_and_two_nodes!(
-    the_observed_transcript,
+    "keker",
+    &[],
     the_observed_transcript_on_one_node,
     the_observed_transcript_on_two_nodes,
-    &[]
+    the_observed_transcript
 );
 
 /// Sessions on `a` (and one on `b`), counted by `b`.
@@ -230,10 +214,11 @@ fn health_and_stats_answer_exactly(a: &Server, b: &Server) {
 }
 
 on_one_and_two_nodes!(
-    health_and_stats_answer_exactly,
+    "keker",
+    &[],
     health_and_stats_answer_exactly_on_one_node,
     health_and_stats_answer_exactly_on_two_nodes,
-    &[]
+    health_and_stats_answer_exactly
 );
 
 #[test]
@@ -340,10 +325,11 @@ fn hello_variants_only_a_first_valid_hello_authenticates(a: &Server, b: &Server)
 }
 
 on_one_and_two_nodes!(
-    hello_variants_only_a_first_valid_hello_authenticates,
+    "keker",
+    &[],
     hello_variants_only_a_first_valid_hello_authenticates_on_one_node,
     hello_variants_only_a_first_valid_hello_authenticates_on_two_nodes,
-    &[]
+    hello_variants_only_a_first_valid_hello_authenticates
 );
 #[test]
 fn without_hello_the_connection_ends_at_the_timeout_with_a_bare_tcp_close() {
@@ -430,10 +416,11 @@ fn a_session_that_answers_pings_stays_and_keeps_receiving(a: &Server, b: &Server
 }
 
 on_one_and_two_nodes!(
-    a_session_that_answers_pings_stays_and_keeps_receiving,
+    "keker",
+    &["--keker-timeout", "1s"],
     a_session_that_answers_pings_stays_and_keeps_receiving_on_one_node,
     a_session_that_answers_pings_stays_and_keeps_receiving_on_two_nodes,
-    &["--keker-timeout", "1s"]
+    a_session_that_answers_pings_stays_and_keeps_receiving
 );
 
 /// Sessions on `a` close; `b` stops counting them.
@@ -453,10 +440,11 @@ fn a_client_close_is_answered_with_1000_before_and_after_hello(a: &Server, b: &S
 }
 
 on_one_and_two_nodes!(
-    a_client_close_is_answered_with_1000_before_and_after_hello,
+    "keker",
+    &[],
     a_client_close_is_answered_with_1000_before_and_after_hello_on_one_node,
     a_client_close_is_answered_with_1000_before_and_after_hello_on_two_nodes,
-    &[]
+    a_client_close_is_answered_with_1000_before_and_after_hello
 );
 
 /// One session of the token on each node, published to from `b`.
@@ -481,10 +469,11 @@ fn several_sessions_per_token_each_get_every_message(a: &Server, b: &Server) {
 }
 
 on_one_and_two_nodes!(
-    several_sessions_per_token_each_get_every_message,
+    "keker",
+    &[],
     several_sessions_per_token_each_get_every_message_on_one_node,
     several_sessions_per_token_each_get_every_message_on_two_nodes,
-    &[]
+    several_sessions_per_token_each_get_every_message
 );
 
 /// Sessions on both nodes, broadcasts from `b`.
@@ -519,10 +508,11 @@ fn broadcast_reaches_every_session_once_and_counts_tokens(a: &Server, b: &Server
 }
 
 on_one_and_two_nodes!(
-    broadcast_reaches_every_session_once_and_counts_tokens,
+    "keker",
+    &[],
     broadcast_reaches_every_session_once_and_counts_tokens_on_one_node,
     broadcast_reaches_every_session_once_and_counts_tokens_on_two_nodes,
-    &[]
+    broadcast_reaches_every_session_once_and_counts_tokens
 );
 
 /// Published on `b` while nobody listens; the first session says HELLO on `a`, a second one on `b`.
@@ -561,10 +551,11 @@ fn a_message_to_an_absent_token_is_cached_for_the_first_session_to_say_hello(
 }
 
 on_one_and_two_nodes!(
-    a_message_to_an_absent_token_is_cached_for_the_first_session_to_say_hello,
+    "keker",
+    &["--keker-cache-ttl", "30s"],
     a_message_to_an_absent_token_is_cached_for_the_first_session_to_say_hello_on_one_node,
     a_message_to_an_absent_token_is_cached_for_the_first_session_to_say_hello_on_two_nodes,
-    &["--keker-cache-ttl", "30s"]
+    a_message_to_an_absent_token_is_cached_for_the_first_session_to_say_hello
 );
 
 /// Cached from `b`, taken on `a`. The original dropped the token's whole entry when an older message expired, the
@@ -585,10 +576,11 @@ fn each_cached_message_expires_on_its_own(a: &Server, b: &Server) {
 }
 
 on_one_and_two_nodes!(
-    each_cached_message_expires_on_its_own,
+    "keker",
+    &["--keker-cache-ttl", "3s"],
     each_cached_message_expires_on_its_own_on_one_node,
     each_cached_message_expires_on_its_own_on_two_nodes,
-    &["--keker-cache-ttl", "3s"]
+    each_cached_message_expires_on_its_own
 );
 
 fn a_zero_ttl_caches_nothing(a: &Server, b: &Server) {
@@ -598,10 +590,11 @@ fn a_zero_ttl_caches_nothing(a: &Server, b: &Server) {
 }
 
 on_one_and_two_nodes!(
-    a_zero_ttl_caches_nothing,
+    "keker",
+    &["--keker-cache-ttl", "0s"],
     a_zero_ttl_caches_nothing_on_one_node,
     a_zero_ttl_caches_nothing_on_two_nodes,
-    &["--keker-cache-ttl", "0s"]
+    a_zero_ttl_caches_nothing
 );
 
 fn a_body_that_is_not_utf8_goes_out_as_valid_text_with_replacements(a: &Server, b: &Server) {
@@ -617,10 +610,11 @@ fn a_body_that_is_not_utf8_goes_out_as_valid_text_with_replacements(a: &Server, 
 }
 
 on_one_and_two_nodes!(
-    a_body_that_is_not_utf8_goes_out_as_valid_text_with_replacements,
+    "keker",
+    &[],
     a_body_that_is_not_utf8_goes_out_as_valid_text_with_replacements_on_one_node,
     a_body_that_is_not_utf8_goes_out_as_valid_text_with_replacements_on_two_nodes,
-    &[]
+    a_body_that_is_not_utf8_goes_out_as_valid_text_with_replacements
 );
 
 /// Publishing on `b` while the session says HELLO on `a`: messages answered 404 were cached and reach the session
@@ -661,10 +655,11 @@ fn publishing_and_hello_race_without_loss_or_duplicates(a: &Server, b: &Server) 
 }
 
 on_one_and_two_nodes!(
-    publishing_and_hello_race_without_loss_or_duplicates,
+    "keker",
+    &["--keker-cache-ttl", "60s", "--workers", "2"],
     publishing_and_hello_race_without_loss_or_duplicates_on_one_node,
     publishing_and_hello_race_without_loss_or_duplicates_on_two_nodes,
-    &["--keker-cache-ttl", "60s", "--workers", "2"]
+    publishing_and_hello_race_without_loss_or_duplicates
 );
 
 #[test]
@@ -720,10 +715,11 @@ fn keker_is_served_under_its_prefix_on_a_native_listener(a: &Server, b: &Server)
 }
 
 on_one_and_two_nodes!(
-    keker_is_served_under_its_prefix_on_a_native_listener,
+    "keker",
+    &[],
     keker_is_served_under_its_prefix_on_a_native_listener_on_one_node,
     keker_is_served_under_its_prefix_on_a_native_listener_on_two_nodes,
-    &[]
+    keker_is_served_under_its_prefix_on_a_native_listener
 );
 
 #[test]
@@ -802,10 +798,11 @@ fn a_hello_sent_with_the_upgrade_or_in_fragments_authenticates(a: &Server, b: &S
 }
 
 on_one_and_two_nodes!(
-    a_hello_sent_with_the_upgrade_or_in_fragments_authenticates,
+    "keker",
+    &[],
     a_hello_sent_with_the_upgrade_or_in_fragments_authenticates_on_one_node,
     a_hello_sent_with_the_upgrade_or_in_fragments_authenticates_on_two_nodes,
-    &[]
+    a_hello_sent_with_the_upgrade_or_in_fragments_authenticates
 );
 
 /// `--broker-node-ttl` of the nodes in `a_killed_nodes_sessions_stop_counting_within_the_ttl`.

@@ -27,24 +27,6 @@ fn ws(node: &Server) -> SocketAddr {
     node.addrs[1]
 }
 
-/// A test run on one node (`a` and `b` the same server) and on two nodes of one Redis Cluster, where `a` and
-/// `b` are the two nodes: the test makes its changes on one and checks them on the other.
-macro_rules! on_one_and_two_nodes {
-    ($one:ident, $two:ident, $case:ident, $extra:expr) => {
-        #[test]
-        fn $one() {
-            let server = start($extra);
-            $case(&server, &server);
-        }
-
-        #[test]
-        fn $two() {
-            let cluster = cluster::CompatCluster::start("ws-push", $extra);
-            $case(&cluster.nodes[0], &cluster.nodes[1]);
-        }
-    };
-}
-
 fn post(addr: SocketAddr, path: &str, body: &str) -> Response {
     request(addr, "POST", path, "", body.as_bytes())
 }
@@ -178,10 +160,11 @@ impl Client {
 }
 
 on_one_and_two_nodes!(
+    "ws-push",
+    &[],
     the_observed_transcript,
     the_observed_transcript_on_two_nodes,
-    the_observed_transcript_case,
-    &[]
+    the_observed_transcript_case
 );
 
 fn the_observed_transcript_case(a: &Server, b: &Server) {
@@ -277,10 +260,11 @@ fn the_upgrade_is_answered_as_java_websocket_does_on_any_path() {
 }
 
 on_one_and_two_nodes!(
+    "ws-push",
+    &[],
     http_contexts_match_by_prefix_whatever_the_method,
     http_contexts_match_by_prefix_whatever_the_method_on_two_nodes,
-    http_contexts_match_by_prefix_whatever_the_method_case,
-    &[]
+    http_contexts_match_by_prefix_whatever_the_method_case
 );
 
 fn http_contexts_match_by_prefix_whatever_the_method_case(a: &Server, b: &Server) {
@@ -411,10 +395,11 @@ fn bodies_are_validated_before_anything_else() {
 }
 
 on_one_and_two_nodes!(
+    "ws-push",
+    &[],
     ping_tells_existence_then_checks_the_token,
     ping_tells_existence_then_checks_the_token_on_two_nodes,
-    ping_tells_existence_then_checks_the_token_case,
-    &[]
+    ping_tells_existence_then_checks_the_token_case
 );
 
 fn ping_tells_existence_then_checks_the_token_case(a: &Server, b: &Server) {
@@ -456,10 +441,11 @@ fn ping_tells_existence_then_checks_the_token_case(a: &Server, b: &Server) {
 }
 
 on_one_and_two_nodes!(
+    "ws-push",
+    &[],
     create_conflicts_and_delete_checks_then_silently_unsubscribes,
     create_conflicts_and_delete_checks_then_silently_unsubscribes_on_two_nodes,
-    create_conflicts_and_delete_checks_then_silently_unsubscribes_case,
-    &[]
+    create_conflicts_and_delete_checks_then_silently_unsubscribes_case
 );
 
 fn create_conflicts_and_delete_checks_then_silently_unsubscribes_case(a: &Server, b: &Server) {
@@ -534,10 +520,11 @@ fn create_conflicts_and_delete_checks_then_silently_unsubscribes_case(a: &Server
 }
 
 on_one_and_two_nodes!(
+    "ws-push",
+    &[],
     sysadmin_lists_names_and_counts_but_never_tokens,
     sysadmin_lists_names_and_counts_but_never_tokens_on_two_nodes,
-    sysadmin_lists_names_and_counts_but_never_tokens_case,
-    &[]
+    sysadmin_lists_names_and_counts_but_never_tokens_case
 );
 
 fn sysadmin_lists_names_and_counts_but_never_tokens_case(a: &Server, b: &Server) {
@@ -563,10 +550,11 @@ fn sysadmin_lists_names_and_counts_but_never_tokens_case(a: &Server, b: &Server)
 }
 
 on_one_and_two_nodes!(
+    "ws-push",
+    &[],
     every_websocket_error_goes_to_the_sender,
     every_websocket_error_goes_to_the_sender_on_two_nodes,
-    every_websocket_error_goes_to_the_sender_case,
-    &[]
+    every_websocket_error_goes_to_the_sender_case
 );
 
 fn every_websocket_error_goes_to_the_sender_case(a: &Server, b: &Server) {
@@ -656,10 +644,11 @@ fn every_websocket_error_goes_to_the_sender_case(a: &Server, b: &Server) {
 }
 
 on_one_and_two_nodes!(
+    "ws-push",
+    &[],
     a_subscribe_without_uuid_acts_for_the_sender_and_twice_changes_nothing,
     a_subscribe_without_uuid_acts_for_the_sender_and_twice_changes_nothing_on_two_nodes,
-    a_subscribe_without_uuid_acts_for_the_sender_and_twice_changes_nothing_case,
-    &[]
+    a_subscribe_without_uuid_acts_for_the_sender_and_twice_changes_nothing_case
 );
 
 fn a_subscribe_without_uuid_acts_for_the_sender_and_twice_changes_nothing_case(
@@ -696,10 +685,11 @@ fn a_subscribe_without_uuid_acts_for_the_sender_and_twice_changes_nothing_case(
 }
 
 on_one_and_two_nodes!(
+    "ws-push",
+    &[],
     recipients_narrow_a_push_to_listed_connected_subscribers,
     recipients_narrow_a_push_to_listed_connected_subscribers_on_two_nodes,
-    recipients_narrow_a_push_to_listed_connected_subscribers_case,
-    &[]
+    recipients_narrow_a_push_to_listed_connected_subscribers_case
 );
 
 fn recipients_narrow_a_push_to_listed_connected_subscribers_case(a: &Server, b: &Server) {
@@ -742,10 +732,11 @@ fn recipients_narrow_a_push_to_listed_connected_subscribers_case(a: &Server, b: 
 }
 
 on_one_and_two_nodes!(
+    "ws-push",
+    &["--workers", "2"],
     each_client_sees_its_own_channels_in_its_pushes,
     each_client_sees_its_own_channels_in_its_pushes_on_two_nodes,
-    each_client_sees_its_own_channels_in_its_pushes_case,
-    &["--workers", "2"]
+    each_client_sees_its_own_channels_in_its_pushes_case
 );
 
 fn each_client_sees_its_own_channels_in_its_pushes_case(a: &Server, b: &Server) {
@@ -783,10 +774,11 @@ fn each_client_sees_its_own_channels_in_its_pushes_case(a: &Server, b: &Server) 
 }
 
 on_one_and_two_nodes!(
+    "ws-push",
+    &[],
     non_ascii_names_are_neither_mangled_nor_truncated,
     non_ascii_names_are_neither_mangled_nor_truncated_on_two_nodes,
-    non_ascii_names_are_neither_mangled_nor_truncated_case,
-    &[]
+    non_ascii_names_are_neither_mangled_nor_truncated_case
 );
 
 fn non_ascii_names_are_neither_mangled_nor_truncated_case(a: &Server, b: &Server) {
@@ -888,10 +880,11 @@ fn a_client_close_is_echoed() {
 }
 
 on_one_and_two_nodes!(
+    "ws-push",
+    &["--max-channels", "3", "--max-subscriptions", "2"],
     channels_and_subscriptions_are_bounded,
     channels_and_subscriptions_are_bounded_on_two_nodes,
-    channels_and_subscriptions_are_bounded_case,
-    &["--max-channels", "3", "--max-subscriptions", "2"]
+    channels_and_subscriptions_are_bounded_case
 );
 
 fn channels_and_subscriptions_are_bounded_case(a: &Server, b: &Server) {
@@ -937,10 +930,11 @@ fn channels_and_subscriptions_are_bounded_case(a: &Server, b: &Server) {
 }
 
 on_one_and_two_nodes!(
+    "ws-push",
+    &["--workers", "2"],
     many_subscribe_and_unsubscribe_rounds_keep_delivery_exact,
     many_subscribe_and_unsubscribe_rounds_keep_delivery_exact_on_two_nodes,
-    many_subscribe_and_unsubscribe_rounds_keep_delivery_exact_case,
-    &["--workers", "2"]
+    many_subscribe_and_unsubscribe_rounds_keep_delivery_exact_case
 );
 
 fn many_subscribe_and_unsubscribe_rounds_keep_delivery_exact_case(a: &Server, b: &Server) {
@@ -1135,10 +1129,11 @@ fn action_frame(action: &str, channel: &str) -> Vec<u8> {
 
 // One worker, so the next connection takes the closed one's slab key: a hub entry left behind would reach it.
 on_one_and_two_nodes!(
+    "ws-push",
+    &["--workers", "1"],
     a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes,
     a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes_on_two_nodes,
-    a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes_case,
-    &["--workers", "1"]
+    a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes_case
 );
 
 fn a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes_case(a: &Server, b: &Server) {
@@ -1183,10 +1178,11 @@ fn a_channel_left_in_the_frames_sent_with_the_upgrade_gets_no_pushes_case(a: &Se
 }
 
 on_one_and_two_nodes!(
+    "ws-push",
+    &[],
     a_channel_joined_in_the_frames_sent_with_the_upgrade_gets_pushes,
     a_channel_joined_in_the_frames_sent_with_the_upgrade_gets_pushes_on_two_nodes,
-    a_channel_joined_in_the_frames_sent_with_the_upgrade_gets_pushes_case,
-    &[]
+    a_channel_joined_in_the_frames_sent_with_the_upgrade_gets_pushes_case
 );
 
 fn a_channel_joined_in_the_frames_sent_with_the_upgrade_gets_pushes_case(a: &Server, b: &Server) {
@@ -1227,10 +1223,11 @@ fn a_subscribe_sent_in_fragments_with_a_ping_between_them_is_reassembled() {
 }
 
 on_one_and_two_nodes!(
+    "ws-push",
+    &[],
     a_push_looks_the_channel_up_then_checks_the_token_and_an_error_sends_nothing,
     a_push_looks_the_channel_up_then_checks_the_token_and_an_error_sends_nothing_on_two_nodes,
-    a_push_looks_the_channel_up_then_checks_the_token_and_an_error_sends_nothing_case,
-    &[]
+    a_push_looks_the_channel_up_then_checks_the_token_and_an_error_sends_nothing_case
 );
 
 fn a_push_looks_the_channel_up_then_checks_the_token_and_an_error_sends_nothing_case(

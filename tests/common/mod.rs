@@ -901,6 +901,28 @@ impl Way {
     }
 }
 
+/// Runs cases of a compatible API, each `fn case(a: &Server, b: &Server)`, as two tests: `$one` on one node (`a` and
+/// `b` the same server, as `start_compat(api, extra)` starts it) and `$two` on the two nodes of a Redis Cluster
+/// (`cluster::CompatCluster`), where the case makes its changes through `a` and checks them through `b`.
+#[allow(unused_macros)]
+macro_rules! on_one_and_two_nodes {
+    ($api:expr, $extra:expr, $one:ident, $two:ident, $case:ident) => {
+        #[test]
+        fn $one() {
+            let server = common::start_compat($api, $extra);
+            $case(&server, &server);
+        }
+
+        #[test]
+        fn $two() {
+            let cluster = common::cluster::CompatCluster::start($api, $extra);
+            $case(&cluster.nodes[0], &cluster.nodes[1]);
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_one_and_two_nodes;
+
 /// Starts spout with a native listener and one bound to `api` (`--listen 127.0.0.1:0=<api>`), plus `extra`.
 pub fn start_compat(api: &str, extra: &[&str]) -> Server {
     let bound = format!("127.0.0.1:0={api}");
