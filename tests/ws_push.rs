@@ -731,6 +731,38 @@ fn recipients_narrow_a_push_to_listed_connected_subscribers_case(a: &Server, b: 
     outsider.quiet(Duration::from_millis(200));
 }
 
+/// Pushes to one channel answered one after another through one node reach a subscriber, on that node or another,
+/// in the order they were answered.
+fn pushes_to_one_channel_keep_their_order_case(a: &Server, b: &Server) {
+    let (addr, other) = (ws(a), ws(b));
+    let token = create(addr, "ordered");
+    let mut near = Client::connect(addr, "/");
+    let mut far = Client::connect(other, "/");
+    near.subscribe("ordered");
+    far.subscribe("ordered");
+    for n in 0..100 {
+        let answer = push(addr, "ordered", &token, json!([]), &n.to_string());
+        assert_eq!(answer.status, 200);
+    }
+    for c in [&mut near, &mut far] {
+        let uuid = c.uuid.clone();
+        for n in 0..100 {
+            assert_eq!(
+                c.next(),
+                client_push(&uuid, &["ordered"], "ordered", &n.to_string())
+            );
+        }
+    }
+}
+
+on_one_and_two_nodes!(
+    "ws-push",
+    &[],
+    pushes_to_one_channel_keep_their_order,
+    pushes_to_one_channel_keep_their_order_on_two_nodes,
+    pushes_to_one_channel_keep_their_order_case
+);
+
 on_one_and_two_nodes!(
     "ws-push",
     &["--workers", "2"],
