@@ -461,7 +461,19 @@ fn local_stream(req: &Request, ctx: &mut Ctx, room: &str, resume: Option<i64>) -
         log::debug!("flychat: stream refused: --max-channels channels exist");
         return plain(req, ctx, 503, UNAVAILABLE);
     };
-    let opening = opening(ctx, reset, replay.iter().map(|f| &f[..]));
+    room_stream(ctx, reset, &replay, subscription, client_id)
+}
+
+/// A room's stream: its opening (the head, a `stream-reset` if due, the kept messages after the cursor), then
+/// live messages.
+fn room_stream<F: AsRef<[u8]>>(
+    ctx: &Ctx,
+    reset: bool,
+    replay: &[F],
+    subscription: crate::channels::Subscription,
+    client_id: Box<str>,
+) -> Action {
+    let opening = opening(ctx, reset, replay.iter().map(AsRef::as_ref));
     Action::Stream(Box::new(Stream {
         api: Api::Flychat,
         opening,

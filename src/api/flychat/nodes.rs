@@ -16,13 +16,12 @@
 //! `--max-body` bytes), not by `--max-channels` and `--history-max-bytes`, which bound one node's own rooms.
 
 use super::{
-    channel_of, is_after, is_reset, json_tail, message_frame, opening, plain, Action, Ctx, Request,
-    Stream, KEPT, UNAVAILABLE,
+    channel_of, is_after, is_reset, json_tail, message_frame, plain, Action, Ctx, Request, KEPT,
+    UNAVAILABLE,
 };
 use crate::broker::shared::{Lua, Shared, Value};
 use crate::broker::{BrokerError, Reply};
 use crate::channels::TableError;
-use crate::config::Api;
 
 /// Saves a message and sends it: the room's next id, the message kept (the oldest beyond `KEPT` dropped), its
 /// frame sent on the room's channel; answers the saved JSON.
@@ -199,15 +198,7 @@ pub(super) fn stream(
             return plain(req, ctx, 503, UNAVAILABLE);
         }
     };
-    let opening = opening(ctx, reset, replay.iter().map(|f| &f[..]));
-    Action::Stream(Box::new(Stream {
-        api: Api::Flychat,
-        opening,
-        subscription,
-        client_id,
-        websocket: false,
-        expires: None,
-    }))
+    super::room_stream(ctx, reset, &replay, subscription, client_id)
 }
 
 #[cfg(test)]

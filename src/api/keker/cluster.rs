@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{json, table_error, JsonData, Session, BROADCAST_CHANNEL, CLOSE_TRY_AGAIN, PING_PING};
-use crate::api::{Action, ChannelChange, Ctx, Request, WsAnswer};
+use crate::api::{Action, Ctx, Request, WsAnswer};
 use crate::broker::shared::{Lua, Shared, Value};
 use crate::broker::{BrokerError, Reply};
 use crate::channels::Subscription;
@@ -312,17 +312,7 @@ pub(super) fn hello(
     for message in caught_up(&mut subscription, client_id, ctx) {
         reply.extend_from_slice(message.ws_frame());
     }
-    WsAnswer {
-        reply,
-        changes: subscription
-            .channels
-            .into_iter()
-            .map(ChannelChange::Join)
-            .collect(),
-        close: false,
-        restart_liveness: true,
-        parked: false,
-    }
+    super::hello_answer(reply, subscription)
 }
 
 /// The events after the script's cursor that this node received before the stream subscribed, with the

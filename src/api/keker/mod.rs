@@ -368,6 +368,12 @@ pub fn ws_message(text: &str, client_id: &str, session: &mut Session, ctx: &mut 
     for frame in &cached {
         reply.extend_from_slice(frame);
     }
+    hello_answer(reply, subscription)
+}
+
+/// A `HELLO`'s answer: `reply` (the first ping, then what was kept for the token), and the session joined to its
+/// channels, with its liveness schedule started over.
+fn hello_answer(reply: Vec<u8>, subscription: Subscription) -> WsAnswer {
     WsAnswer {
         reply,
         changes: subscription

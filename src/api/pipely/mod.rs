@@ -265,9 +265,19 @@ fn subscribe(req: &Request, ctx: &mut Ctx) -> Action {
     }
     drop(channels);
 
+    member_stream(ctx, &client_list, subscription, client)
+}
+
+/// A joiner's stream: the head, then its `CLIENT_LIST`; its `CONNECT` and what follows come live.
+fn member_stream(
+    ctx: &Ctx,
+    client_list: &[u8],
+    subscription: crate::channels::Subscription,
+    client: Box<str>,
+) -> Action {
     let mut opening = Vec::with_capacity(256 + client_list.len());
     write_stream_head(&mut opening, ctx.date, &STREAM_FIELDS);
-    opening.extend_from_slice(&client_list);
+    opening.extend_from_slice(client_list);
     Action::Stream(Box::new(Stream {
         api: Api::Pipely,
         opening,

@@ -25,13 +25,11 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{answer, cors, goweb, Action, Ctx, Request, Stream};
+use super::{answer, cors, goweb, Action, Ctx, Request};
 use super::{authorized_password, core_name, event_frame, go_error, json_string, table_error};
 use crate::broker::shared::{Lua, Shared};
 use crate::broker::{BrokerError, Reply};
 use crate::channels::SubscribedChannel;
-use crate::config::Api;
-use crate::http::response::write_stream_head;
 
 /// The functions every Pipely script starts with (KEYS: meta, order, ids, exp, owner, then the channel's
 /// stream and shard for `spout_send`).
@@ -279,17 +277,7 @@ pub fn join(
             token: token.into(),
         });
     let (_, client_list) = event_frame(&channel_json, "CLIENT_LIST", "server", list);
-    let mut opening = Vec::with_capacity(256 + client_list.len());
-    write_stream_head(&mut opening, ctx.date, &super::STREAM_FIELDS);
-    opening.extend_from_slice(&client_list);
-    Action::Stream(Box::new(Stream {
-        api: Api::Pipely,
-        opening,
-        subscription,
-        client_id: client,
-        websocket: false,
-        expires: None,
-    }))
+    super::member_stream(ctx, &client_list, subscription, client)
 }
 
 /// A member's stream ended: it leaves the channel everywhere (nobody waits on this).
