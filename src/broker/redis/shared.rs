@@ -153,7 +153,8 @@ impl Shared for RedisBroker {
 /// waited for starts after the unfinished ones of its key too, but nothing waits for it.
 #[derive(Default)]
 pub(super) struct LoadedScripts {
-    scripts: HashMap<usize, Script>,
+    /// Shared with the tasks that run them: a script's source is not copied per run.
+    scripts: HashMap<usize, Arc<Script>>,
     /// Per first key, the last unfinished script nobody waits for: its sender is dropped when it finishes.
     detached: HashMap<String, watch::Receiver<()>>,
 }
@@ -175,7 +176,7 @@ impl LoadedScripts {
         self.detached.retain(|_, done| done.has_changed().is_ok());
     }
 
-    fn get(&mut self, lua: &'static Lua, publish: &str, ttl: Duration) -> Script {
+    fn get(&mut self, lua: &'static Lua, publish: &str, ttl: Duration) -> Arc<Script> {
         let key = std::ptr::from_ref(lua) as usize;
         self.scripts
             .entry(key)
@@ -184,7 +185,7 @@ impl LoadedScripts {
                     .replace("SPOUT_LENGTH", &STREAM_LENGTH.to_string())
                     .replace("SPOUT_TTL", &millis(ttl).to_string())
                     .replace("'SPUBLISH'", &format!("'{publish}'"));
-                Script::new(&format!("{prelude}\n{}", lua.source))
+                Arc::new(Script::new(&format!("{prelude}\n{}", lua.source)))
             })
             .clone()
     }
