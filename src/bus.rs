@@ -4,15 +4,24 @@
 //! events in the one global id order (see `channels`). Waking is separate from sending so the sender can
 //! wake after it has released that lock: a wake is a syscall, and no syscall should run under the lock.
 //!
+//! A wake is needed only when the worker is about to block in its poll: a worker in the middle of a turn takes
+//! its inbox before it polls again. So each inbox has a flag the worker raises just before a blocking poll
+//! (`Inbox::sleep`), and a sender writes the worker's eventfd only if it is the one to lower that flag. Under
+//! load a worker is rarely asleep, and the broker thread, the auth hook's threads and the other workers stop
+//! paying an eventfd write (and the worker an extra poll turn) per message. No wake is lost: the worker raises
+//! the flag, then looks at its inbox; a sender queues its message, then looks at the flag; with a full fence on
+//! both sides, at least one of them sees the other's write.
+//!
 //! Inboxes are bounded. `has_room` is checked for a whole publish before anything is sent, so a batch is either
 //! handed to every worker or refused with 503; control messages get a small reserve above the event capacity.
 //! The answers to parked requests (`Answer`: the Redis broker thread's, the auth hook threads') use that reserve
 //! too, sent and woken in one step (`Bus::answer`).
 
 use std::cell::Cell;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TryIter, TryRecvError, TrySendError};
 use mio::Waker;
 
 use crate::auth::verdict::HookVerdict;
@@ -62,7 +71,57 @@ pub enum Answer {
 pub struct Bus {
     senders: Box<[Sender<WorkerMsg>]>,
     wakers: Box<[Arc<Waker>]>,
+    asleep: Arc<[AsleepFlag]>,
     event_capacity: usize,
+}
+
+/// Raised by a worker about to block in its poll, lowered by the sender that wakes it. On a cache line of its
+/// own: every sender touches it.
+#[derive(Default)]
+#[repr(align(64))]
+struct AsleepFlag(AtomicBool);
+
+/// A worker's receiving side: its messages and its asleep flag.
+pub struct Inbox {
+    messages: Receiver<WorkerMsg>,
+    asleep: Arc<[AsleepFlag]>,
+    worker: usize,
+}
+
+impl Inbox {
+    pub fn try_recv(&self) -> Result<WorkerMsg, TryRecvError> {
+        self.messages.try_recv()
+    }
+
+    pub fn try_iter(&self) -> TryIter<'_, WorkerMsg> {
+        self.messages.try_iter()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Called before a poll that may block: raises the flag so that the next sender wakes this worker. Returns
+    /// false (and lowers it again) when a message came in meanwhile: then the poll must not block.
+    pub fn sleep(&self) -> bool {
+        let flag = &self.flag().0;
+        flag.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if self.messages.is_empty() {
+            return true;
+        }
+        flag.store(false, Ordering::Relaxed);
+        false
+    }
+
+    /// Called after every poll: senders need not wake a worker that is running its turn.
+    pub fn awake(&self) {
+        self.flag().0.store(false, Ordering::Relaxed);
+    }
+
+    fn flag(&self) -> &AsleepFlag {
+        &self.asleep[self.worker]
+    }
 }
 
 /// The inbox was full: the worker is too far behind.
@@ -70,18 +129,29 @@ pub struct Bus {
 pub struct InboxFull;
 
 impl Bus {
-    /// Makes one inbox per waker; returns the bus and the receivers, in worker order.
-    pub fn new(wakers: Vec<Arc<Waker>>, event_capacity: usize) -> (Bus, Vec<Receiver<WorkerMsg>>) {
+    /// Makes one inbox per waker; returns the bus and the inboxes, in worker order.
+    pub fn new(wakers: Vec<Arc<Waker>>, event_capacity: usize) -> (Bus, Vec<Inbox>) {
         let (senders, receivers): (Vec<_>, Vec<_>) = wakers
             .iter()
             .map(|_| crossbeam_channel::bounded(event_capacity + CONTROL_RESERVE))
             .unzip();
+        let asleep: Arc<[AsleepFlag]> = wakers.iter().map(|_| AsleepFlag::default()).collect();
+        let inboxes = receivers
+            .into_iter()
+            .enumerate()
+            .map(|(worker, messages)| Inbox {
+                messages,
+                asleep: Arc::clone(&asleep),
+                worker,
+            })
+            .collect();
         let bus = Bus {
             senders: senders.into(),
             wakers: wakers.into(),
+            asleep,
             event_capacity,
         };
-        (bus, receivers)
+        (bus, inboxes)
     }
 
     pub fn workers(&self) -> usize {
@@ -123,9 +193,18 @@ impl Bus {
         self.wake(waiter.worker);
     }
 
-    /// Wakes one worker's poll so it drains its inbox (not the calling worker itself: see `CURRENT_WORKER`).
+    /// Wakes one worker's poll so it drains its inbox, if it is asleep (not the calling worker itself: see
+    /// `CURRENT_WORKER`). Call it after the message is queued.
     pub fn wake(&self, worker: usize) {
         if CURRENT_WORKER.with(Cell::get) == Some(worker) {
+            return;
+        }
+        fence(Ordering::SeqCst);
+        let asleep = self
+            .asleep
+            .get(worker)
+            .is_some_and(|flag| flag.0.swap(false, Ordering::SeqCst));
+        if !asleep {
             return;
         }
         if let Some(waker) = self.wakers.get(worker) {
@@ -137,7 +216,7 @@ impl Bus {
 
     /// A bus whose wakers belong to throw-away polls, for unit tests of the table.
     #[cfg(test)]
-    pub fn for_tests(workers: usize, event_capacity: usize) -> (Bus, Vec<Receiver<WorkerMsg>>) {
+    pub fn for_tests(workers: usize, event_capacity: usize) -> (Bus, Vec<Inbox>) {
         let wakers = (0..workers)
             .map(|_| {
                 let poll = mio::Poll::new().expect("poll");
@@ -160,7 +239,63 @@ impl Bus {
 
 #[cfg(test)]
 mod tests {
-    use super::WorkerMsg;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use mio::{Events, Poll, Token, Waker};
+
+    use super::{Bus, WorkerMsg};
+
+    /// A bus of one worker whose waker belongs to `poll`.
+    fn one_worker(poll: &Poll) -> (Bus, super::Inbox) {
+        let waker = Arc::new(Waker::new(poll.registry(), Token(7)).expect("waker"));
+        let (bus, mut inboxes) = Bus::new(vec![waker], 16);
+        (bus, inboxes.remove(0))
+    }
+
+    fn woken(poll: &mut Poll) -> bool {
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::ZERO)).expect("poll");
+        events.iter().any(|e| e.token() == Token(7))
+    }
+
+    #[test]
+    fn a_worker_about_to_sleep_is_woken_by_the_next_message_and_only_once() {
+        let mut poll = Poll::new().expect("poll");
+        let (bus, inbox) = one_worker(&poll);
+        assert!(inbox.sleep(), "an empty inbox may sleep");
+        bus.send(0, WorkerMsg::Drain).expect("room");
+        bus.wake(0);
+        bus.send(0, WorkerMsg::Drain).expect("room");
+        bus.wake(0);
+        assert!(woken(&mut poll));
+        assert!(
+            !woken(&mut poll),
+            "the second sender found the flag lowered"
+        );
+        assert_eq!(inbox.try_iter().count(), 2);
+    }
+
+    #[test]
+    fn a_running_worker_is_not_woken_and_a_queued_message_keeps_it_from_sleeping() {
+        let mut poll = Poll::new().expect("poll");
+        let (bus, inbox) = one_worker(&poll);
+        inbox.awake();
+        bus.send(0, WorkerMsg::Drain).expect("room");
+        bus.wake(0);
+        assert!(
+            !woken(&mut poll),
+            "a worker in its turn takes its inbox without a wake"
+        );
+        assert!(
+            !inbox.sleep(),
+            "a message already queued: poll without blocking"
+        );
+        bus.send(0, WorkerMsg::Drain).expect("room");
+        bus.wake(0);
+        assert!(!woken(&mut poll));
+        assert_eq!(inbox.try_iter().count(), 2);
+    }
 
     /// An inbox is a bounded crossbeam array: all of its slots (`--inbox-capacity`, 65,536 by default, plus the
     /// reserve) are allocated and touched when the worker starts, so every byte of `WorkerMsg` costs some 66 KB

@@ -1,7 +1,7 @@
 //! spout: a minimal, low-level, high-performance pub/sub push server.
 //!
 //! One worker thread per core. Each owns a `mio::Poll`, its own `SO_REUSEPORT` listeners, a `Slab<Conn>`, a
-//! local subscription `Hub` and an inbox (`crossbeam_channel::Receiver<WorkerMsg>`) paired with a `mio::Waker`.
+//! local subscription `Hub` and an inbox (`bus::Inbox`: a `crossbeam_channel` receiver) paired with a `mio::Waker`.
 //! Nothing on the per-connection path is shared between threads. A publish is parsed on whichever worker
 //! received it, sequenced in the channel table (id, history, hand-off: one step in one global order) and sent as
 //! one `Arc<Message>` to the inbox of every worker holding subscribers of its channel; each worker queues the

@@ -4,14 +4,7 @@
 use super::*;
 use std::time::UNIX_EPOCH;
 
-fn table(
-    history: usize,
-    max_bytes: usize,
-) -> (
-    ChannelTable,
-    Bus,
-    Vec<crossbeam_channel::Receiver<WorkerMsg>>,
-) {
+fn table(history: usize, max_bytes: usize) -> (ChannelTable, Bus, Vec<crate::bus::Inbox>) {
     let limits = TableLimits {
         history,
         history_ttl: Duration::from_secs(3600),

@@ -1,7 +1,8 @@
 //! A worker: one thread, one `mio::Poll`, its own listeners, connections, hub and inbox.
 //!
 //! Every loop turn runs the same steps in the same order:
-//! 1. `poll`, with a timeout until the next tick (zero while work is pending);
+//! 1. `poll`, with a timeout until the next tick (zero while work is pending); before a poll that may block, the
+//!    inbox's asleep flag goes up (`bus::Inbox::sleep`), so that senders wake this worker only then;
 //! 2. dispatch events: listeners → `accept_all`, a slab key → that connection (reads, and the requests they
 //!    complete: a publish is sequenced and handed to the inboxes at once);
 //! 3. `flush_answers`: write the answers this turn queued (publishers first, not after a fan-out);
@@ -28,7 +29,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
@@ -36,7 +36,7 @@ use crate::api::{self, Apps, Refusal};
 use crate::auth::Auth;
 use crate::broker::local::LocalBroker;
 use crate::broker::{Broker, Waiter};
-use crate::bus::{self, Answer, WorkerMsg};
+use crate::bus::{self, Answer, Inbox};
 use crate::channels::ChannelTable;
 use crate::config::Config;
 use crate::conn::body_budget::BodyBudget;
@@ -110,7 +110,7 @@ pub struct Worker {
     listeners: Vec<BoundListener>,
     conns: Slab<Conn>,
     hub: Hub,
-    inbox: Receiver<WorkerMsg>,
+    inbox: Inbox,
     shared: Arc<Shared>,
     read_buf: Box<[u8]>,
     dirty: Dirty,
@@ -196,7 +196,7 @@ impl Worker {
         id: usize,
         poll: Poll,
         listeners: Vec<BoundListener>,
-        inbox: Receiver<WorkerMsg>,
+        inbox: Inbox,
         shared: Arc<Shared>,
     ) -> io::Result<Worker> {
         let mut listeners = listeners;
@@ -241,12 +241,14 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
-            let timeout = if self.has_pending_work() {
+            let timeout = if self.has_pending_work() || !self.inbox.sleep() {
                 Duration::ZERO
             } else {
                 self.next_tick.saturating_duration_since(now)
             };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+            let polled = self.poll.poll(&mut events, Some(timeout));
+            self.inbox.awake();
+            if let Err(e) = polled {
                 if e.kind() != io::ErrorKind::Interrupted {
                     log::error!(worker = self.id; "worker {}: poll failed: {e}", self.id);
                     return;
