@@ -17,7 +17,7 @@
 //! The answers to parked requests (`Answer`: the Redis broker thread's, the auth hook threads') use that reserve
 //! too, sent and woken in one step (`Bus::answer`).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -36,6 +36,8 @@ thread_local! {
     /// checks its own inbox before it polls again (`Worker::has_pending_work`). That saves an eventfd write and an
     /// extra poll turn per publish.
     static CURRENT_WORKER: Cell<Option<usize>> = const { Cell::new(None) };
+    /// The workers this thread will wake when its `Bus::holding_wakes` scope ends (`None`: not in one).
+    static HELD_WAKES: RefCell<Option<Vec<usize>>> = const { RefCell::new(None) };
 }
 
 /// Marks this thread as running `worker` (called once by the worker thread).
@@ -194,11 +196,50 @@ impl Bus {
     }
 
     /// Wakes one worker's poll so it drains its inbox, if it is asleep (not the calling worker itself: see
-    /// `CURRENT_WORKER`). Call it after the message is queued.
+    /// `CURRENT_WORKER`; later, if the thread is `holding_wakes`). Call it after the message is queued.
     pub fn wake(&self, worker: usize) {
         if CURRENT_WORKER.with(Cell::get) == Some(worker) {
             return;
         }
+        let held = HELD_WAKES.with(|held| match held.borrow_mut().as_mut() {
+            Some(workers) => {
+                if !workers.contains(&worker) {
+                    workers.push(worker);
+                }
+                true
+            }
+            None => false,
+        });
+        if !held {
+            self.wake_now(worker);
+        }
+    }
+
+    /// Runs `f`, then wakes once each worker it woke. For a thread that hands out several messages in a row
+    /// (the broker thread's answers, and the events of several channels): a wake lets the sleeping worker run
+    /// at once, on a shared core in the middle of the batch, so waking per message switches to the worker and
+    /// back once per message, where one wake at the end hands it the whole batch in one turn. Not to be held
+    /// across an `.await`. A scope inside another leaves the wakes to the outer one.
+    pub fn holding_wakes<R>(&self, f: impl FnOnce() -> R) -> R {
+        let outermost = HELD_WAKES.with(|held| {
+            let mut held = held.borrow_mut();
+            if held.is_some() {
+                return false;
+            }
+            *held = Some(Vec::new());
+            true
+        });
+        let result = f();
+        if outermost {
+            let workers = HELD_WAKES.with(|held| held.borrow_mut().take());
+            for worker in workers.unwrap_or_default() {
+                self.wake_now(worker);
+            }
+        }
+        result
+    }
+
+    fn wake_now(&self, worker: usize) {
         fence(Ordering::SeqCst);
         let asleep = self
             .asleep

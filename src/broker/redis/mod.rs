@@ -325,7 +325,8 @@ impl Node {
                             Err(_) => break,
                         }
                     }
-                    self.on_pushes(batch);
+                    let bus = Arc::clone(&self.bus);
+                    bus.holding_wakes(|| self.on_pushes(batch));
                 }
                 _ = tick.tick() => {
                     if self.con.is_none() {
@@ -470,9 +471,12 @@ impl Node {
         tokio::spawn(async move {
             let (batches, waiters): (Vec<Vec<NewEvent>>, Vec<Waiter>) =
                 publishes.into_iter().unzip();
-            for (waiter, result) in waiters.into_iter().zip(job.run(batches).await) {
-                send_answer(&bus, waiter, BrokerAnswer::Published(result));
-            }
+            let results = job.run(batches).await;
+            bus.holding_wakes(|| {
+                for (waiter, result) in waiters.into_iter().zip(results) {
+                    send_answer(&bus, waiter, BrokerAnswer::Published(result));
+                }
+            });
         });
     }
 
