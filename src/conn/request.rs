@@ -341,8 +341,8 @@ impl Conn {
         self.dispatch(&head, &head_bytes, &body, ctx);
         // A verdict is for the parked request alone, never for one pipelined behind it.
         ctx.verdict = None;
-        // Input that came while the request was parked is still in the socket.
-        self.readable = true;
+        // Input that came while the request was parked is still in the socket, and `readable` says so: its edge
+        // was recorded meanwhile, or the read before parking was not short and never cleared the flag.
         if behind.is_empty() {
             return Next::Continue;
         }

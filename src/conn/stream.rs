@@ -366,9 +366,8 @@ impl Conn {
     }
 
     /// The broker answered a parked WebSocket message (the answer is in `ctx`): the message is handled again,
-    /// then the input that came behind it.
+    /// then the input that came behind it (what is still in the socket is read next, as `readable` says).
     pub(super) fn resume_ws_message(&mut self, ctx: &mut Ctx) -> Next {
-        self.readable = true;
         self.on_ws_input(None, ctx)
     }
 
