@@ -478,6 +478,53 @@ fn while_redis_is_down_publishes_get_503_and_health_fails_then_both_recover() {
 }
 
 #[test]
+fn subscribes_waiting_on_a_dead_shard_hold_up_neither_subscribes_nor_publishes_on_the_others() {
+    if !have_tools(false) {
+        return;
+    }
+    let mut cluster = RedisCluster::start(3, 0);
+    let node = start_node(&cluster, &["--broker-timeout", "3s"]);
+    let names = channels_on_distinct_shards(&cluster, 2);
+    let (dead, alive) = (names[0].as_str(), names[1].as_str());
+    let dead_port = cluster.master_of(&format!("spout:{{{dead}}}"));
+    let index = cluster
+        .ports
+        .iter()
+        .position(|p| *p == dead_port)
+        .expect("a master");
+    cluster.kill(index);
+
+    // Each of these parks while the node tries to follow and read a channel on the dead shard.
+    let waiting: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| {
+            let mut stream = common::connect(node.addr);
+            let head = format!("GET /sub/{dead} HTTP/1.1\r\nHost: t\r\n\r\n");
+            std::io::Write::write_all(&mut stream, head.as_bytes()).expect("send");
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+
+    let started = Instant::now();
+    let mut sub = sse_subscribe(node.addr, &format!("/sub/{alive}"), "");
+    let subscribed_in = started.elapsed();
+    let id = publish_id(node.addr, alive, "through");
+    let event = sub.next_event().expect("event");
+    let delivered_in = started.elapsed();
+    assert_eq!((event.id, event.data.as_str()), (Some(id), "through"));
+    assert!(
+        subscribed_in < Duration::from_secs(1) && delivered_in < Duration::from_secs(2),
+        "subscribed in {subscribed_in:?}, delivered in {delivered_in:?}, behind the dead shard's subscribes"
+    );
+
+    for stream in waiting {
+        let response = common::read_response(&mut std::io::BufReader::new(stream), false);
+        assert_eq!(response.status, 503, "{}", response.text());
+        assert_eq!(response.json()["error"], "broker_unavailable");
+    }
+}
+
+#[test]
 fn when_a_master_dies_its_replica_takes_over_and_publishing_and_delivery_resume() {
     if !have_tools(false) {
         return;

@@ -21,7 +21,8 @@
 //!
 //! Everything Redis runs on this module's thread, on a single-threaded tokio runtime: the workers keep their mio
 //! loops and never wait on Redis. They queue commands here (`publish`, `warm`, `delete`), each answered through
-//! the worker's inbox within `--broker-timeout` (a `503 broker_unavailable` after it). Publishes run concurrently
+//! the worker's inbox within `--broker-timeout` (a `503 broker_unavailable` after it). Each runs as a task of its
+//! own, so none waits for another's round trips (warms: `warm`). Publishes run concurrently
 //! and share the client's pipelined connections; a batch makes one round trip per channel, and publishes queued
 //! behind one another go together (one script call per channel for all of them).
 
@@ -29,6 +30,7 @@ mod connection;
 mod native;
 mod scripts;
 mod shared;
+mod warm;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -41,9 +43,10 @@ use tokio::sync::mpsc;
 
 use connection::Connection;
 use scripts::{
-    channel_of, integer, keys, millis, parse_event, parse_fill, parse_info, parse_list,
-    registry_keys, text, Scripts,
+    channel_of, integer, keys, millis, parse_event, parse_info, parse_list, registry_keys, text,
+    Scripts,
 };
+use warm::{Loader, ShardMessage, Warm, Warmed, Warming};
 
 use super::{BrokerAnswer, BrokerError, Waiter};
 use crate::bus::{Answer, Bus};
@@ -162,6 +165,7 @@ impl RedisBroker {
         bus: Arc<Bus>,
     ) -> std::io::Result<RedisBroker> {
         let (commands, inbox) = mpsc::channel(QUEUE);
+        let (warm_done, warmed) = mpsc::unbounded_channel();
         let health = Arc::new(Health::default());
         let (prefix, node_name, node_ttl) = (
             settings.prefix.clone(),
@@ -176,6 +180,8 @@ impl RedisBroker {
             health: Arc::clone(&health),
             con: None,
             subscribed: HashMap::new(),
+            warming: Warming::default(),
+            warm_done,
             catch_up: false,
             presence_refreshed: Instant::now(),
             connect_failures: 0,
@@ -187,7 +193,7 @@ impl RedisBroker {
             .build()?;
         std::thread::Builder::new()
             .name("spout-broker".into())
-            .spawn(move || runtime.block_on(node.run(inbox)))?;
+            .spawn(move || runtime.block_on(node.run(inbox, warmed)))?;
         Ok(RedisBroker {
             commands,
             health,
@@ -271,6 +277,9 @@ struct Node {
     con: Option<Connection>,
     /// Channels whose shard channel this node subscribes, and when each was last needed.
     subscribed: HashMap<Box<str>, Instant>,
+    /// The warms under way (`warm`), and where each reports when done.
+    warming: Warming,
+    warm_done: mpsc::UnboundedSender<Warmed>,
     /// The connection to a shard dropped: the fed channels must be read again from their last ids.
     catch_up: bool,
     /// When this node's whole presence was last written.
@@ -284,7 +293,11 @@ struct Node {
 }
 
 impl Node {
-    async fn run(mut self, mut inbox: mpsc::Receiver<Command>) {
+    async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<Command>,
+        mut warmed: mpsc::UnboundedReceiver<Warmed>,
+    ) {
         let (push_tx, mut pushes) = mpsc::unbounded_channel::<PushInfo>();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -328,6 +341,7 @@ impl Node {
                     let bus = Arc::clone(&self.bus);
                     bus.holding_wakes(|| self.on_pushes(batch));
                 }
+                Some(done) = warmed.recv() => self.on_warmed(done),
                 _ = tick.tick() => {
                     if self.con.is_none() {
                         self.connect(push_tx.clone()).await;
@@ -381,20 +395,8 @@ impl Node {
                 channels,
                 creator,
                 waiter,
-            } => {
-                let mut result = Ok(());
-                for (channel, after) in channels {
-                    result = self.warm(&channel, after, creator).await;
-                    if result.is_err() {
-                        break;
-                    }
-                }
-                self.answer(waiter, BrokerAnswer::Warmed(result));
-            }
-            Command::Delete(channel, waiter) => {
-                let result = self.delete(&channel).await;
-                self.answer(waiter, BrokerAnswer::Deleted(result));
-            }
+            } => self.warm(channels, creator, waiter),
+            Command::Delete(channel, waiter) => self.delete(channel, waiter),
             Command::Info(channel, waiter) => {
                 let Some(mut con) = self.con.clone() else {
                     self.answer(waiter, BrokerAnswer::Info(Err(BrokerError::Unavailable)));
@@ -484,83 +486,116 @@ impl Node {
         send_answer(&self.bus, waiter, answer);
     }
 
-    /// Subscribes the channel's shard channel (once) and reads its stream from `after`, so that the table holds
-    /// it from there on.
-    async fn warm(
+    /// Starts a warm of `channels` (`warm`): those whose shard channel the node does not subscribe yet are
+    /// followed first. The channels stay in hand until it reports (`on_warmed`).
+    fn warm(
         &mut self,
-        channel: &str,
-        after: Option<EventId>,
+        channels: Vec<(Box<str>, Option<EventId>)>,
         creator: Option<IpAddr>,
-    ) -> Result<(), BrokerError> {
-        if !self.subscribed.contains_key(channel) {
-            let shard = keys(&self.settings.prefix, channel).shard;
-            let con = self.con.as_mut().ok_or(BrokerError::Unavailable)?;
-            let what = || format!("cannot subscribe {shard}");
-            self.health
-                .within(self.settings.timeout, what, con.follow(&shard))
-                .await?;
-        }
-        self.subscribed.insert(channel.into(), Instant::now());
-        self.load(channel, after, creator).await
-    }
-
-    /// Reads what Redis holds of `channel` after `after` and hands it to the table. A channel the node already
-    /// holds is read from no later than its last id: events between that and the cursor may still be on their
-    /// way here live, and the table drops live events at or below what it was handed.
-    async fn load(
-        &mut self,
-        channel: &str,
-        after: Option<EventId>,
-        creator: Option<IpAddr>,
-    ) -> Result<(), BrokerError> {
-        let after = match (self.table.fed_head(channel), after) {
-            (Some(head), Some(after)) => Some(head.min(after)),
-            (Some(head), None) => Some(head),
-            (None, after) => after,
+        waiter: Waiter,
+    ) {
+        let Some(loader) = self.loader() else {
+            self.answer(waiter, BrokerAnswer::Warmed(Err(BrokerError::Unavailable)));
+            return;
         };
-        let keys = keys(&self.settings.prefix, channel);
-        let con = self.con.as_mut().ok_or(BrokerError::Unavailable)?;
-        let cursor = after.map(EventId::stream_id).unwrap_or_default();
-        let mut invocation = self.scripts.fill.key(keys.stream());
-        invocation
-            .key(keys.deleted())
-            .key(keys.trimmed())
-            .arg(cursor);
-        let what = || format!("cannot read the history of {channel}");
-        let reply: Value = self
-            .health
-            .within(self.settings.timeout, what, invocation.invoke_async(con))
-            .await?;
-        let fill = parse_fill(channel, reply, after).ok_or_else(|| {
-            log::error!("broker: unexpected history reply for {channel}");
-            BrokerError::Unavailable
-        })?;
-        self.table
-            .fill(channel, after, fill, &self.bus, creator)
-            .map_err(BrokerError::Table)
+        let channels = channels
+            .into_iter()
+            .map(|(channel, after)| {
+                self.warming.take(&channel);
+                let follow = !self.subscribed.contains_key(&channel);
+                (channel, after, follow)
+            })
+            .collect();
+        let warm = Warm {
+            channels,
+            creator,
+            waiter,
+        };
+        loader.spawn(warm, self.warm_done.clone());
     }
 
-    async fn delete(&mut self, channel: &str) -> Result<bool, BrokerError> {
-        let keys = keys(&self.settings.prefix, channel);
-        let con = self.con.as_mut().ok_or(BrokerError::Unavailable)?;
+    /// A warm is done: the channels it followed are subscribed from now on, all of its channels were needed
+    /// now, and what was held back for them goes to the table.
+    fn on_warmed(&mut self, done: Warmed) {
+        let now = Instant::now();
+        for channel in done.followed {
+            self.subscribed.insert(channel, now);
+        }
+        for channel in &done.channels {
+            if let Some(since) = self.subscribed.get_mut(channel) {
+                *since = now;
+            }
+            let last = self.warming.release(channel);
+            self.hand_over_held_back(channel, last);
+        }
+    }
+
+    /// Hands the messages held back for `channel` to the table, in order, once it holds the channel, or
+    /// (`regardless`) when no warm has it any more: the table then drops the events it does not need.
+    fn hand_over_held_back(&mut self, channel: &str, regardless: bool) {
+        if !regardless && self.table.fed_head(channel).is_none() {
+            return;
+        }
+        let mut events = Vec::new();
+        for message in self.warming.take_held_back(channel) {
+            match message {
+                ShardMessage::Event(fed) => events.push(fed),
+                ShardMessage::Deleted => {
+                    self.table
+                        .feed(channel, std::mem::take(&mut events), &self.bus);
+                    self.table.delete(channel, &self.bus);
+                }
+            }
+        }
+        if !events.is_empty() {
+            self.table.feed(channel, events, &self.bus);
+        }
+    }
+
+    /// What a warm or a catch-up needs, while connected.
+    fn loader(&self) -> Option<Loader> {
+        Some(Loader {
+            con: self.con.clone()?,
+            fill: self.scripts.fill.clone(),
+            prefix: self.settings.prefix.clone(),
+            timeout: self.settings.timeout,
+            table: Arc::clone(&self.table),
+            bus: Arc::clone(&self.bus),
+            health: Arc::clone(&self.health),
+        })
+    }
+
+    /// Deletes `channel` everywhere, as a task of its own.
+    fn delete(&self, channel: Box<str>, waiter: Waiter) {
+        let Some(mut con) = self.con.clone() else {
+            self.answer(waiter, BrokerAnswer::Deleted(Err(BrokerError::Unavailable)));
+            return;
+        };
+        let keys = keys(&self.settings.prefix, &channel);
+        let script = self.scripts.delete.clone();
         let ttl = millis(self.settings.history_ttl);
-        let mut invocation = self.scripts.delete.key(keys.stream());
-        invocation
-            .key(keys.deleted())
-            .key(&keys.shard)
-            .key(keys.trimmed())
-            .arg(ttl);
-        let what = || format!("cannot delete {channel}");
-        let existed: i64 = self
-            .health
-            .within(self.settings.timeout, what, invocation.invoke_async(con))
-            .await?;
-        Ok(existed == 1)
+        let timeout = self.settings.timeout;
+        let health = Arc::clone(&self.health);
+        let bus = Arc::clone(&self.bus);
+        tokio::spawn(async move {
+            let mut invocation = script.key(keys.stream());
+            invocation
+                .key(keys.deleted())
+                .key(&keys.shard)
+                .key(keys.trimmed())
+                .arg(ttl);
+            let what = || format!("cannot delete {channel}");
+            let existed = health
+                .within(timeout, what, invocation.invoke_async::<i64>(&mut con))
+                .await;
+            send_answer(&bus, waiter, BrokerAnswer::Deleted(existed.map(|n| n == 1)));
+        });
     }
 
     /// Messages from Redis, as many as were waiting: events and deletions on shard channels, news of the
     /// connection. Consecutive events of a channel go to the table in one call (one lock, one wake per worker); a
-    /// deletion first hands over the events before it.
+    /// deletion first hands over the events before it. Messages of a channel a warm has in hand may be held back
+    /// (see `warm`).
     fn on_pushes(&mut self, pushes: Vec<PushInfo>) {
         let mut events: Vec<(String, Vec<FedEvent>)> = Vec::new();
         for push in pushes {
@@ -577,14 +612,28 @@ impl Node {
                         continue;
                     };
                     self.health.received.fetch_add(1, Ordering::Relaxed);
-                    if payload == "D" {
+                    let message = if payload == "D" {
+                        ShardMessage::Deleted
+                    } else {
+                        let Some(fed) = parse_event(channel, &payload) else {
+                            log::warn!("broker: unreadable event on {shard}");
+                            continue;
+                        };
+                        ShardMessage::Event(fed)
+                    };
+                    if self.warming.has(channel) {
                         self.feed(std::mem::take(&mut events));
-                        self.table.delete(channel, &self.bus);
+                        self.warming.hold_back(channel, message);
+                        self.hand_over_held_back(channel, false);
                         continue;
                     }
-                    let Some(fed) = parse_event(channel, &payload) else {
-                        log::warn!("broker: unreadable event on {shard}");
-                        continue;
+                    let fed = match message {
+                        ShardMessage::Event(fed) => fed,
+                        ShardMessage::Deleted => {
+                            self.feed(std::mem::take(&mut events));
+                            self.table.delete(channel, &self.bus);
+                            continue;
+                        }
                     };
                     match events.iter_mut().find(|(name, _)| name == channel) {
                         Some((_, list)) => list.push(fed),
@@ -628,9 +677,11 @@ impl Node {
         self.write_presence();
         self.compat_scripts.prune();
         if std::mem::take(&mut self.catch_up) {
-            for (channel, last) in self.table.fed_channels() {
-                if self.load(&channel, Some(last), None).await.is_err() {
-                    self.catch_up = true;
+            if let Some(mut loader) = self.loader() {
+                for (channel, last) in self.table.fed_channels() {
+                    if loader.load(&channel, Some(last), None).await.is_err() {
+                        self.catch_up = true;
+                    }
                 }
             }
         }
@@ -638,7 +689,9 @@ impl Node {
         let idle: Vec<Box<str>> = self
             .subscribed
             .iter()
-            .filter(|(_, since)| now.duration_since(**since) >= IDLE_GRACE)
+            .filter(|(channel, since)| {
+                now.duration_since(**since) >= IDLE_GRACE && !self.warming.has(channel)
+            })
             .map(|(channel, _)| channel.clone())
             .collect();
         for channel in idle {
