@@ -15,18 +15,18 @@
 # callgrind_annotate. Every process is stopped on exit; each run is bounded in time.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PORT=8097
+source "$(dirname "$0")/lib.sh"
 PUBLISHES=2000
 PUBLISHERS=""
-SPOUT=""
+OTHER_SPOUT=""
 OUT=$ROOT/loadtest/results/broker-profile
-PORT=8097
 REDIS_PORT=7413
 while [ $# -gt 0 ]; do
     case "$1" in
         --publishes) PUBLISHES=$2; shift 2 ;;
         --publishers) PUBLISHERS=$2; shift 2 ;;
-        --spout) SPOUT=$2; shift 2 ;;
+        --spout) OTHER_SPOUT=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         -h|--help) sed -n 2,16p "$0"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
@@ -34,26 +34,14 @@ while [ $# -gt 0 ]; do
 done
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 
-SPOUT=${SPOUT:-$ROOT/target/release/spout}
-LOAD=$ROOT/target/release/spout-load
-(cd "$ROOT" && cargo build --release -q --bin spout --bin spout-load)
+SPOUT=${OTHER_SPOUT:-$SPOUT}
+build
 mkdir -p "$OUT"
 SCRATCH=$(mktemp -d)
 SERVER=""
-REDIS=""
-cleanup() {
-    [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null || true
-    [ -n "$REDIS" ] && kill "$REDIS" 2>/dev/null || true
-    rm -rf "$SCRATCH"
-}
-trap cleanup EXIT
+trap 'stop_all; rm -rf "$SCRATCH"' EXIT
 
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --cluster-enabled yes \
-    --cluster-config-file "$SCRATCH/nodes.conf" --dir "$SCRATCH" --save "" --appendonly no >"$SCRATCH/redis.log" 2>&1 &
-REDIS=$!
-for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-redis-cli -p "$REDIS_PORT" cluster addslotsrange 0 16383 >/dev/null
-for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" cluster info | grep -q cluster_state:ok && break; sleep 0.1; done
+one_shard_redis "$REDIS_PORT" "$SCRATCH"
 
 RATE=200
 if [ -n "$PUBLISHERS" ]; then
@@ -69,12 +57,14 @@ for broker in local "redis://127.0.0.1:$REDIS_PORT"; do
     valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$OUT/$name.%p" \
         "$SPOUT" --listen "127.0.0.1:$PORT" --workers 1 --broker "$broker" >"$SCRATCH/spout.log" 2>&1 &
     SERVER=$!
+    started "$SERVER"
     for _ in $(seq 600); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
     timeout $((SECONDS_OF_LOAD + 120)) "$LOAD" -q --sub-url "http://127.0.0.1:$PORT/sub/{channel}" \
         --pub-url "http://127.0.0.1:$PORT/pub/{channel}" \
         --json "$SCRATCH/$name.jsonl" fanout -n 1 "${PACE[@]}" --duration "${SECONDS_OF_LOAD}s" >/dev/null
     kill -INT "$SERVER"
     wait "$SERVER" 2>/dev/null || true
+    forget "$SERVER"
     SERVER=""
     published=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readlines()[-1])["results"]["publish"]["ok"])' "$SCRATCH/$name.jsonl")
     echo "== --broker $name: instructions per publish, by thread ($published publishes)"

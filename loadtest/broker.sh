@@ -13,10 +13,10 @@
 # is stopped on exit.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PORT=8095
+source "$(dirname "$0")/lib.sh"
 ROUNDS=3
 RESULTS=$ROOT/loadtest/results/broker.jsonl
-PORT=8095
 REDIS_PORT=7411
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -27,29 +27,15 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-SPOUT=$ROOT/target/release/spout
-LOAD=$ROOT/target/release/spout-load
-(cd "$ROOT" && cargo build --release -q --bin spout --bin spout-load)
-ulimit -n "$(ulimit -Hn)"
+build
 mkdir -p "$(dirname "$RESULTS")"
 SCRATCH=$(mktemp -d)
 # spout's log is kept (a run that finds the server gone points here).
 LOG=${RESULTS%.jsonl}-spout.log
 SERVER=""
-REDIS=""
-cleanup() {
-    [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null || true
-    [ -n "$REDIS" ] && kill "$REDIS" 2>/dev/null || true
-    rm -rf "$SCRATCH"
-}
-trap cleanup EXIT
+trap 'stop_all; rm -rf "$SCRATCH"' EXIT
 
-taskset -c 0 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --cluster-enabled yes \
-    --cluster-config-file "$SCRATCH/nodes.conf" --dir "$SCRATCH" --save "" --appendonly no >"$SCRATCH/redis.log" 2>&1 &
-REDIS=$!
-for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-redis-cli -p "$REDIS_PORT" cluster addslotsrange 0 16383 >/dev/null
-for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" cluster info | grep -q cluster_state:ok && break; sleep 0.1; done
+one_shard_redis "$REDIS_PORT" "$SCRATCH" 0
 
 redis_ticks() { awk '{print $14 + $15}' "/proc/$REDIS/stat"; }
 
@@ -57,12 +43,12 @@ start_spout() {
     local broker=$1
     taskset -c 0 "$SPOUT" --listen "127.0.0.1:$PORT" --workers 1 --broker "$broker" >>"$LOG" 2>&1 &
     SERVER=$!
+    started "$SERVER"
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 }
 
 stop_spout() {
-    kill "$SERVER" 2>/dev/null || true
-    wait "$SERVER" 2>/dev/null || true
+    stop "$SERVER"
     SERVER=""
 }
 

@@ -39,3 +39,16 @@ rss() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$1/status"; }
 tcp_mem_pages() { awk '/^TCP:/ {for (i = 1; i < NF; i++) if ($i == "mem") print $(i + 1)}' /proc/net/sockstat; }
 # FIELD of the last JSON line of FILE, a Python expression over `r` (that line's "results").
 field() { tail -n 1 "$2" | python3 -c "import json,sys; r=json.load(sys.stdin)['results']; print($1)"; }
+
+one_shard_redis() { # PORT DIR [CPU]: a Redis Cluster of one master holding every slot, no persistence, its files
+    # in DIR, pinned to CPU when given; sets REDIS to its pid (registered with `started`) once the cluster is ok.
+    local port=$1 dir=$2 pin=()
+    [ -n "${3:-}" ] && pin=(taskset -c "$3")
+    "${pin[@]}" redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+        --cluster-config-file "$dir/nodes.conf" --dir "$dir" --save "" --appendonly no >"$dir/redis.log" 2>&1 &
+    REDIS=$!
+    started "$REDIS"
+    for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    redis-cli -p "$port" cluster addslotsrange 0 16383 >/dev/null
+    for _ in $(seq 100); do redis-cli -p "$port" cluster info | grep -q cluster_state:ok && break; sleep 0.1; done
+}
