@@ -723,19 +723,19 @@ impl Node {
             self.presence_refreshed = Instant::now();
             changes.extend(self.table.fed_presence());
         }
-        let now = wall_millis();
+        let history = millis(self.settings.history_ttl);
         let mut registered: Vec<(Box<str>, u64)> = self
             .published
             .drain()
-            .map(|channel| (channel, now + millis(self.settings.history_ttl)))
+            .map(|channel| (channel, history))
             .collect();
-        let listed_until = now + millis(self.settings.node_ttl);
+        let presence = millis(self.settings.node_ttl);
         // The registry lists the native API's channels; a compatible API's (`api/name`) are its own to list.
         registered.extend(
             changes
                 .iter()
                 .filter(|presence| !presence.clients.is_empty() && !presence.channel.contains('/'))
-                .map(|presence| (Box::from(&*presence.channel), listed_until)),
+                .map(|listed| (Box::from(&*listed.channel), presence)),
         );
         self.register(&con, registered);
         for presence in changes {
@@ -765,9 +765,10 @@ impl Node {
 }
 
 impl Node {
-    /// Lists channels in the registry that `GET /channels` reads, each until when it may have history or
-    /// subscribers (a channel published to: its stream's expiry; one with subscribers here: this node's presence
-    /// expiry). An entry only ever gains time; a listing drops the ones whose time is up.
+    /// Lists channels in the registry that `GET /channels` reads, each for as long as it may have history or
+    /// subscribers (a channel published to: its stream's lifetime; one with subscribers here: this node's
+    /// presence TTL), counted on the registry shard's clock. An entry only ever gains time; a listing drops the
+    /// ones whose time is up.
     fn register(&self, con: &Connection, channels: Vec<(Box<str>, u64)>) {
         if channels.is_empty() {
             return;
@@ -780,8 +781,8 @@ impl Node {
         tokio::spawn(async move {
             let mut invocation = script.key(&registry.names);
             invocation.key(&registry.until);
-            for (channel, until) in &channels {
-                invocation.arg(&**channel).arg(*until);
+            for (channel, for_ms) in &channels {
+                invocation.arg(&**channel).arg(*for_ms);
             }
             let what = || "cannot update the channel registry".to_string();
             let _ = health
@@ -807,8 +808,7 @@ impl Listing {
         invocation
             .key(&registry.until)
             .arg(after.unwrap_or(""))
-            .arg(limit)
-            .arg(wall_millis());
+            .arg(limit);
         let mut con = self.con.clone();
         let what = || "cannot read the channel registry".to_string();
         let timeout = self.settings.timeout;
@@ -849,16 +849,6 @@ impl Listing {
             next_after: last.map(Arc::from),
         })
     }
-}
-
-/// The wall clock in milliseconds: the registry's times, compared across nodes (whose clocks are assumed to
-/// agree within a small part of `--broker-node-ttl`).
-fn wall_millis() -> u64 {
-    millis(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default(),
-    )
 }
 
 /// The events of one channel in a publish job, each with its place: its batch, and its index there.

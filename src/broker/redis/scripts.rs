@@ -123,29 +123,35 @@ return {exists, length, last, bytes, clients}
 ";
 
 /// Adds channels to the registry `GET /channels` reads, or gives them more time there. KEYS: the registry's names
-/// (a sorted set, every score 0, so that it sorts by name), their times (a hash). ARGV: (channel, until in ms)
-/// pairs. An entry's time only ever grows.
+/// (a sorted set, every score 0, so that it sorts by name), their times (a hash). ARGV: (channel, for how many ms)
+/// pairs. An entry's time only ever grows. Times are on the registry's shard's clock (`TIME`), as `LIST` reads
+/// them: no node's clock takes part.
 const REGISTER: &str = r"
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 for i = 1, #ARGV, 2 do
   redis.call('ZADD', KEYS[1], 0, ARGV[i])
   local known = tonumber(redis.call('HGET', KEYS[2], ARGV[i]) or '0')
-  if tonumber(ARGV[i + 1]) > known then redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+  local expiry = ms + tonumber(ARGV[i + 1])
+  if expiry > known then redis.call('HSET', KEYS[2], ARGV[i], expiry) end
 end
 return 1
 ";
 
 /// One page of the registry: up to ARGV[2] names after ARGV[1] ('' from the first), in name order; names whose
-/// time passed ARGV[3] (now, in ms) are dropped from it on the way. KEYS: as `REGISTER`. Returns the last name
-/// looked at when the page was full (more may follow; '' otherwise), then the names still in time.
+/// time has passed (on this shard's clock) are dropped from it on the way. KEYS: as `REGISTER`. Returns the last
+/// name looked at when the page was full (more may follow; '' otherwise), then the names still in time.
 const LIST: &str = r"
 local from = '-'
 if ARGV[1] ~= '' then from = '(' .. ARGV[1] end
 local count = tonumber(ARGV[2])
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local names = redis.call('ZRANGEBYLEX', KEYS[1], from, '+', 'LIMIT', 0, count)
 local live = {}
 for _, name in ipairs(names) do
   local expiry = tonumber(redis.call('HGET', KEYS[2], name) or '0')
-  if expiry < tonumber(ARGV[3]) then
+  if expiry < ms then
     redis.call('ZREM', KEYS[1], name)
     redis.call('HDEL', KEYS[2], name)
   else
