@@ -3,10 +3,10 @@
 //! after the cursor into the table (`ChannelTable::fill`). That order is what makes a resume exact (see the
 //! module above).
 //!
-//! Each warm runs as a task of its own (`Loader` carries what it needs), so warms run side by side with each
-//! other and with the broker loop: a subscribe to a new channel does not hold up publishes, live events or other
-//! subscribes for its two round trips, and a subscribe whose shard is down gets its 503 after its own timeout,
-//! not after those of the warms queued before it.
+//! Each warm runs as tasks of its own, one per channel (`Loader` carries what they need), so warms run side by
+//! side with each other and with the broker loop: a subscribe to a new channel does not hold up publishes, live
+//! events or other subscribes for its two round trips, and a subscribe whose shard is down gets its 503 after its
+//! own timeout, not after those of the warms queued before it.
 //!
 //! Running beside the loop, a warm needs the loop to keep two promises, which its books (`Warming`) serve:
 //! - A channel a warm has in hand is not retired (and its shard channel left) under it.
@@ -118,37 +118,56 @@ impl Warming {
 }
 
 impl Loader {
-    /// Runs `warm` as a task: its channels in order, stopping at the first failure. The loop hears first, then
-    /// the waiter gets the answer.
-    pub(super) fn spawn(mut self, warm: Warm, done: mpsc::UnboundedSender<Warmed>) {
-        tokio::spawn(async move {
-            let Warm {
-                channels,
-                creator,
-                waiter,
-            } = warm;
-            let mut followed = Vec::new();
-            let mut result = Ok(());
-            for (channel, after, follow) in &channels {
-                if *follow {
-                    result = self.follow(channel).await;
-                    if result.is_err() {
-                        break;
+    /// Runs `warm` as a task, each of its channels in a task of its own (a stream over channels on several
+    /// shards waits for the slowest channel's two round trips, not for the sum of all). The loop hears first,
+    /// then the waiter gets the answer: the first failure, if any.
+    pub(super) fn spawn(self, warm: Warm, done: mpsc::UnboundedSender<Warmed>) {
+        let Warm {
+            channels,
+            creator,
+            waiter,
+        } = warm;
+        let bus = Arc::clone(&self.bus);
+        let each: Vec<_> = channels
+            .into_iter()
+            .map(|(channel, after, follow)| {
+                let mut loader = self.clone();
+                tokio::spawn(async move {
+                    let mut result = Ok(());
+                    if follow {
+                        result = loader.follow(&channel).await;
                     }
-                    followed.push(channel.clone());
+                    let followed = follow && result.is_ok();
+                    if result.is_ok() {
+                        result = loader.load(&channel, after, creator).await;
+                    }
+                    (channel, followed, result)
+                })
+            })
+            .collect();
+        tokio::spawn(async move {
+            let mut warmed = Warmed {
+                channels: Vec::with_capacity(each.len()),
+                followed: Vec::new(),
+            };
+            let mut result = Ok(());
+            for task in each {
+                let (channel, followed, outcome) = match task.await {
+                    Ok(finished) => finished,
+                    // A task that did not finish: the runtime is shutting down.
+                    Err(_) => return,
+                };
+                if followed {
+                    warmed.followed.push(channel.clone());
                 }
-                result = self.load(channel, *after, creator).await;
-                if result.is_err() {
-                    break;
+                warmed.channels.push(channel);
+                if result.is_ok() {
+                    result = outcome;
                 }
             }
-            let channels = channels
-                .into_iter()
-                .map(|(channel, _, _)| channel)
-                .collect();
             // The loop outlives its tasks; a send fails only while the runtime shuts down.
-            let _ = done.send(Warmed { channels, followed });
-            send_answer(&self.bus, waiter, BrokerAnswer::Warmed(result));
+            let _ = done.send(warmed);
+            send_answer(&bus, waiter, BrokerAnswer::Warmed(result));
         });
     }
 
