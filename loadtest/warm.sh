@@ -5,10 +5,10 @@
 #
 #   loadtest/warm.sh                                   # this checkout's build, 10 channels, 30 subscribes
 #   loadtest/warm.sh --channels 1 --tries 50
-#   loadtest/warm.sh --spout A/spout --spout B/spout   # builds side by side, alternating, 3 sittings each
+#   loadtest/warm.sh --spout A/spout --spout B/spout   # builds side by side, alternating, 3 rounds each
 #
 # Each subscribe asks for channels with new names (so every one needs its two round trips), through curl; the
-# script prints the median and p90 per build and sitting. Every process is stopped on exit; every request is
+# script prints the median and p90 per build and round. Every process is stopped on exit; every request is
 # bounded by curl's --max-time.
 set -euo pipefail
 
@@ -16,7 +16,7 @@ PORT=8093
 source "$(dirname "$0")/lib.sh"
 CHANNELS=10
 TRIES=30
-SITTINGS=3
+ROUNDS=3
 BUILDS=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
-[ ${#BUILDS[@]} -gt 0 ] || { build; BUILDS=("$SPOUT"); SITTINGS=1; }
+[ ${#BUILDS[@]} -gt 0 ] || { build; BUILDS=("$SPOUT"); ROUNDS=1; }
 SCRATCH=$(mktemp -d)
 trap 'stop_all; rm -rf "$SCRATCH"' EXIT
 
@@ -43,7 +43,7 @@ for port in 7621 7622 7623; do wait_port "$port"; done
 redis-cli --cluster create "${seeds[@]}" --cluster-yes >/dev/null
 for _ in $(seq 100); do redis-cli -p 7621 cluster info | grep -q cluster_state:ok && break; sleep 0.1; done
 
-for sitting in $(seq "$SITTINGS"); do
+for round in $(seq "$ROUNDS"); do
     for spout in "${BUILDS[@]}"; do
         "$spout" --listen "127.0.0.1:$PORT" --workers 1 --broker "redis://127.0.0.1:7621" >>"$SCRATCH/spout.log" 2>&1 &
         server=$!
@@ -51,12 +51,12 @@ for sitting in $(seq "$SITTINGS"); do
         for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
         : >"$SCRATCH/times"
         for try in $(seq "$TRIES"); do
-            names=$(for c in $(seq "$CHANNELS"); do printf 'warm-%s-%s-%s-%s,' "$sitting" "$server" "$try" "$c"; done)
+            names=$(for c in $(seq "$CHANNELS"); do printf 'warm-%s-%s-%s-%s,' "$round" "$server" "$try" "$c"; done)
             curl -s -o /dev/null --max-time 0.5 -w '%{time_starttransfer}\n' \
                 "http://127.0.0.1:$PORT/sub/${names%,}" >>"$SCRATCH/times" || true
         done
-        sort -n "$SCRATCH/times" | awk -v build="$spout" -v s="$sitting" '{t[NR] = $1 * 1000}
-            END {printf "sitting %s  %-50s median %6.2f ms  p90 %6.2f ms  (%d subscribes)\n", s, build,
+        sort -n "$SCRATCH/times" | awk -v build="$spout" -v s="$round" '{t[NR] = $1 * 1000}
+            END {printf "round %s  %-50s median %6.2f ms  p90 %6.2f ms  (%d subscribes)\n", s, build,
                  t[int((NR + 1) / 2)], t[int(NR * 0.9)], NR}'
         stop "$server"
     done
