@@ -723,19 +723,19 @@ impl Node {
             self.presence_refreshed = Instant::now();
             changes.extend(self.table.fed_presence());
         }
-        let history = millis(self.settings.history_ttl);
+        let history_ms = millis(self.settings.history_ttl);
         let mut registered: Vec<(Box<str>, u64)> = self
             .published
             .drain()
-            .map(|channel| (channel, history))
+            .map(|channel| (channel, history_ms))
             .collect();
-        let presence = millis(self.settings.node_ttl);
+        let presence_ms = millis(self.settings.node_ttl);
         // The registry lists the native API's channels; a compatible API's (`api/name`) are its own to list.
         registered.extend(
             changes
                 .iter()
                 .filter(|presence| !presence.clients.is_empty() && !presence.channel.contains('/'))
-                .map(|listed| (Box::from(&*listed.channel), presence)),
+                .map(|presence| (Box::from(&*presence.channel), presence_ms)),
         );
         self.register(&con, registered);
         for presence in changes {
